@@ -1,0 +1,207 @@
+"""The exact expected loss under dropout, and its gradient.
+
+    L(W, b) = sum_mask P(mask) sum_A P(A) sum_i I_i E_u[(x_i - ReLU(y_i))^2]
+    y_i     = b_i + sum_{j in A} M_mask[i, j] u_j,   M_mask = W^T diag(mask) W / (1 - p)
+
+mask runs over the 2^m dropout patterns, A over the sets of active features
+(x_j = u_j ~ Uniform[0, 1] for j in A, else 0). For each term,
+
+    E[(x_i - y_+)^2] = [i in A]/3 - 2 E[u_i y_+] + E[y_+^2],
+
+E[y_+^2] = J_2(b_i, c) from theory.cube (c = M_mask[i, A]) and
+E[u_i y_+] = (1/2) dJ_2/dc_i, taken by autograd. Everything is float64.
+Cost: 2^m masks x n outputs x sum_k C(n, k) 2^(k+1) tree nodes, i.e. about
+2^m n 3^n; masks and active sets of probability zero are skipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from theory.cube import truncated_power_moment
+from theory.errors import InputError
+from theory.setup import Setup
+
+#: Largest n for which the exact loss (all active sets) is allowed.
+MAX_EXACT_FEATURES = 12
+#: Tree nodes per evaluation chunk; bounds memory (autograd keeps them all).
+_CHUNK_NODES = 4_000_000
+
+
+@dataclass(frozen=True)
+class LossAndGrad:
+    """Exact loss (batch shape) and its gradients, shaped like W and b."""
+
+    loss: np.ndarray
+    grad_W: np.ndarray
+    grad_b: np.ndarray
+
+
+@dataclass(frozen=True)
+class LossBounds:
+    """Loss from active sets of at most max_active features, with a rigorous bracket.
+
+    lower <= L <= upper. omitted_mass is the probability of the active sets
+    left out; upper adds omitted_mass times a bound on the per-sample loss
+    (sum_i I_i max(1, b_i + sum_j max(M_ij, 0))^2, maximised over masks).
+    """
+
+    lower: np.ndarray
+    upper: np.ndarray
+    omitted_mass: float
+    max_active: int
+
+
+def _masks(setup: Setup) -> tuple[np.ndarray, np.ndarray]:
+    """Dropout patterns of non-zero probability, (D, m) in {0, 1}, and their probabilities."""
+    m, p = setup.n_hidden, setup.p
+    patterns = np.array(list(itertools.product([0.0, 1.0], repeat=m)))
+    kept = patterns.sum(1)
+    prob = (1 - p) ** kept * p ** (m - kept)
+    nonzero = prob > 0
+    return patterns[nonzero], prob[nonzero]
+
+
+def _active_sets(setup: Setup, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Active sets of size k with non-zero probability, (C, k) indices, and their probabilities."""
+    n = setup.n_features
+    density = setup.density
+    combos = list(itertools.combinations(range(n), k))
+    sets = np.array(combos, dtype=np.int64).reshape(len(combos), k)
+    active = np.zeros((len(sets), n), dtype=bool)
+    np.put_along_axis(active, sets, True, axis=1)
+    prob = np.where(active, density, 1.0 - density).prod(1)
+    nonzero = prob > 0
+    return sets[nonzero], prob[nonzero]
+
+
+def _loss_torch(setup: Setup, W: torch.Tensor, b: torch.Tensor, max_active: int, create_graph: bool):
+    """Loss summed over active sets of size <= max_active; W (B, m, n), b (B, n) float64."""
+    n = setup.n_features
+    importance = torch.as_tensor(setup.importance_array, dtype=W.dtype)
+    patterns, mask_prob = _masks(setup)
+    patterns = torch.as_tensor(patterns, dtype=W.dtype)
+    mask_prob = torch.as_tensor(mask_prob, dtype=W.dtype)
+    M = torch.einsum("bki,dk,bkj->bdij", W, patterns, W) / (1.0 - setup.p)  # (B, D, n, n)
+    total = torch.zeros(W.shape[0], dtype=W.dtype)
+    for k in range(max_active + 1):
+        sets, set_prob = _active_sets(setup, k)
+        if len(sets) == 0:
+            continue
+        set_prob = torch.as_tensor(set_prob, dtype=W.dtype)
+        idx = torch.as_tensor(sets)
+        coef = M[..., idx]  # (B, D, n, C, k): coef[..., i, c, j] = M[i, A_c[j]]
+        if not coef.requires_grad:
+            coef = coef.detach().requires_grad_(True)
+        offset = b[:, None, :, None].expand(coef.shape[:-1])
+        second = truncated_power_moment(offset, coef, 2)  # E[y_+^2], (B, D, n, C)
+        if k:
+            (dcoef,) = torch.autograd.grad(second.sum(), coef, create_graph=create_graph)
+            member = (idx[None, :, :] == torch.arange(n)[:, None, None]).to(W.dtype)  # (n, C, k)
+            cross = (dcoef * member).sum(-1) / 2.0  # E[u_i y_+], zero when i not in A
+            in_set = member.sum(-1) / 3.0  # E[x_i^2 | A] = 1/3 for i in A
+            per_output = in_set - 2.0 * cross + second
+        else:
+            per_output = second
+        per_set = torch.einsum("bdic,i->bdc", per_output, importance)
+        total = total + torch.einsum("bdc,d,c->b", per_set, mask_prob, set_prob)
+    return total
+
+
+def _nodes_per_model(setup: Setup, max_active: int) -> int:
+    n = setup.n_features
+    sets = sum(math.comb(n, k) * 2 ** (k + 1) for k in range(max_active + 1))
+    return 2**setup.n_hidden * n * sets
+
+
+def _evaluate(setup: Setup, W, b, max_active: int, with_grad: bool):
+    W, b = setup.check_parameters(W, b)
+    batch = np.broadcast_shapes(W.shape[:-2], b.shape[:-1])
+    m, n = setup.n_hidden, setup.n_features
+    Wf = np.broadcast_to(W, batch + (m, n)).reshape(-1, m, n)
+    bf = np.broadcast_to(b, batch + (n,)).reshape(-1, n)
+    size = max(1, _CHUNK_NODES // _nodes_per_model(setup, max_active))
+    losses, grads_W, grads_b = [], [], []
+    for start in range(0, len(Wf), size):
+        Wt = torch.tensor(Wf[start : start + size], dtype=torch.float64, requires_grad=with_grad)
+        bt = torch.tensor(bf[start : start + size], dtype=torch.float64, requires_grad=with_grad)
+        loss = _loss_torch(setup, Wt, bt, max_active, create_graph=with_grad)
+        if with_grad:
+            gW, gb = torch.autograd.grad(loss.sum(), (Wt, bt))
+            grads_W.append(gW.numpy())
+            grads_b.append(gb.numpy())
+        losses.append(loss.detach().numpy())
+    loss = np.concatenate(losses).reshape(batch)
+    if not with_grad:
+        return loss, None, None
+    # Broadcast parameters get the sum of their copies' gradients.
+    gW = np.concatenate(grads_W).reshape(batch + (m, n))
+    gb = np.concatenate(grads_b).reshape(batch + (n,))
+    gW = _sum_to_shape(gW, W.shape)
+    gb = _sum_to_shape(gb, b.shape)
+    return loss, gW, gb
+
+
+def _sum_to_shape(x: np.ndarray, shape: tuple) -> np.ndarray:
+    lead = x.ndim - len(shape)
+    x = x.sum(axis=tuple(range(lead))) if lead else x
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and x.shape[i] != 1)
+    return x.sum(axis=axes, keepdims=True) if axes else x
+
+
+def _check_exact(setup: Setup) -> None:
+    if setup.n_features > MAX_EXACT_FEATURES:
+        raise InputError(
+            f"n_features = {setup.n_features} is too large for the exact loss (at most "
+            f"{MAX_EXACT_FEATURES}); use expected_loss_bounds(setup, W, b, max_active=k)"
+        )
+
+
+def expected_loss(setup: Setup, W, b) -> np.ndarray:
+    """Exact L (sum over features, importance-weighted) for W (..., m, n), b (..., n).
+
+    Returns an array of the broadcast batch shape (a 0-d array for one model).
+
+    >>> s = Setup(n_features=2, n_hidden=1, sparsity=0.5)
+    >>> float(expected_loss(s, [[1.0, -1.0]], [0.0, 0.0]))  # antipodal pair: 2 (1-S)^2 / 6
+    0.08333333333333333
+    """
+    _check_exact(setup)
+    return _evaluate(setup, W, b, setup.n_features, with_grad=False)[0]
+
+
+def expected_loss_and_grad(setup: Setup, W, b) -> LossAndGrad:
+    """Exact L and its gradients dL/dW, dL/db (same shapes as W and b)."""
+    _check_exact(setup)
+    loss, gW, gb = _evaluate(setup, W, b, setup.n_features, with_grad=True)
+    return LossAndGrad(loss=loss, grad_W=gW, grad_b=gb)
+
+
+def expected_loss_bounds(setup: Setup, W, b, max_active: int) -> LossBounds:
+    """L truncated to active sets of at most max_active features, with a rigorous bracket."""
+    if isinstance(max_active, bool) or not isinstance(max_active, (int, np.integer)) or max_active < 0:
+        raise InputError(f"max_active = {max_active!r} is not allowed; it must be an integer >= 0")
+    n = setup.n_features
+    max_active = min(int(max_active), n)
+    W, b = setup.check_parameters(W, b)
+    lower = _evaluate(setup, W, b, max_active, with_grad=False)[0]
+    density = setup.density
+    omitted = 0.0
+    if max_active < n:
+        # P(more than max_active features active): Poisson-binomial tail by DP.
+        counts = np.zeros(n + 1)
+        counts[0] = 1.0
+        for q in density:
+            counts[1:] = counts[1:] * (1 - q) + counts[:-1] * q
+            counts[0] *= 1 - q
+        omitted = float(counts[max_active + 1 :].sum())
+    patterns, _ = _masks(setup)
+    M = np.einsum("...ki,dk,...kj->...dij", W, patterns, W) / (1.0 - setup.p)
+    hi = b[..., None, :] + np.clip(M, 0, None).sum(-1)  # (..., D, n)
+    worst = (np.maximum(1.0, hi) ** 2 * setup.importance_array).sum(-1).max(-1)
+    return LossBounds(lower=lower, upper=lower + omitted * worst, omitted_mass=omitted, max_active=max_active)

@@ -1,0 +1,142 @@
+"""The problem definition every layer shares (DESIGN.md section 2).
+
+    x_i  = 0 with probability S_i, else Uniform[0, 1], independent
+    h    = (mask * (W x)) / (1 - p),   mask_j ~ Bernoulli(1 - p)
+    x'   = ReLU(W^T h + b)
+    L    = E sum_i I_i (x_i - x'_i)^2
+
+W has shape (n_hidden, n_features), b has shape (n_features,).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from theory.errors import InputError
+
+
+def _finite(name: str, value: float) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} = {value!r} is not a number") from None
+    if not math.isfinite(value):
+        raise InputError(f"{name} = {value} is not allowed; it must be a finite number")
+    return value
+
+
+def _per_feature(name: str, value, n: int) -> tuple[float, ...]:
+    if np.ndim(value) == 0:
+        return (_finite(name, value),) * n
+    values = tuple(np.asarray(value, dtype=object).ravel().tolist())
+    if np.ndim(value) != 1 or len(values) != n:
+        raise InputError(
+            f"{name} has shape {np.shape(value)}; it must be one number or one per feature ({n},)"
+        )
+    return tuple(_finite(f"{name}[{i}]", v) for i, v in enumerate(values))
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A validated toy-model problem: n features into m hidden units under dropout p.
+
+    sparsity: one value for all features or one per feature, each in [0, 1]
+    (probability that a feature is zero). importance: one non-negative value
+    per feature (default all ones). p: dropout rate on the hidden layer, in
+    [0, 1). Scalars are broadcast, so the stored fields are always tuples of
+    length n_features.
+
+    >>> Setup(n_features=2, n_hidden=1, sparsity=0.9, importance=(1.0, 0.5), p=0.4).density
+    array([0.1, 0.1])
+    """
+
+    n_features: int
+    n_hidden: int
+    sparsity: float | Sequence[float] = 0.0
+    importance: Sequence[float] | None = None
+    p: float = 0.0
+
+    def __post_init__(self):
+        for name in ("n_features", "n_hidden"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InputError(f"{name} = {value!r} is not allowed; it must be an integer >= 1")
+            object.__setattr__(self, name, int(value))
+        n = self.n_features
+        sparsity = _per_feature("sparsity", self.sparsity, n)
+        for i, s in enumerate(sparsity):
+            if not 0.0 <= s <= 1.0:
+                label = "sparsity" if len(set(sparsity)) == 1 else f"sparsity[{i}]"
+                raise InputError(f"{label} = {s} is outside the allowed range [0, 1]")
+        importance = (1.0,) * n if self.importance is None else self.importance
+        if np.ndim(importance) == 0:
+            raise InputError(
+                f"importance = {importance!r} is not allowed; give one value per feature ({n},)"
+            )
+        importance = _per_feature("importance", importance, n)
+        for i, value in enumerate(importance):
+            if value < 0:
+                raise InputError(f"importance[{i}] = {value} is not allowed; importance must be >= 0")
+        p = _finite("p", self.p)
+        if not 0.0 <= p < 1.0:
+            raise InputError(f"p = {p} is outside the allowed range [0, 1)")
+        object.__setattr__(self, "sparsity", sparsity)
+        object.__setattr__(self, "importance", importance)
+        object.__setattr__(self, "p", p)
+
+    @property
+    def density(self) -> np.ndarray:
+        """Probability that each feature is non-zero, 1 - S_i, shape (n,)."""
+        return 1.0 - np.asarray(self.sparsity)
+
+    @property
+    def importance_array(self) -> np.ndarray:
+        return np.asarray(self.importance)
+
+    def with_(self, **changes) -> "Setup":
+        """A copy with some fields changed (validated again)."""
+        fields = dict(
+            n_features=self.n_features,
+            n_hidden=self.n_hidden,
+            sparsity=self.sparsity,
+            importance=self.importance,
+            p=self.p,
+        )
+        fields.update(changes)
+        return Setup(**fields)
+
+    def to_dict(self) -> dict:
+        return dict(
+            n_features=self.n_features,
+            n_hidden=self.n_hidden,
+            sparsity=list(self.sparsity),
+            importance=list(self.importance),
+            p=self.p,
+        )
+
+    def check_parameters(self, W, b) -> tuple[np.ndarray, np.ndarray]:
+        """W (..., m, n) and b (..., n) as float64 arrays, or an InputError.
+
+        Leading (batch) dims of W and b must broadcast against each other.
+        """
+        m, n = self.n_hidden, self.n_features
+        W = np.asarray(W, dtype=np.float64)
+        b = np.asarray(b, dtype=np.float64)
+        if W.ndim < 2 or W.shape[-2:] != (m, n):
+            raise InputError(f"W has shape {W.shape}; it must be (..., n_hidden={m}, n_features={n})")
+        if b.ndim < 1 or b.shape[-1] != n:
+            raise InputError(f"b has shape {b.shape}; it must be (..., n_features={n})")
+        try:
+            np.broadcast_shapes(W.shape[:-2], b.shape[:-1])
+        except ValueError:
+            raise InputError(
+                f"W batch shape {W.shape[:-2]} and b batch shape {b.shape[:-1]} do not broadcast"
+            ) from None
+        for name, value in (("W", W), ("b", b)):
+            if not np.all(np.isfinite(value)):
+                raise InputError(f"{name} contains NaN or infinite entries; it must be finite")
+        return W, b
