@@ -168,15 +168,20 @@ def expected_loss(setup: Setup, W, b) -> np.ndarray:
     Returns an array of the broadcast batch shape (a 0-d array for one model).
 
     >>> s = Setup(n_features=2, n_hidden=1, sparsity=0.5)
-    >>> float(expected_loss(s, [[1.0, -1.0]], [0.0, 0.0]))  # antipodal pair: 2 (1-S)^2 / 6
-    0.08333333333333333
+    >>> round(float(expected_loss(s, [[1.0, -1.0]], [0.0, 0.0])), 12)  # antipodal pair: 2 (1-S)^2 / 6
+    0.083333333333
     """
     _check_exact(setup)
     return _evaluate(setup, W, b, setup.n_features, with_grad=False)[0]
 
 
 def expected_loss_and_grad(setup: Setup, W, b) -> LossAndGrad:
-    """Exact L and its gradients dL/dW, dL/db (same shapes as W and b)."""
+    """Exact L and its gradients dL/dW, dL/db (same shapes as W and b).
+
+    L is continuously differentiable except where y_i has an atom at 0: with
+    every neuron dropped or no feature active, y_i = b_i, so L has a kink at
+    b_i = 0 exactly. There the derivative returned is the one from b_i < 0.
+    """
     _check_exact(setup)
     loss, gW, gb = _evaluate(setup, W, b, setup.n_features, with_grad=True)
     return LossAndGrad(loss=loss, grad_W=gW, grad_b=gb)

@@ -1,0 +1,91 @@
+"""The console command end to end: train, save, load, plot, and refuse bad files."""
+
+import subprocess
+import sys
+
+import numpy as np
+import xarray as xr
+
+from sim.config import TrainConfig
+from sim.results import config_of, load
+
+CONFIG = """
+[model]
+n_features = 3
+n_hidden = 2
+importance = { decay = 0.8 }
+
+[grid]
+sparsity = { tms = 2 }
+p = [0.0, 0.4]
+seeds = [0, 1]
+
+[train]
+steps = 60
+log_every = 20
+"""
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "tms_dropout", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_train_writes_a_labelled_dataset_with_its_config_and_plot_draws_it(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(CONFIG)
+    out = tmp_path / "run.nc"
+    result = cli("sim", "train", str(config), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    ds = load(out)
+    assert dict(ds.W.sizes) == {"seed": 2, "p": 2, "sparsity": 2, "hidden": 2, "feature": 3}
+    assert ds.sparsity.values.tolist() == [0.0, 0.95]
+    assert ds.step.values.tolist() == [0, 20, 40, 59]
+    assert config_of(ds) == TrainConfig.from_toml(config)
+    assert "sum over features" in ds.expected_loss.attrs["convention"]
+    assert ds.code_version
+    np.testing.assert_allclose(ds.importance.values, 0.8 ** np.arange(3))
+    # Metrics were computed from the stored W.
+    W = ds.W.sel(seed=1, p=0.4, sparsity=0.95).values
+    np.testing.assert_allclose(ds.feature_norm.sel(seed=1, p=0.4, sparsity=0.95), np.linalg.norm(W, axis=0))
+
+    plotted = cli("sim", "plot", str(out), "--seed", "1")
+    assert plotted.returncode == 0, plotted.stderr
+    assert (tmp_path / "run.png").stat().st_size > 10_000
+
+
+def test_corrupt_foreign_or_missing_results_file_is_refused(tmp_path):
+    corrupt = tmp_path / "corrupt.nc"
+    corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 4)
+    foreign = tmp_path / "foreign.nc"
+    xr.Dataset({"a": ("x", [1.0, 2.0])}).to_netcdf(foreign)
+    for path, message in [
+        (corrupt, f"error: results file {corrupt} is not a readable netCDF file"),
+        (foreign, f"error: results file {foreign} is not a tms-dropout training run (kind = None)"),
+        (tmp_path / "none.nc", f"error: results file {tmp_path / 'none.nc'} does not exist"),
+    ]:
+        result = cli("sim", "plot", str(path))
+        assert result.returncode == 2
+        assert result.stderr.strip().startswith(message), result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_bad_config_is_one_clear_error(tmp_path):
+    cases = {
+        CONFIG.replace("p = [0.0, 0.4]", "p = [0.0, 1.2]"): "error: p = 1.2 is outside the allowed range [0, 1)",
+        CONFIG.replace("steps = 60", "stepz = 60"): "unknown keys ['stepz'] in [train]",
+        CONFIG.replace("[grid]", "[grid]\nwidth = 3"): "unknown keys ['width'] in [grid]",
+        "[model\n": "is not valid TOML",
+    }
+    for text, message in cases.items():
+        config = tmp_path / "bad.toml"
+        config.write_text(text)
+        result = cli("sim", "train", str(config), "--out", str(tmp_path / "x.nc"))
+        assert result.returncode == 2
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_theory_loss_command_prints_the_exact_loss():
+    result = cli("theory", "loss", "--n-features", "2", "--n-hidden", "1", "--sparsity", "0.5",
+                 "--W", "[[1, -1]]")
+    assert result.returncode == 0
+    assert "expected loss (sum over features): 0.0833333333333" in result.stdout

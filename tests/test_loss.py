@@ -1,0 +1,156 @@
+"""The exact expected loss against independent computations."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from theory import (
+    Setup,
+    expected_loss,
+    expected_loss_and_grad,
+    expected_loss_bounds,
+    monte_carlo_loss,
+)
+
+
+@st.composite
+def problems(draw, max_n=3, max_m=2):
+    n = draw(st.integers(1, max_n))
+    m = draw(st.integers(1, max_m))
+    unit = st.floats(0, 1)
+    sparsity = draw(st.one_of(unit, arrays(float, n, elements=unit)))
+    importance = draw(arrays(float, n, elements=st.floats(0, 2)))
+    p = draw(st.floats(0, 0.9))
+    W = draw(arrays(float, (m, n), elements=st.floats(-2, 2)))
+    b = draw(arrays(float, n, elements=st.floats(-1, 1)))
+    return Setup(n, m, sparsity=sparsity, importance=importance, p=p), W, b
+
+
+@settings(max_examples=30)
+@given(problems(), st.integers(0, 2**31))
+def test_exact_loss_matches_monte_carlo(problem, seed):
+    setup, W, b = problem
+    exact = float(expected_loss(setup, W, b))
+    mc = monte_carlo_loss(setup, W, b, n_samples=200_000, seed=seed)
+    assert abs(exact - mc.mean) <= 4 * mc.stderr + 1e-12 * (1 + abs(exact))
+
+
+@pytest.mark.parametrize("s", [0.05, 0.3, 0.57, 0.9])
+@pytest.mark.parametrize("r", [0.2, 1.0, 3.0])
+def test_p0_matches_published_closed_forms(s, r):
+    # DESIGN.md section 3: 2 features in 1 dim, importances (1, r), density s.
+    setup = Setup(2, 1, sparsity=1 - s, importance=[1.0, r])
+    drop_first = expected_loss(setup, [[0.0, 1.0]], [s / 2, 0.0])
+    drop_extra = expected_loss(setup, [[1.0, 0.0]], [0.0, s / 2])
+    antipodal = expected_loss(setup, [[1.0, -1.0]], [0.0, 0.0])
+    assert drop_first == pytest.approx(s / 3 - s**2 / 4, rel=1e-12)
+    assert drop_extra == pytest.approx(r * (s / 3 - s**2 / 4), rel=1e-12)
+    assert antipodal == pytest.approx((1 + r) * s**2 / 6, rel=1e-12)
+    wins = antipodal < min(drop_first, drop_extra)
+    assert wins == (s < min(4 * r / (2 + 5 * r), 4 / (5 + 2 * r)))
+
+
+def linear_loss(setup, W, b):
+    """E_x E_mask sum_i I_i (x_i - (W^T h)_i - b_i)^2 from the moments of x alone.
+
+    DESIGN.md's identity: ||x - b - W^T W x||_I^2 + p/(1-p) sum_k (sum_i I_i W_ki^2)(W_k . x)^2.
+    """
+    d = setup.density
+    I = np.diag(setup.importance_array)
+    mean = d / 2
+    second = np.outer(d, d) / 4
+    np.fill_diagonal(second, d / 3)
+    A = np.eye(setup.n_features) - W.T @ W
+    reconstruction = np.trace(I @ A @ second @ A.T) - 2 * b @ I @ A @ mean + b @ I @ b
+    weights = (W**2) @ setup.importance_array  # sum_i I_i W_ki^2, per neuron k
+    variance = setup.p / (1 - setup.p) * sum(w * (Wk @ second @ Wk) for w, Wk in zip(weights, W))
+    return reconstruction + variance
+
+
+@settings(max_examples=40)
+@given(problems(max_n=4, max_m=3))
+def test_linear_identity_where_relu_never_clips(problem):
+    setup, W, b = problem
+    W, b = np.abs(W), np.abs(b)  # W^T h + b >= 0 for every x and mask: ReLU is the identity
+    assert float(expected_loss(setup, W, b)) == pytest.approx(linear_loss(setup, W, b), rel=1e-10, abs=1e-13)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.15, 0.4, 0.9])
+@pytest.mark.parametrize("w", [0.3, 1.0, 1.4])
+def test_single_feature_under_dropout_closed_form(p, w):
+    # n = m = 1, b = 0: kept, y = w^2 x/(1-p); dropped, y = 0.
+    density = 0.37
+    setup = Setup(1, 1, sparsity=1 - density, p=p)
+    expected = density / 3 * ((1 - p) * (1 - w**2 / (1 - p)) ** 2 + p)
+    assert float(expected_loss(setup, [[w]], [0.0])) == pytest.approx(expected, rel=1e-12)
+
+
+@settings(max_examples=15)
+@given(problems(max_n=3, max_m=2))
+def test_gradient_matches_finite_differences(problem):
+    setup, W, b = problem
+    # With every neuron dropped or no feature active, y = b: at b_i = 0 the
+    # loss has a kink (see expected_loss_and_grad), so keep b_i away from it.
+    b = np.where(np.abs(b) < 1e-3, 0.5, b)
+    result = expected_loss_and_grad(setup, W, b)
+    eps = 1e-6
+    for array, grad, which in ((W, result.grad_W, "W"), (b, result.grad_b, "b")):
+        for index in np.ndindex(array.shape):
+            up, down = array.copy(), array.copy()
+            up[index] += eps
+            down[index] -= eps
+            args_up = (up, b) if which == "W" else (W, up)
+            args_down = (down, b) if which == "W" else (W, down)
+            numeric = (expected_loss(setup, *args_up) - expected_loss(setup, *args_down)) / (2 * eps)
+            # The loss is C^1, and piecewise smooth: allow the finite difference's own error.
+            assert grad[index] == pytest.approx(numeric, abs=2e-6 * (1 + abs(numeric)))
+
+
+def test_batched_and_broadcast_evaluation_equals_one_at_a_time():
+    rng = np.random.default_rng(0)
+    setup = Setup(3, 2, sparsity=[0.2, 0.5, 0.9], importance=[1, 0.5, 2], p=0.3)
+    W = rng.normal(size=(4, 5, 2, 3))
+    b = rng.normal(size=(5, 3))
+    batched = expected_loss(setup, W, b)
+    assert batched.shape == (4, 5)
+    for i, j in itertools.product(range(4), range(5)):
+        assert batched[i, j] == pytest.approx(float(expected_loss(setup, W[i, j], b[j])), rel=1e-13)
+    grads = expected_loss_and_grad(setup, W, b)
+    assert grads.grad_W.shape == W.shape and grads.grad_b.shape == b.shape
+    single = expected_loss_and_grad(setup, W[0, 1], b[1])
+    np.testing.assert_allclose(grads.grad_W[0, 1], single.grad_W, rtol=1e-12)
+    # b is shared across the first axis, so its gradient sums over it.
+    np.testing.assert_allclose(grads.grad_b[1], sum(expected_loss_and_grad(setup, W[i, 1], b[1]).grad_b
+                                                    for i in range(4)), rtol=1e-12)
+
+
+def test_zero_and_tiny_weights_are_continuous():
+    # A catastrophic cancellation in the cube integrals would show up as a jump here.
+    setup = Setup(3, 2, sparsity=0.4, importance=[1, 0.8, 0.5], p=0.2)
+    W = np.array([[1.0, 0.0, 0.3], [0.0, 0.9, 0.0]])
+    b = np.array([0.1, -0.2, 0.05])
+    base = float(expected_loss(setup, W, b))
+    for tiny in (1e-7, 1e-10, 1e-13):
+        W2 = W.copy()
+        W2[0, 1] = W2[1, 0] = tiny
+        assert float(expected_loss(setup, W2, b)) == pytest.approx(base, abs=10 * tiny)
+
+
+def test_bounds_bracket_the_exact_loss_and_count_the_omitted_mass():
+    rng = np.random.default_rng(3)
+    setup = Setup(5, 2, sparsity=[0.1, 0.5, 0.7, 0.9, 0.95], importance=0.9 ** np.arange(5), p=0.4)
+    W, b = rng.normal(size=(2, 5)), rng.normal(scale=0.3, size=5)
+    exact = float(expected_loss(setup, W, b))
+    density = setup.density
+    for k in range(6):
+        bounds = expected_loss_bounds(setup, W, b, max_active=k)
+        assert float(bounds.lower) <= exact + 1e-14 <= float(bounds.upper) + 2e-14
+        brute = sum(np.prod(np.where(active, density, 1 - density))
+                    for active in itertools.product([0, 1], repeat=5) if sum(active) > k)
+        assert bounds.omitted_mass == pytest.approx(brute, abs=1e-15)
+    full = expected_loss_bounds(setup, W, b, max_active=5)
+    assert float(full.lower) == pytest.approx(exact, rel=1e-14) and full.omitted_mass == 0

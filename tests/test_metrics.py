@@ -1,0 +1,41 @@
+"""TMS metrics on geometries whose values are known by hand."""
+
+import numpy as np
+import pytest
+
+from sim import metrics
+
+
+def polygon(k, m=2):
+    angles = 2 * np.pi * np.arange(k) / k
+    return np.stack([np.cos(angles), np.sin(angles)])
+
+
+@pytest.mark.parametrize(
+    "W, dimensionality",
+    [
+        (np.eye(2), [1.0, 1.0]),  # dedicated
+        (np.array([[1.0, -1.0]]), [0.5, 0.5]),  # antipodal pair
+        (polygon(3), [2 / 3] * 3),  # triangle
+        (polygon(5), [2 / 5] * 5),  # pentagon
+        (np.array([[1.0, 0.0]]), [1.0, 0.0]),  # dedicated + ignored
+    ],
+)
+def test_feature_dimensionality_sticks_at_the_known_fractions(W, dimensionality):
+    np.testing.assert_allclose(metrics.feature_dimensionality(W), dimensionality, atol=1e-12)
+
+
+def test_superposition_norms_and_dimensions_per_feature():
+    W = np.array([[1.0, -1.0, 0.0], [0.0, 0.0, 0.5]])
+    np.testing.assert_allclose(metrics.feature_norms(W), [1, 1, 0.5])
+    np.testing.assert_allclose(metrics.superposition(W), [1, 1, 0])
+    assert metrics.dimensions_per_feature(W) == pytest.approx(2 / 2.25)
+    np.testing.assert_allclose(metrics.gram(W), W.T @ W)
+
+
+def test_metrics_are_batched_over_leading_dims():
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(4, 3, 2, 5))
+    batched = metrics.superposition(W)
+    assert batched.shape == (4, 3, 5)
+    np.testing.assert_allclose(batched[2, 1], metrics.superposition(W[2, 1]))

@@ -1,0 +1,1 @@
+"""The tms-dropout console command; the library lives in theory/ and sim/."""

@@ -1,0 +1,3 @@
+from tms_dropout.cli import main
+
+main()
