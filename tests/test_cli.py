@@ -9,6 +9,8 @@ import xarray as xr
 from sim.config import TrainConfig
 from sim.results import config_of, load
 
+from .cli_helpers import run_cli
+
 CONFIG = """
 [model]
 n_features = 3
@@ -26,8 +28,9 @@ log_every = 20
 """
 
 
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "tms_dropout", *args], capture_output=True, text=True, cwd=cwd)
+def cli(*args):
+    """The installed command in a fresh process, exactly as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "tms_dropout", *args], capture_output=True, text=True)
 
 
 def test_train_writes_a_labelled_dataset_with_its_config_and_plot_draws_it(tmp_path):
@@ -53,7 +56,7 @@ def test_train_writes_a_labelled_dataset_with_its_config_and_plot_draws_it(tmp_p
     assert (tmp_path / "run.png").stat().st_size > 10_000
 
 
-def test_corrupt_foreign_or_missing_results_file_is_refused(tmp_path):
+def test_corrupt_foreign_or_missing_results_file_is_refused(capsys, tmp_path):
     corrupt = tmp_path / "corrupt.nc"
     corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 4)
     foreign = tmp_path / "foreign.nc"
@@ -63,13 +66,13 @@ def test_corrupt_foreign_or_missing_results_file_is_refused(tmp_path):
         (foreign, f"error: results file {foreign} is not a tms-dropout training run (kind = None)"),
         (tmp_path / "none.nc", f"error: results file {tmp_path / 'none.nc'} does not exist"),
     ]:
-        result = cli("sim", "plot", str(path))
+        result = run_cli(capsys, "sim", "plot", str(path))
         assert result.returncode == 2
         assert result.stderr.strip().startswith(message), result.stderr
         assert "Traceback" not in result.stderr
 
 
-def test_bad_config_is_one_clear_error(tmp_path):
+def test_bad_config_is_one_clear_error(capsys, tmp_path):
     cases = {
         CONFIG.replace("p = [0.0, 0.4]", "p = [0.0, 1.2]"): "error: p = 1.2 is outside the allowed range [0, 1)",
         CONFIG.replace("steps = 60", "stepz = 60"): "unknown keys ['stepz'] in [train]",
@@ -79,13 +82,13 @@ def test_bad_config_is_one_clear_error(tmp_path):
     for text, message in cases.items():
         config = tmp_path / "bad.toml"
         config.write_text(text)
-        result = cli("sim", "train", str(config), "--out", str(tmp_path / "x.nc"))
+        result = run_cli(capsys, "sim", "train", str(config), "--out", str(tmp_path / "x.nc"))
         assert result.returncode == 2
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-def test_theory_loss_command_prints_the_exact_loss():
-    result = cli("theory", "loss", "--n-features", "2", "--n-hidden", "1", "--sparsity", "0.5",
+def test_theory_loss_command_prints_the_exact_loss(capsys):
+    result = run_cli(capsys, "theory", "loss", "--n-features", "2", "--n-hidden", "1", "--sparsity", "0.5",
                  "--W", "[[1, -1]]")
     assert result.returncode == 0
     assert "expected loss (sum over features): 0.0833333333333" in result.stdout

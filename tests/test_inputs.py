@@ -1,13 +1,12 @@
 """Bad input: one clear line naming the value and what is allowed, from the library and the CLI."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 from sim import train
 from theory import InputError, Setup, expected_loss, expected_loss_bounds
+
+from .cli_helpers import run_cli
 
 GOOD = dict(n_features=2, n_hidden=1)
 
@@ -75,10 +74,6 @@ def test_training_refuses_setups_of_different_shapes():
         train([Setup(2, 1), Setup(3, 1)], steps=1)
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "tms_dropout", *args], capture_output=True, text=True)
-
-
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -90,11 +85,11 @@ def cli(*args):
         (["--W", "[[1, x]]"], "error: --W = '[[1, x]]' is not a number or a comma-separated list of numbers"),
     ],
 )
-def test_cli_bad_input_is_one_line_and_exit_2(args, message):
+def test_cli_bad_input_is_one_line_and_exit_2(capsys, args, message):
     base = {"--n-features": "2", "--n-hidden": "1", "--W": "[[1, -1]]"}
     for flag, value in zip(args[::2], args[1::2]):
         base[flag] = value
-    result = cli("theory", "loss", *[x for kv in base.items() for x in kv])
+    result = run_cli(capsys, "theory", "loss", *[x for kv in base.items() for x in kv])
     assert result.returncode == 2
     assert result.stderr.strip() == message
     assert "Traceback" not in result.stderr

@@ -154,3 +154,17 @@ def test_bounds_bracket_the_exact_loss_and_count_the_omitted_mass():
         assert bounds.omitted_mass == pytest.approx(brute, abs=1e-15)
     full = expected_loss_bounds(setup, W, b, max_active=5)
     assert float(full.lower) == pytest.approx(exact, rel=1e-14) and full.omitted_mass == 0
+
+
+def test_padded_and_per_size_buckets_agree(monkeypatch):
+    import theory.loss
+
+    rng = np.random.default_rng(5)
+    setup = Setup(4, 2, sparsity=[0.3, 0.6, 0.0, 0.9], importance=[1, 0.9, 0.8, 0.7], p=0.25)
+    W, b = rng.normal(size=(3, 2, 4)), rng.normal(scale=0.2, size=(3, 4))
+    padded = expected_loss_and_grad(setup, W, b)
+    monkeypatch.setattr(theory.loss, "_PADDED_NODES", 0)
+    per_size = expected_loss_and_grad(setup, W, b)
+    np.testing.assert_allclose(padded.loss, per_size.loss, rtol=1e-13)
+    np.testing.assert_allclose(padded.grad_W, per_size.grad_W, rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(padded.grad_b, per_size.grad_b, rtol=1e-11, atol=1e-14)

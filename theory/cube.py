@@ -112,10 +112,12 @@ def truncated_power_moment(offset: torch.Tensor, coef: torch.Tensor, q: int) -> 
     for d in range(k - 1, -1, -1):
         o = offsets[d]
         order = q + d
-        coeffs = _binomial_row(order, dtype, device)
-        mu = moments[d][..., : order + 1]
-        o_powers = _powers(o.clamp(min=0), order).flip(-1)  # o^(order - r)
-        polynomial = (coeffs * o_powers * mu.unsqueeze(-2)).sum(-1)
+        # sum_r C(order, r) mu_r o^(order - r), by Horner's rule in o >= 0.
+        weights = _binomial_row(order, dtype, device) * moments[d][..., : order + 1]
+        o_pos = o.clamp(min=0)
+        polynomial = weights[..., :1].expand_as(o)
+        for r in range(1, order + 1):
+            polynomial = torch.addcmul(weights[..., r : r + 1], polynomial, o_pos)
         pivot = a[..., d : d + 1]
         safe_pivot = torch.where(pivot > 0, pivot, torch.ones_like(pivot))
         half = 2**d

@@ -31,6 +31,9 @@ from theory.setup import Setup
 MAX_EXACT_FEATURES = 12
 #: Tree nodes per evaluation chunk; bounds memory (autograd keeps them all).
 _CHUNK_NODES = 4_000_000
+#: Below this many tree nodes per call, pad all active-set sizes into one
+#: bucket: a small evaluation is bound by the number of torch calls.
+_PADDED_NODES = 300_000
 
 
 @dataclass(frozen=True)
@@ -67,17 +70,32 @@ def _masks(setup: Setup) -> tuple[np.ndarray, np.ndarray]:
     return patterns[nonzero], prob[nonzero]
 
 
-def _active_sets(setup: Setup, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Active sets of size k with non-zero probability, (C, k) indices, and their probabilities."""
+def _active_sets(setup: Setup, max_active: int, padded: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Active sets of at most max_active features with non-zero probability, in buckets.
+
+    Each bucket is (indices (C, k), probabilities (C,)). padded=False: one
+    bucket per size k (the least work, sum_k C(n, k) 2^k nodes). padded=True:
+    one bucket of width max_active, shorter sets padded with index n, which
+    points at a zero coefficient (more nodes, far fewer torch calls: the
+    faster choice for small batches).
+    """
     n = setup.n_features
     density = setup.density
-    combos = list(itertools.combinations(range(n), k))
-    sets = np.array(combos, dtype=np.int64).reshape(len(combos), k)
-    active = np.zeros((len(sets), n), dtype=bool)
-    np.put_along_axis(active, sets, True, axis=1)
-    prob = np.where(active, density, 1.0 - density).prod(1)
-    nonzero = prob > 0
-    return sets[nonzero], prob[nonzero]
+    buckets = []
+    for k in range(max_active + 1):
+        combos = list(itertools.combinations(range(n), k))
+        sets = np.array(combos, dtype=np.int64).reshape(len(combos), k)
+        active = np.zeros((len(sets), n), dtype=bool)
+        np.put_along_axis(active, sets, True, axis=1)
+        prob = np.where(active, density, 1.0 - density).prod(1)
+        if np.any(prob > 0):
+            buckets.append((sets[prob > 0], prob[prob > 0]))
+    if padded and len(buckets) > 1:
+        width = max(sets.shape[1] for sets, _ in buckets)
+        sets = np.concatenate([np.pad(s, ((0, 0), (0, width - s.shape[1])), constant_values=n)
+                               for s, _ in buckets])
+        buckets = [(sets, np.concatenate([p for _, p in buckets]))]
+    return buckets
 
 
 def _loss_torch(setup: Setup, W: torch.Tensor, b: torch.Tensor, max_active: int, create_graph: bool):
@@ -88,11 +106,10 @@ def _loss_torch(setup: Setup, W: torch.Tensor, b: torch.Tensor, max_active: int,
     patterns = torch.as_tensor(patterns, dtype=W.dtype)
     mask_prob = torch.as_tensor(mask_prob, dtype=W.dtype)
     M = torch.einsum("bki,dk,bkj->bdij", W, patterns, W) / (1.0 - setup.p)  # (B, D, n, n)
+    M = torch.nn.functional.pad(M, (0, 1))  # column n: the zero coefficient of padded sets
+    padded = W.shape[0] * _nodes_per_model(setup, max_active) <= _PADDED_NODES
     total = torch.zeros(W.shape[0], dtype=W.dtype)
-    for k in range(max_active + 1):
-        sets, set_prob = _active_sets(setup, k)
-        if len(sets) == 0:
-            continue
+    for sets, set_prob in _active_sets(setup, max_active, padded):
         set_prob = torch.as_tensor(set_prob, dtype=W.dtype)
         idx = torch.as_tensor(sets)
         coef = M[..., idx]  # (B, D, n, C, k): coef[..., i, c, j] = M[i, A_c[j]]
@@ -100,7 +117,7 @@ def _loss_torch(setup: Setup, W: torch.Tensor, b: torch.Tensor, max_active: int,
             coef = coef.detach().requires_grad_(True)
         offset = b[:, None, :, None].expand(coef.shape[:-1])
         second = truncated_power_moment(offset, coef, 2)  # E[y_+^2], (B, D, n, C)
-        if k:
+        if sets.shape[1]:
             (dcoef,) = torch.autograd.grad(second.sum(), coef, create_graph=create_graph)
             member = (idx[None, :, :] == torch.arange(n)[:, None, None]).to(W.dtype)  # (n, C, k)
             cross = (dcoef * member).sum(-1) / 2.0  # E[u_i y_+], zero when i not in A
