@@ -32,14 +32,18 @@ def best_time(fn, repeats: int) -> float:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--samples", type=int, default=1_000_000)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; best of {args.repeats}")
-    header = (f"{'(n, m)':>7} {'exact/s':>10} {'batched/s':>11} {'grad/s':>9} {'MC 1e6 s':>9} "
-              f"{'exact vs MC':>11} {'exact (sum)':>12} {'|exact-MC|/se':>13}")
+    header = (
+        f"{'(n, m)':>7} {'exact/s':>10} {'batched/s':>11} {'grad/s':>9} {'MC 1e6 s':>9} "
+        f"{'exact vs MC':>11} {'exact (sum)':>12} {'|exact-MC|/se':>13}"
+    )
     print(header)
     rng = np.random.default_rng(0)
     for n, m in SIZES:
@@ -48,14 +52,21 @@ def main():
         b = rng.normal(scale=0.1, size=n)
         Wb = rng.normal(scale=0.7, size=(args.batch, m, n))
         bb = rng.normal(scale=0.1, size=(args.batch, n))
-        single = best_time(lambda: expected_loss(setup, W, b), args.repeats)
-        batched = best_time(lambda: expected_loss(setup, Wb, bb), args.repeats) / args.batch
-        grad = best_time(lambda: expected_loss_and_grad(setup, W, b), args.repeats)
-        mc_time = best_time(lambda: monte_carlo_loss(setup, W, b, n_samples=args.samples), 1)
+        single = best_time(lambda setup=setup, W=W, b=b: expected_loss(setup, W, b), args.repeats)
+        batched = (
+            best_time(lambda setup=setup, Wb=Wb, bb=bb: expected_loss(setup, Wb, bb), args.repeats)
+            / args.batch
+        )
+        grad = best_time(lambda setup=setup, W=W, b=b: expected_loss_and_grad(setup, W, b), args.repeats)
+        mc_time = best_time(
+            lambda setup=setup, W=W, b=b: monte_carlo_loss(setup, W, b, n_samples=args.samples), 1
+        )
         exact = float(expected_loss(setup, W, b))
         mc = monte_carlo_loss(setup, W, b, n_samples=args.samples, seed=1)
-        print(f"{str((n, m)):>7} {1 / single:10.1f} {1 / batched:11.1f} {1 / grad:9.1f} {mc_time:9.3f} "
-              f"{mc_time / single:10.0f}x {exact:12.8f} {abs(exact - mc.mean) / mc.stderr:13.2f}")
+        print(
+            f"{str((n, m)):>7} {1 / single:10.1f} {1 / batched:11.1f} {1 / grad:9.1f} {mc_time:9.3f} "
+            f"{mc_time / single:10.0f}x {exact:12.8f} {abs(exact - mc.mean) / mc.stderr:13.2f}"
+        )
     print("exact vs MC: how many times faster one exact evaluation is than one 1e6-sample estimate,")
     print("whose standard error is ~1e-3 relative; the exact value is exact to ~1e-12.")
 

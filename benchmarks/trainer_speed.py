@@ -46,7 +46,9 @@ def ours_steps_per_second(steps: int, setups) -> float:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--phase-instances", type=int, default=2000)
@@ -57,7 +59,9 @@ def main():
     for round_ in range(args.rounds):
         reference.append(reference_steps_per_second(args.steps))
         ours.append(ours_steps_per_second(args.steps, setups))
-        print(f"round {round_}: published loop {reference[-1]:7.1f} steps/s, sim.train {ours[-1]:7.1f} steps/s")
+        print(
+            f"round {round_}: published loop {reference[-1]:7.1f} steps/s, sim.train {ours[-1]:7.1f} steps/s"
+        )
     best_ref, best_ours = max(reference), max(ours)
     print(f"20 features, 5 hidden, 10 instances, batch 1024, p = 0.4 (best of {args.rounds}):")
     print(f"  published loop {best_ref:7.1f} steps/s ({1e3 / best_ref:.2f} ms/step)")
@@ -66,12 +70,20 @@ def main():
 
     rng = np.random.default_rng(0)
     count = args.phase_instances
-    phase = [Setup(2, 1, sparsity=1 - d, importance=[1.0, r], p=p)
-             for d, r, p in zip(rng.uniform(0.01, 1, count), rng.uniform(0.1, 10, count),
-                                rng.choice([0.0, 0.15, 0.4], count))]
+    phase = [
+        Setup(2, 1, sparsity=1 - d, importance=[1.0, r], p=p)
+        for d, r, p in zip(
+            rng.uniform(0.01, 1, count),
+            rng.uniform(0.1, 10, count),
+            rng.choice([0.0, 0.15, 0.4], count),
+            strict=True,
+        )
+    ]
     rate = ours_steps_per_second(max(20, args.steps // 5), phase)
-    print(f"2 features in 1 dim, {count} instances, batch 1024: {rate:.1f} steps/s = "
-          f"{rate * count:.0f} instance-steps/s")
+    print(
+        f"2 features in 1 dim, {count} instances, batch 1024: {rate:.1f} steps/s = "
+        f"{rate * count:.0f} instance-steps/s"
+    )
 
 
 if __name__ == "__main__":

@@ -24,12 +24,16 @@ PS = [0.0, 0.15, 0.4]
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--steps", type=int, default=10_000)
     args = parser.parse_args()
     points = [(d, r, p) for p in PS for r in RATIOS for d in DENSITIES]
-    setups = [Setup(2, 1, sparsity=1 - d, importance=[1.0, r], p=p) for d, r, p in points for _ in range(args.seeds)]
+    setups = [
+        Setup(2, 1, sparsity=1 - d, importance=[1.0, r], p=p) for d, r, p in points for _ in range(args.seeds)
+    ]
     result = train(setups, steps=args.steps, seed=0)
     trained = result.expected_losses().lower.reshape(len(points), args.seeds)
     W = result.W.reshape(len(points), args.seeds, 2)
@@ -38,16 +42,25 @@ def main():
     for k, (d, r, p) in enumerate(points):
         best = minimize_loss(Setup(2, 1, sparsity=1 - d, importance=[1.0, r], p=p), n_starts=16)
         w = best.W[0]
-        geometry = ("antipodal" if w[0] * w[1] < -0.01 and min(abs(w)) > 0.05
-                    else "one kept" if max(abs(w)) > 0.05 else "none")
+        geometry = (
+            "antipodal"
+            if w[0] * w[1] < -0.01 and min(abs(w)) > 0.05
+            else "one kept"
+            if max(abs(w)) > 0.05
+            else "none"
+        )
         missed = trained[k] > 1.02 * best.loss
         one_sign = missed & (W[k, :, 0] * W[k, :, 1] > 0)
         missed_by_p[p].append(missed.mean())
-        print(f"{d:8.2f} {r:5.2f} {p:5.2f} {best.loss:10.6f} {geometry:>10} {missed.mean():7.0%} "
-              f"{one_sign.sum():4d}/{missed.sum():<4d}")
+        print(
+            f"{d:8.2f} {r:5.2f} {p:5.2f} {best.loss:10.6f} {geometry:>10} {missed.mean():7.0%} "
+            f"{one_sign.sum():4d}/{missed.sum():<4d}"
+        )
     for p in PS:
-        print(f"p = {p}: single runs missing the optimum by > 2%, averaged over points: "
-              f"{np.mean(missed_by_p[p]):.0%}")
+        print(
+            f"p = {p}: single runs missing the optimum by > 2%, averaged over points: "
+            f"{np.mean(missed_by_p[p]):.0%}"
+        )
 
 
 if __name__ == "__main__":

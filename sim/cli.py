@@ -19,7 +19,9 @@ def group():
 
 @group.command("train")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="netCDF file to write.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="netCDF file to write."
+)
 @click.option("--device", default=None, help="Override the config's device (auto, cpu, cuda).")
 def train_command(config: Path, out: Path, device: str | None):
     """Train one model per (seed, p, sparsity) of CONFIG and save them with metrics and losses."""
@@ -28,8 +30,14 @@ def train_command(config: Path, out: Path, device: str | None):
     for seed in cfg.seeds:
         click.echo(f"seed {seed}: {len(cfg.p) * len(cfg.sparsity)} instances, {cfg.steps} steps", err=True)
         results[seed] = train(
-            cfg.setups(), steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, weight_decay=cfg.weight_decay,
-            seed=seed, device=device or cfg.device, log_every=cfg.log_every,
+            cfg.setups(),
+            steps=cfg.steps,
+            batch=cfg.batch,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            seed=seed,
+            device=device or cfg.device,
+            log_every=cfg.log_every,
         )
         click.echo(f"  trained in {results[seed].seconds:.1f} s on {results[seed].device}", err=True)
     ds = run_dataset(cfg, results)
@@ -39,8 +47,12 @@ def train_command(config: Path, out: Path, device: str | None):
 
 @group.command("plot")
 @click.argument("run", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="PNG to write (default: RUN with .png).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="PNG to write (default: RUN with .png).",
+)
 @click.option("--seed", type=int, default=None, help="Which seed to draw (default: the first).")
 def plot_command(run: Path, out: Path | None, seed: int | None):
     """Feature embeddings (2 hidden dims) or norms and W^T W of a run."""

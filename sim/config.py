@@ -79,7 +79,7 @@ class TrainConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names
         if unknown:
@@ -91,7 +91,7 @@ class TrainConfig:
         return cls(**data)
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "TrainConfig":
+    def from_toml(cls, path: str | Path) -> TrainConfig:
         path = Path(path)
         try:
             raw = tomllib.loads(path.read_text())

@@ -28,9 +28,12 @@ def feature_embeddings(ds: xr.Dataset, seed: int) -> plt.Figure:
     ps, sparsities = run.p.values, run.sparsity.values
     importance = ds.importance.values
     spread = importance.max() - importance.min()
-    colors = plt.cm.viridis((importance - importance.min()) / spread if spread > 0 else np.ones_like(importance))
-    fig, axes = plt.subplots(len(ps), len(sparsities), figsize=(1.7 * len(sparsities), 1.9 * len(ps)),
-                             squeeze=False)
+    colors = plt.cm.viridis(
+        (importance - importance.min()) / spread if spread > 0 else np.ones_like(importance)
+    )
+    fig, axes = plt.subplots(
+        len(ps), len(sparsities), figsize=(1.7 * len(sparsities), 1.9 * len(ps)), squeeze=False
+    )
     limit = max(1.2, float(np.abs(run.W.values).max()) * 1.1)
     for r, p in enumerate(ps):
         for c, s in enumerate(sparsities):
@@ -51,8 +54,11 @@ def feature_embeddings(ds: xr.Dataset, seed: int) -> plt.Figure:
             if c == 0:
                 ax.set_ylabel(f"p = {p:g}", fontsize=9)
     n, m = ds.sizes["feature"], ds.sizes["hidden"]
-    fig.suptitle(f"{n} features in {m} dims, seed {seed}: columns of W (hidden-neuron axes), "
-                 "colour = importance (yellow: most)", fontsize=9)
+    fig.suptitle(
+        f"{n} features in {m} dims, seed {seed}: columns of W (hidden-neuron axes), "
+        "colour = importance (yellow: most)",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 
@@ -62,8 +68,13 @@ def norms_and_gram(ds: xr.Dataset, seed: int) -> plt.Figure:
     run = ds.sel(seed=seed)
     ps, sparsities = run.p.values, run.sparsity.values
     n = ds.sizes["feature"]
-    fig, axes = plt.subplots(len(sparsities), 2 * len(ps), figsize=(3.2 * len(ps), 1.3 * len(sparsities) + 0.6),
-                             squeeze=False, gridspec_kw={"width_ratios": [1, 1.2] * len(ps)})
+    fig, axes = plt.subplots(
+        len(sparsities),
+        2 * len(ps),
+        figsize=(3.2 * len(ps), 1.3 * len(sparsities) + 0.6),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1, 1.2] * len(ps)},
+    )
     for c, p in enumerate(ps):
         for r, s in enumerate(sparsities):
             W = run.W.sel(p=p, sparsity=s).values
@@ -85,7 +96,9 @@ def norms_and_gram(ds: xr.Dataset, seed: int) -> plt.Figure:
             if c == 0:
                 ax_g.set_ylabel(_density_label(s), fontsize=7)
     m = ds.sizes["hidden"]
-    fig.suptitle(f"{n} features in {m} dims, seed {seed} (superposition colour: 0 dark, 1 yellow)", fontsize=9)
+    fig.suptitle(
+        f"{n} features in {m} dims, seed {seed} (superposition colour: 0 dark, 1 yellow)", fontsize=9
+    )
     fig.tight_layout()
     return fig
 

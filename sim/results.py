@@ -18,7 +18,9 @@ from sim.trainer import TrainResult, sampled_loss
 from theory import InputError
 
 RUN_KIND = "tms-dropout train run"
-LOSS_NOTE = "sum over features, importance-weighted (DESIGN.md L); the TMS notebook's number is this / n_features"
+LOSS_NOTE = (
+    "sum over features, importance-weighted (DESIGN.md L); the TMS notebook's number is this / n_features"
+)
 
 
 def code_version() -> str:
@@ -31,11 +33,17 @@ def code_version() -> str:
     try:
         commit = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         return f"{version} ({commit}{'+dirty' if dirty else ''})"
     except (OSError, subprocess.SubprocessError):
@@ -52,23 +60,40 @@ def run_dataset(config: TrainConfig, results: dict[int, TrainResult], sampled_n:
     b = np.stack([results[s].b for s in seeds]).reshape(shape + (n,))
     history = np.stack([results[s].loss_history for s in seeds]).reshape(shape + (-1,))
     exact = [results[s].expected_losses() for s in seeds]
-    sampled = [sampled_loss(results[s].setups, results[s].W, results[s].b, n_samples=sampled_n,
-                            seed=1_000_003 + s) for s in seeds]
+    sampled = [
+        sampled_loss(results[s].setups, results[s].W, results[s].b, n_samples=sampled_n, seed=1_000_003 + s)
+        for s in seeds
+    ]
     dims = ("seed", "p", "sparsity")
     loss_attrs = {"convention": LOSS_NOTE}
     ds = xr.Dataset(
         {
             "W": (dims + ("hidden", "feature"), W),
             "b": (dims + ("feature",), b),
-            "loss_history": (dims + ("step",), history,
-                             {"convention": LOSS_NOTE, "description": "training batch loss, with dropout"}),
-            "expected_loss": (dims, np.stack([e.lower for e in exact]).reshape(shape),
-                              {**loss_attrs, "description": "theory.expected_loss with dropout (lower end of "
-                               "the bracket when not exact)"}),
-            "expected_loss_upper": (dims, np.stack([e.upper for e in exact]).reshape(shape),
-                                    {**loss_attrs, "description": "upper end of the expected-loss bracket"}),
-            "sampled_loss": (dims, np.stack([s_[0] for s_ in sampled]).reshape(shape),
-                             {**loss_attrs, "description": f"loss on {sampled_n} fresh samples, with dropout"}),
+            "loss_history": (
+                dims + ("step",),
+                history,
+                {"convention": LOSS_NOTE, "description": "training batch loss, with dropout"},
+            ),
+            "expected_loss": (
+                dims,
+                np.stack([e.lower for e in exact]).reshape(shape),
+                {
+                    **loss_attrs,
+                    "description": "theory.expected_loss with dropout (lower end of "
+                    "the bracket when not exact)",
+                },
+            ),
+            "expected_loss_upper": (
+                dims,
+                np.stack([e.upper for e in exact]).reshape(shape),
+                {**loss_attrs, "description": "upper end of the expected-loss bracket"},
+            ),
+            "sampled_loss": (
+                dims,
+                np.stack([s_[0] for s_ in sampled]).reshape(shape),
+                {**loss_attrs, "description": f"loss on {sampled_n} fresh samples, with dropout"},
+            ),
             "sampled_loss_stderr": (dims, np.stack([s_[1] for s_ in sampled]).reshape(shape), loss_attrs),
             "feature_norm": (dims + ("feature",), metrics.feature_norms(W)),
             "superposition": (dims + ("feature",), metrics.superposition(W)),
@@ -121,9 +146,13 @@ def load(path: str | Path) -> xr.Dataset:
     try:
         ds = xr.load_dataset(path)
     except Exception as err:  # netCDF4/h5py raise many types for a damaged file
-        raise InputError(f"results file {path} is not a readable netCDF file ({type(err).__name__})") from None
+        raise InputError(
+            f"results file {path} is not a readable netCDF file ({type(err).__name__})"
+        ) from None
     if ds.attrs.get("kind") != RUN_KIND:
-        raise InputError(f"results file {path} is not a tms-dropout training run (kind = {ds.attrs.get('kind')!r})")
+        raise InputError(
+            f"results file {path} is not a tms-dropout training run (kind = {ds.attrs.get('kind')!r})"
+        )
     try:
         config_of(ds)
     except (KeyError, ValueError, TypeError) as err:

@@ -21,9 +21,9 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -59,7 +59,7 @@ class TrainResult:
     device: str
     seconds: float
 
-    def expected_losses(self) -> "ExpectedLosses":
+    def expected_losses(self) -> ExpectedLosses:
         """Each instance's expected loss with dropout (the training objective), from theory."""
         return expected_losses(self.setups, self.W, self.b)
 
@@ -176,7 +176,9 @@ class _Batched:
         return (self.keep.shape[0], self.n + (self.m if self.any_dropout else 0), batch)
 
     def sample(self, uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """From a block of uniforms (uniform_shape): features x (I, n, batch) and the dropout scale mask/(1-p) (I, m, batch), or None if p = 0.
+        """From a block of uniforms (uniform_shape): features x (I, n, batch), dropout scale (I, m, batch).
+
+        The dropout scale is mask/(1-p), or None when every instance has p = 0.
 
         x_i = r / P_i if r < P_i else 0, with r uniform and P_i = 1 - S_i; as
         -r/P_i > -1 exactly when r < P_i, one threshold pass does it.
@@ -233,8 +235,12 @@ class _FlatAdamW:
         self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, betas, eps
         self.step_count = 0
         offsets = np.cumsum([0] + sizes)
-        self.param_views = [self.params[a:b].view(s) for a, b, s in zip(offsets, offsets[1:], shapes)]
-        self.grad_views = [self.grad[a:b].view(s) for a, b, s in zip(offsets, offsets[1:], shapes)]
+        self.param_views = [
+            self.params[a:b].view(s) for a, b, s in zip(offsets, offsets[1:], shapes, strict=False)
+        ]
+        self.grad_views = [
+            self.grad[a:b].view(s) for a, b, s in zip(offsets, offsets[1:], shapes, strict=False)
+        ]
 
     def step(self):
         beta1, beta2 = self.betas

@@ -74,7 +74,9 @@ def test_corrupt_foreign_or_missing_results_file_is_refused(capsys, tmp_path):
 
 def test_bad_config_is_one_clear_error(capsys, tmp_path):
     cases = {
-        CONFIG.replace("p = [0.0, 0.4]", "p = [0.0, 1.2]"): "error: p = 1.2 is outside the allowed range [0, 1)",
+        CONFIG.replace(
+            "p = [0.0, 0.4]", "p = [0.0, 1.2]"
+        ): "error: p = 1.2 is outside the allowed range [0, 1)",
         CONFIG.replace("steps = 60", "stepz = 60"): "unknown keys ['stepz'] in [train]",
         CONFIG.replace("[grid]", "[grid]\nwidth = 3"): "unknown keys ['width'] in [grid]",
         "[model\n": "is not valid TOML",
@@ -88,7 +90,18 @@ def test_bad_config_is_one_clear_error(capsys, tmp_path):
 
 
 def test_theory_loss_command_prints_the_exact_loss(capsys):
-    result = run_cli(capsys, "theory", "loss", "--n-features", "2", "--n-hidden", "1", "--sparsity", "0.5",
-                 "--W", "[[1, -1]]")
+    result = run_cli(
+        capsys,
+        "theory",
+        "loss",
+        "--n-features",
+        "2",
+        "--n-hidden",
+        "1",
+        "--sparsity",
+        "0.5",
+        "--W",
+        "[[1, -1]]",
+    )
     assert result.returncode == 0
     assert "expected loss (sum over features): 0.0833333333333" in result.stdout

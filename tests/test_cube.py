@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from theory.cube import truncated_power_moment
 
 
-
 def reference(b, c, q):
     """E[(b + c.u)_+^q] by the textbook inclusion-exclusion formula in high precision.
 
@@ -28,26 +27,31 @@ def reference(b, c, q):
     with mpmath.workdps(digits):
         total = mpmath.mpf(0)
         for subset in itertools.product([0, 1], repeat=k):
-            y = b + sum(ci for ci, si in zip(c, subset) if si)
+            y = b + sum(ci for ci, si in zip(c, subset, strict=True) if si)
             total += (-1) ** (k - sum(subset)) * max(y, 0) ** (q + k)
         return +(total * mpmath.factorial(q) / mpmath.factorial(q + k) / mpmath.fprod(c))
 
 
 def J(b, c, q):
-    return truncated_power_moment(torch.tensor(b, dtype=torch.float64),
-                                  torch.tensor(c, dtype=torch.float64), q).item()
+    return truncated_power_moment(
+        torch.tensor(b, dtype=torch.float64), torch.tensor(c, dtype=torch.float64), q
+    ).item()
 
 
 coefficient = st.one_of(
     st.just(0.0),
     st.floats(-3, 3, allow_nan=False),
-    st.builds(lambda mantissa, exponent: mantissa * 10.0**exponent,
-              st.floats(-1, 1, allow_nan=False), st.integers(-14, -3)),
+    st.builds(
+        lambda mantissa, exponent: mantissa * 10.0**exponent,
+        st.floats(-1, 1, allow_nan=False),
+        st.integers(-14, -3),
+    ),
 )
 
 
-@given(b=st.floats(-3, 3, allow_nan=False), c=st.lists(coefficient, min_size=0, max_size=5),
-       q=st.integers(1, 3))
+@given(
+    b=st.floats(-3, 3, allow_nan=False), c=st.lists(coefficient, min_size=0, max_size=5), q=st.integers(1, 3)
+)
 def test_truncated_power_moment_matches_high_precision_reference(b, c, q):
     exact = reference(b, c, q)
     scale = (abs(b) + sum(abs(x) for x in c)) ** q
@@ -61,8 +65,11 @@ def test_tiny_coefficients_do_not_cancel():
     assert abs(J(b, c, 2) - float(reference(b, c, 2))) < 1e-15 * float(reference(b, c, 2))
 
 
-@given(b=st.floats(-2, 2, allow_nan=False), c=st.lists(st.floats(-2, 2, allow_nan=False), min_size=1, max_size=4),
-       j=st.integers(0, 3))
+@given(
+    b=st.floats(-2, 2, allow_nan=False),
+    c=st.lists(st.floats(-2, 2, allow_nan=False), min_size=1, max_size=4),
+    j=st.integers(0, 3),
+)
 def test_derivative_in_a_coefficient_is_the_moment_with_that_variable(b, c, j):
     # dJ_2/dc_j = 2 E[u_j y_+]; the right side by the reference at q = 1 over a
     # finite difference in 60-digit arithmetic.

@@ -19,7 +19,10 @@ GOOD = dict(n_features=2, n_hidden=1)
         (dict(p=float("nan")), "p = nan is not allowed; it must be a finite number"),
         (dict(sparsity=1.5), "sparsity = 1.5 is outside the allowed range [0, 1]"),
         (dict(sparsity=[0.5, -0.2]), "sparsity[1] = -0.2 is outside the allowed range [0, 1]"),
-        (dict(sparsity=[0.5, 0.5, 0.5]), "sparsity has shape (3,); it must be one number or one per feature (2,)"),
+        (
+            dict(sparsity=[0.5, 0.5, 0.5]),
+            "sparsity has shape (3,); it must be one number or one per feature (2,)",
+        ),
         (dict(importance=[1.0]), "importance has shape (1,); it must be one number or one per feature (2,)"),
         (dict(importance=[1.0, -2.0]), "importance[1] = -2.0 is not allowed; importance must be >= 0"),
         (dict(n_hidden=0), "n_hidden = 0 is not allowed; it must be an integer >= 1"),
@@ -87,7 +90,7 @@ def test_training_refuses_setups_of_different_shapes():
 )
 def test_cli_bad_input_is_one_line_and_exit_2(capsys, args, message):
     base = {"--n-features": "2", "--n-hidden": "1", "--W": "[[1, -1]]"}
-    for flag, value in zip(args[::2], args[1::2]):
+    for flag, value in zip(args[::2], args[1::2], strict=True):
         base[flag] = value
     result = run_cli(capsys, "theory", "loss", *[x for kv in base.items() for x in kv])
     assert result.returncode == 2

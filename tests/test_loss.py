@@ -60,14 +60,16 @@ def linear_loss(setup, W, b):
     DESIGN.md's identity: ||x - b - W^T W x||_I^2 + p/(1-p) sum_k (sum_i I_i W_ki^2)(W_k . x)^2.
     """
     d = setup.density
-    I = np.diag(setup.importance_array)
+    weight = np.diag(setup.importance_array)
     mean = d / 2
     second = np.outer(d, d) / 4
     np.fill_diagonal(second, d / 3)
     A = np.eye(setup.n_features) - W.T @ W
-    reconstruction = np.trace(I @ A @ second @ A.T) - 2 * b @ I @ A @ mean + b @ I @ b
+    reconstruction = np.trace(weight @ A @ second @ A.T) - 2 * b @ weight @ A @ mean + b @ weight @ b
     weights = (W**2) @ setup.importance_array  # sum_i I_i W_ki^2, per neuron k
-    variance = setup.p / (1 - setup.p) * sum(w * (Wk @ second @ Wk) for w, Wk in zip(weights, W))
+    variance = (
+        setup.p / (1 - setup.p) * sum(w * (Wk @ second @ Wk) for w, Wk in zip(weights, W, strict=True))
+    )
     return reconstruction + variance
 
 
@@ -124,8 +126,11 @@ def test_batched_and_broadcast_evaluation_equals_one_at_a_time():
     single = expected_loss_and_grad(setup, W[0, 1], b[1])
     np.testing.assert_allclose(grads.grad_W[0, 1], single.grad_W, rtol=1e-12)
     # b is shared across the first axis, so its gradient sums over it.
-    np.testing.assert_allclose(grads.grad_b[1], sum(expected_loss_and_grad(setup, W[i, 1], b[1]).grad_b
-                                                    for i in range(4)), rtol=1e-12)
+    np.testing.assert_allclose(
+        grads.grad_b[1],
+        sum(expected_loss_and_grad(setup, W[i, 1], b[1]).grad_b for i in range(4)),
+        rtol=1e-12,
+    )
 
 
 def test_zero_and_tiny_weights_are_continuous():
@@ -149,8 +154,11 @@ def test_bounds_bracket_the_exact_loss_and_count_the_omitted_mass():
     for k in range(6):
         bounds = expected_loss_bounds(setup, W, b, max_active=k)
         assert float(bounds.lower) <= exact + 1e-14 <= float(bounds.upper) + 2e-14
-        brute = sum(np.prod(np.where(active, density, 1 - density))
-                    for active in itertools.product([0, 1], repeat=5) if sum(active) > k)
+        brute = sum(
+            np.prod(np.where(active, density, 1 - density))
+            for active in itertools.product([0, 1], repeat=5)
+            if sum(active) > k
+        )
         assert bounds.omitted_mass == pytest.approx(brute, abs=1e-15)
     full = expected_loss_bounds(setup, W, b, max_active=5)
     assert float(full.lower) == pytest.approx(exact, rel=1e-14) and full.omitted_mass == 0

@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-import pytest
 import torch
 
 from sim import sampled_loss, train
@@ -14,7 +13,9 @@ CPU = torch.device("cpu")
 
 
 def small_setups():
-    return [Setup(4, 2, sparsity=s, importance=0.8 ** np.arange(4), p=p) for p in (0.0, 0.4) for s in (0.0, 0.7)]
+    return [
+        Setup(4, 2, sparsity=s, importance=0.8 ** np.arange(4), p=p) for p in (0.0, 0.4) for s in (0.0, 0.7)
+    ]
 
 
 def test_hand_written_gradient_matches_autograd():
@@ -99,7 +100,9 @@ def test_same_seed_same_numbers_other_seed_other_numbers():
 
 
 def test_trained_model_exact_loss_matches_fresh_samples():
-    setups = [Setup(3, 2, sparsity=s, importance=[1.0, 0.7, 0.5], p=p) for p in (0.0, 0.4) for s in (0.3, 0.9)]
+    setups = [
+        Setup(3, 2, sparsity=s, importance=[1.0, 0.7, 0.5], p=p) for p in (0.0, 0.4) for s in (0.3, 0.9)
+    ]
     result = train(setups, steps=2000, seed=0, progress=False)
     exact = result.expected_losses()
     assert exact.exact
@@ -115,11 +118,14 @@ OPTIMUM_POINTS = [(0.1, 1.0, 0.0), (0.1, 1.0, 0.4), (0.5, 0.5, 0.15), (0.3, 0.8,
 
 def test_best_of_five_seeds_reaches_the_global_minimum():
     seeds = 5
-    setups = [Setup(2, 1, sparsity=1 - s, importance=[1.0, r], p=p) for s, r, p in OPTIMUM_POINTS
-              for _ in range(seeds)]
+    setups = [
+        Setup(2, 1, sparsity=1 - s, importance=[1.0, r], p=p)
+        for s, r, p in OPTIMUM_POINTS
+        for _ in range(seeds)
+    ]
     result = train(setups, seed=0, progress=False)  # the notebook's defaults: 10,000 steps
     trained = result.expected_losses().lower.reshape(len(OPTIMUM_POINTS), seeds)
-    for (s, r, p), losses in zip(OPTIMUM_POINTS, trained):
+    for (s, r, p), losses in zip(OPTIMUM_POINTS, trained, strict=True):
         best = minimize_loss(Setup(2, 1, sparsity=1 - s, importance=[1.0, r], p=p), n_starts=16).loss
         excess = losses / best - 1
         # Single runs may stop in the one-sign local minimum (reported, not hidden):

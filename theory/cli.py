@@ -20,7 +20,9 @@ def _numbers(name: str, text: str | None):
     try:
         value = json.loads(text if text.strip().startswith("[") else f"[{text}]")
     except json.JSONDecodeError:
-        raise InputError(f"--{name} = {text!r} is not a number or a comma-separated list of numbers") from None
+        raise InputError(
+            f"--{name} = {text!r} is not a number or a comma-separated list of numbers"
+        ) from None
     return value[0] if len(value) == 1 and not text.strip().startswith("[") else value
 
 
@@ -32,7 +34,9 @@ def group():
 @group.command("loss")
 @click.option("--n-features", type=int, required=True)
 @click.option("--n-hidden", type=int, required=True)
-@click.option("--sparsity", default="0", show_default=True, help="One value, or one per feature (comma list).")
+@click.option(
+    "--sparsity", default="0", show_default=True, help="One value, or one per feature (comma list)."
+)
 @click.option("--importance", default=None, help="One value per feature (comma list); default all ones.")
 @click.option("--p", "p", default="0", show_default=True, help="Dropout rate on the hidden layer, in [0, 1).")
 @click.option("--W", "W", required=True, help='JSON array of shape (n_hidden, n_features), e.g. "[[1,-1]]".')
@@ -41,8 +45,13 @@ def group():
 @click.option("--samples", type=int, default=0, show_default=True, help="Also a Monte Carlo estimate.")
 def loss_command(n_features, n_hidden, sparsity, importance, p, W, b, max_active, samples):
     """Print the exact expected loss L (sum over features) of one model."""
-    setup = Setup(n_features, n_hidden, sparsity=_numbers("sparsity", sparsity),
-                  importance=_numbers("importance", importance), p=_numbers("p", p))
+    setup = Setup(
+        n_features,
+        n_hidden,
+        sparsity=_numbers("sparsity", sparsity),
+        importance=_numbers("importance", importance),
+        p=_numbers("p", p),
+    )
     W_array = _numbers("W", W)
     b_array = np.zeros(n_features) if b is None else _numbers("b", b)
     if max_active is None:
@@ -51,9 +60,11 @@ def loss_command(n_features, n_hidden, sparsity, importance, p, W, b, max_active
         click.echo(f"expected loss (mean over features, TMS notebook): {value / n_features:.12g}")
     else:
         bounds = expected_loss_bounds(setup, W_array, b_array, max_active)
-        click.echo(f"expected loss (sum over features) in [{float(bounds.lower):.12g}, {float(bounds.upper):.12g}]"
-                   f" (active sets of at most {bounds.max_active} features; omitted mass "
-                   f"{bounds.omitted_mass:.3g})")
+        click.echo(
+            f"expected loss (sum over features) in [{float(bounds.lower):.12g}, {float(bounds.upper):.12g}]"
+            f" (active sets of at most {bounds.max_active} features; omitted mass "
+            f"{bounds.omitted_mass:.3g})"
+        )
     if samples:
         mc = monte_carlo_loss(setup, W_array, b_array, n_samples=samples)
         click.echo(f"Monte Carlo ({samples} samples): {mc.mean:.8g} +- {mc.stderr:.2g}")

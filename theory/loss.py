@@ -92,8 +92,9 @@ def _active_sets(setup: Setup, max_active: int, padded: bool) -> list[tuple[np.n
             buckets.append((sets[prob > 0], prob[prob > 0]))
     if padded and len(buckets) > 1:
         width = max(sets.shape[1] for sets, _ in buckets)
-        sets = np.concatenate([np.pad(s, ((0, 0), (0, width - s.shape[1])), constant_values=n)
-                               for s, _ in buckets])
+        sets = np.concatenate(
+            [np.pad(s, ((0, 0), (0, width - s.shape[1])), constant_values=n) for s, _ in buckets]
+        )
         buckets = [(sets, np.concatenate([p for _, p in buckets]))]
     return buckets
 

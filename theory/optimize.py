@@ -48,10 +48,21 @@ def minimize_loss(setup: Setup, n_starts: int = 24, seed: int = 0, scale: float 
         grad = np.concatenate([result.grad_W.reshape(n_starts, -1), result.grad_b], axis=1)
         return float(result.loss.sum()), grad.ravel()
 
-    opt = minimize(objective, x0.ravel(), jac=True, method="L-BFGS-B",
-                   options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-11, "maxcor": 30})
+    opt = minimize(
+        objective,
+        x0.ravel(),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-11, "maxcor": 30},
+    )
     W, b = unpack(opt.x)
     losses = np.asarray(expected_loss_and_grad(setup, W, b).loss)
     best = int(np.argmin(losses))
-    return LossMinimum(loss=float(losses[best]), W=W[best].copy(), b=b[best].copy(),
-                       start_losses=np.sort(losses), success=bool(opt.success), message=str(opt.message))
+    return LossMinimum(
+        loss=float(losses[best]),
+        W=W[best].copy(),
+        b=b[best].copy(),
+        start_losses=np.sort(losses),
+        success=bool(opt.success),
+        message=str(opt.message),
+    )

@@ -11,8 +11,8 @@ W has shape (n_hidden, n_features), b has shape (n_features,).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -74,9 +74,7 @@ class Setup:
                 raise InputError(f"{label} = {s} is outside the allowed range [0, 1]")
         importance = (1.0,) * n if self.importance is None else self.importance
         if np.ndim(importance) == 0:
-            raise InputError(
-                f"importance = {importance!r} is not allowed; give one value per feature ({n},)"
-            )
+            raise InputError(f"importance = {importance!r} is not allowed; give one value per feature ({n},)")
         importance = _per_feature("importance", importance, n)
         for i, value in enumerate(importance):
             if value < 0:
@@ -97,7 +95,7 @@ class Setup:
     def importance_array(self) -> np.ndarray:
         return np.asarray(self.importance)
 
-    def with_(self, **changes) -> "Setup":
+    def with_(self, **changes) -> Setup:
         """A copy with some fields changed (validated again)."""
         fields = dict(
             n_features=self.n_features,
