@@ -23,31 +23,25 @@ LOSS_NOTE = (
 )
 
 
+def _git(*args: str) -> str:
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5, check=True
+    ).stdout.strip()
+
+
 def code_version() -> str:
     """Package version, plus the git commit (and '+dirty') when run from a checkout."""
     try:
         version = metadata.version("tms-dropout")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    root = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        return f"{version} ({commit}{'+dirty' if dirty else ''})"
+        commit = _git("rev-parse", "--short=12", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return version
+    return f"{version} ({commit}{'+dirty' if dirty else ''})"
 
 
 def run_dataset(config: TrainConfig, results: dict[int, TrainResult], sampled_n: int = 200_000) -> xr.Dataset:
@@ -74,20 +68,6 @@ def run_dataset(config: TrainConfig, results: dict[int, TrainResult], sampled_n:
                 dims + ("step",),
                 history,
                 {"convention": LOSS_NOTE, "description": "training batch loss, with dropout"},
-            ),
-            "expected_loss": (
-                dims,
-                np.stack([e.lower for e in exact]).reshape(shape),
-                {
-                    **loss_attrs,
-                    "description": "theory.expected_loss with dropout (lower end of "
-                    "the bracket when not exact)",
-                },
-            ),
-            "expected_loss_upper": (
-                dims,
-                np.stack([e.upper for e in exact]).reshape(shape),
-                {**loss_attrs, "description": "upper end of the expected-loss bracket"},
             ),
             "sampled_loss": (
                 dims,
@@ -118,6 +98,26 @@ def run_dataset(config: TrainConfig, results: dict[int, TrainResult], sampled_n:
             "exact_loss": int(exact[0].exact),
         },
     )
+    lower = np.stack([e.lower for e in exact]).reshape(shape)
+    if exact[0].exact:
+        ds["expected_loss"] = (
+            dims,
+            lower,
+            {**loss_attrs, "description": "theory.expected_loss, with dropout"},
+        )
+    else:
+        upper = np.stack([e.upper for e in exact]).reshape(shape)
+        bracket = "bracket on theory's expected loss with dropout, from active sets of few features"
+        ds["expected_loss_lower"] = (
+            dims,
+            lower,
+            {**loss_attrs, "description": f"lower end of the {bracket}"},
+        )
+        ds["expected_loss_upper"] = (
+            dims,
+            upper,
+            {**loss_attrs, "description": f"upper end of the {bracket}"},
+        )
     ds["sparsity"].attrs["description"] = "probability that a feature is zero (density = 1 - sparsity)"
     ds["p"].attrs["description"] = "dropout rate on the hidden layer"
     return ds

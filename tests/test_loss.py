@@ -67,9 +67,7 @@ def linear_loss(setup, W, b):
     A = np.eye(setup.n_features) - W.T @ W
     reconstruction = np.trace(weight @ A @ second @ A.T) - 2 * b @ weight @ A @ mean + b @ weight @ b
     weights = (W**2) @ setup.importance_array  # sum_i I_i W_ki^2, per neuron k
-    variance = (
-        setup.p / (1 - setup.p) * sum(w * (Wk @ second @ Wk) for w, Wk in zip(weights, W, strict=True))
-    )
+    variance = setup.p / (1 - setup.p) * sum(w * (Wk @ second @ Wk) for w, Wk in zip(weights, W, strict=True))
     return reconstruction + variance
 
 
