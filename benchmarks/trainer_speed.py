@@ -24,6 +24,7 @@ from tms_reference import ReferenceModel, reference_optimize  # noqa: E402
 
 from sim import train  # noqa: E402
 from sim.config import tms_sparsities  # noqa: E402
+from sim.trainer import _Batched, _FlatAdamW  # noqa: E402
 from theory import Setup  # noqa: E402
 
 
@@ -45,12 +46,46 @@ def ours_steps_per_second(steps: int, setups) -> float:
     return steps / result.seconds
 
 
+def breakdown(setups, steps: int, batch: int = 1024) -> dict[str, float]:
+    """Milliseconds per step of the trainer's parts, each run alone on this machine."""
+    device = torch.device("cpu")
+    model = _Batched(setups, device)
+    shape = model.uniform_shape(batch)
+    optimizer = _FlatAdamW([(len(setups), model.m, model.n), (len(setups), model.n)], device, 1e-3, 0.01)
+    W, b = optimizer.param_views
+    W.normal_(0, 0.3)
+    grad_W, grad_b = optimizer.grad_views
+    rng = np.random.Generator(np.random.SFC64(0))
+    block = torch.from_numpy(rng.random(shape, dtype=np.float32))
+
+    def timed(fn) -> float:
+        fn()
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        return (time.perf_counter() - start) / steps * 1e3
+
+    def arithmetic():
+        x, scale = model.sample(block.clone())
+        h, y = model.forward(W, b, x, scale)
+        model.gradient(W, x, scale, h, y, grad_W, grad_b)
+
+    with torch.no_grad():
+        parts = {
+            "draw uniforms (SFC64, 1 thread)": timed(lambda: rng.random(shape, dtype=np.float32)),
+            "torch.rand, same numbers": timed(lambda: torch.rand(shape)),
+            "sample + forward + gradient": timed(arithmetic),
+            "AdamW step": timed(optimizer.step),
+        }
+    return parts
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--phase-instances", type=int, default=2000)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
@@ -67,6 +102,11 @@ def main():
     print(f"  published loop {best_ref:7.1f} steps/s ({1e3 / best_ref:.2f} ms/step)")
     print(f"  sim.train      {best_ours:7.1f} steps/s ({1e3 / best_ours:.2f} ms/step)")
     print(f"  ratio          {best_ours / best_ref:7.2f}x")
+
+    print("where the time goes (each part alone, ms per step; in training the draw runs in a")
+    print("background thread beside the arithmetic, which then has one torch thread):")
+    for name, value in breakdown(setups, args.steps).items():
+        print(f"  {name:45s} {value:7.3f}")
 
     rng = np.random.default_rng(0)
     count = args.phase_instances
