@@ -1,0 +1,109 @@
+"""The symbolic geometry catalogue against the exact loss and the published p = 0 forms."""
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from theory import InputError, Setup, expected_loss
+from theory.geometries import ClosedForm, Geometry, antipodal, catalogue, dedicated, geometry, ignore, polygon
+from theory.symbolic import density_symbols, derive_loss, importance_symbols, p_symbol
+
+FAST = [g for shape in [(2, 1), (3, 2)] for g in catalogue(*shape) if g.name != "triangle"]
+CLOSED = {g.name + str((g.n_features, g.n_hidden)): ClosedForm(g) for g in FAST}
+
+
+@settings(max_examples=40)
+@given(
+    which=st.sampled_from(sorted(CLOSED)),
+    raw=st.lists(st.floats(-1.5, 1.5), min_size=8, max_size=8),
+    density=st.floats(0.01, 1.0),
+    importance=st.lists(st.floats(0.1, 2.0), min_size=3, max_size=3),
+    p=st.sampled_from([0.0, 0.15, 0.4, 0.7]),
+)
+def test_closed_form_matches_exact_loss(which, raw, density, importance, p):
+    closed = CLOSED[which]
+    g = closed.geometry
+    theta = np.array(
+        [abs(v) + 0.05 if s.name[0] in "wr" else v for s, v in zip(closed.parameters(), raw, strict=False)]
+    )
+    setup = Setup(g.n_features, g.n_hidden, sparsity=1 - density, importance=importance[: g.n_features], p=p)
+    W, b = closed.numeric_W_b(theta)
+    exact = float(expected_loss(setup, W, b))
+    assert closed.loss(theta, setup) == pytest.approx(exact, rel=1e-11, abs=1e-15)
+    # Outside every derived regime with derive=False: the exact loss, never a wrong closed form.
+    fresh = ClosedForm(g)
+    assert fresh.loss(theta, setup, derive=False) == pytest.approx(exact, rel=1e-14)
+
+
+def test_closed_form_gradient_matches_finite_differences():
+    closed = ClosedForm(geometry("antipodal", 2, 1))
+    setup = Setup(2, 1, sparsity=0.8, importance=[1.0, 0.6], p=0.3)
+    theta = np.array([0.8, 0.05, 0.7, 0.02])
+    _, grad = closed.loss_and_grad(theta, setup)
+    for k in range(4):
+        step = np.zeros(4)
+        step[k] = 1e-6
+        numeric = (closed.loss(theta + step, setup) - closed.loss(theta - step, setup)) / 2e-6
+        assert grad[k] == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+
+
+def test_triangle_with_rotation_matches_exact_loss():
+    closed = ClosedForm(geometry("triangle", 3, 2))
+    setup = Setup(3, 2, sparsity=0.7, importance=[1.0, 0.9, 0.8], p=0.4)
+    for theta in ([0.9, 0.05, 0.3], [1.1, -0.1, 1.0]):
+        W, b = closed.numeric_W_b(theta)
+        assert closed.loss(theta, setup) == pytest.approx(float(expected_loss(setup, W, b)), rel=1e-11)
+
+
+def test_p0_limit_reproduces_the_published_closed_forms():
+    # DESIGN.md section 3, symbolically: densities s, importances (1, r), p = 0, fixed biases.
+    s, r = sp.symbols("s r", positive=True)
+    n = 2
+    subs = {
+        **dict.fromkeys(density_symbols(n), s),
+        importance_symbols(n)[0]: 1,
+        importance_symbols(n)[1]: r,
+        p_symbol: 0,
+    }
+    cases = {
+        "antipodal": ({"w_0": 1, "w_1": 1, "b_0": 0, "b_1": 0}, (1 + r) * s**2 / 6),
+        "dedicated 0": ({"w_0": 1, "b_0": 0, "b_1": s / 2}, r * (s / 3 - s**2 / 4)),
+        "dedicated 1": ({"w_1": 1, "b_1": 0, "b_0": s / 2}, s / 3 - s**2 / 4),
+    }
+    for name, (values, published) in cases.items():
+        g = geometry(name, 2, 1)
+        W, b = g.matrices()
+        params = g.parameters()
+        point = {t: float(sp.sympify(values[t.name]).subs(s, 0.3)) for t in params}
+        regime = derive_loss(W, b, params, point, 0.0)
+        expr = regime.expr.subs(subs).subs({t: values[t.name] for t in params})
+        assert sp.simplify(expr - published) == 0, name
+
+
+def test_bad_geometries_are_one_clear_error():
+    with pytest.raises(InputError, match="unknown geometry 'hexagon' for \\(2, 1\\)"):
+        geometry("hexagon", 2, 1)
+    with pytest.raises(InputError, match="does not fit n_features = 3"):
+        Geometry("bad", 3, 1, (antipodal(0, 1, 0),))
+    with pytest.raises(InputError, match="does not fit n_hidden = 1"):
+        Geometry("bad", 2, 1, (dedicated(0, 0), dedicated(1, 1)))
+    with pytest.raises(InputError, match="a polygon block takes 2 to 6 features and 2 neurons"):
+        polygon((0,), (0, 1))
+    with pytest.raises(InputError, match="no catalogue for n_features = 4"):
+        catalogue(4, 3)
+    closed = ClosedForm(Geometry("one", 2, 1, (ignore(0), ignore(1))))
+    with pytest.raises(InputError, match="geometry 'one' is for \\(2, 1\\); the setup is \\(3, 1\\)"):
+        closed.loss([0.0, 0.0], Setup(3, 1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [g.name for g in catalogue(5, 2)])
+def test_five_in_two_composites_match_exact_loss(name):
+    # Minutes per pentagon regime (sympy derivation and lambdify): hence slow.
+    closed = ClosedForm(geometry(name, 5, 2))
+    setup = Setup(5, 2, sparsity=0.8, importance=0.9 ** np.arange(5), p=0.4)
+    theta = closed.geometry.start() + 0.05
+    W, b = closed.numeric_W_b(theta)
+    assert closed.loss(theta, setup) == pytest.approx(float(expected_loss(setup, W, b)), rel=1e-11)
