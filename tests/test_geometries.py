@@ -107,3 +107,29 @@ def test_five_in_two_composites_match_exact_loss(name):
     theta = closed.geometry.start() + 0.05
     W, b = closed.numeric_W_b(theta)
     assert closed.loss(theta, setup) == pytest.approx(float(expected_loss(setup, W, b)), rel=1e-11)
+
+
+@pytest.mark.parametrize("density, p", [(0.1, 0.4), (1.0, 0.4), (0.5, 0.15), (0.03, 0.8)])
+def test_dedicated_feature_optimum_has_the_derived_closed_form(density, p):
+    # One feature on one neuron, norm w and bias beta free, regime beta >= 0.
+    # Setting the symbolic loss's gradient to zero gives
+    #   w^2 = (1-p)(4-3d) / (4-3d(1-p)),  beta = 2dp / (4-3d(1-p)),
+    #   L* = d p (4-3d) / (3 (4-3d(1-p))):  with dropout the bias carries part of the feature.
+    from theory import minimize_loss
+
+    g = Geometry("dedicated", 1, 1, (dedicated(0, 0),))
+    W, b = g.matrices()
+    w, beta = g.parameters()
+    regime = derive_loss(W, b, (w, beta), {w: 0.9, beta: 0.05}, 0.4)
+    d = density_symbols(1)[0]
+    u = sp.Symbol("u", positive=True)  # w^2
+    loss = sp.expand(regime.expr.subs({importance_symbols(1)[0]: 1, w: sp.sqrt(u)}))
+    (solution,) = sp.solve([sp.diff(loss, u), sp.diff(loss, beta)], [u, beta], dict=True)
+    denominator = 4 - 3 * d * (1 - p_symbol)
+    assert sp.simplify(solution[u] - (1 - p_symbol) * (4 - 3 * d) / denominator) == 0
+    assert sp.simplify(solution[beta] - 2 * d * p_symbol / denominator) == 0
+    optimum = minimize_loss(Setup(1, 1, sparsity=1 - density, p=p), n_starts=8)
+    values = {d: density, p_symbol: p}
+    assert optimum.W[0, 0] ** 2 == pytest.approx(float(solution[u].subs(values)), rel=1e-6)
+    assert optimum.b[0] == pytest.approx(float(solution[beta].subs(values)), rel=1e-6)
+    assert optimum.loss == pytest.approx(float(loss.subs(solution).subs(values)), rel=1e-9)
