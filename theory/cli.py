@@ -68,3 +68,84 @@ def loss_command(n_features, n_hidden, sparsity, importance, p, W, b, max_active
     if samples:
         mc = monte_carlo_loss(setup, W_array, b_array, n_samples=samples)
         click.echo(f"Monte Carlo ({samples} samples): {mc.mean:.8g} +- {mc.stderr:.2g}")
+
+
+def _range(name: str, text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise InputError(f"--{name} = {text!r} must be LOW:HIGH, e.g. 0.01:1") from None
+    if not 0 < low < high:
+        raise InputError(f"--{name} = {text!r} must have 0 < LOW < HIGH")
+    return low, high
+
+
+@group.command("phase-diagram")
+@click.option(
+    "--problem",
+    type=click.Choice(["2x1", "3x2"]),
+    default="2x1",
+    show_default=True,
+    help="n features x m hidden.",
+)
+@click.option("--density", "density_range", default="0.01:1", show_default=True, help="LOW:HIGH, log-spaced.")
+@click.option(
+    "--r",
+    "r_range",
+    default="0.1:10",
+    show_default=True,
+    help="Relative importance of the last feature, LOW:HIGH, log-spaced.",
+)
+@click.option("--points", type=int, default=60, show_default=True, help="Grid points per axis.")
+@click.option("--p", "p", default="0,0.15,0.4", show_default=True, help="Dropout rates (comma list).")
+@click.option(
+    "--completeness",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Cells per p at which to minimise the exact loss over all W, b.",
+)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="netCDF file to write.")
+@click.option("--figure", type=click.Path(dir_okay=False), default=None, help="PNG (default: OUT with .png).")
+def phase_diagram_command(problem, density_range, r_range, points, p, completeness, out, figure):
+    """Analytic phase diagram over (density, relative importance), one panel per p."""
+    import sys
+    from pathlib import Path
+
+    from theory.phase import completeness as check_completeness
+    from theory.phase import phase_diagram
+    from theory.phase_plots import plot_phase_diagram
+
+    if points < 2:
+        raise InputError(f"--points = {points} is not allowed; it must be at least 2")
+    n, m = (int(v) for v in problem.split("x"))
+    densities = np.geomspace(*_range("density", density_range), points)
+    if densities.max() > 1:
+        raise InputError(f"--density = {density_range!r}: a density is at most 1")
+    ratios = np.geomspace(*_range("r", r_range), points)
+    ps = np.atleast_1d(_numbers("p", p)).astype(float)
+    show = sys.stderr.isatty()
+
+    def progress(done, total):
+        if show:
+            click.echo(f"  p {done}/{total} done", err=True)
+
+    ds = phase_diagram(n, m, densities, ratios, ps, progress=progress)
+    if completeness:
+        ds = check_completeness(ds, cells_per_p=completeness)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ds.to_netcdf(out)
+    figure = plot_phase_diagram(ds, figure or out.with_suffix(".png"))
+    click.echo(f"wrote {out} and {figure}")
+    for k, p_value in enumerate(ds.p.values):
+        counts = {
+            str(ds.geometry.values[i]): int((ds.phase.values[k] == i).sum())
+            for i in np.unique(ds.phase.values[k])
+        }
+        click.echo(f"p = {p_value:g}: cells per phase {counts}")
+    if completeness:
+        click.echo(
+            f"completeness: {int(ds.missing_phase.sum())} of {int(np.isfinite(ds.exact_minimum).sum())} "
+            "sampled cells have an exact minimum below the catalogue's best"
+        )

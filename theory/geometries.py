@@ -200,13 +200,22 @@ class _Compiled:
     args: tuple
     value: object
     conditions: object
+    strict: object
     _gradient: object = None
+
+    _hessian: object = None
 
     def gradient(self, *values):
         if self._gradient is None:
             derivatives = [sp.diff(self.regime.expr, t) for t in self.regime.params]
             self._gradient = sp.lambdify(self.args, derivatives, "numpy", cse=True)
         return self._gradient(*values)
+
+    def hessian(self, *values):
+        if self._hessian is None:
+            hessian = sp.hessian(self.regime.expr, self.regime.params)
+            self._hessian = sp.lambdify(self.args, hessian.tolist(), "numpy", cse=True)
+        return self._hessian(*values)
 
 
 @dataclass
@@ -256,13 +265,26 @@ class ClosedForm:
         args = (*self._params, *self._setup_symbols)
         value = sp.lambdify(args, regime.expr, "numpy", cse=True)
         conditions = sp.lambdify((*self._params, p_symbol), list(regime.conditions), "numpy", cse=True)
-        return _Compiled(regime, args, value, conditions)
+        strict = sp.lambdify((*self._params, p_symbol), list(regime.strict), "numpy", cse=True)
+        return _Compiled(regime, args, value, conditions, strict)
+
+    @staticmethod
+    def _holds(compiled: _Compiled, theta_columns, p, shape, tolerance: float) -> np.ndarray:
+        """Where the regime's conditions hold, for columns of theta (each of the given shape)."""
+        ok = np.ones(shape, dtype=bool)
+        if compiled.regime.conditions:
+            for c in compiled.conditions(*theta_columns, p):
+                ok &= np.broadcast_to(np.asarray(c, dtype=float), shape) >= -tolerance
+        if compiled.regime.strict:
+            for c in compiled.strict(*theta_columns, p):
+                ok &= np.broadcast_to(np.asarray(c, dtype=float), shape) > 0
+        return ok
 
     def regime_at(self, theta, p: float, tolerance: float = 1e-12, derive: bool = True) -> _Compiled | None:
         """The compiled regime whose conditions hold at (theta, p)."""
         theta = [float(t) for t in theta]
         for compiled in self.regimes:
-            if not compiled.regime.conditions or min(compiled.conditions(*theta, p)) >= -tolerance:
+            if self._holds(compiled, theta, p, (), tolerance):
                 return compiled
         if not derive:
             return None
@@ -279,6 +301,49 @@ class ClosedForm:
             W, b = self.numeric_W_b(theta)
             return float(expected_loss(setup, W, b))
         return float(compiled.value(*theta, *args))
+
+    def evaluate(self, theta: np.ndarray, setup_args: np.ndarray, order: int = 0):
+        """Batched: loss (C,), and for order >= 1 gradient (C, P), for order 2 Hessian (C, P, P).
+
+        theta: (C, P); setup_args: (C, 2n + 1), the columns density_0..n-1,
+        importance_0..n-1, p. Each cell uses a regime whose conditions hold
+        there; cells outside every regime so far get a new one derived.
+        """
+        cells, count = theta.shape
+        value = np.empty(cells)
+        grad = np.empty((cells, count)) if order >= 1 else None
+        hess = np.empty((cells, count, count)) if order >= 2 else None
+        todo = np.ones(cells, dtype=bool)
+        p_column = setup_args[:, -1]
+        compiled_index = 0
+        while todo.any():
+            if compiled_index == len(self.regimes):
+                first = int(np.flatnonzero(todo)[0])
+                self.regime_at(theta[first], float(p_column[first]))
+            compiled = self.regimes[compiled_index]
+            compiled_index += 1
+            idx = np.flatnonzero(todo)
+            th = [theta[idx, k] for k in range(count)]
+            if compiled.regime.conditions:
+                conds = compiled.conditions(*th, p_column[idx])
+                ok = np.all(
+                    [np.broadcast_to(np.asarray(c, dtype=float), idx.shape) >= -1e-12 for c in conds], axis=0
+                )
+                idx = idx[ok]
+                th = [t[ok] for t in th]
+            if idx.size == 0:
+                continue
+            args = (*th, *[setup_args[idx, j] for j in range(setup_args.shape[1])])
+            value[idx] = np.broadcast_to(compiled.value(*args), idx.shape)
+            if order >= 1:
+                grad[idx] = np.stack([np.broadcast_to(g, idx.shape) for g in compiled.gradient(*args)], -1)
+            if order >= 2:
+                rows = compiled.hessian(*args)
+                hess[idx] = np.stack(
+                    [np.stack([np.broadcast_to(h, idx.shape) for h in row], -1) for row in rows], -2
+                )
+            todo[idx] = False
+        return value, grad, hess
 
     def loss_and_grad(self, theta, setup: Setup) -> tuple[float, np.ndarray]:
         args = self._setup_args(setup)

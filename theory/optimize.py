@@ -66,3 +66,72 @@ def minimize_loss(setup: Setup, n_starts: int = 24, seed: int = 0, scale: float 
         success=bool(opt.success),
         message=str(opt.message),
     )
+
+
+@dataclass(frozen=True)
+class GeometryFit:
+    """Per cell: the best parameters found for one geometry and their closed-form loss."""
+
+    theta: np.ndarray  # (cells, P)
+    loss: np.ndarray  # (cells,)
+    gradient_norm: np.ndarray  # (cells,)
+
+
+def fit_geometry(closed, setup_args: np.ndarray, starts: np.ndarray, iterations: int = 60) -> GeometryFit:
+    """Minimise a geometry's closed-form loss at many cells at once, from several starts.
+
+    Damped Newton with the symbolic Hessian (eigenvalues floored so that each
+    step descends), an Armijo backtracking line search per cell, and
+    projection of norms (parameters named w_*, r_*) onto >= 0.
+    closed: theory.geometries.ClosedForm; setup_args: (cells, 2n + 1) as in
+    ClosedForm.evaluate; starts: (S, P) or (cells, S, P). Returns the best
+    start per cell.
+    """
+    cells = setup_args.shape[0]
+    starts = np.broadcast_to(starts, (cells,) + starts.shape[-2:]) if starts.ndim == 2 else starts
+    n_starts, count = starts.shape[1:]
+    theta = starts.reshape(cells * n_starts, count).astype(float).copy()
+    args = np.repeat(setup_args, n_starts, axis=0)
+    nonnegative = np.array([t.name.split("_")[0] in ("w", "r") for t in closed.parameters()])
+    theta[:, nonnegative] = np.abs(theta[:, nonnegative])
+    value, grad, hess = closed.evaluate(theta, args, order=2)
+    for _ in range(iterations):
+        eigenvalues, vectors = np.linalg.eigh(np.nan_to_num(hess, nan=0.0, posinf=0.0, neginf=0.0))
+        floor = np.maximum(np.abs(eigenvalues), 1e-8 * (1 + np.abs(eigenvalues).max(-1, keepdims=True)))
+        step = -np.einsum("cij,cj,ckj,ck->ci", vectors, 1.0 / floor, vectors, np.nan_to_num(grad))
+        slope = np.einsum("ci,ci->c", grad, step)
+        scale = np.ones(len(theta))
+        active = np.linalg.norm(grad, axis=1) > 1e-13
+        if not active.any():
+            break
+        accepted = np.zeros(len(theta), dtype=bool)
+        candidate = theta.copy()
+        for _ in range(30):
+            trying = active & ~accepted
+            if not trying.any():
+                break
+            trial = theta[trying] + scale[trying, None] * step[trying]
+            trial[:, nonnegative] = np.maximum(trial[:, nonnegative], 0.0)
+            trial_value = closed.evaluate(trial, args[trying])[0]
+            good = np.isfinite(trial_value) & (
+                trial_value <= value[trying] + 1e-4 * scale[trying] * np.minimum(slope[trying], 0.0)
+            )
+            index = np.flatnonzero(trying)
+            candidate[index[good]] = trial[good]
+            accepted[index[good]] = True
+            scale[index[~good]] *= 0.5
+        moved = accepted
+        if not moved.any():
+            break
+        theta[moved] = candidate[moved]
+        v, g, h = closed.evaluate(theta[moved], args[moved], order=2)
+        value[moved], grad[moved], hess[moved] = v, g, h
+    loss = value.reshape(cells, n_starts)
+    best = np.argmin(loss, axis=1)
+    pick = np.arange(cells) * n_starts + best
+    projected = grad.copy()
+    at_zero = (theta[:, nonnegative] <= 0) & (grad[:, nonnegative] > 0)
+    projected[:, nonnegative] = np.where(at_zero, 0.0, grad[:, nonnegative])
+    return GeometryFit(
+        theta=theta[pick], loss=value[pick], gradient_norm=np.linalg.norm(projected[pick], axis=1)
+    )

@@ -10,9 +10,11 @@ and every choice is recorded as a condition g(theta, p) >= 0. The result is
 exact on the region where all the conditions hold: the regime. Outside it
 another regime must be derived (theory.geometries does that, and caches).
 
-The divided-difference branch is exact for any non-zero pivot, so it adds no
-condition; conditions come from the reflection of negative coefficients,
-the zero and polynomial shortcuts, and the leaves.
+Conditions come from the reflection of negative coefficients, the zero and
+polynomial shortcuts, and the divided-difference branch. That branch is
+exact for any non-zero pivot, but only numerically sound where the node
+really straddles 0 (as in theory.cube), so it records the straddle
+(offset <= 0 <= offset + sum) and a strict condition pivot > 0.
 
 Symbols: p (dropout rate), density_i = 1 - S_i, importance_i.
 """
@@ -52,10 +54,12 @@ class _Value:
 
 @dataclass(frozen=True)
 class RegimeLoss:
-    """L(theta; density, importance, p) in closed form, valid where every condition is >= 0."""
+    """L(theta; density, importance, p) in closed form, valid where every condition is >= 0
+    and every strict condition is > 0."""
 
     expr: sp.Expr
     conditions: tuple[sp.Expr, ...]
+    strict: tuple[sp.Expr, ...]
     params: tuple[sp.Symbol, ...]
     n_features: int
     max_active: int
@@ -72,7 +76,9 @@ def _moments(coefs: list[sp.Expr], order: int) -> list[sp.Expr]:
     return mu
 
 
-def _cube(offset: _Value, coefs: list[_Value], q: int, conditions: list[sp.Expr]) -> sp.Expr:
+def _cube(
+    offset: _Value, coefs: list[_Value], q: int, conditions: list[sp.Expr], strict: list[sp.Expr]
+) -> sp.Expr:
     """E[(offset + sum_j a_j u_j)_+^q] for a_j >= 0 sorted by value, largest first."""
     top = offset.value + sum(a.value for a in coefs)
     if offset.value >= 0:
@@ -83,13 +89,21 @@ def _cube(offset: _Value, coefs: list[_Value], q: int, conditions: list[sp.Expr]
         conditions.append(-(offset.expr + sum(a.expr for a in coefs)))
         return sp.Integer(0)
     pivot, rest = coefs[0], coefs[1:]
-    upper = _cube(offset + pivot, rest, q + 1, conditions)
-    lower = _cube(offset, rest, q + 1, conditions)
+    conditions.append(-offset.expr)
+    conditions.append(offset.expr + sum(a.expr for a in coefs))
+    strict.append(pivot.expr)
+    upper = _cube(offset + pivot, rest, q + 1, conditions, strict)
+    lower = _cube(offset, rest, q + 1, conditions, strict)
     return (upper - lower) / ((q + 1) * pivot.expr)
 
 
-def truncated_power_moment(offset: _Value, coefs: list[_Value], q: int, conditions: list[sp.Expr]) -> sp.Expr:
-    """E[(offset + c . u)_+^q] in the regime of the reference values; appends its conditions."""
+def truncated_power_moment(
+    offset: _Value, coefs: list[_Value], q: int, conditions: list[sp.Expr], strict: list[sp.Expr]
+) -> sp.Expr:
+    """E[(offset + c . u)_+^q] in the regime of the reference values.
+
+    Appends the regime's conditions g >= 0 to conditions and g > 0 to strict.
+    """
     lo = offset
     reflected = []
     for c in coefs:
@@ -103,7 +117,7 @@ def truncated_power_moment(offset: _Value, coefs: list[_Value], q: int, conditio
             conditions.append(c.expr)
             reflected.append(c)
     reflected.sort(key=lambda a: -a.value)
-    return _cube(lo, reflected, q, conditions)
+    return _cube(lo, reflected, q, conditions, strict)
 
 
 def derive_loss(
@@ -128,6 +142,7 @@ def derive_loss(
     gammas = sp.symbols(f"gamma_0:{n}", real=True)
     beta = sp.Symbol("beta", real=True)
     conditions: list[sp.Expr] = []
+    strict: list[sp.Expr] = []
     total = sp.Integer(0)
     for mask in itertools.product([0, 1], repeat=m):
         kept = sum(mask)
@@ -141,10 +156,13 @@ def derive_loss(
                 for i in range(n):
                     coefs = [_Value(sp.expand(M[i, j]), float(M_val[i, j])) for j in active]
                     local: list[sp.Expr] = []
+                    local_strict: list[sp.Expr] = []
                     # Dummy symbols for the coefficients: E[u_i y_+] = (1/2) dE[y_+^2]/dc_i.
                     # Kept even where c_i is identically 0, whose derivative is still needed.
                     dummies = [_Value(g, c.value) for g, c in zip(gammas, coefs, strict=False)]
-                    second = truncated_power_moment(_Value(beta, float(b_val[i])), dummies, 2, local)
+                    second = truncated_power_moment(
+                        _Value(beta, float(b_val[i])), dummies, 2, local, local_strict
+                    )
                     term = second
                     if i in active:
                         pos = active.index(i)
@@ -153,9 +171,16 @@ def derive_loss(
                     replace[beta] = b[i]
                     total += p_mask * p_set * importance[i] * term.xreplace(replace)
                     conditions.extend(sp.expand(g.xreplace(replace)) for g in local)
+                    strict.extend(sp.expand(g.xreplace(replace)) for g in local_strict)
     unique = tuple(dict.fromkeys(c for c in conditions if not (c.is_number and c >= 0)))
-    if any(c.is_number and c < 0 for c in unique):
+    unique_strict = tuple(dict.fromkeys(c for c in strict if not (c.is_number and c > 0)))
+    if any(c.is_number for c in unique + unique_strict):
         raise AssertionError("a regime condition is violated at its own reference point")
     return RegimeLoss(
-        expr=total, conditions=unique, params=tuple(params), n_features=n, max_active=max_active
+        expr=total,
+        conditions=unique,
+        strict=unique_strict,
+        params=tuple(params),
+        n_features=n,
+        max_active=max_active,
     )

@@ -1,0 +1,64 @@
+"""Analytic phases: the catalogue's optimum against the exact loss's global minimum."""
+
+import numpy as np
+import pytest
+
+from theory import InputError, Setup, minimize_loss
+from theory.phase import _rank, completeness, optimal, phase_diagram, published_p0_losses
+
+
+@pytest.mark.parametrize(
+    "density, r, p",
+    [(0.05, 1.0, 0.0), (0.3, 0.5, 0.15), (0.7, 2.0, 0.4), (0.02, 5.0, 0.4), (1.0, 0.3, 0.15)],
+)
+def test_catalogue_optimum_matches_global_minimum_of_exact_loss(density, r, p):
+    setup = Setup(2, 1, sparsity=1 - density, importance=[1.0, r], p=p)
+    best = optimal(setup)
+    exact_min = minimize_loss(setup, n_starts=16).loss
+    assert best.loss == pytest.approx(best.closed_form_loss, rel=1e-10)
+    assert best.loss == pytest.approx(exact_min, rel=1e-5)
+    assert best.margin >= 0
+
+
+def test_published_p0_boundary_is_reproduced_to_grid_resolution():
+    density = np.linspace(0.005, 1.0, 400)
+    ratio = np.geomspace(0.1, 10, 9)
+    losses = published_p0_losses(density, ratio)
+    antipodal_wins = losses["antipodal"] < np.minimum(losses["dedicated 0"], losses["dedicated 1"])
+    step = density[1] - density[0]
+    for j, r in enumerate(ratio):
+        predicted = min(4 * r / (2 + 5 * r), 4 / (5 + 2 * r))
+        boundary = density[antipodal_wins[:, j]].max()
+        assert abs(boundary - predicted) <= step
+        # and the closed forms themselves: s^2 (1 + r)/6 etc.
+        np.testing.assert_allclose(losses["antipodal"][:, j], (1 + r) * density**2 / 6, rtol=1e-12)
+
+
+def test_nested_geometries_tie_to_the_simplest():
+    # An antipodal pair with one norm at 0 is a dedicated feature: equal losses go to fewer parameters.
+    losses = np.array([[0.5, 0.2, 0.3, 0.2 * (1 + 1e-12)], [0.5, 0.2, 0.3, 0.1]])
+    phase, runner_up, margin = _rank(losses, [2, 3, 3, 4])
+    assert phase.tolist() == [1, 3]
+    assert runner_up.tolist() == [2, 1]
+    np.testing.assert_allclose(margin, [0.1, 0.1])
+
+
+def test_small_phase_diagram_is_consistent_and_checked_by_the_exact_loss():
+    ds = phase_diagram(2, 1, [0.05, 0.5, 1.0], [0.3, 3.0], [0.0, 0.4], check_cells=6)
+    assert dict(ds.phase.sizes) == {"p": 2, "density": 3, "r": 2}
+    np.testing.assert_allclose(ds.exact_loss, ds.optimal_loss, rtol=1e-10)
+    assert np.all(ds.margin >= 0)
+    assert float(ds.optimal_loss.min()) > 0
+    checked = completeness(ds, cells_per_p=2, n_starts=8)
+    sampled = np.isfinite(checked.exact_minimum)
+    assert int(sampled.sum()) == 4
+    assert np.all(checked.exact_minimum.values[sampled] <= checked.optimal_loss.values[sampled] * (1 + 1e-6))
+
+
+def test_bad_grids_are_one_clear_error():
+    with pytest.raises(InputError, match="density grid is empty"):
+        phase_diagram(2, 1, [], [1.0], [0.0])
+    with pytest.raises(InputError, match="p grid has values outside the allowed range"):
+        phase_diagram(2, 1, [0.5], [1.0], [1.0])
+    with pytest.raises(InputError, match="no catalogue for n_features = 4"):
+        phase_diagram(4, 2, [0.5], [1.0], [0.0])

@@ -1,0 +1,83 @@
+"""Figures of analytic phase diagrams (TMS style): regions, boundaries, one panel per p."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+PALETTE = ["#d9d9d9", "#fdae61", "#abd9e9", "#2c7bb6", "#d7191c", "#1a9641", "#984ea3", "#ffff99"]
+
+
+def _published_boundary(r: np.ndarray) -> np.ndarray:
+    """DESIGN.md section 3 (p = 0, fixed biases): antipodal wins iff s < min(4r/(2+5r), 4/(5+2r))."""
+    return np.minimum(4 * r / (2 + 5 * r), 4 / (5 + 2 * r))
+
+
+def plot_phase_diagram(ds: xr.Dataset, out: str | Path) -> Path:
+    names = [str(g) for g in ds.geometry.values]
+    cmap = ListedColormap(PALETTE[: len(names)])
+    norm = BoundaryNorm(np.arange(len(names) + 1) - 0.5, len(names))
+    ps = ds.p.values
+    fig, axes = plt.subplots(1, len(ps) + 1, figsize=(3.6 * (len(ps) + 1), 3.6), squeeze=False)
+    axes = axes[0]
+    D, R = ds.density.values, ds.r.values
+    levels = np.arange(len(names) - 1) + 0.5
+    line_styles = ["-", "--", ":", "-."]
+    for k, p in enumerate(ps):
+        ax = axes[k]
+        phase = ds.phase.sel(p=p).values.T  # (r, density)
+        ax.pcolormesh(D, R, phase, cmap=cmap, norm=norm, shading="nearest")
+        ax.contour(D, R, phase, levels=levels, colors="k", linewidths=0.8)
+        if p == 0 and int(ds.attrs["n_features"]) == 2 and int(ds.attrs["n_hidden"]) == 1:
+            ax.plot(_published_boundary(R), R, "w--", lw=1.2, label="published, fixed biases")
+            ax.legend(loc="lower left", fontsize=6)
+        axes[-1].contour(
+            D,
+            R,
+            phase,
+            levels=levels,
+            colors=[f"C{k}"],
+            linewidths=1,
+            linestyles=line_styles[k % len(line_styles)],
+        )
+        ax.set_title(f"p = {p:g}", fontsize=9)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("density 1 - S", fontsize=8)
+        ax.set_ylabel("relative importance r of the last feature", fontsize=7)
+        ax.tick_params(labelsize=7)
+    axes[-1].set_title("boundaries by p", fontsize=9)
+    axes[-1].legend(
+        [plt.Line2D([], [], color=f"C{k}", ls=line_styles[k % len(line_styles)]) for k in range(len(ps))],
+        [f"p = {p:g}" for p in ps],
+        fontsize=7,
+        loc="lower left",
+    )
+    present = sorted(set(np.unique(ds.phase.values).tolist()))
+    fig.legend(
+        [Patch(color=PALETTE[i]) for i in present],
+        [names[i] for i in present],
+        loc="upper center",
+        ncol=len(present),
+        fontsize=8,
+        frameon=False,
+    )
+    n, m = ds.attrs["n_features"], ds.attrs["n_hidden"]
+    fig.suptitle(
+        f"optimal geometry, {n} features in {m} dim(s), every parameter optimised", y=0.02, fontsize=9
+    )
+    fig.tight_layout(rect=(0, 0.04, 1, 0.92))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=130)
+    plt.close(fig)
+    return out
