@@ -193,6 +193,16 @@ def geometry(name: str, n_features: int, n_hidden: int) -> Geometry:
 
 
 @dataclass
+class Evaluation:
+    """A batched evaluation: loss, gradient and Hessian (None unless asked for), regime index per cell."""
+
+    value: np.ndarray
+    grad: np.ndarray | None
+    hess: np.ndarray | None
+    regime: np.ndarray
+
+
+@dataclass
 class _Compiled:
     """One regime, lambdified; the gradient is compiled on first use (it is the slow part)."""
 
@@ -302,48 +312,54 @@ class ClosedForm:
             return float(expected_loss(setup, W, b))
         return float(compiled.value(*theta, *args))
 
-    def evaluate(self, theta: np.ndarray, setup_args: np.ndarray, order: int = 0):
-        """Batched: loss (C,), and for order >= 1 gradient (C, P), for order 2 Hessian (C, P, P).
+    def evaluate(self, theta: np.ndarray, setup_args: np.ndarray, order: int = 0, hint=None) -> Evaluation:
+        """Batched loss (C,), gradient (C, P) for order >= 1, Hessian (C, P, P) for order 2.
 
         theta: (C, P); setup_args: (C, 2n + 1), the columns density_0..n-1,
         importance_0..n-1, p. Each cell uses a regime whose conditions hold
-        there; cells outside every regime so far get a new one derived.
+        there, trying first the regime index in hint (C,) if given; cells
+        outside every regime so far get a new one derived.
         """
         cells, count = theta.shape
-        value = np.empty(cells)
-        grad = np.empty((cells, count)) if order >= 1 else None
-        hess = np.empty((cells, count, count)) if order >= 2 else None
-        todo = np.ones(cells, dtype=bool)
+        out = Evaluation(
+            value=np.empty(cells),
+            grad=np.empty((cells, count)) if order >= 1 else None,
+            hess=np.empty((cells, count, count)) if order >= 2 else None,
+            regime=np.full(cells, -1),
+        )
         p_column = setup_args[:, -1]
-        compiled_index = 0
-        while todo.any():
-            if compiled_index == len(self.regimes):
-                first = int(np.flatnonzero(todo)[0])
-                self.regime_at(theta[first], float(p_column[first]))
-            compiled = self.regimes[compiled_index]
-            compiled_index += 1
-            idx = np.flatnonzero(todo)
-            th = [theta[idx, k] for k in range(count)]
-            if compiled.regime.conditions:
-                conds = compiled.conditions(*th, p_column[idx])
-                ok = np.all(
-                    [np.broadcast_to(np.asarray(c, dtype=float), idx.shape) >= -1e-12 for c in conds], axis=0
-                )
-                idx = idx[ok]
-                th = [t[ok] for t in th]
+
+        def fill(index: int, candidates: np.ndarray) -> None:
+            compiled = self.regimes[index]
+            th = [theta[candidates, k] for k in range(count)]
+            ok = self._holds(compiled, th, p_column[candidates], candidates.shape, 1e-12)
+            idx = candidates[ok]
             if idx.size == 0:
-                continue
-            args = (*th, *[setup_args[idx, j] for j in range(setup_args.shape[1])])
-            value[idx] = np.broadcast_to(compiled.value(*args), idx.shape)
+                return
+            args = (*[t[ok] for t in th], *[setup_args[idx, j] for j in range(setup_args.shape[1])])
+            out.value[idx] = np.broadcast_to(compiled.value(*args), idx.shape)
             if order >= 1:
-                grad[idx] = np.stack([np.broadcast_to(g, idx.shape) for g in compiled.gradient(*args)], -1)
+                out.grad[idx] = np.stack(
+                    [np.broadcast_to(g, idx.shape) for g in compiled.gradient(*args)], -1
+                )
             if order >= 2:
                 rows = compiled.hessian(*args)
-                hess[idx] = np.stack(
+                out.hess[idx] = np.stack(
                     [np.stack([np.broadcast_to(h, idx.shape) for h in row], -1) for row in rows], -2
                 )
-            todo[idx] = False
-        return value, grad, hess
+            out.regime[idx] = index
+
+        if hint is not None:
+            for index in np.unique(hint[hint >= 0]):
+                fill(int(index), np.flatnonzero(hint == index))
+        index = 0
+        while (out.regime < 0).any():
+            if index == len(self.regimes):
+                first = int(np.flatnonzero(out.regime < 0)[0])
+                self.regime_at(theta[first], float(p_column[first]))
+            fill(index, np.flatnonzero(out.regime < 0))
+            index += 1
+        return out
 
     def loss_and_grad(self, theta, setup: Setup) -> tuple[float, np.ndarray]:
         args = self._setup_args(setup)

@@ -82,7 +82,9 @@ def fit_geometry(closed, setup_args: np.ndarray, starts: np.ndarray, iterations:
 
     Damped Newton with the symbolic Hessian (eigenvalues floored so that each
     step descends), an Armijo backtracking line search per cell, and
-    projection of norms (parameters named w_*, r_*) onto >= 0.
+    projection of norms (parameters named w_*, r_*) onto >= 0. A cell stops
+    when its projected gradient vanishes (1e-10 relative), its line search finds
+    no descent, or a step gains less than 1e-14 relative.
     closed: theory.geometries.ClosedForm; setup_args: (cells, 2n + 1) as in
     ClosedForm.evaluate; starts: (S, P) or (cells, S, P). Returns the best
     start per cell.
@@ -94,44 +96,61 @@ def fit_geometry(closed, setup_args: np.ndarray, starts: np.ndarray, iterations:
     args = np.repeat(setup_args, n_starts, axis=0)
     nonnegative = np.array([t.name.split("_")[0] in ("w", "r") for t in closed.parameters()])
     theta[:, nonnegative] = np.abs(theta[:, nonnegative])
-    value, grad, hess = closed.evaluate(theta, args, order=2)
+    result = closed.evaluate(theta, args, order=2)
+    value, grad, hess, regime = result.value, result.grad, result.hess, result.regime
+
+    def projected(rows):
+        g = np.nan_to_num(grad[rows])
+        at_bound = (theta[rows][:, nonnegative] <= 0) & (g[:, nonnegative] > 0)
+        g[:, nonnegative] = np.where(at_bound, 0.0, g[:, nonnegative])
+        return g
+
+    done = np.zeros(len(theta), dtype=bool)
     for _ in range(iterations):
-        eigenvalues, vectors = np.linalg.eigh(np.nan_to_num(hess, nan=0.0, posinf=0.0, neginf=0.0))
+        rows = np.flatnonzero(~done)
+        g = projected(rows)
+        small = np.linalg.norm(g, axis=1) <= 1e-10 * (1 + np.abs(value[rows]))
+        done[rows[small]] = True
+        rows, g = rows[~small], g[~small]
+        if rows.size == 0:
+            break
+        eigenvalues, vectors = np.linalg.eigh(np.nan_to_num(hess[rows], nan=0.0, posinf=0.0, neginf=0.0))
         floor = np.maximum(np.abs(eigenvalues), 1e-8 * (1 + np.abs(eigenvalues).max(-1, keepdims=True)))
-        step = -np.einsum("cij,cj,ckj,ck->ci", vectors, 1.0 / floor, vectors, np.nan_to_num(grad))
-        slope = np.einsum("ci,ci->c", grad, step)
-        scale = np.ones(len(theta))
-        active = np.linalg.norm(grad, axis=1) > 1e-13
-        if not active.any():
-            break
-        accepted = np.zeros(len(theta), dtype=bool)
-        candidate = theta.copy()
+        step = -np.einsum("cij,cj,ckj,ck->ci", vectors, 1.0 / floor, vectors, g)
+        slope = np.einsum("ci,ci->c", g, step)
+        scale = np.ones(rows.size)
+        accepted = np.zeros(rows.size, dtype=bool)
+        candidate = theta[rows].copy()
         for _ in range(30):
-            trying = active & ~accepted
-            if not trying.any():
+            trying = np.flatnonzero(~accepted)
+            if trying.size == 0:
                 break
-            trial = theta[trying] + scale[trying, None] * step[trying]
+            trial = theta[rows[trying]] + scale[trying, None] * step[trying]
             trial[:, nonnegative] = np.maximum(trial[:, nonnegative], 0.0)
-            trial_value = closed.evaluate(trial, args[trying])[0]
+            trial_value = closed.evaluate(trial, args[rows[trying]], hint=regime[rows[trying]]).value
             good = np.isfinite(trial_value) & (
-                trial_value <= value[trying] + 1e-4 * scale[trying] * np.minimum(slope[trying], 0.0)
+                trial_value <= value[rows[trying]] + 1e-4 * scale[trying] * np.minimum(slope[trying], 0.0)
             )
-            index = np.flatnonzero(trying)
-            candidate[index[good]] = trial[good]
-            accepted[index[good]] = True
-            scale[index[~good]] *= 0.5
-        moved = accepted
-        if not moved.any():
-            break
-        theta[moved] = candidate[moved]
-        v, g, h = closed.evaluate(theta[moved], args[moved], order=2)
-        value[moved], grad[moved], hess[moved] = v, g, h
+            candidate[trying[good]] = trial[good]
+            accepted[trying[good]] = True
+            scale[trying[~good]] *= 0.5
+        done[rows[~accepted]] = True
+        moved = rows[accepted]
+        if moved.size == 0:
+            continue
+        theta[moved] = candidate[accepted]
+        before = value[moved].copy()
+        result = closed.evaluate(theta[moved], args[moved], order=2, hint=regime[moved])
+        value[moved], grad[moved], hess[moved], regime[moved] = (
+            result.value,
+            result.grad,
+            result.hess,
+            result.regime,
+        )
+        done[moved[before - value[moved] <= 1e-14 * np.abs(before)]] = True
     loss = value.reshape(cells, n_starts)
     best = np.argmin(loss, axis=1)
     pick = np.arange(cells) * n_starts + best
-    projected = grad.copy()
-    at_zero = (theta[:, nonnegative] <= 0) & (grad[:, nonnegative] > 0)
-    projected[:, nonnegative] = np.where(at_zero, 0.0, grad[:, nonnegative])
     return GeometryFit(
-        theta=theta[pick], loss=value[pick], gradient_norm=np.linalg.norm(projected[pick], axis=1)
+        theta=theta[pick], loss=value[pick], gradient_norm=np.linalg.norm(projected(pick), axis=1)
     )

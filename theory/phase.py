@@ -338,5 +338,5 @@ def published_p0_losses(density, ratio) -> dict[str, np.ndarray]:
             "antipodal": ["w_0", "b_0", "w_1", "b_1"],
         }[name]
         theta = theta[:, [expected.index(o) for o in order]]
-        out[name] = closed.evaluate(theta, args)[0].reshape(D.shape)
+        out[name] = closed.evaluate(theta, args).value.reshape(D.shape)
     return out
