@@ -105,3 +105,28 @@ def test_theory_loss_command_prints_the_exact_loss(capsys):
     )
     assert result.returncode == 0
     assert "expected loss (sum over features): 0.0833333333333" in result.stdout
+
+
+def test_theory_phase_diagram_command_writes_dataset_and_figure(capsys, tmp_path):
+    out = tmp_path / "pd.nc"
+    result = run_cli(
+        capsys,
+        "theory",
+        "phase-diagram",
+        "--points",
+        "4",
+        "--p",
+        "0,0.4",
+        "--out",
+        str(out),
+        "--completeness",
+        "1",
+    )
+    assert result.returncode == 0, result.stderr
+    ds = xr.load_dataset(out)
+    assert dict(ds.phase.sizes) == {"p": 2, "density": 4, "r": 4}
+    assert "p = 0.4: cells per phase" in result.stdout
+    assert "completeness: " in result.stdout
+    assert (tmp_path / "pd.png").stat().st_size > 10_000
+    bad = run_cli(capsys, "theory", "phase-diagram", "--density", "1:0.1", "--out", str(out))
+    assert bad.returncode == 2 and "must have 0 < LOW < HIGH" in bad.stderr

@@ -62,3 +62,11 @@ def test_bad_grids_are_one_clear_error():
         phase_diagram(2, 1, [0.5], [1.0], [1.0])
     with pytest.raises(InputError, match="no catalogue for n_features = 4"):
         phase_diagram(4, 2, [0.5], [1.0], [0.0])
+
+
+def test_a_failed_fit_never_wins_a_cell():
+    losses = np.array([[0.5, np.nan, 0.3, 0.1], [np.nan, np.nan, 0.3, 0.2]])
+    phase, runner_up, margin = _rank(losses, [2, 3, 3, 4])
+    assert phase.tolist() == [3, 3]
+    assert runner_up.tolist() == [2, 2]
+    np.testing.assert_allclose(margin, [0.2, 0.1])

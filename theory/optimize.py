@@ -148,7 +148,7 @@ def fit_geometry(closed, setup_args: np.ndarray, starts: np.ndarray, iterations:
             result.regime,
         )
         done[moved[before - value[moved] <= 1e-14 * np.abs(before)]] = True
-    loss = value.reshape(cells, n_starts)
+    loss = np.where(np.isfinite(value), value, np.inf).reshape(cells, n_starts)
     best = np.argmin(loss, axis=1)
     pick = np.arange(cells) * n_starts + best
     return GeometryFit(

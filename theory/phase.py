@@ -77,7 +77,8 @@ TIE = 1e-9
 
 
 def _rank(losses: np.ndarray, param_counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Phase, runner-up (indices) and margin from losses (..., G)."""
+    """Phase, runner-up (indices) and margin from losses (..., G); a failed (NaN) fit never wins."""
+    losses = np.where(np.isfinite(losses), losses, np.inf)
     best = losses.min(-1, keepdims=True)
     tied = losses <= best * (1 + TIE) + 1e-15
     complexity = np.where(tied, np.asarray(param_counts, dtype=float), np.inf)
