@@ -6,6 +6,8 @@ A geometry is a composite of blocks, each on its own features and neurons:
 - dedicated(f, k): feature f alone on neuron k, norm w_f and bias b_f free;
 - antipodal(f, g, k): features f and g on neuron k with opposite signs,
   norms w_f, w_g and biases b_f, b_g free;
+- parallel(f, g, k): the same with equal signs (with the biases offsetting
+  each other: the dense optimum at p = 0 that the completeness check found);
 - polygon(features, (k1, k2)): a regular k-gon in the plane of neurons k1, k2,
   shared norm r, shared bias, and the angle phi of its first vertex from
   neuron k1 (with dropout the loss depends on phi: the privileged basis).
@@ -27,7 +29,7 @@ from theory.loss import expected_loss
 from theory.setup import Setup
 from theory.symbolic import RegimeLoss, density_symbols, derive_loss, importance_symbols, p_symbol
 
-BLOCK_KINDS = ("ignore", "dedicated", "antipodal", "polygon")
+BLOCK_KINDS = ("ignore", "dedicated", "antipodal", "parallel", "polygon")
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Block:
     def __post_init__(self):
         if self.kind not in BLOCK_KINDS:
             raise InputError(f"block kind {self.kind!r} is unknown; allowed: {', '.join(BLOCK_KINDS)}")
-        wanted = {"ignore": (1, 0), "dedicated": (1, 1), "antipodal": (2, 1)}
+        wanted = {"ignore": (1, 0), "dedicated": (1, 1), "antipodal": (2, 1), "parallel": (2, 1)}
         if self.kind in wanted and (len(self.features), len(self.neurons)) != wanted[self.kind]:
             f, k = wanted[self.kind]
             raise InputError(f"a {self.kind} block takes {f} feature(s) and {k} neuron(s)")
@@ -61,6 +63,10 @@ def dedicated(f: int, neuron: int) -> Block:
 
 def antipodal(f: int, g: int, neuron: int) -> Block:
     return Block("antipodal", (f, g), (neuron,))
+
+
+def parallel(f: int, g: int, neuron: int) -> Block:
+    return Block("parallel", (f, g), (neuron,))
 
 
 def polygon(features, neurons=(0, 1)) -> Block:
@@ -116,9 +122,10 @@ def _block_parts(blocks, n, m):
             (f,) = block.features
             b[f] = sp.Symbol(f"b_{f}", real=True)
             params.append(b[f])
-        elif block.kind in ("dedicated", "antipodal"):
+        elif block.kind in ("dedicated", "antipodal", "parallel"):
             (k,) = block.neurons
-            for sign, f in zip((1, -1), block.features, strict=False):
+            signs = (1, 1) if block.kind == "parallel" else (1, -1)
+            for sign, f in zip(signs, block.features, strict=False):
                 w = sp.Symbol(f"w_{f}", positive=True)
                 W[k, f] = sign * w
                 b[f] = sp.Symbol(f"b_{f}", real=True)
@@ -148,6 +155,7 @@ def catalogue(n_features: int, n_hidden: int) -> tuple[Geometry, ...]:
             G("dedicated 0", 2, 1, (dedicated(0, 0), ignore(1))),
             G("dedicated 1", 2, 1, (dedicated(1, 0), ignore(0))),
             G("antipodal", 2, 1, (antipodal(0, 1, 0),)),
+            G("same-sign pair", 2, 1, (parallel(0, 1, 0),)),
         )
     if shape == (3, 2):
         return (

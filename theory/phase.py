@@ -35,13 +35,23 @@ def closed_form(geometry: Geometry) -> ClosedForm:
 
 
 def starts(geometry: Geometry) -> np.ndarray:
-    """Fixed starting points (S, P): default, shorter and longer norms, a positive bias, rotated."""
+    """Fixed starting points (S, P): default, shorter and longer norms, a positive bias, uneven, rotated."""
     base = geometry.start()
     names = [t.name.split("_")[0] for t in geometry.parameters()]
     norm = np.array([n in ("w", "r") for n in names])
     bias = np.array([n == "b" for n in names])
     angle = np.array([n == "phi" for n in names])
     variants = [base, np.where(norm, 0.5, base), np.where(norm, 1.3, base), np.where(bias, 0.1, base)]
+    # Dense optima put the biases near the features' means (0.5 when always active).
+    variants.append(np.where(norm, 0.7, np.where(bias, 0.4, base)))
+    if norm.sum() > 1:  # unequal norms, biases of both signs: asymmetric optima
+        uneven = base.copy()
+        uneven[norm] = np.linspace(1.0, 0.4, norm.sum())
+        uneven[bias] = 0.2 * (-1.0) ** np.arange(bias.sum())
+        variants.append(uneven)
+        uneven = uneven.copy()
+        uneven[bias] = np.linspace(0.2, 0.5, bias.sum())
+        variants.append(uneven)
     if angle.any():
         variants.append(np.where(angle, np.pi / 4, base))
     return np.unique(np.array(variants), axis=0)

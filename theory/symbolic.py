@@ -12,9 +12,10 @@ another regime must be derived (theory.geometries does that, and caches).
 
 Conditions come from the reflection of negative coefficients, the zero and
 polynomial shortcuts, and the divided-difference branch. That branch is
-exact for any non-zero pivot, but only numerically sound where the node
-really straddles 0 (as in theory.cube), so it records the straddle
-(offset <= 0 <= offset + sum) and a strict condition pivot > 0.
+exact for any non-zero pivot, but numerically sound only where, as in
+theory.cube, the node really straddles 0 and the pivot is the largest
+remaining coefficient; so it records the straddle (offset <= 0 <= offset +
+sum), pivot >= every other remaining coefficient, and pivot > 0 (strict).
 
 Symbols: p (dropout rate), density_i = 1 - S_i, importance_i.
 """
@@ -91,6 +92,7 @@ def _cube(
     pivot, rest = coefs[0], coefs[1:]
     conditions.append(-offset.expr)
     conditions.append(offset.expr + sum(a.expr for a in coefs))
+    conditions.extend(pivot.expr - a.expr for a in rest)  # the pivot is the largest, as in theory.cube
     strict.append(pivot.expr)
     upper = _cube(offset + pivot, rest, q + 1, conditions, strict)
     lower = _cube(offset, rest, q + 1, conditions, strict)
