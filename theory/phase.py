@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from theory.errors import InputError
-from theory.geometries import ClosedForm, Geometry, catalogue
+from theory.geometries import ClosedForm, Geometry, catalogue, geometry
 from theory.loss import expected_loss
 from theory.optimize import fit_geometry, minimize_loss
 from theory.setup import Setup
@@ -328,8 +328,6 @@ def published_p0_losses(density, ratio) -> dict[str, np.ndarray]:
     W = [1, 0] (bias of the dropped feature s/2), [0, 1] (likewise), [1, -1]
     (biases 0), evaluated by the catalogue's closed forms: (density, r) grids.
     """
-    from theory.geometries import geometry  # local: catalogue lookups only
-
     D, R = np.meshgrid(np.asarray(density, float), np.asarray(ratio, float), indexing="ij")
     cells = D.size
     args = np.c_[D.ravel(), D.ravel(), np.ones(cells), R.ravel(), np.zeros(cells)]
