@@ -145,6 +145,11 @@ def _block_parts(blocks, n, m):
     return W, b, params
 
 
+def setup_args(setup: Setup) -> np.ndarray:
+    """A setup as the closed forms' columns: density_0..n-1, importance_0..n-1, p."""
+    return np.array([*setup.density, *setup.importance, setup.p])
+
+
 def catalogue(n_features: int, n_hidden: int) -> tuple[Geometry, ...]:
     """The standard candidates for the problems the theory studies: (2, 1), (3, 2), (5, 2)."""
     shape = (n_features, n_hidden)
@@ -267,10 +272,6 @@ class ClosedForm:
             np.asarray(self._b_numeric(*theta), dtype=float).ravel(),
         )
 
-    def _setup_args(self, setup: Setup) -> list[float]:
-        self._check(setup)
-        return [*setup.density.tolist(), *setup.importance, setup.p]
-
     def _check(self, setup: Setup) -> None:
         g = self.geometry
         if (setup.n_features, setup.n_hidden) != (g.n_features, g.n_hidden):
@@ -313,17 +314,16 @@ class ClosedForm:
         return compiled
 
     def loss(self, theta, setup: Setup, derive: bool = True) -> float:
-        args = self._setup_args(setup)
-        compiled = self.regime_at(theta, setup.p, derive=derive)
-        if compiled is None:
+        self._check(setup)
+        if not derive and self.regime_at(theta, setup.p, derive=False) is None:
             W, b = self.numeric_W_b(theta)
             return float(expected_loss(setup, W, b))
-        return float(compiled.value(*theta, *args))
+        return float(self.evaluate(np.atleast_2d(np.asarray(theta, float)), setup_args(setup)[None]).value[0])
 
-    def evaluate(self, theta: np.ndarray, setup_args: np.ndarray, order: int = 0, hint=None) -> Evaluation:
+    def evaluate(self, theta: np.ndarray, columns: np.ndarray, order: int = 0, hint=None) -> Evaluation:
         """Batched loss (C,), gradient (C, P) for order >= 1, Hessian (C, P, P) for order 2.
 
-        theta: (C, P); setup_args: (C, 2n + 1), the columns density_0..n-1,
+        theta: (C, P); columns: (C, 2n + 1), setup_args(setup) per cell: density_0..n-1,
         importance_0..n-1, p. Each cell uses a regime whose conditions hold
         there, trying first the regime index in hint (C,) if given; cells
         outside every regime so far get a new one derived.
@@ -335,7 +335,7 @@ class ClosedForm:
             hess=np.empty((cells, count, count)) if order >= 2 else None,
             regime=np.full(cells, -1),
         )
-        p_column = setup_args[:, -1]
+        p_column = columns[:, -1]
 
         def fill(index: int, candidates: np.ndarray) -> None:
             compiled = self.regimes[index]
@@ -344,7 +344,7 @@ class ClosedForm:
             idx = candidates[ok]
             if idx.size == 0:
                 return
-            args = (*[t[ok] for t in th], *[setup_args[idx, j] for j in range(setup_args.shape[1])])
+            args = (*[t[ok] for t in th], *[columns[idx, j] for j in range(columns.shape[1])])
             out.value[idx] = np.broadcast_to(compiled.value(*args), idx.shape)
             if order >= 1:
                 out.grad[idx] = np.stack(
@@ -370,6 +370,6 @@ class ClosedForm:
         return out
 
     def loss_and_grad(self, theta, setup: Setup) -> tuple[float, np.ndarray]:
-        args = self._setup_args(setup)
-        compiled = self.regime_at(theta, setup.p)
-        return float(compiled.value(*theta, *args)), np.asarray(compiled.gradient(*theta, *args), dtype=float)
+        self._check(setup)
+        result = self.evaluate(np.atleast_2d(np.asarray(theta, float)), setup_args(setup)[None], order=1)
+        return float(result.value[0]), result.grad[0]

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from theory.errors import InputError
-from theory.geometries import ClosedForm, Geometry, catalogue, geometry
+from theory.geometries import ClosedForm, Geometry, catalogue, geometry, setup_args
 from theory.loss import expected_loss
 from theory.optimize import fit_geometry, minimize_loss
 from theory.setup import Setup
@@ -55,11 +55,6 @@ def starts(geometry: Geometry) -> np.ndarray:
     if angle.any():
         variants.append(np.where(angle, np.pi / 4, base))
     return np.unique(np.array(variants), axis=0)
-
-
-def setup_args(setup: Setup) -> np.ndarray:
-    """The closed forms' setup columns: density_0..n-1, importance_0..n-1, p."""
-    return np.array([*setup.density, *setup.importance, setup.p])
 
 
 @dataclass(frozen=True)
@@ -331,21 +326,15 @@ def published_p0_losses(density, ratio) -> dict[str, np.ndarray]:
     D, R = np.meshgrid(np.asarray(density, float), np.asarray(ratio, float), indexing="ij")
     cells = D.size
     args = np.c_[D.ravel(), D.ravel(), np.ones(cells), R.ravel(), np.zeros(cells)]
-    half = D.ravel() / 2
-    fixed = {
-        "dedicated 0": np.c_[np.ones(cells), np.zeros(cells), half],  # w_0, b_0, b_1
-        "dedicated 1": np.c_[np.ones(cells), np.zeros(cells), half],  # w_1, b_1, b_0
-        "antipodal": np.c_[np.ones(cells), np.zeros(cells), np.ones(cells), np.zeros(cells)],
+    one, zero, half = np.ones(cells), np.zeros(cells), D.ravel() / 2
+    fixed = {  # the parameters of each candidate by name; an ignored feature's bias is s/2
+        "dedicated 0": {"w_0": one, "b_0": zero, "b_1": half},
+        "dedicated 1": {"w_1": one, "b_1": zero, "b_0": half},
+        "antipodal": {"w_0": one, "b_0": zero, "w_1": one, "b_1": zero},
     }
     out = {}
-    for name, theta in fixed.items():
+    for name, values in fixed.items():
         closed = closed_form(geometry(name, 2, 1))
-        order = [t.name for t in closed.parameters()]
-        expected = {
-            "dedicated 0": ["w_0", "b_0", "b_1"],
-            "dedicated 1": ["w_1", "b_1", "b_0"],
-            "antipodal": ["w_0", "b_0", "w_1", "b_1"],
-        }[name]
-        theta = theta[:, [expected.index(o) for o in order]]
+        theta = np.stack([values[t.name] for t in closed.parameters()], axis=1)
         out[name] = closed.evaluate(theta, args).value.reshape(D.shape)
     return out
