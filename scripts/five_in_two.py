@@ -1,6 +1,6 @@
 """5 features in 2 dims (importance 0.9**i): the exact loss's global optimum per (sparsity, p).
 
-    python scripts/five_in_two.py [--starts 24]
+    python scripts/five_in_two.py [--starts 24] [--p 0 0.15 0.4]
 
 Independent of the geometry catalogue: theory.minimize_loss minimises the
 exact expected loss over all of W and b from many random starts. For each
@@ -27,12 +27,13 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--starts", type=int, default=24)
+    parser.add_argument("--p", type=float, nargs="+", default=PS, help="dropout rates (default: %(default)s)")
     args = parser.parse_args()
     importance = 0.9 ** np.arange(5)
     print(
         f"{'p':>5} {'S':>5} {'loss':>10} {'kept':>4} {'angles (deg)':<32} {'off-axis':>8} {'D*':>6}  biases"
     )
-    for p in PS:
+    for p in args.p:
         for s in SPARSITIES:
             best = minimize_loss(Setup(5, 2, sparsity=s, importance=importance, p=p), n_starts=args.starts)
             norms = np.linalg.norm(best.W, axis=0)

@@ -1,14 +1,18 @@
-"""Training configs: TOML -> a frozen, validated TrainConfig.
+"""Sweep configs: TOML -> a frozen, validated TrainConfig.
 
     [model]
     n_features = 5
     n_hidden = 2
     importance = { decay = 0.9 }   # importance_i = decay**i; or a list; omitted: all ones
 
-    [grid]
-    sparsity = { tms = 10 }        # the notebook's 1 - 20**-linspace(0, 1, 10); or a list
+    [grid]                         # the axes; one model is trained per cell
+    sparsity = { tms = 10 }        # the notebook's 1 - 20**-linspace(0, 1, 10); or a list;
+                                   # or { density = [lo, hi, count] }: log-spaced densities
     p = [0.0, 0.4]
     seeds = [0, 1, 2]
+    # At most one importance axis (omitted: the model's importance for every cell):
+    # r = [0.1, 1.0, 10.0]            # the last feature's importance times r
+    # importance_decay = [0.7, 0.9, 1.0]   # importance_i = decay**i
 
     [train]                        # every key optional; defaults are the TMS notebook's
     steps = 10000
@@ -18,8 +22,11 @@
     device = "auto"
     log_every = 100
 
-One model is trained per (seed, p, sparsity); each seed is one call of
-sim.train with all (p, sparsity) instances batched.
+    [sweep]
+    chunk = 512                    # instances trained together; omitted: sized to the device
+
+The grid's cells are ordered (seed, p, importance axis, sparsity), C order;
+that order, cut into chunks, is the sweep's packing (sim.sweep).
 """
 
 from __future__ import annotations
@@ -33,10 +40,29 @@ import numpy as np
 
 from theory import InputError, Setup
 
+#: The importance axes a grid may declare, at most one at a time.
+IMPORTANCE_AXES = ("r", "importance_decay")
+
 
 def tms_sparsities(count: int) -> tuple[float, ...]:
     """The notebook's sweep: feature probability 20 ** -linspace(0, 1, count), as sparsity."""
     return tuple(float(s) for s in 1.0 - 20.0 ** -np.linspace(0, 1, count))
+
+
+def log_density_sparsities(low: float, high: float, count: int) -> tuple[float, ...]:
+    """Sparsities whose densities 1 - S are geomspace(low, high, count)."""
+    return tuple(float(1.0 - d) for d in np.geomspace(low, high, count))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One model of the grid: its labels and its Setup."""
+
+    seed: int
+    p: float
+    importance_label: float | None
+    sparsity: float
+    setup: Setup
 
 
 @dataclass(frozen=True)
@@ -47,33 +73,76 @@ class TrainConfig:
     sparsity: tuple[float, ...]
     p: tuple[float, ...]
     seeds: tuple[int, ...] = (0,)
+    r: tuple[float, ...] = ()
+    importance_decay: tuple[float, ...] = ()
     steps: int = 10_000
     batch: int = 1024
     lr: float = 1e-3
     weight_decay: float = 0.01
     device: str = "auto"
     log_every: int = 100
+    chunk: int | None = None
 
     def __post_init__(self):
-        for name in ("sparsity", "p", "seeds"):
+        for name in ("sparsity", "p", "seeds", *IMPORTANCE_AXES):
             values = getattr(self, name)
-            if len(values) == 0:
+            if len(values) == 0 and name not in IMPORTANCE_AXES:
                 raise InputError(f"grid.{name} is empty; give at least one value")
             if len(set(values)) != len(values):
                 raise InputError(f"grid.{name} = {list(values)} has repeated values")
+        if self.r and self.importance_decay:
+            raise InputError("grid declares both r and importance_decay; give at most one importance axis")
         for seed in self.seeds:
             if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
                 raise InputError(f"grid.seeds has {seed!r}; seeds must be integers >= 0")
-        # Every (p, sparsity) must make a valid Setup: validate them all now.
-        self.setups()
+        if self.chunk is not None and (
+            isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1
+        ):
+            raise InputError(f"sweep.chunk = {self.chunk!r} must be an integer >= 1")
+        # Every cell must make a valid Setup: validate them all now.
+        self.cells()
 
-    def setups(self) -> list[Setup]:
-        """One Setup per (p, sparsity), p-major: the instance order of one training call."""
+    @property
+    def importance_axis(self) -> str | None:
+        """'r', 'importance_decay', or None when every cell has the model's importance."""
+        return next((name for name in IMPORTANCE_AXES if getattr(self, name)), None)
+
+    def grid(self) -> dict[str, list]:
+        """The grid's axes in cell order: name -> coordinate values."""
+        axes = {"seed": list(self.seeds), "p": list(self.p)}
+        if self.importance_axis:
+            axes[self.importance_axis] = list(getattr(self, self.importance_axis))
+        axes["sparsity"] = list(self.sparsity)
+        return axes
+
+    def importance_for(self, label: float | None) -> tuple[float, ...]:
+        if self.importance_axis == "r":
+            return (*self.importance[:-1], self.importance[-1] * label)
+        if self.importance_axis == "importance_decay":
+            return tuple(float(label) ** i for i in range(self.n_features))
+        return self.importance
+
+    def cells(self) -> list[Cell]:
+        """Every model of the grid, in C order of grid()'s axes."""
+        labels = getattr(self, self.importance_axis) if self.importance_axis else (None,)
         return [
-            Setup(self.n_features, self.n_hidden, sparsity=s, importance=self.importance, p=p)
+            Cell(
+                seed,
+                p,
+                label,
+                s,
+                Setup(self.n_features, self.n_hidden, sparsity=s, importance=self.importance_for(label), p=p),
+            )
+            for seed in self.seeds
             for p in self.p
+            for label in labels
             for s in self.sparsity
         ]
+
+    def setups(self) -> list[Setup]:
+        """The Setups of one seed's cells, in cell order."""
+        cells = self.cells()
+        return [c.setup for c in cells[: len(cells) // len(self.seeds)]]
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -85,7 +154,7 @@ class TrainConfig:
         if unknown:
             raise InputError(f"unknown config keys {sorted(unknown)}; allowed: {sorted(names)}")
         data = dict(data)
-        for name in ("importance", "sparsity", "p", "seeds"):
+        for name in ("importance", "sparsity", "p", "seeds", *IMPORTANCE_AXES):
             if name in data:
                 data[name] = tuple(data[name])
         return cls(**data)
@@ -113,12 +182,15 @@ def _table(raw: dict, name: str, allowed: set[str], path: Path) -> dict:
 
 
 def _flatten(raw: dict, path: Path) -> dict:
-    unknown = set(raw) - {"model", "grid", "train"}
+    unknown = set(raw) - {"model", "grid", "train", "sweep"}
     if unknown:
-        raise InputError(f"{path}: unknown tables {sorted(unknown)}; allowed: [model], [grid], [train]")
+        raise InputError(
+            f"{path}: unknown tables {sorted(unknown)}; allowed: [model], [grid], [train], [sweep]"
+        )
     model = _table(raw, "model", {"n_features", "n_hidden", "importance"}, path)
-    grid = _table(raw, "grid", {"sparsity", "p", "seeds"}, path)
+    grid = _table(raw, "grid", {"sparsity", "p", "seeds", *IMPORTANCE_AXES}, path)
     train = _table(raw, "train", {"steps", "batch", "lr", "weight_decay", "device", "log_every"}, path)
+    sweep = _table(raw, "sweep", {"chunk"}, path)
     for key in ("n_features", "n_hidden"):
         if key not in model:
             raise InputError(f"{path}: [model] needs {key}")
@@ -132,7 +204,16 @@ def _flatten(raw: dict, path: Path) -> dict:
     out["seeds"] = grid.get("seeds", [0])
     if not isinstance(out["seeds"], list):
         raise InputError(f"{path}: grid.seeds = {out['seeds']!r} must be a list of integers")
+    for axis in IMPORTANCE_AXES:
+        if axis in grid:
+            values = _number_list(grid[axis], f"grid.{axis}", path)
+            if not values or not all(math.isfinite(v) and v > 0 for v in values):
+                raise InputError(
+                    f"{path}: grid.{axis} = {grid[axis]!r} must be a non-empty list of numbers > 0"
+                )
+            out[axis] = values
     out.update(train)
+    out.update(sweep)
     return out
 
 
@@ -159,10 +240,29 @@ def _importance(value, n: int, path: Path) -> list[float]:
 
 def _sparsity(value, path: Path) -> list[float]:
     if isinstance(value, dict):
-        if set(value) != {"tms"}:
-            raise InputError(f"{path}: grid.sparsity table must be {{ tms = count }}; got {value}")
-        count = value["tms"]
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise InputError(f"{path}: grid.sparsity tms = {count!r} must be an integer >= 1")
-        return list(tms_sparsities(count))
+        if set(value) == {"tms"}:
+            count = value["tms"]
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise InputError(f"{path}: grid.sparsity tms = {count!r} must be an integer >= 1")
+            return list(tms_sparsities(count))
+        if set(value) == {"density"}:
+            spec = value["density"]
+            ok = (
+                isinstance(spec, list)
+                and len(spec) == 3
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec)
+                and isinstance(spec[2], int)
+                and 0 < spec[0] <= spec[1] <= 1
+                and spec[2] >= 1
+            )
+            if not ok:
+                raise InputError(
+                    f"{path}: grid.sparsity density = {spec!r} must be [low, high, count] "
+                    "with 0 < low <= high <= 1 and an integer count >= 1"
+                )
+            return list(log_density_sparsities(*spec))
+        raise InputError(
+            f"{path}: grid.sparsity table must be {{ tms = count }} or {{ density = [low, high, count] }}; "
+            f"got {value}"
+        )
     return _number_list(value, "grid.sparsity", path)

@@ -103,12 +103,34 @@ def norms_and_gram(ds: xr.Dataset, seed: int) -> plt.Figure:
     return fig
 
 
-def plot_run(ds: xr.Dataset, out: str | Path, seed: int | None = None) -> Path:
-    """Feature embeddings when there are 2 hidden dims, otherwise norms and W^T W; saved as PNG."""
+def importance_axis(ds: xr.Dataset) -> str | None:
+    """The run's importance axis ('r' or 'importance_decay'), or None."""
+    return next((name for name in ("r", "importance_decay") if name in ds.dims), None)
+
+
+def plot_run(
+    ds: xr.Dataset, out: str | Path, seed: int | None = None, importance: float | None = None
+) -> Path:
+    """Feature embeddings when there are 2 hidden dims, otherwise norms and W^T W; saved as PNG.
+
+    A run with an importance axis is drawn at one of its values (`importance`, default the first).
+    """
     seed = int(ds.seed.values[0]) if seed is None else seed
     if seed not in ds.seed.values:
         raise InputError(f"seed = {seed} is not in this run; it has seeds {ds.seed.values.tolist()}")
+    axis = importance_axis(ds)
+    title = ""
+    if axis is not None:
+        value = float(ds[axis].values[0]) if importance is None else importance
+        if not np.isclose(ds[axis].values, value).any():
+            raise InputError(f"{axis} = {value} is not in this run; it has {ds[axis].values.tolist()}")
+        ds = ds.sel({axis: value}, method="nearest")
+        title = f", {axis} = {value:g}"
+    elif importance is not None:
+        raise InputError("--importance was given but this run has no importance axis")
     fig = feature_embeddings(ds, seed) if ds.sizes["hidden"] == 2 else norms_and_gram(ds, seed)
+    if title:
+        fig.suptitle(fig._suptitle.get_text() + title, fontsize=9)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=130)

@@ -10,11 +10,11 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import torch
 import xarray as xr
 
 from sim import metrics
 from sim.config import TrainConfig
-from sim.trainer import TrainResult, sampled_loss
 from theory import InputError
 
 RUN_KIND = "tms-dropout train run"
@@ -44,70 +44,74 @@ def code_version() -> str:
     return f"{version} ({commit}{'+dirty' if dirty else ''})"
 
 
-def run_dataset(config: TrainConfig, results: dict[int, TrainResult], sampled_n: int = 200_000) -> xr.Dataset:
-    """One Dataset for a config trained once per seed: dims seed, p, sparsity, hidden, feature, step."""
-    seeds = list(config.seeds)
-    shape = (len(seeds), len(config.p), len(config.sparsity))
-    n, m = config.n_features, config.n_hidden
+def sweep_dataset(
+    config: TrainConfig,
+    device: str,
+    *,
+    W: np.ndarray,
+    b: np.ndarray,
+    loss_history: np.ndarray,
+    log_steps: np.ndarray,
+    sampled: tuple[np.ndarray, np.ndarray, int],
+    expected: tuple[np.ndarray, np.ndarray, bool],
+) -> xr.Dataset:
+    """One Dataset for a sweep: arrays over the config's cells (in cell order) put on its grid dims.
 
-    W = np.stack([results[s].W for s in seeds]).reshape(shape + (m, n))
-    b = np.stack([results[s].b for s in seeds]).reshape(shape + (n,))
-    history = np.stack([results[s].loss_history for s in seeds]).reshape(shape + (-1,))
-    exact = [results[s].expected_losses() for s in seeds]
-    sampled = [
-        sampled_loss(results[s].setups, results[s].W, results[s].b, n_samples=sampled_n, seed=1_000_003 + s)
-        for s in seeds
-    ]
-    dims = ("seed", "p", "sparsity")
+    Dims: the grid's axes (seed, p, [r | importance_decay], sparsity), then
+    hidden, feature, step. Metrics are computed here, from the stored W.
+    """
+    axes = config.grid()
+    dims = tuple(axes)
+    shape = tuple(len(v) for v in axes.values())
+    n, m = config.n_features, config.n_hidden
+    W = np.asarray(W).reshape(shape + (m, n))
     loss_attrs = {"convention": LOSS_NOTE}
+    with_dropout = "with dropout (the training objective)"
+    importance_axis = config.importance_axis
+    labels = axes.get(importance_axis, [None])
+    importance = np.array([config.importance_for(label) for label in labels])
     ds = xr.Dataset(
         {
             "W": (dims + ("hidden", "feature"), W),
-            "b": (dims + ("feature",), b),
+            "b": (dims + ("feature",), np.asarray(b).reshape(shape + (n,))),
             "loss_history": (
                 dims + ("step",),
-                history,
-                {"convention": LOSS_NOTE, "description": "training batch loss, with dropout"},
+                np.asarray(loss_history).reshape(shape + (-1,)),
+                {**loss_attrs, "description": f"training batch loss, {with_dropout}"},
             ),
             "sampled_loss": (
                 dims,
-                np.stack([s_[0] for s_ in sampled]).reshape(shape),
-                {**loss_attrs, "description": f"loss on {sampled_n} fresh samples, with dropout"},
+                np.asarray(sampled[0]).reshape(shape),
+                {**loss_attrs, "description": f"loss on {sampled[2]} fresh samples, {with_dropout}"},
             ),
-            "sampled_loss_stderr": (dims, np.stack([s_[1] for s_ in sampled]).reshape(shape), loss_attrs),
+            "sampled_loss_stderr": (dims, np.asarray(sampled[1]).reshape(shape), loss_attrs),
             "feature_norm": (dims + ("feature",), metrics.feature_norms(W)),
             "superposition": (dims + ("feature",), metrics.superposition(W)),
             "feature_dimensionality": (dims + ("feature",), metrics.feature_dimensionality(W)),
             "dimensions_per_feature": (dims, metrics.dimensions_per_feature(W)),
-            "importance": (("feature",), np.asarray(config.importance)),
-            "train_seconds": (("seed",), np.array([results[s].seconds for s in seeds])),
+            "importance": (
+                ((importance_axis,) if importance_axis else ()) + ("feature",),
+                importance if importance_axis else importance[0],
+            ),
         },
-        coords={
-            "seed": seeds,
-            "p": list(config.p),
-            "sparsity": list(config.sparsity),
-            "hidden": np.arange(m),
-            "feature": np.arange(n),
-            "step": results[seeds[0]].log_steps,
-        },
+        coords={**axes, "hidden": np.arange(m), "feature": np.arange(n), "step": np.asarray(log_steps)},
         attrs={
             "kind": RUN_KIND,
             "config": json.dumps(config.to_dict()),
             "code_version": code_version(),
-            "device": results[seeds[0]].device,
-            "exact_loss": int(exact[0].exact),
+            "device": torch.device(device).type,
+            "exact_loss": int(expected[2]),
         },
     )
-    lower = np.stack([e.lower for e in exact]).reshape(shape)
-    if exact[0].exact:
+    lower, upper = (np.asarray(v).reshape(shape) for v in expected[:2])
+    if expected[2]:
         ds["expected_loss"] = (
             dims,
             lower,
-            {**loss_attrs, "description": "theory.expected_loss, with dropout"},
+            {**loss_attrs, "description": f"theory.expected_loss, {with_dropout}"},
         )
     else:
-        upper = np.stack([e.upper for e in exact]).reshape(shape)
-        bracket = "bracket on theory's expected loss with dropout, from active sets of few features"
+        bracket = f"bracket on theory's expected loss {with_dropout}, from active sets of few features"
         ds["expected_loss_lower"] = (
             dims,
             lower,
@@ -120,6 +124,10 @@ def run_dataset(config: TrainConfig, results: dict[int, TrainResult], sampled_n:
         )
     ds["sparsity"].attrs["description"] = "probability that a feature is zero (density = 1 - sparsity)"
     ds["p"].attrs["description"] = "dropout rate on the hidden layer"
+    if importance_axis == "r":
+        ds["r"].attrs["description"] = "the last feature's importance relative to the model's"
+    elif importance_axis == "importance_decay":
+        ds["importance_decay"].attrs["description"] = "importance_i = importance_decay**i"
     return ds
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -290,12 +290,16 @@ def train(
     seed: int = 0,
     device: str = "auto",
     log_every: int = 100,
+    init: np.ndarray | None = None,
     progress: bool | None = None,
+    on_steps: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train one model per Setup, all at once; same seed and device give the same numbers.
 
     setups may differ in sparsity, importance and p but share n and m.
+    init: the starting W, (instances, m, n); None: tms_init from `seed`.
     progress: None shows a bar only when stderr is a terminal.
+    on_steps: called now and then with the number of steps done since its last call.
     """
     setups = tuple(setups)
     if not setups or not all(isinstance(s, Setup) for s in setups):
@@ -317,7 +321,11 @@ def train(
     optimizer = _FlatAdamW([(instances, model.m, model.n), (instances, model.n)], dev, lr, weight_decay)
     W, b = optimizer.param_views
     grad_W, grad_b = optimizer.grad_views
-    W.copy_(tms_init(instances, model.n, model.m, torch.Generator().manual_seed(int(seed))))
+    if init is None:
+        init = tms_init(instances, model.n, model.m, torch.Generator().manual_seed(int(seed)))
+    elif np.shape(init) != (instances, model.m, model.n):
+        raise InputError(f"init has shape {np.shape(init)}; expected {(instances, model.m, model.n)}")
+    W.copy_(torch.as_tensor(np.asarray(init, dtype=np.float32)))
 
     log_steps = [s for s in range(steps) if s % log_every == 0 or s == steps - 1]
     history = torch.empty((len(setups), len(log_steps)), device=dev)
@@ -338,6 +346,8 @@ def train(
             model.gradient(W, x, scale, h, y, grad_W, grad_b)
             optimizer.step()
             if step % 100 == 99 or step == steps - 1:
+                if on_steps is not None:
+                    on_steps(step + 1 - bar.n)
                 bar.update(step + 1 - bar.n)
                 if show:
                     bar.set_postfix(loss=f"{history[:, logged - 1].mean().item():.4g}")
