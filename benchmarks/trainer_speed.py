@@ -12,6 +12,7 @@ Also: the phase-diagram workload, 2 features in 1 dim with many instances.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -46,38 +47,84 @@ def ours_steps_per_second(steps: int, setups) -> float:
     return steps / result.seconds
 
 
+def _timed(fn, steps: int) -> float:
+    """Milliseconds per call, best of three runs of `steps` calls."""
+    fn()
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        best = min(best, (time.perf_counter() - start) / steps * 1e3)
+    return best
+
+
+def machine_limits() -> dict[str, float]:
+    """Peak float32 matmul FLOP/s (1 thread and all) and random numbers per second (1 thread)."""
+    threads = torch.get_num_threads()
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    flops = {}
+    for count in (1, threads):
+        torch.set_num_threads(count)
+        flops[count] = 2 * 1024**3 / (_timed(lambda: a @ b, 20) * 1e-3)
+    torch.set_num_threads(threads)
+    bits = np.random.SFC64(0)
+    size = 1 << 20
+    return {
+        "peak matmul GFLOP/s, 1 thread": flops[1] / 1e9,
+        f"peak matmul GFLOP/s, {threads} threads": flops[threads] / 1e9,
+        "SFC64 raw 32-bit numbers/s (1e6)": 2
+        * size
+        / (_timed(lambda: bits.random_raw(size), 20) * 1e-3)
+        / 1e6,
+        "SFC64 float32 uniforms/s (1e6)": size
+        / (_timed(lambda: np.random.Generator(bits).random(size, dtype=np.float32), 20) * 1e-3)
+        / 1e6,
+        "torch.rand float32/s (1e6)": size / (_timed(lambda: torch.rand(size), 20) * 1e-3) / 1e6,
+    }
+
+
 def breakdown(setups, steps: int, batch: int = 1024) -> dict[str, float]:
-    """Milliseconds per step of the trainer's parts, each run alone on this machine."""
+    """Milliseconds per step of the trainer's two sides, each alone on one thread.
+
+    In training they run at once on two cores: the step takes about the larger.
+    """
     device = torch.device("cpu")
     model = _Batched(setups, device)
-    shape = model.uniform_shape(batch)
     optimizer = _FlatAdamW([(len(setups), model.m, model.n), (len(setups), model.n)], device, 1e-3, 0.01)
     W, b = optimizer.param_views
     W.normal_(0, 0.3)
     grad_W, grad_b = optimizer.grad_views
-    rng = np.random.Generator(np.random.SFC64(0))
-    block = torch.from_numpy(rng.random(shape, dtype=np.float32))
+    bits = np.random.SFC64(0)
+    shape = model.random_shape(batch)
+    size = math.prod(shape)
 
-    def timed(fn) -> float:
-        fn()
-        start = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        return (time.perf_counter() - start) / steps * 1e3
+    def integers():
+        raw = bits.random_raw((size + 1) // 2).view(np.int32)[:size]
+        return torch.from_numpy(raw).view(shape).bitwise_right_shift_(8)
+
+    xn, scale = model.sample(integers())
 
     def arithmetic():
-        x, scale = model.sample(block.clone())
-        h, y = model.forward(W, b, x, scale)
-        model.gradient(W, x, scale, h, y, grad_W, grad_b)
+        hn, y = model.forward(W, b, xn, scale)
+        model.gradient(W, xn, scale, hn, y, grad_W, grad_b)
+        optimizer.step()
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     with torch.no_grad():
         parts = {
-            "draw uniforms (SFC64, 1 thread)": timed(lambda: rng.random(shape, dtype=np.float32)),
-            "torch.rand, same numbers": timed(lambda: torch.rand(shape)),
-            "sample + forward + gradient": timed(arithmetic),
-            "AdamW step": timed(optimizer.step),
+            "producer: draw integers": _timed(integers, steps),
+            "producer: draw + sample the batch": _timed(lambda: model.sample(integers()), steps),
+            "consumer: forward + gradient + AdamW": _timed(arithmetic, steps),
         }
+    torch.set_num_threads(threads)
     return parts
+
+
+def useful_flops(n: int, m: int, instances: int, batch: int = 1024) -> float:
+    """Multiply-adds of the four batched matmuls of one step, as FLOPs."""
+    return 4 * 2 * instances * m * n * batch
 
 
 def main():
@@ -103,10 +150,28 @@ def main():
     print(f"  sim.train      {best_ours:7.1f} steps/s ({1e3 / best_ours:.2f} ms/step)")
     print(f"  ratio          {best_ours / best_ref:7.2f}x")
 
-    print("where the time goes (each part alone, ms per step; in training the draw runs in a")
-    print("background thread beside the arithmetic, which then has one torch thread):")
-    for name, value in breakdown(setups, args.steps).items():
+    print("the machine (same process):")
+    limits = machine_limits()
+    for name, value in limits.items():
+        print(f"  {name:45s} {value:9.1f}")
+    print("where the time goes (ms per step, each side alone on 1 thread; in training the producer")
+    print("runs in a background thread one batch ahead, so a step takes about the larger side):")
+    parts = breakdown(setups, args.steps)
+    for name, value in parts.items():
         print(f"  {name:45s} {value:7.3f}")
+    flops = useful_flops(20, 5, len(setups))
+    numbers = math.prod((len(setups), 25, 1024))
+    bound = max(parts["producer: draw + sample the batch"], parts["consumer: forward + gradient + AdamW"])
+    print(f"  bound from the larger side: {bound:.3f} ms; sim.train achieves {1e3 / best_ours:.3f} ms")
+    print(
+        f"  matmul work {flops / 1e6:.1f} MFLOP/step = {flops * best_ours / 1e9:.2f} GFLOP/s achieved, "
+        f"{100 * flops * best_ours / 1e9 / list(limits.values())[1]:.1f}% of peak"
+    )
+    print(
+        f"  random numbers {numbers / 1e3:.0f}k/step = {numbers * best_ours / 1e6:.0f}M/s achieved, "
+        f"{100 * numbers * best_ours / 1e6 / limits['SFC64 raw 32-bit numbers/s (1e6)']:.0f}% "
+        "of one thread's SFC64 raw rate"
+    )
 
     rng = np.random.default_rng(0)
     count = args.phase_instances

@@ -47,3 +47,41 @@ def feature_dimensionality(W) -> np.ndarray:
     norms_sq = feature_norms(W) ** 2
     denom = _projections_squared(W).sum(-1)
     return np.where(denom > 0, norms_sq / np.where(denom > 0, denom, 1.0), 0.0)
+
+
+def neuron_alignment(W) -> np.ndarray:
+    """max_k |W_ki| / ||W_i||, shape (..., n): 1 for a feature on one neuron, 1/sqrt(m) at most spread.
+
+    NaN for a feature of zero norm (it has no direction).
+    """
+    W = np.asarray(W, dtype=np.float64)
+    norms = feature_norms(W)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, np.abs(W).max(-2) / norms, np.nan)
+
+
+def excess_kurtosis(values, axis=-1) -> np.ndarray:
+    """E[(v - mean)^4] / var^2 - 3 along `axis` (0 for a Gaussian; large for sparse, heavy-tailed v)."""
+    v = np.asarray(values, dtype=np.float64)
+    centred = v - v.mean(axis, keepdims=True)
+    var = (centred**2).mean(axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (centred**4).mean(axis) / var**2 - 3.0
+
+
+def hidden_kurtosis(W, x, directions: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Excess kurtosis of the hidden activations h = W x, along the neurons and along random directions.
+
+    W: (..., m, n); x: (samples, n), inputs without dropout (the trained model in use).
+    Returns (mean over neurons, mean over `directions` random unit directions),
+    each of shape (...). In a privileged basis the neurons' kurtosis exceeds
+    that of random directions; with a rotation-invariant model they are equal
+    in distribution.
+    """
+    W = np.asarray(W, dtype=np.float64)
+    h = np.einsum("...mn,sn->...ms", W, np.asarray(x, dtype=np.float64))
+    rng = np.random.default_rng(seed)
+    u = rng.standard_normal((directions, W.shape[-2]))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    along = np.einsum("dm,...ms->...ds", u, h)
+    return np.nanmean(excess_kurtosis(h), -1), np.nanmean(excess_kurtosis(along), -1)

@@ -89,6 +89,7 @@ def sweep_dataset(
             "superposition": (dims + ("feature",), metrics.superposition(W)),
             "feature_dimensionality": (dims + ("feature",), metrics.feature_dimensionality(W)),
             "dimensions_per_feature": (dims, metrics.dimensions_per_feature(W)),
+            "neuron_alignment": (dims + ("feature",), metrics.neuron_alignment(W)),
             "importance": (
                 ((importance_axis,) if importance_axis else ()) + ("feature",),
                 importance if importance_axis else importance[0],

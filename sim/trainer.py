@@ -11,8 +11,9 @@ changes the estimator or the optimiser:
 
 - one uniform draw per feature instead of two: x = r / P(active) where
   r < P(active), else 0; r / P is uniform on [0, 1) given r < P;
-- on CPU the uniforms come from numpy's SFC64 generator, drawn one batch
-  ahead in a background thread (on CUDA, from torch's generator);
+- the uniforms are 24-bit integers: on CPU raw SFC64 output, drawn and
+  turned into a batch one step ahead in a background thread (on CUDA,
+  torch's generator);
 - a hand-written forward and backward pass in five batched matmuls
   (no autograd), and torch's AdamW update applied to one flat buffer
   holding W and b.
@@ -62,6 +63,11 @@ class TrainResult:
     seed: int
     device: str
     seconds: float
+    #: With train(snapshot_below=...): each instance's W, b at the first logged step whose batch
+    #: loss was at or below its threshold, and that step (-1, with the final W, b, if never).
+    snapshot_W: np.ndarray | None = None
+    snapshot_b: np.ndarray | None = None
+    snapshot_step: np.ndarray | None = None
 
     def expected_losses(self) -> ExpectedLosses:
         """Each instance's expected loss with dropout (the training objective), from theory."""
@@ -105,42 +111,56 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-class _Uniforms:
-    """Seeded blocks of uniform [0, 1) float32 numbers of one shape, on the device.
+class _Batches:
+    """Seeded training batches (minus the features, dropout scale) of one shape, on the device.
 
-    CPU: numpy's SFC64 (about twice torch's CPU generator here), drawn in a
-    background thread one block ahead, so that drawing the next batch
-    overlaps the arithmetic on this one (numpy releases the GIL while it
-    fills). The stream is the same as drawing the blocks in turn.
-    CUDA: torch's generator on the device.
+    The randomness is 24-bit integers s in [-2**23, 2**23), one per feature
+    and per hidden unit, so r = s / 2**24 + 1/2 is exactly numpy's float32
+    uniform on [0, 1); `model.sample` turns them into a batch.
+    CPU: the integers are raw SFC64 output (numpy's fastest generator, five
+    times torch.rand here), and drawing and sampling run in a background
+    thread one batch ahead, so they overlap the arithmetic on the batch
+    before (numpy and torch release the GIL; torch runs half the threads on
+    each side). The stream is the same as doing it in turn.
+    CUDA: torch's generator on the device, sampled in line.
     """
 
-    def __init__(self, seed: int, device: torch.device, shape: tuple[int, ...]):
-        self.device, self.shape = device, shape
+    def __init__(self, seed: int, device: torch.device, model: _Batched, batch: int):
+        self.device, self.model = device, model
+        self.shape = model.random_shape(batch)
         self._threads = None
         if device.type == "cpu":
-            # One core draws, the others compute: measured best on 2 cores.
             self._threads = torch.get_num_threads()
-            torch.set_num_threads(max(1, self._threads - 1))
-            self._numpy = np.random.Generator(np.random.SFC64(seed))
+            torch.set_num_threads(max(1, self._threads // 2))
+            self._bits = np.random.SFC64(seed)
             self._pool = ThreadPoolExecutor(max_workers=1)
-            self._next = self._pool.submit(self._draw)
+            self._next = self._pool.submit(self._make)
         else:
-            self._numpy = None
+            self._bits = None
             self._torch = torch.Generator(device=device).manual_seed(seed)
 
-    def _draw(self) -> np.ndarray:
-        return self._numpy.random(self.shape, dtype=np.float32)
+    def _integers(self) -> torch.Tensor:
+        if self._bits is None:
+            return torch.randint(
+                -(2**23), 2**23, self.shape, dtype=torch.int32, device=self.device, generator=self._torch
+            )
+        size = math.prod(self.shape)
+        raw = self._bits.random_raw((size + 1) // 2).view(np.int32)[:size]
+        return torch.from_numpy(raw).view(self.shape).bitwise_right_shift_(8)
 
-    def next(self) -> torch.Tensor:
-        if self._numpy is None:
-            return torch.rand(self.shape, generator=self._torch, device=self.device)
-        block = self._next.result()
-        self._next = self._pool.submit(self._draw)
-        return torch.from_numpy(block)
+    def _make(self):
+        return self.model.sample(self._integers())
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(minus the features, dropout scale) of the next batch; see _Batched.sample."""
+        if self._bits is None:
+            return self._make()
+        batch = self._next.result()
+        self._next = self._pool.submit(self._make)
+        return batch
 
     def close(self) -> None:
-        if self._numpy is not None:
+        if self._bits is not None:
             self._pool.shutdown(wait=True)
             torch.set_num_threads(self._threads)
 
@@ -156,70 +176,80 @@ class _Batched:
 
     Tensors are feature-major, (instances, features or hidden, batch): on CPU
     the small batched matmuls are 2-4x faster in that layout than batch-major.
-    Written without boolean tensors: on CPU a comparison that makes one costs
-    about as much as five float passes over the batch.
+    The batch is carried as xn = -x (the sampler's threshold keeps values
+    above a bound, so -x costs no extra pass); the signs are folded into the
+    matmuls. Written without boolean tensors: on CPU a comparison that makes
+    one costs about as much as five float passes over the batch. Importance
+    weights are applied to the small (m, n) operands, not to the batch.
     """
 
     def __init__(self, setups: Sequence[Setup], device: torch.device):
         dtype = torch.float32
         self.device = device
         self.n, self.m = setups[0].n_features, setups[0].n_hidden
-        density = torch.tensor(np.array([s.density for s in setups]), dtype=dtype, device=device)
-        # -1/density (0 for a feature that is never active), for the sampler below.
-        self.neg_inv_density = torch.where(density > 0, -1.0 / density.clamp(min=1e-30), 0.0)[:, :, None]
+        density = torch.tensor(np.array([s.density for s in setups]), dtype=torch.float64, device=device)
+        # xn = s * slope + offset = -(s / 2**24 + 1/2) / density (both 0 for a never-active feature).
+        inv = torch.where(density > 0, 1.0 / density.clamp(min=1e-300), 0.0)[:, :, None]
+        self.slope = (-(2.0**-24) * inv).to(dtype)
+        self.offset = (-0.5 * inv).to(dtype)
         self.importance = torch.tensor(
             np.array([s.importance_array for s in setups]), dtype=dtype, device=device
         )[:, :, None]
-        p = torch.tensor([s.p for s in setups], dtype=dtype, device=device)
-        self.keep = (1.0 - p)[:, None, None]  # (I, 1, 1)
-        self.inv_keep = 1.0 / self.keep
+        p = torch.tensor([s.p for s in setups], dtype=torch.float64, device=device)
+        self.inv_keep = (1.0 / (1.0 - p)).to(dtype)[:, None, None]  # (I, 1, 1)
+        self.keep_offset = (0.5 - p).to(dtype)[:, None, None]
         self.any_dropout = bool((p > 0).any())
 
-    def uniform_shape(self, batch: int) -> tuple[int, int, int]:
-        """Shape of the uniform block one batch consumes: features, then dropout draws."""
-        return (self.keep.shape[0], self.n + (self.m if self.any_dropout else 0), batch)
+    def random_shape(self, batch: int) -> tuple[int, int, int]:
+        """Shape of the random integers one batch consumes: features, then dropout draws."""
+        return (self.inv_keep.shape[0], self.n + (self.m if self.any_dropout else 0), batch)
 
-    def sample(self, uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """From a block of uniforms (uniform_shape): features x (I, n, batch), dropout scale (I, m, batch).
+    def sample(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """From 24-bit integers s (random_shape): xn = -x, (I, n, B), and the dropout scale, (I, m, B).
 
-        The dropout scale is mask/(1-p), or None when every instance has p = 0.
-
-        x_i = r / P_i if r < P_i else 0, with r uniform and P_i = 1 - S_i; as
-        -r/P_i > -1 exactly when r < P_i, one threshold pass does it.
-        The mask is ceil((1 - p) - u): 1 when u < 1 - p, else 0.
+        With r = s / 2**24 + 1/2 uniform on [0, 1) and P_i = 1 - S_i:
+        x_i = r / P_i if r < P_i else 0. As -r/P_i > -1 exactly when r < P_i,
+        one threshold pass makes -x. The scale is mask/(1-p) with mask = 1
+        when r < 1 - p: ceil((1 - p) - r) is that mask. The scale is None
+        when every instance has p = 0.
         """
-        r = uniforms[:, : self.n]
-        x = F.threshold(r.mul_(self.neg_inv_density), -1.0, 0.0).neg_()
+        xn = torch.mul(s[:, : self.n], self.slope).add_(self.offset)
+        F.threshold(xn, -1.0, 0.0, inplace=True)
         scale = None
         if self.any_dropout:
-            scale = torch.sub(self.keep, uniforms[:, self.n :]).ceil_().mul_(self.inv_keep)
-        return x, scale
+            scale = torch.mul(s[:, self.n :], -(2.0**-24)).add_(self.keep_offset).ceil_().mul_(self.inv_keep)
+        return xn, scale
 
     @staticmethod
-    def forward(W, b, x, scale):
-        """Hidden h = mask * W x / (1-p), (I, m, B), and pre-activation y = W^T h + b, (I, n, B)."""
-        h = torch.bmm(W, x)
+    def forward(W, b, xn, scale):
+        """hn = -h = -mask * W x / (1-p), (I, m, B), and the pre-activation y = W^T h + b, (I, n, B)."""
+        hn = torch.bmm(W, xn)
         if scale is not None:
-            h.mul_(scale)
-        return h, torch.baddbmm(b.unsqueeze(2), W.transpose(1, 2), h)
+            hn.mul_(scale)
+        return hn, torch.baddbmm(b.unsqueeze(2), W.transpose(1, 2), hn, alpha=-1.0)
 
-    def loss(self, x, y) -> torch.Tensor:
+    def loss(self, xn, y) -> torch.Tensor:
         """Per-instance batch loss, sum over features, importance-weighted: (I,)."""
-        return (self.importance * (x - y.clamp(min=0)) ** 2).sum(1).mean(1)
+        return (self.importance * (y.clamp(min=0) + xn) ** 2).sum(1).mean(1)
 
-    def gradient(self, W, x, scale, h, y, grad_W, grad_b):
-        """Gradient of the TMS objective (batch and feature mean) for W and b, written into grad_W, grad_b."""
-        batch = x.shape[2]
-        # d/dy of mean_{batch, feature} I (x - relu(y))^2 is 2 I (y - x)/(B n)
-        # where y > 0, else 0: ReLU's own backward kernel does the masking.
-        dy = torch.ops.aten.threshold_backward(y - x, y, 0.0)
-        dy.mul_(self.importance * (2.0 / (batch * self.n)))
-        torch.sum(dy, 2, out=grad_b)
-        torch.bmm(h, dy.transpose(1, 2), out=grad_W)
-        dh = torch.bmm(W, dy)
+    def gradient(self, W, xn, scale, hn, y, grad_W, grad_b):
+        """Gradient of the TMS objective (batch and feature mean) for W and b, into grad_W, grad_b.
+
+        With d = y - x where y > 0, else 0, and w_j = 2 I_j / (B n):
+        grad_b = w * sum_B d; grad_W = h (w d)^T + (scale * W (w d)) x^T.
+        """
+        weight = self.importance * (2.0 / (xn.shape[2] * self.n))  # (I, n, 1)
+        d = torch.add(y, xn)
+        torch.ops.aten.threshold_backward.grad_input(d, y, 0.0, grad_input=d)  # ReLU's masking kernel
+        torch.sum(d, 2, out=grad_b)
+        grad_b.mul_(weight[:, :, 0])
+        row = weight.transpose(1, 2)  # (I, 1, n)
+        torch.bmm(hn, d.transpose(1, 2), out=grad_W)
+        grad_W.mul_(row.neg())
+        dh = torch.bmm(W * row, d)
         if scale is not None:
             dh.mul_(scale)
-        grad_W.baddbmm_(dh, x.transpose(1, 2))
+        grad_W.baddbmm_(dh, xn.transpose(1, 2), alpha=-1.0)
 
 
 class _FlatAdamW:
@@ -293,6 +323,7 @@ def train(
     init: np.ndarray | None = None,
     progress: bool | None = None,
     on_steps: Callable[[int], None] | None = None,
+    snapshot_below: np.ndarray | None = None,
 ) -> TrainResult:
     """Train one model per Setup, all at once; same seed and device give the same numbers.
 
@@ -300,6 +331,9 @@ def train(
     init: the starting W, (instances, m, n); None: tms_init from `seed`.
     progress: None shows a bar only when stderr is a terminal.
     on_steps: called now and then with the number of steps done since its last call.
+    snapshot_below: per-instance losses (sum over features); each instance's W and b are
+        copied at the first logged step whose batch loss is at or below its value (the
+        dropout study's "p = 0 model trained only to the same loss"). Training goes on.
     """
     setups = tuple(setups)
     if not setups or not all(isinstance(s, Setup) for s in setups):
@@ -329,21 +363,32 @@ def train(
 
     log_steps = [s for s in range(steps) if s % log_every == 0 or s == steps - 1]
     history = torch.empty((len(setups), len(log_steps)), device=dev)
+    snapshot = None
+    if snapshot_below is not None:
+        if np.shape(snapshot_below) != (instances,):
+            raise InputError(f"snapshot_below has shape {np.shape(snapshot_below)}; expected ({instances},)")
+        threshold = torch.as_tensor(np.asarray(snapshot_below, dtype=np.float32), device=dev)
+        snapshot = (torch.zeros_like(W), torch.zeros_like(b), torch.full((instances,), -1, device=dev))
     show = sys.stderr.isatty() if progress is None else progress
     start = time.perf_counter()
     logged = 0
     with (
         torch.no_grad(),
-        _Uniforms(int(seed), dev, model.uniform_shape(batch)) as uniforms,
+        _Batches(int(seed), dev, model, batch) as batches,
         tqdm(total=steps, disable=not show, desc="train", unit="step") as bar,
     ):
         for step in range(steps):
-            x, scale = model.sample(uniforms.next())
-            h, y = model.forward(W, b, x, scale)
+            xn, scale = batches.next()
+            hn, y = model.forward(W, b, xn, scale)
             if logged < len(log_steps) and step == log_steps[logged]:
-                history[:, logged] = model.loss(x, y)
+                history[:, logged] = model.loss(xn, y)
+                if snapshot is not None:
+                    now = (history[:, logged] <= threshold) & (snapshot[2] < 0)
+                    snapshot[0][now] = W[now]
+                    snapshot[1][now] = b[now]
+                    snapshot[2][now] = step
                 logged += 1
-            model.gradient(W, x, scale, h, y, grad_W, grad_b)
+            model.gradient(W, xn, scale, hn, y, grad_W, grad_b)
             optimizer.step()
             if step % 100 == 99 or step == steps - 1:
                 if on_steps is not None:
@@ -354,6 +399,15 @@ def train(
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - start
+    extra = {}
+    if snapshot is not None:
+        never = snapshot[2] < 0
+        snapshot[0][never], snapshot[1][never] = W[never], b[never]
+        extra = dict(
+            snapshot_W=snapshot[0].double().cpu().numpy(),
+            snapshot_b=snapshot[1].double().cpu().numpy(),
+            snapshot_step=snapshot[2].long().cpu().numpy(),
+        )
     return TrainResult(
         setups=setups,
         W=W.double().cpu().numpy(),
@@ -367,6 +421,7 @@ def train(
         seed=int(seed),
         device=str(dev),
         seconds=seconds,
+        **extra,
     )
 
 
@@ -386,12 +441,13 @@ def sampled_loss(
     total_sq = torch.zeros_like(total)
     chunk = min(65_536, n_samples)
     done = 0
-    with torch.no_grad(), _Uniforms(int(seed), dev, model.uniform_shape(chunk)) as uniforms:
+    with torch.no_grad(), _Batches(int(seed), dev, model, chunk) as batches:
         while done < n_samples:
             size = min(chunk, n_samples - done)
-            x, scale = model.sample(uniforms.next()[..., :size])
-            _, y = model.forward(Wt, bt, x, scale)
-            per_sample = (model.importance * (x - y.clamp(min=0)) ** 2).sum(1).double()
+            xn, scale = batches.next()
+            xn, scale = xn[..., :size], None if scale is None else scale[..., :size]
+            _, y = model.forward(Wt, bt, xn, scale)
+            per_sample = (model.importance * (y.clamp(min=0) + xn) ** 2).sum(1).double()
             total += per_sample.sum(1)
             total_sq += (per_sample**2).sum(1)
             done += size

@@ -39,3 +39,18 @@ def test_metrics_are_batched_over_leading_dims():
     batched = metrics.superposition(W)
     assert batched.shape == (4, 3, 5)
     np.testing.assert_allclose(batched[2, 1], metrics.superposition(W[2, 1]))
+
+
+def test_neuron_alignment_and_hidden_kurtosis_see_the_privileged_basis():
+    W = np.array([[1.0, 0.0, 0.6, 0.0], [0.0, 1.0, 0.8, 0.0]])
+    np.testing.assert_allclose(metrics.neuron_alignment(W)[:3], [1.0, 1.0, 0.8])
+    assert np.isnan(metrics.neuron_alignment(W)[3])
+    rng = np.random.default_rng(0)
+    x = (rng.random((40_000, 3)) < 0.05) * rng.random((40_000, 3))
+    # Features on the neurons: the neurons' activations are sparse (heavy-tailed), random directions mix them.
+    aligned = metrics.hidden_kurtosis(np.eye(3)[:2], x)
+    rotated = metrics.hidden_kurtosis(np.array([[1.0, 1.0, 0.0], [1.0, -1.0, 0.0]]) / np.sqrt(2), x)
+    assert aligned[0] > 1.3 * aligned[1]
+    assert rotated[0] < rotated[1]
+    # A Gaussian has excess kurtosis 0.
+    assert abs(metrics.excess_kurtosis(rng.standard_normal(200_000))) < 0.05

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from sim import sampled_loss, train
-from sim.trainer import _Batched, _FlatAdamW, _Uniforms, tms_init
+from sim.trainer import _Batched, _Batches, _FlatAdamW, tms_init
 from theory import Setup, minimize_loss
 
 CPU = torch.device("cpu")
@@ -24,11 +24,12 @@ def test_hand_written_gradient_matches_autograd():
     generator = torch.Generator().manual_seed(0)
     W = torch.randn(len(setups), 2, 4, generator=generator)
     b = torch.randn(len(setups), 4, generator=generator) * 0.1
-    with _Uniforms(0, CPU, model.uniform_shape(256)) as uniforms:
-        x, scale = model.sample(uniforms.next())
-    h, y = model.forward(W, b, x, scale)
+    with _Batches(0, CPU, model, 256) as batches:
+        xn, scale = batches.next()
+    hn, y = model.forward(W, b, xn, scale)
     grad_W, grad_b = torch.empty_like(W), torch.empty_like(b)
-    model.gradient(W, x, scale, h, y, grad_W, grad_b)
+    model.gradient(W, xn, scale, hn, y, grad_W, grad_b)
+    x = -xn
 
     Wa, ba = W.clone().requires_grad_(), b.clone().requires_grad_()
     out = torch.relu(Wa.transpose(1, 2) @ ((Wa @ x) * scale) + ba[:, :, None])
@@ -70,9 +71,9 @@ def test_sampler_has_the_models_distribution():
     setups = [Setup(3, 2, sparsity=[0.0, 0.6, 1.0], p=0.3), Setup(3, 2, sparsity=0.95, p=0.0)]
     model = _Batched(setups, CPU)
     batch = 200_000
-    with _Uniforms(3, CPU, model.uniform_shape(batch)) as uniforms:
-        x, scale = model.sample(uniforms.next())
-    x, scale = x.double().numpy(), scale.double().numpy()
+    with _Batches(3, CPU, model, batch) as batches:
+        xn, scale = batches.next()
+    x, scale = -xn.double().numpy(), scale.double().numpy()
     for i, setup in enumerate(setups):
         active = x[i] > 0
         for j, density in enumerate(setup.density):
@@ -131,3 +132,18 @@ def test_best_of_five_seeds_reaches_the_global_minimum():
         # Single runs may stop in the one-sign local minimum (reported, not hidden):
         print(f"density {s}, r {r}, p {p}: excess loss per run {np.round(excess, 4)}")
         assert excess.min() <= 0.02
+
+
+def test_snapshot_is_the_model_at_the_step_its_loss_was_reached():
+    setups = small_setups()
+    full = train(setups, steps=400, log_every=10, seed=2, progress=False, snapshot_below=np.full(4, 0.12))
+    reached = full.snapshot_step >= 0
+    assert reached.any()
+    # The same seed trained for exactly that many steps ends where the snapshot was taken.
+    i = int(np.argmax(reached))
+    step = int(full.snapshot_step[i])
+    short = train(setups, steps=step, log_every=10, seed=2, progress=False)
+    np.testing.assert_array_equal(full.snapshot_W[i], short.W[i])
+    np.testing.assert_array_equal(full.snapshot_b[i], short.b[i])
+    assert full.loss_history[i, full.log_steps.tolist().index(step)] <= 0.12
+    assert (full.loss_history[i, full.log_steps < step] > 0.12).all()
