@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -19,26 +20,27 @@ def _density_label(sparsity: float) -> str:
     return f"1-S = {1 - sparsity:.3g}"
 
 
-def feature_embeddings(ds: xr.Dataset, seed: int) -> plt.Figure:
+def feature_embeddings(ds: xr.Dataset, seed: int | Sequence[int]) -> plt.Figure:
     """2-d hidden space: each feature's column W[:, i] as a line from the origin, coloured by importance.
 
-    One row per dropout rate p, one column per sparsity.
+    One row per (dropout rate p, seed), one column per sparsity.
     """
-    run = ds.sel(seed=seed)
-    ps, sparsities = run.p.values, run.sparsity.values
+    seeds = [seed] if np.ndim(seed) == 0 else list(seed)
+    ps, sparsities = ds.p.values, ds.sparsity.values
     importance = ds.importance.values
     spread = importance.max() - importance.min()
     colors = plt.cm.viridis(
         (importance - importance.min()) / spread if spread > 0 else np.ones_like(importance)
     )
+    rows = [(p, s) for p in ps for s in seeds]
     fig, axes = plt.subplots(
-        len(ps), len(sparsities), figsize=(1.7 * len(sparsities), 1.9 * len(ps)), squeeze=False
+        len(rows), len(sparsities), figsize=(1.7 * len(sparsities), 1.9 * len(rows)), squeeze=False
     )
-    limit = max(1.2, float(np.abs(run.W.values).max()) * 1.1)
-    for r, p in enumerate(ps):
+    limit = max(1.2, float(np.abs(ds.W.sel(seed=seeds).values).max()) * 1.1)
+    for r, (p, seed_) in enumerate(rows):
         for c, s in enumerate(sparsities):
             ax = axes[r, c]
-            W = run.W.sel(p=p, sparsity=s).values
+            W = ds.W.sel(seed=seed_, p=p, sparsity=s).values
             for i in range(W.shape[1]):
                 ax.plot([0, W[0, i]], [0, W[1, i]], color=colors[i], lw=1.5)
                 ax.scatter(W[0, i], W[1, i], color=colors[i], s=10, zorder=3)
@@ -52,10 +54,11 @@ def feature_embeddings(ds: xr.Dataset, seed: int) -> plt.Figure:
             if r == 0:
                 ax.set_title(_density_label(s), fontsize=8)
             if c == 0:
-                ax.set_ylabel(f"p = {p:g}", fontsize=9)
+                ax.set_ylabel(f"p = {p:g}" + (f", seed {seed_}" if len(seeds) > 1 else ""), fontsize=8)
     n, m = ds.sizes["feature"], ds.sizes["hidden"]
+    which = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
     fig.suptitle(
-        f"{n} features in {m} dims, seed {seed}: columns of W (hidden-neuron axes), "
+        f"{n} features in {m} dims, {which}: columns of W (hidden-neuron axes), "
         "colour = importance (yellow: most)",
         fontsize=9,
     )
