@@ -214,16 +214,17 @@ def privileged_figure(ds: xr.Dataset, neurons, random_dirs) -> plt.Figure:
                 ax.scatter(ds.p.values, v.sel(seed=seed), s=8, color=color, alpha=0.5)
             ax.plot(ds.p.values, v.mean("seed"), color=color, label=f"1 - S = {1 - s:.2g}")
     axes[0].axhline(1 / np.sqrt(m), color="0.6", ls=":", lw=0.8)
-    axes[0].set_ylabel(f"mean max_k |W_ki| / ||W_i|| (features with norm > {REPRESENTED})")
+    axes[0].set_ylabel("neuron alignment, max_k |W_ki| / ||W_i||")
+    axes[0].set_title(f"mean over features with ||W_i|| > {REPRESENTED}; dotted: 1/sqrt({m})", fontsize=8)
     axes[1].axhline(1, color="0.6", ls=":", lw=0.8)
-    axes[1].set_ylabel("kurtosis of h: neurons / random directions")
+    axes[1].set_ylabel("excess kurtosis of h, neurons / random")
+    axes[1].set_title("h = W x without dropout; 1: no preferred basis", fontsize=8)
     for ax in axes:
         ax.set_xlabel("dropout rate p")
     axes[0].legend(fontsize=7)
     n = ds.sizes["feature"]
     fig.suptitle(
-        f"{n} features in {m} dims: the privileged basis against p (1 = on a neuron; dotted: "
-        f"1/sqrt({m}), no preference)",
+        f"{n} features in {m} dims: the privileged basis against p (dots: seeds)",
         fontsize=9,
     )
     fig.tight_layout()
