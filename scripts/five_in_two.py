@@ -44,6 +44,9 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--starts", type=int, default=24)
+    parser.add_argument(
+        "--sparsity", type=float, nargs="+", default=SPARSITIES, help="(default: %(default)s)"
+    )
     parser.add_argument("--p", type=float, nargs="+", default=PS, help="dropout rates (default: %(default)s)")
     args = parser.parse_args()
     importance = 0.9 ** np.arange(5)
@@ -52,7 +55,7 @@ def main():
         f"{'pairs':>10} {'margin':>8}  biases"
     )
     for p in args.p:
-        for s in SPARSITIES:
+        for s in args.sparsity:
             setup = Setup(5, 2, sparsity=s, importance=importance, p=p)
             best = minimize_loss(setup, n_starts=args.starts)
             pairs, _ = aligned_pairs_minimum(setup)
