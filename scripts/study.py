@@ -172,7 +172,8 @@ def same_loss_figure(ds: xr.Dataset, stopped: xr.Dataset, p_dropout: float) -> p
             for seed in run.seed.values:
                 ax.scatter(x, value.sel(seed=seed), s=8, color=color, alpha=0.5)
             ax.plot(x, value.mean("seed"), color=color, label=label)
-    axes[0].set_ylabel("total superposition, sum_i sum_{j!=i} (W_i_hat . W_j)^2")
+    axes[0].set_ylabel("total superposition")
+    axes[0].set_title("sum over i of sum_{j != i} (W_i_hat . W_j)^2", fontsize=8)
     axes[1].set_ylabel(f"features with ||W_i|| > {REPRESENTED}")
     for ax in axes:
         ax.set_xscale("log")
@@ -305,12 +306,16 @@ def report(five: dict[int, xr.Dataset], twenty, stopped, basis, kurt, p_dropout)
     run = twenty.sel(importance_decay=0.7)
     reached = (stopped.step >= 0).mean()
     more = (stopped.superposition.sum("feature") > run.sel(p=p_dropout).superposition.sum("feature")).mean()
+    count_stopped, count_dropout = represented(stopped), represented(run.sel(p=p_dropout))
+    more_features = (count_stopped > count_dropout).mean()
+    fewer_features = (count_stopped < count_dropout).mean()
     lines.append(
         f"- decay 0.7: p = 0 stopped at the p = {p_dropout:g} model's loss (per-feature targets "
         f"{fmt(stopped.target.values / run.sizes['feature'])}): reached in {float(reached):.2f} of runs, "
         f"at steps {fmt(stopped.step.median('seed').values)} (median over seeds); "
         f"more total superposition than p = {p_dropout:g} "
-        f"in {float(more):.2f} of (seed, sparsity) cells"
+        f"in {float(more):.2f} of (seed, sparsity) cells, more represented features in "
+        f"{float(more_features):.2f}, fewer in {float(fewer_features):.2f}"
     )
     lines += ["", "## Claim 6: dense important features share their representation with the bias"]
     for p in run.p.values:
