@@ -34,7 +34,7 @@ import xarray as xr  # noqa: E402
 from sim import metrics, sweep, train  # noqa: E402
 from sim.config import TrainConfig  # noqa: E402
 from sim.plots import feature_embeddings, norms_and_gram  # noqa: E402
-from sim.results import load  # noqa: E402
+from sim.results import config_of, load  # noqa: E402
 from theory import Setup  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "study"
@@ -48,7 +48,7 @@ def run(name: str, out: Path, steps: int | None = None) -> xr.Dataset:
     if steps is not None and steps != config.steps:
         config = TrainConfig.from_dict({**config.to_dict(), "steps": steps})
     path = out / "runs" / f"{name}_{config.steps}.nc"
-    print(f"== {name}: {len(config.cells())} models x {config.steps} steps -> {path}")
+    print(f"== {name}: {config.n_cells} models x {config.steps} steps -> {path}")
     sweep.sweep(config, path)
     return load(path)
 
@@ -121,7 +121,7 @@ def loss_figure(panels: dict[str, xr.Dataset]) -> plt.Figure:
 def same_loss(ds: xr.Dataset, p_dropout: float) -> xr.Dataset:
     """Train p = 0 models (one call per seed, the notebook's packing) and snapshot each at the
     first logged step whose batch loss reaches the p_dropout model's final loss (mean over seeds)."""
-    config = TrainConfig.from_dict(json_config(ds))
+    config = config_of(ds)
     target = ds.sampled_loss.sel(p=p_dropout).mean("seed").values  # per sparsity, sum over features
     rows = []
     for seed in ds.seed.values:
@@ -149,12 +149,6 @@ def same_loss(ds: xr.Dataset, p_dropout: float) -> xr.Dataset:
         },
         coords={"seed": ds.seed.values, "sparsity": ds.sparsity.values},
     )
-
-
-def json_config(ds) -> dict:
-    import json
-
-    return json.loads(ds.attrs["config"])
 
 
 def same_loss_figure(ds: xr.Dataset, stopped: xr.Dataset, p_dropout: float) -> plt.Figure:
@@ -353,7 +347,7 @@ def main():
 
     five = {}
     five_main = run("five_in_two", out, args.steps)
-    five[int(TrainConfig.from_dict(json_config(five_main)).steps)] = five_main
+    five[config_of(five_main).steps] = five_main
     for steps in args.budgets:
         five[steps] = run("five_in_two", out, steps)
     twenty = run("twenty_in_five", out, args.steps)

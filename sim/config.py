@@ -115,6 +115,11 @@ class TrainConfig:
         axes["sparsity"] = list(self.sparsity)
         return axes
 
+    @property
+    def n_cells(self) -> int:
+        """How many models the grid has (without building their Setups)."""
+        return math.prod(len(values) for values in self.grid().values())
+
     def importance_for(self, label: float | None) -> tuple[float, ...]:
         if self.importance_axis == "r":
             return (*self.importance[:-1], self.importance[-1] * label)
@@ -138,11 +143,6 @@ class TrainConfig:
             for label in labels
             for s in self.sparsity
         ]
-
-    def setups(self) -> list[Setup]:
-        """The Setups of one seed's cells, in cell order."""
-        cells = self.cells()
-        return [c.setup for c in cells[: len(cells) // len(self.seeds)]]
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

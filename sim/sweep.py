@@ -60,7 +60,7 @@ class Plan:
 
     @property
     def n_cells(self) -> int:
-        return len(self.config.cells())
+        return self.config.n_cells
 
     @property
     def n_chunks(self) -> int:
@@ -80,7 +80,7 @@ class Plan:
 def plan(config: TrainConfig, device: str | None = None) -> Plan:
     """Resolve the device and the chunk size (the config's, or what fits the device's memory budget)."""
     dev = resolve_device(device or config.device)
-    n_cells = len(config.cells())
+    n_cells = config.n_cells
     if config.chunk is not None:
         size = config.chunk
     else:
@@ -102,7 +102,7 @@ def _seed_of(*keys: int) -> int:
 def initial_weights(config: TrainConfig, cells: Sequence[int]) -> np.ndarray:
     """Each cell's starting W, (len(cells), m, n): its own generator, the notebook's scale."""
     n, m = config.n_features, config.n_hidden
-    per_seed = len(config.cells()) // len(config.seeds)
+    per_seed = config.n_cells // len(config.seeds)
     std = math.sqrt(2.0 / (n * m + len(config.sparsity) * m))
     out = np.empty((len(cells), m, n), dtype=np.float32)
     for row, cell in enumerate(cells):
@@ -180,14 +180,12 @@ class Store:
             with open(manifest, "x") as f:  # exclusive: concurrent shards agree on one manifest
                 f.write(self.manifest_text)
         except FileExistsError:
-            self.check(manifest)
+            self.check()
         return self
 
-    def check(self, manifest: Path) -> None:
-        try:
-            found = json.loads(manifest.read_text())
-        except (OSError, ValueError):
-            found = None
+    def check(self) -> None:
+        """An error unless the folder's manifest is this plan's."""
+        found = _read_manifest(self.folder)
         if found == json.loads(self.manifest_text):
             return
         if isinstance(found, dict) and found.get("config") == self.plan.config.to_dict():
@@ -218,7 +216,8 @@ def _progress(total: int, show: bool | None):
 
 def run_chunks(plan_: Plan, store: Store, indices: Sequence[int], progress: bool | None = None) -> None:
     """Train the chunks among `indices` that are not yet in the store, saving each as it finishes."""
-    todo = [i for i in indices if i not in store.done()]
+    done = store.done()
+    todo = [i for i in indices if i not in done]
     steps = plan_.config.steps
     sizes = {i: len(plan_.cells_of(i)) for i in todo}
     with _progress(sum(sizes.values()) * steps, progress) as bar:
@@ -341,7 +340,7 @@ def merge(
         if manifest is None:
             continue
         store = Store(folder, plan_)
-        store.check(folder / "manifest.json")
+        store.check()
         for index in sorted(store.done()):
             found.setdefault(index, store)
     missing = sorted(set(range(plan_.n_chunks)) - set(found))

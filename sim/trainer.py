@@ -228,9 +228,13 @@ class _Batched:
             hn.mul_(scale)
         return hn, torch.baddbmm(b.unsqueeze(2), W.transpose(1, 2), hn, alpha=-1.0)
 
+    def per_sample_loss(self, xn, y) -> torch.Tensor:
+        """Each sample's loss, sum over features, importance-weighted: (I, B)."""
+        return (self.importance * (y.clamp(min=0) + xn) ** 2).sum(1)
+
     def loss(self, xn, y) -> torch.Tensor:
-        """Per-instance batch loss, sum over features, importance-weighted: (I,)."""
-        return (self.importance * (y.clamp(min=0) + xn) ** 2).sum(1).mean(1)
+        """Per-instance batch loss: (I,)."""
+        return self.per_sample_loss(xn, y).mean(1)
 
     def gradient(self, W, xn, scale, hn, y, grad_W, grad_b):
         """Gradient of the TMS objective (batch and feature mean) for W and b, into grad_W, grad_b.
@@ -447,7 +451,7 @@ def sampled_loss(
             xn, scale = batches.next()
             xn, scale = xn[..., :size], None if scale is None else scale[..., :size]
             _, y = model.forward(Wt, bt, xn, scale)
-            per_sample = (model.importance * (y.clamp(min=0) + xn) ** 2).sum(1).double()
+            per_sample = model.per_sample_loss(xn, y).double()
             total += per_sample.sum(1)
             total_sq += (per_sample**2).sum(1)
             done += size
