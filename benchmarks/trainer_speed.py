@@ -6,7 +6,8 @@ Identical work: 20 features, 5 hidden, 10 instances (the notebook's sparsity
 sweep, importance 0.7**i), batch 1024, dropout p = 0.4, AdamW lr 1e-3.
 The two trainers alternate for --rounds rounds in one process (this machine's
 timing noise is large); the best round of each is reported, with the ratio.
-Also: the phase-diagram workload, 2 features in 1 dim with many instances.
+Also: the phase-comparison workload (2 features in 1 dim, many instances) and
+the TMS intro models (5 in 2), each with both backends (torch, fused).
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def reference_steps_per_second(steps: int, n=20, m=5, instances=10, p=0.4) -> fl
 
 
 def ours_steps_per_second(steps: int, setups) -> float:
-    train(setups, steps=20, progress=False)  # warm-up
-    result = train(setups, steps=steps, progress=False)
+    train(setups, steps=20, progress=False, backend="torch")  # warm-up
+    result = train(setups, steps=steps, progress=False, backend="torch")
     return steps / result.seconds
 
 
@@ -184,11 +185,24 @@ def main():
             strict=True,
         )
     ]
-    rate = ours_steps_per_second(max(20, args.steps // 5), phase)
-    print(
-        f"2 features in 1 dim, {count} instances, batch 1024: {rate:.1f} steps/s = "
-        f"{rate * count:.0f} instance-steps/s"
-    )
+    steps = max(20, args.steps // 5)
+    print(f"2 features in 1 dim, {count} instances, batch 1024 (the phase-comparison workload):")
+    rates = {}
+    for backend in ("torch", "fused"):
+        train(phase, steps=5, progress=False, backend=backend)  # warm-up (and the fused kernel's compile)
+        result = train(phase, steps=steps, progress=False, backend=backend)
+        rates[backend] = steps * count / result.seconds
+        print(f"  {backend:5s} backend {rates[backend]:10.0f} instance-steps/s")
+    print(f"  fused / torch {rates['fused'] / rates['torch']:.2f}x")
+    intro = [Setup(5, 2, sparsity=s, importance=0.9 ** np.arange(5), p=p) for s in tms_sparsities(10)
+             for p in (0.0, 0.4)]  # fmt: skip
+    print(f"5 features in 2 dims, {len(intro)} instances (configs/tms_intro.toml's chunk for one seed):")
+    for backend in ("torch", "fused"):
+        train(intro, steps=5, progress=False, backend=backend)
+        result = train(intro, steps=args.steps, progress=False, backend=backend)
+        rates[backend] = args.steps / result.seconds
+        print(f"  {backend:5s} backend {rates[backend]:10.1f} steps/s")
+    print(f"  fused / torch {rates['fused'] / rates['torch']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@
     p = [0.0, 0.4]
     seeds = [0, 1, 2]
     # At most one importance axis (omitted: the model's importance for every cell):
-    # r = [0.1, 1.0, 10.0]            # the last feature's importance times r
+    # r = [0.1, 1.0, 10.0]            # the last feature's importance times r; or { log = [0.1, 10, 30] }
     # importance_decay = [0.7, 0.9, 1.0]   # importance_i = decay**i
 
     [train]                        # every key optional; defaults are the TMS notebook's
@@ -20,6 +20,7 @@
     lr = 1e-3
     weight_decay = 0.01
     device = "auto"
+    backend = "auto"               # "torch", "fused" (CPU, small models) or auto (sim.trainer.train)
     log_every = 100
 
     [sweep]
@@ -39,6 +40,9 @@ from pathlib import Path
 import numpy as np
 
 from theory import InputError, Setup
+
+#: The trainers (sim.trainer.train's backend argument).
+BACKENDS = ("auto", "torch", "fused")
 
 #: The importance axes a grid may declare, at most one at a time.
 IMPORTANCE_AXES = ("r", "importance_decay")
@@ -80,6 +84,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     device: str = "auto"
+    backend: str = "auto"
     log_every: int = 100
     chunk: int | None = None
 
@@ -90,6 +95,8 @@ class TrainConfig:
                 raise InputError(f"grid.{name} is empty; give at least one value")
             if len(set(values)) != len(values):
                 raise InputError(f"grid.{name} = {list(values)} has repeated values")
+        if self.backend not in BACKENDS:
+            raise InputError(f"train.backend = {self.backend!r} is unknown; allowed: {', '.join(BACKENDS)}")
         if self.r and self.importance_decay:
             raise InputError("grid declares both r and importance_decay; give at most one importance axis")
         for seed in self.seeds:
@@ -189,7 +196,9 @@ def _flatten(raw: dict, path: Path) -> dict:
         )
     model = _table(raw, "model", {"n_features", "n_hidden", "importance"}, path)
     grid = _table(raw, "grid", {"sparsity", "p", "seeds", *IMPORTANCE_AXES}, path)
-    train = _table(raw, "train", {"steps", "batch", "lr", "weight_decay", "device", "log_every"}, path)
+    train = _table(
+        raw, "train", {"steps", "batch", "lr", "weight_decay", "device", "backend", "log_every"}, path
+    )
     sweep = _table(raw, "sweep", {"chunk"}, path)
     for key in ("n_features", "n_hidden"):
         if key not in model:
@@ -206,7 +215,7 @@ def _flatten(raw: dict, path: Path) -> dict:
         raise InputError(f"{path}: grid.seeds = {out['seeds']!r} must be a list of integers")
     for axis in IMPORTANCE_AXES:
         if axis in grid:
-            values = _number_list(grid[axis], f"grid.{axis}", path)
+            values = _axis_values(grid[axis], f"grid.{axis}", path)
             if not values or not all(math.isfinite(v) and v > 0 for v in values):
                 raise InputError(
                     f"{path}: grid.{axis} = {grid[axis]!r} must be a non-empty list of numbers > 0"
@@ -223,6 +232,28 @@ def _number_list(value, name: str, path: Path) -> list[float]:
     ):
         raise InputError(f"{path}: {name} = {value!r} must be a list of numbers")
     return [float(v) for v in value]
+
+
+def _axis_values(value, name: str, path: Path) -> list[float]:
+    """A list of numbers, or { log = [low, high, count] }: log-spaced from low to high."""
+    if isinstance(value, dict):
+        spec = value.get("log")
+        ok = (
+            set(value) == {"log"}
+            and isinstance(spec, list)
+            and len(spec) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec)
+            and isinstance(spec[2], int)
+            and 0 < spec[0] <= spec[1]
+            and spec[2] >= 1
+        )
+        if not ok:
+            raise InputError(
+                f"{path}: {name} = {value!r} must be a list of numbers or "
+                "{ log = [low, high, count] } with 0 < low <= high and an integer count >= 1"
+            )
+        return [float(v) for v in np.geomspace(spec[0], spec[1], spec[2])]
+    return _number_list(value, name, path)
 
 
 def _importance(value, n: int, path: Path) -> list[float]:

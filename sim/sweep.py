@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from sim import results
 from sim.config import TrainConfig
-from sim.trainer import expected_losses, resolve_device, sampled_loss, train
+from sim.trainer import expected_losses, resolve_backend, resolve_device, sampled_loss, train
 from theory import InputError
 
 CHUNK_KIND = "tms-dropout sweep chunk"
@@ -68,6 +68,12 @@ class Plan:
 
     def cells_of(self, index: int) -> range:
         return range(index * self.chunk, min(self.n_cells, (index + 1) * self.chunk))
+
+    @property
+    def backend(self) -> str:
+        """The trainer this plan's chunks use (fixed by the config's backend and the device type)."""
+        c = self.config
+        return resolve_backend(c.backend, torch.device(self.device), c.n_features, c.n_hidden)
 
     def manifest(self) -> dict:
         return {
@@ -130,6 +136,7 @@ def train_chunk(plan_: Plan, index: int, on_steps=None) -> xr.Dataset:
         init=initial_weights(config, cells),
         progress=False,
         on_steps=on_steps,
+        backend=plan_.backend,
     )
     sampled, stderr = sampled_loss(
         setups,
@@ -138,6 +145,7 @@ def train_chunk(plan_: Plan, index: int, on_steps=None) -> xr.Dataset:
         n_samples=SAMPLED_N,
         seed=_seed_of(_SAMPLE_KEY, index),
         device=plan_.device,
+        backend=plan_.backend,
     )
     expected = expected_losses(setups, result.W, result.b)
     return xr.Dataset(

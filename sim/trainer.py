@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from sim.config import BACKENDS
 from theory import InputError, Setup, expected_loss, expected_loss_bounds
 
 #: Instances with at most this many features get the exact loss; larger
@@ -303,6 +304,76 @@ def tms_init(instances: int, n: int, m: int, generator: torch.Generator) -> torc
     return W.transpose(1, 2).contiguous()
 
 
+def resolve_backend(backend: str, device: torch.device, n: int, m: int) -> str:
+    """'auto' -> 'fused' on CPU for n * m <= sim.fused.FUSED_MAX_SIZE, else 'torch'."""
+    from sim.fused import FUSED_MAX_SIZE
+
+    if backend not in BACKENDS:
+        raise InputError(f"backend = {backend!r} is unknown; allowed: {', '.join(BACKENDS)}")
+    if backend == "fused" and device.type != "cpu":
+        raise InputError(f"backend 'fused' runs on CPU only; the device is {device}")
+    if backend == "auto":
+        return "fused" if device.type == "cpu" and n * m <= FUSED_MAX_SIZE else "torch"
+    return backend
+
+
+def _check_snapshot(snapshot_below, instances):
+    if snapshot_below is not None and np.shape(snapshot_below) != (instances,):
+        raise InputError(f"snapshot_below has shape {np.shape(snapshot_below)}; expected ({instances},)")
+
+
+def _log_steps(steps: int, log_every: int) -> list[int]:
+    return [s for s in range(steps) if s % log_every == 0 or s == steps - 1]
+
+
+def _train_fused(
+    setups, steps, batch, lr, weight_decay, seed, log_every, init, progress, on_steps, snapshot_below
+):
+    from sim.fused import FusedRun
+
+    instances, n, m = len(setups), setups[0].n_features, setups[0].n_hidden
+    if init is None:
+        init = tms_init(instances, n, m, torch.Generator().manual_seed(int(seed))).numpy()
+    elif np.shape(init) != (instances, m, n):
+        raise InputError(f"init has shape {np.shape(init)}; expected {(instances, m, n)}")
+    _check_snapshot(snapshot_below, instances)
+    log_steps = _log_steps(steps, log_every)
+    # float32 start, as the torch backend's, so that both begin from the same W.
+    run = FusedRun(
+        setups, np.asarray(init, dtype=np.float32), batch=batch, lr=lr, weight_decay=weight_decay,
+        seed=int(seed), log_steps=log_steps, snapshot_below=snapshot_below,
+    )  # fmt: skip
+    show = sys.stderr.isatty() if progress is None else progress
+    start = time.perf_counter()
+    with tqdm(total=steps, disable=not show, desc="train", unit="step") as bar:
+        while run.done < steps:
+            before = run.done
+            run.advance(100)
+            if on_steps is not None:
+                on_steps(run.done - before)
+            bar.update(run.done - before)
+    extra = {}
+    if snapshot_below is not None:
+        never = run.snap_step < 0
+        run.snap_W[never], run.snap_b[never] = run.W[never], run.b[never]
+        extra = dict(snapshot_W=run.snap_W, snapshot_b=run.snap_b, snapshot_step=run.snap_step)
+    return TrainResult(
+        setups=tuple(setups),
+        W=run.W,
+        b=run.b,
+        log_steps=np.array(log_steps),
+        loss_history=run.history,
+        steps=steps,
+        batch=batch,
+        lr=float(lr),
+        weight_decay=float(weight_decay),
+        seed=int(seed),
+        device="cpu",
+        seconds=time.perf_counter() - start,
+        **extra,
+    )
+
+
 def _check_positive(name, value, kind=int):
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     if kind is int:
@@ -328,6 +399,7 @@ def train(
     progress: bool | None = None,
     on_steps: Callable[[int], None] | None = None,
     snapshot_below: np.ndarray | None = None,
+    backend: str = "auto",
 ) -> TrainResult:
     """Train one model per Setup, all at once; same seed and device give the same numbers.
 
@@ -338,6 +410,9 @@ def train(
     snapshot_below: per-instance losses (sum over features); each instance's W and b are
         copied at the first logged step whose batch loss is at or below its value (the
         dropout study's "p = 0 model trained only to the same loss"). Training goes on.
+    backend: "torch" (batched tensors, CPU or CUDA), "fused" (sim.fused: one compiled loop per
+        instance, CPU, float64), or "auto": fused on CPU for small models (n * m <=
+        sim.fused.FUSED_MAX_SIZE), else torch. Both follow the same law; their random streams differ.
     """
     setups = tuple(setups)
     if not setups or not all(isinstance(s, Setup) for s in setups):
@@ -352,6 +427,11 @@ def train(
         raise InputError(f"weight_decay = {weight_decay!r} is not allowed; it must be a finite number >= 0")
     dev = resolve_device(device)
     steps, batch, log_every = int(steps), int(batch), int(log_every)
+    backend = resolve_backend(backend, dev, setups[0].n_features, setups[0].n_hidden)
+    if backend == "fused":
+        return _train_fused(
+            setups, steps, batch, lr, weight_decay, seed, log_every, init, progress, on_steps, snapshot_below
+        )
 
     model = _Batched(setups, dev)
     # The init comes from torch's CPU generator, so every device starts from the same W.
@@ -365,12 +445,11 @@ def train(
         raise InputError(f"init has shape {np.shape(init)}; expected {(instances, model.m, model.n)}")
     W.copy_(torch.as_tensor(np.asarray(init, dtype=np.float32)))
 
-    log_steps = [s for s in range(steps) if s % log_every == 0 or s == steps - 1]
+    log_steps = _log_steps(steps, log_every)
     history = torch.empty((len(setups), len(log_steps)), device=dev)
     snapshot = None
     if snapshot_below is not None:
-        if np.shape(snapshot_below) != (instances,):
-            raise InputError(f"snapshot_below has shape {np.shape(snapshot_below)}; expected ({instances},)")
+        _check_snapshot(snapshot_below, instances)
         threshold = torch.as_tensor(np.asarray(snapshot_below, dtype=np.float32), device=dev)
         snapshot = (torch.zeros_like(W), torch.zeros_like(b), torch.full((instances,), -1, device=dev))
     show = sys.stderr.isatty() if progress is None else progress
@@ -430,14 +509,25 @@ def train(
 
 
 def sampled_loss(
-    setups: Sequence[Setup], W, b, *, n_samples: int = 1_000_000, seed: int = 1, device: str = "cpu"
+    setups: Sequence[Setup],
+    W,
+    b,
+    *,
+    n_samples: int = 1_000_000,
+    seed: int = 1,
+    device: str = "cpu",
+    backend: str = "torch",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each instance's loss (sum over features) on fresh samples through the training forward pass.
 
-    Returns (mean, standard error), each (instances,).
+    Returns (mean, standard error), each (instances,). backend as in train().
     """
     setups = tuple(setups)
     dev = resolve_device(device)
+    if resolve_backend(backend, dev, setups[0].n_features, setups[0].n_hidden) == "fused":
+        from sim import fused
+
+        return fused.sampled_loss(setups, W, b, n_samples=n_samples, seed=seed)
     model = _Batched(setups, dev)
     Wt = torch.as_tensor(np.asarray(W), dtype=torch.float32, device=dev)
     bt = torch.as_tensor(np.asarray(b), dtype=torch.float32, device=dev)

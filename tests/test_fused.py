@@ -1,0 +1,91 @@
+"""The fused small-model trainer (sim.fused) against theory's exact gradient and the torch trainer."""
+
+import numba
+import numpy as np
+import pytest
+import torch
+
+from sim import train
+from sim.fused import SPARSE_ABOVE, batch_gradients
+from sim.trainer import resolve_backend
+from theory import InputError, Setup, expected_loss, expected_loss_and_grad, minimize_loss
+
+CASES = [(2, 1, 0.05, 0.0), (2, 1, 0.05, 0.4), (2, 1, 0.6, 0.4), (3, 2, 0.1, 0.3), (3, 2, 1.0, 0.0)]
+
+
+def test_the_cases_cover_both_sampling_paths():
+    """Mostly-empty batches skip their empty samples; the others draw every sample."""
+    skips = {(1 - density) ** n > SPARSE_ABOVE for n, _, density, _ in CASES}
+    assert skips == {True, False}
+
+
+@pytest.mark.parametrize("n, m, density, p", CASES)
+def test_batch_gradient_is_unbiased_for_the_exact_gradient(n, m, density, p):
+    """Mean over 1,500 batches of the kernel's gradient = theory's exact gradient / n (|z| < 5)."""
+    rng = np.random.default_rng(n * 10 + m)
+    setup = Setup(n, m, sparsity=1 - density, importance=0.8 ** np.arange(n), p=p)
+    W = rng.normal(0, 0.7, (m, n))
+    b = rng.normal(0, 0.2, n)
+    gW, gb, loss = batch_gradients([setup], W[None], b[None], batch=1024, batches=1500, seed=5)
+    exact = expected_loss_and_grad(setup, W, b)
+    for estimate, truth in ((gW[0] * n, exact.grad_W), (gb[0] * n, exact.grad_b), (loss[0], exact.loss)):
+        mean = estimate.mean(0)
+        stderr = estimate.std(0, ddof=1) / np.sqrt(estimate.shape[0])
+        assert np.all(np.abs(mean - truth) <= 5 * stderr + 1e-12), (mean, truth, stderr)
+
+
+def test_same_seed_same_numbers_whatever_the_thread_count():
+    setups = [Setup(2, 1, sparsity=s, importance=[1.0, 0.5], p=p) for s in (0.0, 0.9, 0.99) for p in (0, 0.4)]
+    runs = []
+    threads = numba.get_num_threads()
+    try:
+        for count in (1, threads):
+            numba.set_num_threads(count)
+            runs.append(train(setups, steps=300, seed=3, progress=False, backend="fused"))
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(runs[0].W, runs[1].W)
+    np.testing.assert_array_equal(runs[0].b, runs[1].b)
+    np.testing.assert_array_equal(runs[0].loss_history, runs[1].loss_history)
+    other = train(setups, steps=300, seed=4, progress=False, backend="fused")
+    assert not np.array_equal(other.W, runs[0].W)
+
+
+def test_fused_and_torch_trainers_reach_the_same_optimum():
+    """Same init, same budget: both end within 1% of the exact loss's global minimum."""
+    setups = [
+        Setup(2, 1, sparsity=1 - d, importance=[1.0, r], p=p)
+        for d, r, p in [(0.3, 1.0, 0.4), (0.1, 2.0, 0.0)]
+    ]
+    init = np.array([[[0.8, -0.6]], [[-0.5, 0.9]]], dtype=np.float32)
+    for setup, index in zip(setups, range(2), strict=True):
+        best = minimize_loss(setup, n_starts=8).loss
+        for backend in ("fused", "torch"):
+            result = train([setup], steps=4000, init=init[index : index + 1], progress=False, backend=backend)
+            loss = float(expected_loss(setup, result.W[0], result.b[0]))
+            assert loss <= best * 1.01, (backend, setup, loss, best)
+
+
+def test_snapshot_with_the_fused_backend_is_a_shorter_run():
+    setups = [Setup(2, 1, sparsity=0.7, p=0.0)]
+    full = train(setups, steps=600, log_every=50, seed=1, progress=False, backend="fused",
+                 snapshot_below=np.array([np.inf]))  # fmt: skip
+    assert full.snapshot_step[0] == 0
+    threshold = full.loss_history[0, 5]
+    again = train(setups, steps=600, log_every=50, seed=1, progress=False, backend="fused",
+                  snapshot_below=np.array([threshold]))  # fmt: skip
+    step = int(again.snapshot_step[0])
+    assert step == full.log_steps[np.argmax(full.loss_history[0] <= threshold)]
+    short = train(setups, steps=step, seed=1, progress=False, backend="fused")
+    np.testing.assert_allclose(again.snapshot_W, short.W, rtol=0, atol=1e-12)
+
+
+def test_backend_choice_and_errors():
+    cpu = torch.device("cpu")
+    assert resolve_backend("auto", cpu, 2, 1) == "fused"
+    assert resolve_backend("auto", cpu, 20, 5) == "torch"
+    assert resolve_backend("auto", torch.device("cuda"), 2, 1) == "torch"
+    with pytest.raises(InputError, match="backend 'fused' runs on CPU only"):
+        resolve_backend("fused", torch.device("cuda"), 2, 1)
+    with pytest.raises(InputError, match="unknown; allowed: auto, torch, fused"):
+        train([Setup(2, 1)], steps=1, progress=False, backend="numpy")
