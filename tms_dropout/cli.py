@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from compare.cli import group as compare_group
 from sim.cli import group as sim_group
 from theory.cli import group as theory_group
 from theory.errors import InputError
@@ -19,6 +20,7 @@ def cli():
 
 cli.add_command(theory_group, "theory")
 cli.add_command(sim_group, "sim")
+cli.add_command(compare_group, "compare")
 
 
 def main(argv: list[str] | None = None) -> None:

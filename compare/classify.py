@@ -1,0 +1,217 @@
+"""Which catalogue geometry a trained (W, b) realises.
+
+Each candidate geometry of theory's catalogue is fitted to the model by
+projection, modulo the model's symmetries (a signed permutation of the
+neurons leaves W^T diag(mask) W, hence the loss, unchanged):
+
+- dedicated / antipodal / same-sign blocks read their norms off the block's
+  neuron (clipped at 0: a wrong sign is left in the residual);
+- a k-gon's norm and angle are the least-squares fit of its vertices, the
+  first Fourier coefficient of the columns taken as complex numbers;
+- free biases are read off; a polygon's shared bias is the mean of its
+  features' biases; everything the geometry sets to zero is residual.
+
+Two numbers per geometry: the residual, ||(W, b) - fit|| / max(||(W, b)||, 1), and
+the loss excess, min(dL, dL - <grad L(W, b), fit - (W, b)>) / L(W, b) with
+dL = L(fit) - L(W, b), exact (theory.expected_loss_and_grad): what the
+projection costs, discounting the first-order part that a model away from a
+stationary point owes to its slope; for a trained model the two agree.
+A geometry fits when both are small (RESIDUAL_MAX, EXCESS_MAX): the fit is
+close to the model, and what the projection threw away did not matter to the
+loss. The label is the simplest fitting geometry, by features represented,
+then parameters (the families are nested: an antipodal pair with one norm at
+0 is a dedicated feature; a triangle of norm 0 ignores everything), or
+"unclassified" when none fits.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from theory import InputError, Setup, expected_loss, expected_loss_and_grad
+from theory.geometries import Geometry, catalogue
+from theory.phase import closed_form
+
+UNCLASSIFIED = "unclassified"
+#: A geometry fits when its relative residual is at most this ...
+RESIDUAL_MAX = 0.15
+#: ... and replacing the model by the fit raises the exact loss by at most this, relative.
+EXCESS_MAX = 1e-3
+#: A represented feature whose bias is above this shares its representation with the bias.
+BIAS_SHARING_MIN = 0.01
+
+_ROLES = {
+    "ignore": "ignored",
+    "dedicated": "dedicated",
+    "antipodal": "antipodal pair",
+    "parallel": "same-sign pair",
+    "polygon": "polygon",
+}
+
+
+@dataclass(frozen=True)
+class FeatureRole:
+    """One feature of a classified model."""
+
+    feature: int
+    role: str  # ignored, dedicated, antipodal pair, same-sign pair, k-gon, or unclassified
+    neurons: tuple[int, ...]  # the trained model's neurons its block uses
+    norm: float  # ||W[:, i]||
+    angle_to_neuron: float  # degrees between W[:, i] and the nearest neuron axis (NaN if W[:, i] = 0)
+    bias: float
+    bias_sharing: bool  # represented and b_i > BIAS_SHARING_MIN: the bias carries part of x_i
+
+
+@dataclass(frozen=True)
+class Classification:
+    """A model's geometry: the label (a catalogue name or 'unclassified'), confidence in [0, 1]."""
+
+    label: str
+    confidence: float
+    features: tuple[FeatureRole, ...]
+    loss: float  # exact loss of the model (sum over features)
+    residual: dict[str, float]  # per catalogue geometry
+    loss_excess: dict[str, float]  # per catalogue geometry
+    params: dict[str, float]  # the label's fitted parameters (empty if unclassified)
+    rotation: float  # degrees, the label's polygon angle from neuron k1 (NaN without a polygon)
+
+
+def _signed_permutations(m: int):
+    for perm in itertools.permutations(range(m)):
+        for signs in itertools.product((1.0, -1.0), repeat=m):
+            P = np.zeros((m, m))
+            P[np.arange(m), perm] = signs
+            yield P, perm
+
+
+def _fit_block_params(geometry: Geometry, W: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """The geometry's parameters by projection of (W, b), W already in the geometry's neuron frame."""
+    values: dict[str, float] = {}
+    for block in geometry.blocks:
+        if block.kind == "ignore":
+            (f,) = block.features
+            values[f"b_{f}"] = b[f]
+        elif block.kind in ("dedicated", "antipodal", "parallel"):
+            (k,) = block.neurons
+            signs = (1.0, 1.0) if block.kind == "parallel" else (1.0, -1.0)
+            for sign, f in zip(signs, block.features, strict=False):
+                values[f"w_{f}"] = max(sign * W[k, f], 0.0)
+                values[f"b_{f}"] = b[f]
+        else:
+            k1, k2 = block.neurons
+            count = len(block.features)
+            z = np.array([W[k1, f] + 1j * W[k2, f] for f in block.features])
+            c = np.mean(z * np.exp(-2j * np.pi * np.arange(count) / count))
+            values[f"r_{block.label}"] = abs(c)
+            values[f"phi_{block.label}"] = float(np.angle(c))
+            values[f"b_{block.label}"] = float(np.mean(b[list(block.features)]))
+    return values
+
+
+def fit(geometry: Geometry, W: np.ndarray, b: np.ndarray):
+    """Best projection of (W, b) onto the geometry over neuron signed permutations.
+
+    Returns (residual relative to max(||(W, b)||, 1), fitted W in the model's frame, fitted b,
+    params, neuron permutation).
+    """
+    closed = closed_form(geometry)
+    # Relative to the model's size, or to one unit-norm feature when smaller (a model that
+    # ignores everything is all noise relative to itself).
+    scale = max(np.sqrt(np.sum(W**2) + np.sum(b**2)), 1.0)
+    best = None
+    for P, perm in _signed_permutations(W.shape[0]):
+        framed = P @ W  # the model in the geometry's neuron frame
+        values = _fit_block_params(geometry, framed, b)
+        theta = [values[t.name] for t in closed.parameters()]
+        W_fit, b_fit = closed.numeric_W_b(theta)
+        residual = np.sqrt(np.sum((framed - W_fit) ** 2) + np.sum((b - b_fit) ** 2)) / scale
+        if best is None or residual < best[0]:
+            best = (residual, P.T @ W_fit, b_fit, values, perm)
+    return best
+
+
+def _angle_to_neuron(column: np.ndarray) -> float:
+    norm = np.linalg.norm(column)
+    if norm == 0:
+        return float("nan")
+    return float(np.degrees(np.arccos(np.clip(np.abs(column).max() / norm, 0.0, 1.0))))
+
+
+def classify(
+    setup: Setup,
+    W,
+    b,
+    geometries: tuple[Geometry, ...] | None = None,
+    residual_max: float = RESIDUAL_MAX,
+    excess_max: float = EXCESS_MAX,
+) -> Classification:
+    """The catalogue geometry the trained (W, b) realises, per feature and as a whole."""
+    W, b = setup.check_parameters(W, b)
+    if W.ndim != 2 or b.ndim != 1:
+        raise InputError(f"classify takes one model: W (m, n) and b (n,); got {W.shape} and {b.shape}")
+    geometries = catalogue(setup.n_features, setup.n_hidden) if geometries is None else tuple(geometries)
+    fits = [fit(g, W, b) for g in geometries]
+    W_fit, b_fit = np.stack([f[1] for f in fits]), np.stack([f[2] for f in fits])
+    at_model = expected_loss_and_grad(setup, W, b)
+    loss = float(at_model.loss)
+    # What the projection costs: the loss change, or its part beyond first order if smaller. At a
+    # stationary point (a trained model) the two agree; away from one, the first-order part is owed
+    # to the model's slope, not to the structure the projection removed.
+    change = np.asarray(expected_loss(setup, W_fit, b_fit)) - loss
+    linear = np.einsum("gij,ij->g", W_fit - W, at_model.grad_W)
+    linear = linear + np.einsum("gi,i->g", b_fit - b, at_model.grad_b)
+    excess = np.minimum(change, change - linear) / max(loss, 1e-12)
+    residual = np.array([f[0] for f in fits])
+    # How far past its thresholds each geometry is: <= 1 fits.
+    badness = np.maximum(residual / residual_max, np.maximum(excess, 0.0) / excess_max)
+    counts = np.array([len(g.parameters()) for g in geometries])
+    represented = np.array([sum(len(k.features) for k in g.blocks if k.kind != "ignore") for g in geometries])
+    fitting = np.flatnonzero(badness <= 1.0)
+    columns = np.linalg.norm(W, axis=0)
+    if fitting.size == 0:
+        label, confidence, params, rotation = UNCLASSIFIED, 0.0, {}, float("nan")
+        roles = {f: (UNCLASSIFIED, ()) for f in range(setup.n_features)}
+    else:
+        chosen = min(fitting, key=lambda i: (represented[i], counts[i], badness[i]))
+        simpler = [
+            badness[i] - 1.0
+            for i in range(len(geometries))
+            if (represented[i], counts[i]) < (represented[chosen], counts[chosen])
+        ]
+        confidence = float(np.clip(min([1.0 - badness[chosen], *simpler]), 0.0, 1.0))
+        g = geometries[chosen]
+        label, params, perm = g.name, fits[chosen][3], fits[chosen][4]
+        rotation = float("nan")
+        roles = {}
+        for block in g.blocks:
+            neurons = tuple(int(perm[k]) for k in block.neurons)
+            role = f"{len(block.features)}-gon" if block.kind == "polygon" else _ROLES[block.kind]
+            for f in block.features:
+                roles[f] = (role, neurons)
+            if block.kind == "polygon" and np.isnan(rotation):
+                rotation = float(np.degrees(params[f"phi_{block.label}"]))
+    features = tuple(
+        FeatureRole(
+            feature=f,
+            role=roles[f][0],
+            neurons=roles[f][1],
+            norm=float(columns[f]),
+            angle_to_neuron=_angle_to_neuron(W[:, f]),
+            bias=float(b[f]),
+            bias_sharing=bool(roles[f][0] != "ignored" and columns[f] > 0 and b[f] > BIAS_SHARING_MIN),
+        )
+        for f in range(setup.n_features)
+    )
+    return Classification(
+        label=label,
+        confidence=confidence,
+        features=features,
+        loss=loss,
+        residual={g.name: float(r) for g, r in zip(geometries, residual, strict=True)},
+        loss_excess={g.name: float(e) for g, e in zip(geometries, excess, strict=True)},
+        params={k: float(v) for k, v in params.items()},
+        rotation=rotation,
+    )

@@ -1,0 +1,107 @@
+"""Figures of a phase comparison: empirical maps with the analytic boundaries, the superposition edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from theory.phase_plots import PALETTE  # noqa: E402
+
+_UNCLASSIFIED_COLOUR = "#000000"
+
+
+def plot_phase_maps(ds: xr.Dataset, out: str | Path) -> Path:
+    """One panel per p: the empirical optimum's label, analytic boundaries in black, misses marked x."""
+    labels = [str(v) for v in ds.label.values]
+    colours = PALETTE[: len(labels) - 1] + [_UNCLASSIFIED_COLOUR]
+    cmap = ListedColormap(colours)
+    norm = BoundaryNorm(np.arange(len(labels) + 1) - 0.5, len(labels))
+    ps = ds.p.values
+    fig, axes = plt.subplots(1, len(ps), figsize=(3.8 * len(ps), 3.9), squeeze=False)
+    D, R = ds.density.values, ds.r.values
+    for ax, p in zip(axes[0], ps, strict=True):
+        cell = ds.sel(p=p)
+        ax.pcolormesh(D, R, cell.empirical_phase.values, cmap=cmap, norm=norm, shading="nearest")
+        ax.contour(
+            D,
+            R,
+            cell.analytic_phase.values,
+            levels=np.arange(len(labels) - 1) + 0.5,
+            colors="k",
+            linewidths=1.0,
+        )
+        miss = ~cell.agree_empirical.values
+        rr, dd = np.nonzero(miss)
+        ax.plot(D[dd], R[rr], "x", color="w", ms=3, mew=0.8)
+        agree = float(cell.agree_empirical.values.mean())
+        ax.set_title(f"p = {p:g}: empirical = analytic at {agree:.0%} of cells", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("density 1 - S", fontsize=8)
+        ax.set_ylabel("relative importance r of the last feature", fontsize=7)
+        ax.tick_params(labelsize=7)
+    present = sorted(set(np.unique(ds.empirical_phase.values)) | set(np.unique(ds.analytic_phase.values)))
+    fig.legend(
+        [Patch(color=colours[i]) for i in present] + [plt.Line2D([], [], color="k")],
+        [labels[i] for i in present] + ["analytic boundary"],
+        loc="upper center",
+        ncol=len(present) + 1,
+        fontsize=7,
+        frameon=False,
+    )
+    n, m, seeds = ds.attrs["n_features"], ds.attrs["n_hidden"], ds.seed.size
+    fig.suptitle(
+        f"{n} features in {m} dim(s): label of the lowest-loss of {seeds} trained models per cell "
+        "(x: differs from the analytic phase)",
+        y=0.02,
+        fontsize=8,
+    )
+    fig.tight_layout(rect=(0, 0.04, 1, 0.92))
+    return _save(fig, out)
+
+
+def plot_edge(ds: xr.Dataset, out: str | Path, r: float = 1.0) -> Path:
+    """The largest density with superposition at the r nearest `r`, against p: theory and training."""
+    j = int(np.argmin(np.abs(np.log(ds.r.values / r))))
+    r_value = float(ds.r.values[j])
+    ps = ds.p.values
+    fig, ax = plt.subplots(figsize=(4.4, 3.4))
+    ax.plot(ps, ds.edge_analytic.isel(r=j).values, "k-o", ms=4, label="theory (optimal geometry)")
+    seeds = ds.edge_seed.isel(r=j).values  # (seed, p)
+    for s in range(seeds.shape[0]):
+        ax.plot(ps + 0.004 * (s - seeds.shape[0] / 2), seeds[s], "o", color="C1", ms=3, alpha=0.7,
+                label="single runs" if s == 0 else None)  # fmt: skip
+    ax.plot(
+        ps,
+        ds.edge_empirical.isel(r=j).values,
+        "s",
+        color="C0",
+        mfc="none",
+        ms=7,
+        label="lowest loss over seeds",
+    )
+    ax.set_yscale("log")
+    ax.set_ylim(ds.density.values.min() * 0.8, ds.density.values.max() * 1.25)
+    ax.set_xlabel("dropout p", fontsize=8)
+    ax.set_ylabel("largest density with superposition", fontsize=8)
+    ax.set_title(f"where superposition first appears, r = {r_value:.3g}", fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _save(fig, out) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=130)
+    plt.close(fig)
+    return out

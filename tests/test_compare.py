@@ -1,0 +1,100 @@
+"""compare.phases and `tms-dropout compare phases`: the comparison Dataset, its summary and figures."""
+
+import numpy as np
+import pytest
+
+from compare.phases import _edge, _near_boundary, check_config, load_comparison, summary
+from sim.config import TrainConfig
+from sim.sweep import initial_weights
+from tests.cli_helpers import run_cli
+from theory import InputError
+
+CONFIG = """
+[model]
+n_features = 2
+n_hidden = 1
+
+[grid]
+sparsity = { density = [0.05, 1.0, 4] }
+r = [0.5, 2.0]
+p = [0.0, 0.4]
+seeds = [0, 1]
+
+[train]
+steps = 2000
+"""
+
+
+def test_near_boundary_marks_both_sides_within_one_step():
+    phase = np.array([[0, 0, 0, 1, 1], [0, 0, 0, 0, 1]])
+    near = _near_boundary(phase)
+    expected = np.array([[0, 0, 1, 1, 1], [0, 0, 1, 1, 1]], dtype=bool)
+    np.testing.assert_array_equal(near, expected)
+    assert not _near_boundary(np.zeros((3, 3), dtype=int)).any()
+
+
+def test_edge_is_the_largest_superposed_density():
+    density = np.array([0.1, 0.3, 1.0])
+    sup = np.array([[True, True, False], [False, False, False], [True, False, True]])
+    edge = _edge(sup, density)
+    assert edge[0] == 0.3 and np.isnan(edge[1]) and edge[2] == 1.0
+
+
+def test_config_must_match_the_analytic_grid():
+    base = dict(n_features=2, n_hidden=1, importance=(1.0, 1.0), sparsity=(0.5,), p=(0.0,))
+    with pytest.raises(InputError, match="needs a grid over r"):
+        check_config(TrainConfig(**base))
+    with pytest.raises(InputError, match="importance all ones"):
+        check_config(TrainConfig(**{**base, "importance": (1.0, 0.5), "r": (1.0,)}))
+    with pytest.raises(InputError, match="no catalogue"):
+        check_config(
+            TrainConfig(**{**base, "n_features": 4, "n_hidden": 3, "importance": (1.0,) * 4, "r": (1.0,)})
+        )
+
+
+def test_compare_phases_end_to_end(tmp_path, capsys):
+    config = tmp_path / "two.toml"
+    config.write_text(CONFIG)
+    out = tmp_path / "cmp.nc"
+    result = run_cli(capsys, "compare", "phases", str(config), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    for path in (
+        out,
+        tmp_path / "cmp.png",
+        tmp_path / "cmp-edge.png",
+        tmp_path / "cmp.md",
+        tmp_path / "cmp-runs.nc",
+    ):
+        assert path.exists(), path
+    ds = load_comparison(out)
+    assert dict(ds.sizes)["seed"] == 2 and dict(ds.sizes)["density"] == 4 and dict(ds.sizes)["r"] == 2
+    labels = list(ds.label.values)
+    assert labels[-1] == "unclassified" and "antipodal" in labels
+    # The empirical optimum is the lowest-loss seed, and its gap is computed from it.
+    best = ds.seed_loss.min("seed")
+    np.testing.assert_allclose(ds.loss_gap, (best - ds.analytic_loss) / ds.analytic_loss)
+    assert (ds.seed_loss_gap >= -1e-6).all()  # no trained model beats theory's optimum
+    assert set(np.unique(ds.empirical_phase)) <= set(range(len(labels)))
+    # The stored starting W is the sweep's: cell 1 is (seed 0, p 0, r 0.5, the second density).
+    cfg = TrainConfig.from_toml(config)
+    np.testing.assert_array_equal(ds.seed_init_W.values[0, 0, 0, 1], initial_weights(cfg, [1])[0])
+    np.testing.assert_array_equal(
+        ds.seed_init_W.values[1, 1, 1, 3], initial_weights(cfg, [cfg.n_cells - 1])[0]
+    )
+    rows = summary(ds)
+    assert [r["p"] for r in rows] == [0.0, 0.4]
+    assert all(0 <= r["agree_all"] <= 1 for r in rows)
+    text = (tmp_path / "cmp.md").read_text()
+    assert "| 0.4 |" in text and "empirical agrees" in text
+    # At p = 0.4 theory says antipodal on this whole grid, and training finds it.
+    assert rows[1]["agree_all"] >= 0.75
+
+
+def test_compare_phases_refuses_a_grid_without_r(tmp_path, capsys):
+    config = tmp_path / "bad.toml"
+    config.write_text(CONFIG.replace("r = [0.5, 2.0]\n", ""))
+    result = run_cli(capsys, "compare", "phases", str(config), "--out", str(tmp_path / "x.nc"))
+    assert result.returncode == 2
+    assert "needs a grid over r" in result.stderr
+    with pytest.raises(InputError, match="does not exist"):
+        load_comparison(tmp_path / "nothing.nc")
