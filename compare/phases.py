@@ -16,6 +16,9 @@ grid, and returns one Dataset over (p, r, density) and seed:
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +26,7 @@ import xarray as xr
 
 from compare.classify import UNCLASSIFIED, classify
 from sim.config import TrainConfig
-from sim.results import load
+from sim.results import load, load_kind
 from sim.sweep import initial_weights, sweep
 from theory import InputError, Setup
 from theory.geometries import catalogue
@@ -75,6 +78,19 @@ def _edge(is_superposed: np.ndarray, density: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values), values, np.nan)
 
 
+def _classify_many(job):
+    """(labels, confidences, bias sharing) of many models: one worker's share of the grid."""
+    n, m, setups, W, b = job
+    labels, confidence, sharing = [], np.empty(len(setups)), np.empty((len(setups), n), dtype=bool)
+    for c, (sparsity, r, p) in enumerate(setups):
+        setup = Setup(n, m, sparsity=sparsity, importance=(1.0,) * (n - 1) + (r,), p=p)
+        result = classify(setup, W[c], b[c])
+        labels.append(result.label)
+        confidence[c] = result.confidence
+        sharing[c] = [f.bias_sharing for f in result.features]
+    return labels, confidence, sharing
+
+
 def compare_phases(
     config: TrainConfig, runs: Path, device: str | None = None, log=print, progress: bool | None = None
 ) -> xr.Dataset:
@@ -98,9 +114,6 @@ def compare_phases(
     labels = geometry_names + [UNCLASSIFIED]
     index = {name: i for i, name in enumerate(labels)}
 
-    label = np.empty(shape, dtype=np.int64)
-    confidence = np.empty(shape)
-    bias_sharing = np.empty(shape + (n,), dtype=bool)
     W = trained.W.values
     b = trained.b.values
     # Each model's starting W (sim.sweep.initial_weights is deterministic per cell): evidence for
@@ -110,14 +123,24 @@ def compare_phases(
     ]
     init_W = initial_weights(config, order_in_sweep.ravel()).reshape(shape + (m, n))
     log(f"classifying {int(np.prod(shape))} trained models")
-    for s, k, j, i in np.ndindex(*shape):
-        setup = Setup(
-            n, m, sparsity=1 - density[i], importance=(1.0,) * (n - 1) + (float(rs[j]),), p=float(ps[k])
-        )
-        c = classify(setup, W[s, k, j, i], b[s, k, j, i])
-        label[s, k, j, i] = index[c.label]
-        confidence[s, k, j, i] = c.confidence
-        bias_sharing[s, k, j, i] = [f.bias_sharing for f in c.features]
+    setups = [
+        (float(1 - density[i]), float(rs[j]), float(ps[k]))
+        for s, k, j, i in np.ndindex(*shape)  # C order, as W and b reshape below
+    ]
+    tasks = np.array_split(np.arange(len(setups)), max(1, min(len(setups) // 200, 64)))
+    flat_W, flat_b = W.reshape(-1, m, n), b.reshape(-1, n)
+    jobs = [(n, m, [setups[c] for c in cells], flat_W[cells], flat_b[cells]) for cells in tasks]
+    workers = max(1, min(os.cpu_count() or 1, len(jobs)))
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = list(pool.map(_classify_many, jobs))
+    else:
+        parts = [_classify_many(job) for job in jobs]
+    label = np.concatenate([np.array([index[name] for name in p[0]], dtype=np.int64) for p in parts]).reshape(
+        shape
+    )
+    confidence = np.concatenate([p[1] for p in parts]).reshape(shape)
+    bias_sharing = np.concatenate([p[2] for p in parts]).reshape(shape + (n,))
     loss = trained.expected_loss.values  # (seed, p, r, density)
     best_seed = np.argmin(loss, axis=0)
     empirical = np.take_along_axis(label, best_seed[None], 0)[0]
@@ -252,15 +275,5 @@ def summary_markdown(ds: xr.Dataset) -> str:
 
 
 def load_comparison(path: str | Path) -> xr.Dataset:
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"comparison file {path} does not exist")
-    try:
-        ds = xr.load_dataset(path)
-    except Exception as err:  # netCDF4 raises many types for a damaged file
-        raise InputError(
-            f"comparison file {path} is not a readable netCDF file ({type(err).__name__})"
-        ) from None
-    if ds.attrs.get("kind") != KIND:
-        raise InputError(f"{path} is not a tms-dropout phase comparison (kind = {ds.attrs.get('kind')!r})")
-    return ds
+    """Read a comparison written by `compare phases`; missing, corrupt or foreign: an InputError."""
+    return load_kind(path, KIND, "comparison", "tms-dropout phase comparison")

@@ -150,21 +150,23 @@ def save(ds: xr.Dataset, path: str | Path) -> Path:
     return path
 
 
-def load(path: str | Path) -> xr.Dataset:
-    """Read a run written by save(); a missing, corrupt or foreign file is an InputError."""
+def load_kind(path: str | Path, kind: str, what: str, description: str) -> xr.Dataset:
+    """Read a netCDF Dataset whose attrs say `kind`; missing, corrupt or foreign: an InputError."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"results file {path} does not exist")
+        raise InputError(f"{what} file {path} does not exist")
     try:
         ds = xr.load_dataset(path)
     except Exception as err:  # netCDF4/h5py raise many types for a damaged file
-        raise InputError(
-            f"results file {path} is not a readable netCDF file ({type(err).__name__})"
-        ) from None
-    if ds.attrs.get("kind") != RUN_KIND:
-        raise InputError(
-            f"results file {path} is not a tms-dropout training run (kind = {ds.attrs.get('kind')!r})"
-        )
+        raise InputError(f"{what} file {path} is not a readable netCDF file ({type(err).__name__})") from None
+    if ds.attrs.get("kind") != kind:
+        raise InputError(f"{what} file {path} is not a {description} (kind = {ds.attrs.get('kind')!r})")
+    return ds
+
+
+def load(path: str | Path) -> xr.Dataset:
+    """Read a run written by save(); a missing, corrupt or foreign file is an InputError."""
+    ds = load_kind(path, RUN_KIND, "results", "tms-dropout training run")
     try:
         config_of(ds)
     except (KeyError, ValueError, TypeError) as err:
