@@ -38,8 +38,10 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
-#: Largest n_features * n_hidden for which backend="auto" takes the fused kernel on CPU.
-FUSED_MAX_SIZE = 10
+#: Largest n_features * n_hidden for which backend="auto" takes the fused kernel on CPU. Measured
+#: (benchmarks/trainer_speed.py): 2 in 1, 2,000 instances, fused 1.2x torch (more on sparse grids);
+#: 5 in 2, 20 instances, fused 0.34x torch. Larger models stay with torch.
+FUSED_MAX_SIZE = 2
 
 #: A batch whose samples are empty (no active feature) with probability above this skips them
 #: (geometric gaps) instead of drawing every feature of every sample.

@@ -411,7 +411,7 @@ def train(
         copied at the first logged step whose batch loss is at or below its value (the
         dropout study's "p = 0 model trained only to the same loss"). Training goes on.
     backend: "torch" (batched tensors, CPU or CUDA), "fused" (sim.fused: one compiled loop per
-        instance, CPU, float64), or "auto": fused on CPU for small models (n * m <=
+        instance, CPU, float64), or "auto": fused on CPU for the smallest models (n * m <=
         sim.fused.FUSED_MAX_SIZE), else torch. Both follow the same law; their random streams differ.
     """
     setups = tuple(setups)
