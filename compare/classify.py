@@ -168,7 +168,7 @@ def classify(
     # How far past its thresholds each geometry is: <= 1 fits.
     badness = np.maximum(residual / residual_max, np.maximum(excess, 0.0) / excess_max)
     counts = np.array([len(g.parameters()) for g in geometries])
-    represented = np.array([sum(len(k.features) for k in g.blocks if k.kind != "ignore") for g in geometries])
+    represented = np.array([g.represented for g in geometries])
     fitting = np.flatnonzero(badness <= 1.0)
     columns = np.linalg.norm(W, axis=0)
     if fitting.size == 0:

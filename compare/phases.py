@@ -52,12 +52,7 @@ def check_config(config: TrainConfig) -> None:
 def superposed(names, n_hidden: int, n_features: int) -> np.ndarray:
     """For each label: does it represent more features than there are neurons?"""
     geometries = {g.name: g for g in catalogue(n_features, n_hidden)}
-    out = []
-    for name in names:
-        g = geometries.get(name)
-        represented = 0 if g is None else sum(len(b.features) for b in g.blocks if b.kind != "ignore")
-        out.append(represented > n_hidden)
-    return np.array(out)
+    return np.array([name in geometries and geometries[name].represented > n_hidden for name in names])
 
 
 def _near_boundary(phase: np.ndarray) -> np.ndarray:

@@ -46,6 +46,8 @@ FUSED_MAX_SIZE = 2
 #: A batch whose samples are empty (no active feature) with probability above this skips them
 #: (geometric gaps) instead of drawing every feature of every sample.
 SPARSE_ABOVE = 0.5
+#: setup_arrays' mode: how a batch's empty samples are drawn.
+DENSE, SPARSE, NEVER = 0, 1, 2
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -76,7 +78,10 @@ def _batch_source(n: int, m: int) -> str:
     gradient of the TMS objective, L / n.
     """
     F, H = range(n), range(m)
-    out = ["def batch(W, b, density, inv_density, importance, keep, batch, state, gW, gb):"]
+    out = [
+        "def batch(W, b, density, inv_density, importance, keep, mode, inv_log_empty, first_cdf, batch,"
+        " state, gW, gb):"
+    ]
     put = out.append
     for k in H:
         put("    " + "; ".join(f"W{k}_{j} = W[{k}, {j}]" for j in F))
@@ -88,22 +93,8 @@ def _batch_source(n: int, m: int) -> str:
     put("    empty = 0")
     put("    dropout = keep < 1.0")
     put("    inv_keep = 1.0 / keep")
-    # P(no feature active) = prod (1 - d_j); mostly-empty batches skip the empty samples.
-    put("    p_empty = 1.0")
-    for j in F:
-        put(f"    p_empty *= 1.0 - d{j}")
-    put("    sparse = p_empty > SPARSE_ABOVE")
-    put("    never = p_empty >= 1.0")
-    put("    inv_log_empty = 1.0 / math.log(p_empty) if sparse and not never else 0.0")
-    put(f"    first_cdf = np.empty({max(n - 1, 1)})")
-    # P(first active = j | some active) = d_j prod_{i<j} (1 - d_i) / (1 - p_empty)
-    put("    if sparse and not never:")
-    put("        none_yet = 1.0")
-    put("        acc = 0.0")
-    for j in range(n - 1):
-        put(f"        acc += d{j} * none_yet")
-        put(f"        none_yet *= 1.0 - d{j}")
-        put(f"        first_cdf[{j}] = acc / (1.0 - p_empty)")
+    put("    sparse = mode != DENSE")
+    put("    never = mode == NEVER")
     put("    done = 0")
     put("    while done < batch:")
     put("        if sparse:  # skip the empty samples: their number before the next non-empty is geometric")
@@ -171,8 +162,8 @@ _BLOCKS = """
 @nb.njit(parallel=True, cache=True)
 def train_block(
     W, b, exp_avg_W, exp_avg_b, exp_sq_W, exp_sq_b, states, density, inv_density, importance, keep,
-    first, last, batch_size, lr, weight_decay, beta1, beta2, eps, log_slot, history,
-    threshold, snap_W, snap_b, snap_step,
+    mode, inv_log_empty, first_cdf, first, last, batch_size, lr, weight_decay, beta1, beta2, eps, log_slot,
+    history, threshold, snap_W, snap_b, snap_step,
 ):
     # Steps first..last-1 (0-based) of every instance; the state arrays are updated in place.
     instances, m, n = W.shape
@@ -184,8 +175,8 @@ def train_block(
         decay = 1.0 - lr * weight_decay
         for t in range(first, last):
             state, loss = batch(
-                Wi, bi, density[inst], inv_density[inst], importance[inst], keep[inst], batch_size, state,
-                gW, gb,
+                Wi, bi, density[inst], inv_density[inst], importance[inst], keep[inst], mode[inst],
+                inv_log_empty[inst], first_cdf[inst], batch_size, state, gW, gb,
             )
             slot = log_slot[t]
             if slot >= 0:
@@ -215,7 +206,8 @@ def train_block(
 
 @nb.njit(parallel=True, cache=True)
 def gradients(
-    W, b, states, density, inv_density, importance, keep, batch_size, batches, out_gW, out_gb, out_loss
+    W, b, states, density, inv_density, importance, keep, mode, inv_log_empty, first_cdf, batch_size, batches,
+    out_gW, out_gb, out_loss,
 ):
     # `batches` batches per instance at fixed (W, b): each batch's gradient and loss.
     instances, m, n = W.shape
@@ -225,8 +217,8 @@ def gradients(
         state = states[inst]
         for t in range(batches):
             state, loss = batch(
-                W[inst], b[inst], density[inst], inv_density[inst], importance[inst], keep[inst], batch_size,
-                state, gW, gb,
+                W[inst], b[inst], density[inst], inv_density[inst], importance[inst], keep[inst], mode[inst],
+                inv_log_empty[inst], first_cdf[inst], batch_size, state, gW, gb,
             )
             out_gW[inst, t] = gW
             out_gb[inst, t] = gb
@@ -240,7 +232,7 @@ import math
 import numba as nb
 import numpy as np
 
-from sim.fused import SPARSE_ABOVE, _uniform
+from sim.fused import DENSE, NEVER, _uniform
 
 
 @nb.njit(inline="always", cache=True)
@@ -296,12 +288,28 @@ def seed_states(seed: int, instances: int) -> np.ndarray:
 
 
 def setup_arrays(setups):
-    """density, 1 / density (0 where the density is 0), importance, all (I, n); keep = 1 - p (I,)."""
+    """The kernels' per-instance inputs, in their argument order.
+
+    density, 1 / density (0 where the density is 0), importance: (I, n); keep = 1 - p: (I,);
+    how empty samples are drawn, mode (I,): DENSE (every sample drawn), SPARSE (empty samples
+    skipped, P(empty) > SPARSE_ABOVE) or NEVER (every sample empty); for SPARSE, 1 / log P(empty)
+    (I,) and the law of the first active feature given one is active, its CDF over features
+    0..n-2: P(first = j | some) = d_j prod_{i<j} (1 - d_i) / (1 - P(empty)), (I, max(n - 1, 1)).
+    """
     density = np.array([s.density for s in setups], dtype=np.float64)
     inv_density = np.divide(1.0, density, out=np.zeros_like(density), where=density > 0)
     importance = np.array([s.importance_array for s in setups], dtype=np.float64)
     keep = np.array([1.0 - s.p for s in setups], dtype=np.float64)
-    return density, inv_density, importance, keep
+    p_empty = np.prod(1.0 - density, axis=1)
+    mode = np.where(p_empty >= 1.0, NEVER, np.where(p_empty > SPARSE_ABOVE, SPARSE, DENSE)).astype(np.int64)
+    sparse = mode == SPARSE
+    inv_log_empty = np.zeros(len(setups))
+    inv_log_empty[sparse] = 1.0 / np.log(p_empty[sparse])
+    none_before = np.cumprod(np.c_[np.ones(len(setups)), 1.0 - density[:, :-1]], axis=1)
+    first_cdf = np.zeros((len(setups), max(density.shape[1] - 1, 1)))
+    cdf = np.cumsum(density * none_before, axis=1)[:, :-1] / np.where(sparse, 1.0 - p_empty, 1.0)[:, None]
+    first_cdf[:, : cdf.shape[1]] = cdf
+    return density, inv_density, importance, keep, mode, inv_log_empty, first_cdf
 
 
 def batch_gradients(setups, W, b, *, batch: int, batches: int, seed: int = 0):

@@ -11,7 +11,6 @@ from theory import InputError, Setup
 from theory.geometries import catalogue
 from theory.phase import closed_form, optimal
 
-
 DENSITY = 0.2
 
 

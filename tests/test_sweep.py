@@ -13,6 +13,7 @@ import xarray as xr
 from sim import sweep as sweeps
 from sim.config import TrainConfig
 from sim.results import load
+from theory import InputError
 
 from .cli_helpers import run_cli
 
@@ -190,3 +191,13 @@ def test_submit_runs_the_shards_locally_with_submitit(capsys, tmp_path, referenc
     assert result.returncode == 0, result.stderr
     assert "submitted 2 shards to local" in result.stderr
     assert xr.load_dataset(out).drop_attrs().identical(reference.drop_attrs())
+
+
+def test_importance_axis_may_be_log_spaced(tmp_path):
+    path = tmp_path / "log.toml"
+    path.write_text(CONFIG.format(steps=10).replace("r = [0.5, 2.0]", "r = { log = [0.1, 10.0, 3] }"))
+    assert TrainConfig.from_toml(path).r == pytest.approx((0.1, 1.0, 10.0))
+    for bad in ("{ log = [0.1, 10.0] }", "{ log = [0.0, 1.0, 3] }", "{ lin = [0.1, 1.0, 3] }"):
+        path.write_text(CONFIG.format(steps=10).replace("r = [0.5, 2.0]", f"r = {bad}"))
+        with pytest.raises(InputError, match=r"grid.r = .* must be a list of numbers or \{ log"):
+            TrainConfig.from_toml(path)

@@ -96,6 +96,11 @@ class Geometry:
                 "each must be in range and in at most one block"
             )
 
+    @property
+    def represented(self) -> int:
+        """How many features the geometry gives a direction: all but the ignored ones."""
+        return sum(len(block.features) for block in self.blocks if block.kind != "ignore")
+
     def parameters(self) -> tuple[sp.Symbol, ...]:
         return tuple(_block_parts(self.blocks, self.n_features, self.n_hidden)[2])
 
