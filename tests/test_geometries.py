@@ -33,7 +33,7 @@ def test_closed_form_matches_exact_loss(which, raw, density, importance, p):
     exact = float(expected_loss(setup, W, b))
     assert closed.loss(theta, setup) == pytest.approx(exact, rel=1e-11, abs=1e-15)
     # Outside every derived regime with derive=False: the exact loss, never a wrong closed form.
-    fresh = ClosedForm(g)
+    fresh = ClosedForm(g, cache={})
     assert fresh.loss(theta, setup, derive=False) == pytest.approx(exact, rel=1e-14)
 
 
@@ -133,3 +133,52 @@ def test_dedicated_feature_optimum_has_the_derived_closed_form(density, p):
     assert optimum.W[0, 0] ** 2 == pytest.approx(float(solution[u].subs(values)), rel=1e-6)
     assert optimum.b[0] == pytest.approx(float(solution[beta].subs(values)), rel=1e-6)
     assert optimum.loss == pytest.approx(float(loss.subs(solution).subs(values)), rel=1e-9)
+
+
+def test_numeric_derivatives_of_a_regime_match_the_symbolic_ones():
+    # Large regimes (a polygon's) get the complex-step gradient and a central-difference
+    # Hessian; on a small regime both ways are available and must agree.
+    closed = ClosedForm(geometry("antipodal", 2, 1), cache={})
+    theta = np.array([0.9, 0.05, 0.7, 0.02])
+    (part,) = closed._parts
+    compiled = part.form.regime_at(theta, 0.4)
+    rng = np.random.default_rng(0)
+    columns = [theta[k] + 1e-3 * rng.normal(size=5) for k in range(4)]
+    setup = [np.full(5, 0.3), np.full(5, 0.3), np.ones(5), np.full(5, 0.7), np.full(5, 0.4)]
+    symbolic = [np.asarray(compiled.gradient(*columns, *setup)), compiled.hessian(*columns, *setup)]
+    compiled._symbolic = False
+    grad, hess = np.asarray(compiled.gradient(*columns, *setup)), compiled.hessian(*columns, *setup)
+    np.testing.assert_allclose(grad, symbolic[0], rtol=1e-12, atol=1e-15)
+    for j in range(4):
+        for k in range(4):
+            expected = np.broadcast_to(symbolic[1][j][k], (5,))
+            np.testing.assert_allclose(hess[j][k], expected, rtol=1e-6, atol=1e-8)
+
+
+def test_composite_gradient_and_hessian_are_the_exact_loss_derivatives():
+    # A composite's loss is the sum of its blocks'; its gradient and Hessian, assembled
+    # block by block, against central differences of the exact loss.
+    g = geometry("antipodal 1 2, dedicated 0", 3, 2)
+    closed = ClosedForm(g, cache={})
+    setup = Setup(3, 2, sparsity=0.7, importance=[1.0, 0.8, 0.5], p=0.15)
+    theta = np.array([0.9, 0.1, 0.8, 0.05, 0.6, -0.02])
+
+    def exact(t):
+        W, b = closed.numeric_W_b(t)
+        return float(expected_loss(setup, W, b))
+
+    from theory.geometries import setup_args
+
+    result = closed.evaluate(theta[None], setup_args(setup)[None], order=2)
+    assert result.value[0] == pytest.approx(exact(theta), rel=1e-11)
+    step = 1e-5
+    for k in range(len(theta)):
+        e = np.eye(len(theta))[k] * step
+        assert result.grad[0, k] == pytest.approx(
+            (exact(theta + e) - exact(theta - e)) / (2 * step), abs=1e-8
+        )
+        grad_plus = closed.evaluate((theta + e)[None], setup_args(setup)[None], order=1).grad[0]
+        grad_minus = closed.evaluate((theta - e)[None], setup_args(setup)[None], order=1).grad[0]
+        np.testing.assert_allclose(result.hess[0, k], (grad_plus - grad_minus) / (2 * step), atol=1e-6)
+    # Blocks on disjoint features and neurons: no cross terms in the Hessian.
+    assert np.all(result.hess[0, :2, 2:] == 0)

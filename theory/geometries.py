@@ -52,6 +52,13 @@ class Block:
     def label(self) -> str:
         return "_".join(str(f) for f in self.features)
 
+    def canonical(self) -> Geometry:
+        """This block alone: features 0..k-1 on neurons 0.. (one neuron, unused, for ignore)."""
+        features = tuple(range(len(self.features)))
+        neurons = tuple(range(len(self.neurons)))
+        block = Block(self.kind, features, neurons)
+        return Geometry(f"{self.kind} block", len(features), max(1, len(neurons)), (block,))
+
 
 def ignore(f: int) -> Block:
     return Block("ignore", (f,))
@@ -220,9 +227,35 @@ class Evaluation:
     regime: np.ndarray
 
 
+#: Regimes with more operations than this get their derivatives numerically
+#: (complex step, then central differences) instead of symbolically: sympy's
+#: diff and cse of a triangle regime (~10^4 operations) took 11 s for the
+#: gradient and 48 s for the Hessian, and a polygon meets dozens of regimes
+#: over a phase diagram; 2-in-1 blocks' regimes have at most ~400 operations.
+SYMBOLIC_DERIVATIVE_OPS = 2000
+
+#: Complex-step size: f'(x) = Im f(x + ih) / h with no cancellation, exact to rounding.
+_COMPLEX_STEP = 1e-30
+#: Relative step of the central differences of the gradient that give a numeric Hessian.
+_HESSIAN_STEP = 1e-5
+
+
+def _lambdify(args, expr):
+    """numpy function of expr with common subexpressions; no expression in its docstring
+    (printing it there was a third of the time of deriving a regime)."""
+    return sp.lambdify(args, expr, "numpy", cse=True, docstring_limit=0)
+
+
 @dataclass
 class _Compiled:
-    """One regime, lambdified; the gradient is compiled on first use (it is the slow part)."""
+    """One regime, lambdified; derivatives compiled on first use (they are the slow part).
+
+    Within a regime the loss is one analytic expression (polynomials, divided
+    differences, sin and cos), so for large expressions the gradient comes
+    exactly from the complex step, and the Hessian from central differences of
+    that gradient (relative error ~1e-10, enough for Newton steps; the
+    stopping rule uses the exact gradient).
+    """
 
     regime: RegimeLoss
     args: tuple
@@ -230,33 +263,67 @@ class _Compiled:
     conditions: object
     strict: object
     _gradient: object = None
-
     _hessian: object = None
+    _symbolic: bool | None = None
+
+    @property
+    def symbolic(self) -> bool:
+        if self._symbolic is None:
+            self._symbolic = sp.count_ops(self.regime.expr) <= SYMBOLIC_DERIVATIVE_OPS
+        return self._symbolic
+
+    def _complex_step(self, theta: list, rest: list) -> np.ndarray:
+        """Gradient (..., P) by the complex step, for theta columns of any common shape."""
+        count = len(theta)
+        theta = np.stack(np.broadcast_arrays(*theta), 0).astype(complex)  # (P, ...)
+        shifted = np.broadcast_to(theta, (count,) + theta.shape).copy()  # (P: direction, P, ...)
+        shifted[np.arange(count), np.arange(count)] += 1j * _COMPLEX_STEP
+        out = self.value(*shifted.swapaxes(0, 1), *[np.asarray(r)[None] for r in rest])
+        return np.moveaxis(np.broadcast_to(np.imag(out), shifted.shape[:1] + theta.shape[1:]), 0, -1) / (
+            _COMPLEX_STEP
+        )
 
     def gradient(self, *values):
+        count = len(self.regime.params)
+        if not self.symbolic:
+            grad = self._complex_step(list(values[:count]), list(values[count:]))
+            return [grad[..., k] for k in range(count)]
         if self._gradient is None:
             derivatives = [sp.diff(self.regime.expr, t) for t in self.regime.params]
-            self._gradient = sp.lambdify(self.args, derivatives, "numpy", cse=True)
+            self._gradient = _lambdify(self.args, derivatives)
         return self._gradient(*values)
 
     def hessian(self, *values):
+        count = len(self.regime.params)
+        if not self.symbolic:
+            theta = np.stack(np.broadcast_arrays(*values[:count]), 0).astype(float)  # (P, ...)
+            step = _HESSIAN_STEP * (1.0 + np.abs(theta))
+            shifted = np.broadcast_to(theta, (2, count) + theta.shape).copy()  # (sign, direction, P, ...)
+            shifted[0, np.arange(count), np.arange(count)] += step
+            shifted[1, np.arange(count), np.arange(count)] -= step
+            grad = self._complex_step(
+                list(np.moveaxis(shifted, 2, 0)), [np.asarray(r)[None, None] for r in values[count:]]
+            )  # (sign, direction, ..., component)
+            hess = (grad[0] - grad[1]) / (2 * step[..., None])  # (direction, ..., component)
+            transposed = np.moveaxis(np.moveaxis(hess, -1, 0), 1, -1)
+            hess = 0.5 * (hess + transposed)
+            return [[hess[j, ..., k] for k in range(count)] for j in range(count)]
         if self._hessian is None:
             hessian = sp.hessian(self.regime.expr, self.regime.params)
-            self._hessian = sp.lambdify(self.args, hessian.tolist(), "numpy", cse=True)
+            self._hessian = _lambdify(self.args, hessian.tolist())
         return self._hessian(*values)
 
 
 @dataclass
-class ClosedForm:
-    """The closed-form loss of a geometry, regime by regime, with the exact loss as the check.
+class RegimeForm:
+    """The closed-form loss of one geometry derived as a whole, regime by regime.
 
-    loss(theta, setup) evaluates the regime containing (theta, setup.p); a
-    point outside every regime derived so far gets one derived for it
-    (derive=True) or the exact loss (derive=False).
+    ClosedForm uses one per block (each block on its own features and
+    neurons). Derived regimes are kept, and a point outside all of them gets
+    its own (derive=True).
     """
 
     geometry: Geometry
-    max_active: int | None = None
     regimes: list[_Compiled] = field(default_factory=list)
 
     def __post_init__(self):
@@ -264,32 +331,15 @@ class ClosedForm:
         self._params = self.geometry.parameters()
         n = self.geometry.n_features
         self._setup_symbols = (*density_symbols(n), *importance_symbols(n), p_symbol)
-        self._W_numeric = sp.lambdify(self._params, self._W, "numpy")
-        self._b_numeric = sp.lambdify(self._params, self._b, "numpy")
 
     def parameters(self) -> tuple[sp.Symbol, ...]:
         return self._params
 
-    def numeric_W_b(self, theta) -> tuple[np.ndarray, np.ndarray]:
-        theta = np.asarray(theta, dtype=float)
-        return (
-            np.asarray(self._W_numeric(*theta), dtype=float),
-            np.asarray(self._b_numeric(*theta), dtype=float).ravel(),
-        )
-
-    def _check(self, setup: Setup) -> None:
-        g = self.geometry
-        if (setup.n_features, setup.n_hidden) != (g.n_features, g.n_hidden):
-            raise InputError(
-                f"geometry {g.name!r} is for ({g.n_features}, {g.n_hidden}); "
-                f"the setup is ({setup.n_features}, {setup.n_hidden})"
-            )
-
     def _compile(self, regime: RegimeLoss) -> _Compiled:
         args = (*self._params, *self._setup_symbols)
-        value = sp.lambdify(args, regime.expr, "numpy", cse=True)
-        conditions = sp.lambdify((*self._params, p_symbol), list(regime.conditions), "numpy", cse=True)
-        strict = sp.lambdify((*self._params, p_symbol), list(regime.strict), "numpy", cse=True)
+        value = _lambdify(args, regime.expr)
+        conditions = _lambdify((*self._params, p_symbol), list(regime.conditions))
+        strict = _lambdify((*self._params, p_symbol), list(regime.strict))
         return _Compiled(regime, args, value, conditions, strict)
 
     @staticmethod
@@ -310,20 +360,13 @@ class ClosedForm:
         for compiled in self.regimes:
             if self._holds(compiled, theta, p, (), tolerance):
                 return compiled
-        if not derive:
-            return None
-        point = dict(zip(self._params, theta, strict=True))
-        regime = derive_loss(self._W, self._b, self._params, point, p, self.max_active)
-        compiled = self._compile(regime)
+        return self._derive(theta, p) if derive else None
+
+    def _derive(self, theta, p: float) -> _Compiled:
+        point = dict(zip(self._params, (float(t) for t in theta), strict=True))
+        compiled = self._compile(derive_loss(self._W, self._b, self._params, point, p))
         self.regimes.append(compiled)
         return compiled
-
-    def loss(self, theta, setup: Setup, derive: bool = True) -> float:
-        self._check(setup)
-        if not derive and self.regime_at(theta, setup.p, derive=False) is None:
-            W, b = self.numeric_W_b(theta)
-            return float(expected_loss(setup, W, b))
-        return float(self.evaluate(np.atleast_2d(np.asarray(theta, float)), setup_args(setup)[None]).value[0])
 
     def evaluate(self, theta: np.ndarray, columns: np.ndarray, order: int = 0, hint=None) -> Evaluation:
         """Batched loss (C,), gradient (C, P) for order >= 1, Hessian (C, P, P) for order 2.
@@ -369,10 +412,118 @@ class ClosedForm:
         while (out.regime < 0).any():
             if index == len(self.regimes):
                 first = int(np.flatnonzero(out.regime < 0)[0])
-                self.regime_at(theta[first], float(p_column[first]))
+                self._derive(theta[first], float(p_column[first]))  # no regime held there
             fill(index, np.flatnonzero(out.regime < 0))
             index += 1
         return out
+
+
+#: Block forms shared by every ClosedForm in the process (a dedicated block is
+#: the same whichever feature and neuron it sits on), keyed by canonical block.
+_BLOCK_FORMS: dict[Geometry, RegimeForm] = {}
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One block of a composite: its form, its parameter columns, its setup columns."""
+
+    form: RegimeForm
+    params: np.ndarray
+    columns: np.ndarray
+
+
+class ClosedForm:
+    """The closed-form loss of a geometry, the sum of its blocks' losses, with the exact loss as the check.
+
+    Blocks share no features and no neurons, so output i depends only on its
+    own block's features and neurons, and the dropout masks of different
+    neurons are independent: the loss (a sum over features) is exactly the sum
+    of the blocks' losses, each a function of its own parameters and of its
+    features' densities and importances. Each block's loss is derived once,
+    regime by regime, on the block alone (features 0..k-1, neurons 0..), and
+    shared through cache (default: one per process) by every geometry that
+    contains the block. A composite's regimes are thus products of its
+    blocks' few regimes, never derived as a whole.
+
+    loss(theta, setup) evaluates the regimes containing (theta, setup.p); a
+    point outside every regime derived so far gets one derived for it
+    (derive=True) or the exact loss (derive=False).
+    """
+
+    def __init__(self, geometry: Geometry, cache: dict[Geometry, RegimeForm] | None = None):
+        self.geometry = geometry
+        cache = _BLOCK_FORMS if cache is None else cache
+        self._params = geometry.parameters()
+        self._W_numeric = sp.lambdify(self._params, geometry.matrices()[0], "numpy")
+        self._b_numeric = sp.lambdify(self._params, geometry.matrices()[1], "numpy")
+        n = geometry.n_features
+        parts, offset = [], 0
+        for block in geometry.blocks:
+            canonical = block.canonical()
+            count = len(canonical.parameters())
+            features = np.array(block.features)
+            columns = np.concatenate([features, n + features, [2 * n]])
+            if canonical not in cache:
+                cache[canonical] = RegimeForm(canonical)
+            parts.append(_Part(cache[canonical], np.arange(offset, offset + count), columns))
+            offset += count
+        if offset != len(self._params):
+            raise AssertionError("block parameters do not add up to the geometry's")
+        self._parts = tuple(parts)
+
+    def parameters(self) -> tuple[sp.Symbol, ...]:
+        return self._params
+
+    def numeric_W_b(self, theta) -> tuple[np.ndarray, np.ndarray]:
+        theta = np.asarray(theta, dtype=float)
+        return (
+            np.asarray(self._W_numeric(*theta), dtype=float),
+            np.asarray(self._b_numeric(*theta), dtype=float).ravel(),
+        )
+
+    def _check(self, setup: Setup) -> None:
+        g = self.geometry
+        if (setup.n_features, setup.n_hidden) != (g.n_features, g.n_hidden):
+            raise InputError(
+                f"geometry {g.name!r} is for ({g.n_features}, {g.n_hidden}); "
+                f"the setup is ({setup.n_features}, {setup.n_hidden})"
+            )
+
+    def evaluate(self, theta: np.ndarray, columns: np.ndarray, order: int = 0, hint=None) -> Evaluation:
+        """Batched loss (C,), gradient (C, P) for order >= 1, Hessian (C, P, P) for order 2.
+
+        theta: (C, P); columns: (C, 2n + 1), setup_args(setup) per cell: density_0..n-1,
+        importance_0..n-1, p. The regime is per cell and block, (C, blocks);
+        hint, a previous result's regime, is tried first.
+        """
+        cells, count = theta.shape
+        out = Evaluation(
+            value=np.zeros(cells),
+            grad=np.zeros((cells, count)) if order >= 1 else None,
+            hess=np.zeros((cells, count, count)) if order >= 2 else None,
+            regime=np.empty((cells, len(self._parts)), dtype=int),
+        )
+        for j, part in enumerate(self._parts):
+            result = part.form.evaluate(
+                theta[:, part.params], columns[:, part.columns], order, None if hint is None else hint[:, j]
+            )
+            out.value += result.value
+            if order >= 1:
+                out.grad[:, part.params] += result.grad
+            if order >= 2:
+                out.hess[:, part.params[:, None], part.params[None, :]] += result.hess
+            out.regime[:, j] = result.regime
+        return out
+
+    def loss(self, theta, setup: Setup, derive: bool = True) -> float:
+        self._check(setup)
+        theta = np.asarray(theta, float)
+        if not derive and any(
+            part.form.regime_at(theta[part.params], setup.p, derive=False) is None for part in self._parts
+        ):
+            W, b = self.numeric_W_b(theta)
+            return float(expected_loss(setup, W, b))
+        return float(self.evaluate(np.atleast_2d(theta), setup_args(setup)[None]).value[0])
 
     def loss_and_grad(self, theta, setup: Setup) -> tuple[float, np.ndarray]:
         self._check(setup)
