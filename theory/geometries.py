@@ -278,10 +278,9 @@ class _Compiled:
         theta = np.stack(np.broadcast_arrays(*theta), 0).astype(complex)  # (P, ...)
         shifted = np.broadcast_to(theta, (count,) + theta.shape).copy()  # (P: direction, P, ...)
         shifted[np.arange(count), np.arange(count)] += 1j * _COMPLEX_STEP
-        out = self.value(*shifted.swapaxes(0, 1), *[np.asarray(r)[None] for r in rest])
-        return np.moveaxis(np.broadcast_to(np.imag(out), shifted.shape[:1] + theta.shape[1:]), 0, -1) / (
-            _COMPLEX_STEP
-        )
+        out = np.imag(self.value(*shifted.swapaxes(0, 1), *[np.asarray(r)[None] for r in rest]))
+        out = np.broadcast_to(out, (count,) + theta.shape[1:])  # a constant expression gives a scalar
+        return np.moveaxis(out, 0, -1) / _COMPLEX_STEP
 
     def gradient(self, *values):
         count = len(self.regime.params)
@@ -305,8 +304,7 @@ class _Compiled:
                 list(np.moveaxis(shifted, 2, 0)), [np.asarray(r)[None, None] for r in values[count:]]
             )  # (sign, direction, ..., component)
             hess = (grad[0] - grad[1]) / (2 * step[..., None])  # (direction, ..., component)
-            transposed = np.moveaxis(np.moveaxis(hess, -1, 0), 1, -1)
-            hess = 0.5 * (hess + transposed)
+            hess = 0.5 * (hess + np.swapaxes(hess, 0, -1))
             return [[hess[j, ..., k] for k in range(count)] for j in range(count)]
         if self._hessian is None:
             hessian = sp.hessian(self.regime.expr, self.regime.params)
@@ -454,8 +452,9 @@ class ClosedForm:
         self.geometry = geometry
         cache = _BLOCK_FORMS if cache is None else cache
         self._params = geometry.parameters()
-        self._W_numeric = sp.lambdify(self._params, geometry.matrices()[0], "numpy")
-        self._b_numeric = sp.lambdify(self._params, geometry.matrices()[1], "numpy")
+        W, b = geometry.matrices()
+        self._W_numeric = sp.lambdify(self._params, W, "numpy")
+        self._b_numeric = sp.lambdify(self._params, b, "numpy")
         n = geometry.n_features
         parts, offset = [], 0
         for block in geometry.blocks:
