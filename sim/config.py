@@ -20,7 +20,7 @@
     lr = 1e-3
     weight_decay = 0.01
     device = "auto"
-    backend = "auto"               # "torch", "fused" (CPU, small models) or auto (sim.trainer.train)
+    backend = "auto"               # "torch", "fused", "tiled" (both CPU) or auto (sim.trainer.train)
     log_every = 100
 
     [sweep]
@@ -42,7 +42,7 @@ import numpy as np
 from theory import InputError, Setup
 
 #: The trainers (sim.trainer.train's backend argument).
-BACKENDS = ("auto", "torch", "fused")
+BACKENDS = ("auto", "torch", "fused", "tiled")
 
 #: The importance axes a grid may declare, at most one at a time.
 IMPORTANCE_AXES = ("r", "importance_decay")

@@ -67,6 +67,19 @@ def _uniform(state):
     return state, float(z >> _S11) * _UNIT
 
 
+@nb.njit(inline="always")
+def adamw(params, grad, exp_avg, exp_sq, step, lr, weight_decay, beta1, beta2, eps):
+    """torch.optim.AdamW's single-tensor update on flat float64 arrays, step count `step` (from 1)."""
+    c1 = 1.0 - beta1**step
+    c2 = math.sqrt(1.0 - beta2**step)
+    decay = 1.0 - lr * weight_decay
+    for q in range(params.size):
+        g = grad[q]
+        exp_avg[q] += (1.0 - beta1) * (g - exp_avg[q])
+        exp_sq[q] = beta2 * exp_sq[q] + (1.0 - beta2) * g * g
+        params[q] = params[q] * decay - lr / c1 * exp_avg[q] / (math.sqrt(exp_sq[q]) / c2 + eps)
+
+
 def _batch_source(n: int, m: int) -> str:
     """Source of `batch(W, b, density, inv_density, importance, keep, batch, state, gW, gb)` for (n, m).
 
@@ -172,7 +185,6 @@ def train_block(
         gb = np.empty(n)
         Wi, bi = W[inst], b[inst]
         state = states[inst]
-        decay = 1.0 - lr * weight_decay
         for t in range(first, last):
             state, loss = batch(
                 Wi, bi, density[inst], inv_density[inst], importance[inst], keep[inst], mode[inst],
@@ -185,22 +197,9 @@ def train_block(
                     snap_W[inst] = Wi
                     snap_b[inst] = bi
                     snap_step[inst] = t
-            # torch.optim.AdamW's single-tensor update, step count t + 1.
-            c1 = 1.0 - beta1 ** (t + 1)
-            c2 = math.sqrt(1.0 - beta2 ** (t + 1))
-            for k in range(m):
-                for j in range(n):
-                    g = gW[k, j]
-                    exp_avg_W[inst, k, j] += (1.0 - beta1) * (g - exp_avg_W[inst, k, j])
-                    exp_sq_W[inst, k, j] = beta2 * exp_sq_W[inst, k, j] + (1.0 - beta2) * g * g
-                    denom = math.sqrt(exp_sq_W[inst, k, j]) / c2 + eps
-                    Wi[k, j] = Wi[k, j] * decay - lr / c1 * exp_avg_W[inst, k, j] / denom
-            for j in range(n):
-                g = gb[j]
-                exp_avg_b[inst, j] += (1.0 - beta1) * (g - exp_avg_b[inst, j])
-                exp_sq_b[inst, j] = beta2 * exp_sq_b[inst, j] + (1.0 - beta2) * g * g
-                denom = math.sqrt(exp_sq_b[inst, j]) / c2 + eps
-                bi[j] = bi[j] * decay - lr / c1 * exp_avg_b[inst, j] / denom
+            adamw(Wi.reshape(m * n), gW.reshape(m * n), exp_avg_W[inst].reshape(m * n),
+                  exp_sq_W[inst].reshape(m * n), t + 1, lr, weight_decay, beta1, beta2, eps)
+            adamw(bi, gb, exp_avg_b[inst], exp_sq_b[inst], t + 1, lr, weight_decay, beta1, beta2, eps)
         states[inst] = state
 
 
@@ -232,7 +231,7 @@ import math
 import numba as nb
 import numpy as np
 
-from sim.fused import DENSE, NEVER, _uniform
+from sim.fused import DENSE, NEVER, _uniform, adamw
 
 
 @nb.njit(inline="always", cache=True)
@@ -312,9 +311,11 @@ def setup_arrays(setups):
     return density, inv_density, importance, keep, mode, inv_log_empty, first_cdf
 
 
-def batch_gradients(setups, W, b, *, batch: int, batches: int, seed: int = 0):
+def batch_gradients(setups, W, b, *, batch: int, batches: int, seed: int = 0, kernels=None):
     """Per-batch gradients of the TMS objective and batch losses at fixed (W, b), from the kernel.
 
+    kernels: (train_block, gradients) of another kernel with these arguments (sim.tiled.KERNELS);
+    None: this module's, generated for (n, m).
     Returns (gW (I, batches, m, n), gb (I, batches, n), loss (I, batches)).
     """
     W = np.ascontiguousarray(W, dtype=np.float64)
@@ -323,28 +324,30 @@ def batch_gradients(setups, W, b, *, batch: int, batches: int, seed: int = 0):
     out_gW = np.empty((instances, batches, m, n))
     out_gb = np.empty((instances, batches, n))
     out_loss = np.empty((instances, batches))
-    gradients = _kernels(n, m)[1]
+    gradients = (kernels or _kernels(n, m))[1]
     gradients(
         W, b, seed_states(seed, instances), *setup_arrays(setups), batch, batches, out_gW, out_gb, out_loss
     )
     return out_gW, out_gb, out_loss
 
 
-def sampled_loss(setups, W, b, *, n_samples: int, seed: int, batch: int = 1000):
+def sampled_loss(setups, W, b, *, n_samples: int, seed: int, batch: int = 1000, kernels=None):
     """Each instance's loss (sum over features) on n_samples fresh samples: (mean, standard error).
 
     The samples are drawn in batches of `batch`; the standard error is that of
     the mean of the batch means.
     """
     batches = max(2, math.ceil(n_samples / batch))
-    _, _, loss = batch_gradients(setups, W, b, batch=batch, batches=batches, seed=seed)
+    _, _, loss = batch_gradients(setups, W, b, batch=batch, batches=batches, seed=seed, kernels=kernels)
     return loss.mean(1), loss.std(1, ddof=1) / math.sqrt(batches)
 
 
 class FusedRun:
     """The state of a fused training run, advanced block by block (so progress can be shown)."""
 
-    def __init__(self, setups, init_W, *, batch, lr, weight_decay, seed, log_steps, snapshot_below=None):
+    def __init__(
+        self, setups, init_W, *, batch, lr, weight_decay, seed, log_steps, snapshot_below=None, kernels=None
+    ):
         instances = len(setups)
         self.W = np.array(init_W, dtype=np.float64)
         m, n = self.W.shape[1:]
@@ -355,7 +358,7 @@ class FusedRun:
         self.exp_sq_b = np.zeros_like(self.b)
         self.states = seed_states(seed, instances)
         self.arrays = setup_arrays(setups)
-        self._train_block = _kernels(n, m)[0]
+        self._train_block = (kernels or _kernels(n, m))[0]
         self.batch, self.lr, self.weight_decay = int(batch), float(lr), float(weight_decay)
         steps = int(log_steps[-1]) + 1
         self.log_slot = np.full(steps, -1, dtype=np.int64)

@@ -305,16 +305,27 @@ def tms_init(instances: int, n: int, m: int, generator: torch.Generator) -> torc
 
 
 def resolve_backend(backend: str, device: torch.device, n: int, m: int) -> str:
-    """'auto' -> 'fused' on CPU for n * m <= sim.fused.FUSED_MAX_SIZE, else 'torch'."""
+    """'auto' -> on CPU 'fused' for n * m <= sim.fused.FUSED_MAX_SIZE, else 'tiled'; on CUDA 'torch'."""
     from sim.fused import FUSED_MAX_SIZE
 
     if backend not in BACKENDS:
         raise InputError(f"backend = {backend!r} is unknown; allowed: {', '.join(BACKENDS)}")
-    if backend == "fused" and device.type != "cpu":
-        raise InputError(f"backend 'fused' runs on CPU only; the device is {device}")
+    if backend in ("fused", "tiled") and device.type != "cpu":
+        raise InputError(f"backend {backend!r} runs on CPU only; the device is {device}")
     if backend == "auto":
-        return "fused" if device.type == "cpu" and n * m <= FUSED_MAX_SIZE else "torch"
+        if device.type != "cpu":
+            return "torch"
+        return "fused" if n * m <= FUSED_MAX_SIZE else "tiled"
     return backend
+
+
+def _numba_kernels(backend: str):
+    """The compiled kernels of a numba backend, as sim.fused.FusedRun takes them (None: fused's own)."""
+    if backend == "tiled":
+        from sim.tiled import KERNELS
+
+        return KERNELS
+    return None
 
 
 def _check_snapshot(snapshot_below, instances):
@@ -326,9 +337,10 @@ def _log_steps(steps: int, log_every: int) -> list[int]:
     return [s for s in range(steps) if s % log_every == 0 or s == steps - 1]
 
 
-def _train_fused(
-    setups, steps, batch, lr, weight_decay, seed, log_every, init, progress, on_steps, snapshot_below
+def _train_numba(
+    backend, setups, steps, batch, lr, weight_decay, seed, log_every, init, progress, on_steps, snapshot_below
 ):
+    """train() with a numba backend: 'fused' (sim.fused) or 'tiled' (sim.tiled)."""
     from sim.fused import FusedRun
 
     instances, n, m = len(setups), setups[0].n_features, setups[0].n_hidden
@@ -341,7 +353,7 @@ def _train_fused(
     # float32 start, as the torch backend's, so that both begin from the same W.
     run = FusedRun(
         setups, np.asarray(init, dtype=np.float32), batch=batch, lr=lr, weight_decay=weight_decay,
-        seed=int(seed), log_steps=log_steps, snapshot_below=snapshot_below,
+        seed=int(seed), log_steps=log_steps, snapshot_below=snapshot_below, kernels=_numba_kernels(backend),
     )  # fmt: skip
     show = sys.stderr.isatty() if progress is None else progress
     start = time.perf_counter()
@@ -411,8 +423,10 @@ def train(
         copied at the first logged step whose batch loss is at or below its value (the
         dropout study's "p = 0 model trained only to the same loss"). Training goes on.
     backend: "torch" (batched tensors, CPU or CUDA), "fused" (sim.fused: one compiled loop per
-        instance, CPU, float64), or "auto": fused on CPU for the smallest models (n * m <=
-        sim.fused.FUSED_MAX_SIZE), else torch. Both follow the same law; their random streams differ.
+        instance, one sample at a time, CPU), "tiled" (sim.tiled: one compiled loop per instance,
+        vectorised over tiles of samples, CPU), or "auto": on CPU fused for the smallest models
+        (n * m <= sim.fused.FUSED_MAX_SIZE), else tiled; on CUDA torch. All follow the same law;
+        their random streams differ.
     """
     setups = tuple(setups)
     if not setups or not all(isinstance(s, Setup) for s in setups):
@@ -428,10 +442,11 @@ def train(
     dev = resolve_device(device)
     steps, batch, log_every = int(steps), int(batch), int(log_every)
     backend = resolve_backend(backend, dev, setups[0].n_features, setups[0].n_hidden)
-    if backend == "fused":
-        return _train_fused(
-            setups, steps, batch, lr, weight_decay, seed, log_every, init, progress, on_steps, snapshot_below
-        )
+    if backend in ("fused", "tiled"):
+        return _train_numba(
+            backend, setups, steps, batch, lr, weight_decay, seed, log_every, init, progress, on_steps,
+            snapshot_below,
+        )  # fmt: skip
 
     model = _Batched(setups, dev)
     # The init comes from torch's CPU generator, so every device starts from the same W.
@@ -524,10 +539,13 @@ def sampled_loss(
     """
     setups = tuple(setups)
     dev = resolve_device(device)
-    if resolve_backend(backend, dev, setups[0].n_features, setups[0].n_hidden) == "fused":
+    backend = resolve_backend(backend, dev, setups[0].n_features, setups[0].n_hidden)
+    if backend in ("fused", "tiled"):
         from sim import fused
 
-        return fused.sampled_loss(setups, W, b, n_samples=n_samples, seed=seed)
+        return fused.sampled_loss(
+            setups, W, b, n_samples=n_samples, seed=seed, kernels=_numba_kernels(backend)
+        )
     model = _Batched(setups, dev)
     Wt = torch.as_tensor(np.asarray(W), dtype=torch.float32, device=dev)
     bt = torch.as_tensor(np.asarray(b), dtype=torch.float32, device=dev)

@@ -1,4 +1,4 @@
-"""The fused small-model trainer (sim.fused) against theory's exact gradient and the torch trainer."""
+"""The numba trainers (sim.fused, sim.tiled) against theory's exact gradient and the torch trainer."""
 
 import numba
 import numpy as np
@@ -7,10 +7,19 @@ import torch
 
 from sim import train
 from sim.fused import SPARSE_ABOVE, batch_gradients
+from sim.tiled import KERNELS as TILED
 from sim.trainer import resolve_backend
 from theory import InputError, Setup, expected_loss, expected_loss_and_grad, minimize_loss
 
 CASES = [(2, 1, 0.05, 0.0), (2, 1, 0.05, 0.4), (2, 1, 0.6, 0.4), (3, 2, 0.1, 0.3), (3, 2, 1.0, 0.0)]
+#: (backend, n, m, density, p, batch): the tiled kernel also on a batch that ends in a partial tile.
+GRADIENT_CASES = [("fused", *case, 1024) for case in CASES] + [
+    ("tiled", 2, 1, 0.05, 0.4, 1024),
+    ("tiled", 3, 2, 1.0, 0.0, 1024),
+    ("tiled", 6, 3, 0.3, 0.4, 1000),
+    ("tiled", 5, 2, 0.1, 0.2, 200),
+]
+NUMBA_KERNELS = {"fused": None, "tiled": TILED}
 
 
 def test_the_cases_cover_both_sampling_paths():
@@ -19,14 +28,16 @@ def test_the_cases_cover_both_sampling_paths():
     assert skips == {True, False}
 
 
-@pytest.mark.parametrize("n, m, density, p", CASES)
-def test_batch_gradient_is_unbiased_for_the_exact_gradient(n, m, density, p):
+@pytest.mark.parametrize("backend, n, m, density, p, batch", GRADIENT_CASES)
+def test_batch_gradient_is_unbiased_for_the_exact_gradient(backend, n, m, density, p, batch):
     """Mean over 1,500 batches of the kernel's gradient = theory's exact gradient / n (|z| < 5)."""
     rng = np.random.default_rng(n * 10 + m)
     setup = Setup(n, m, sparsity=1 - density, importance=0.8 ** np.arange(n), p=p)
     W = rng.normal(0, 0.7, (m, n))
     b = rng.normal(0, 0.2, n)
-    gW, gb, loss = batch_gradients([setup], W[None], b[None], batch=1024, batches=1500, seed=5)
+    gW, gb, loss = batch_gradients(
+        [setup], W[None], b[None], batch=batch, batches=1500, seed=5, kernels=NUMBA_KERNELS[backend]
+    )
     exact = expected_loss_and_grad(setup, W, b)
     for estimate, truth in ((gW[0] * n, exact.grad_W), (gb[0] * n, exact.grad_b), (loss[0], exact.loss)):
         mean = estimate.mean(0)
@@ -34,24 +45,26 @@ def test_batch_gradient_is_unbiased_for_the_exact_gradient(n, m, density, p):
         assert np.all(np.abs(mean - truth) <= 5 * stderr + 1e-12), (mean, truth, stderr)
 
 
-def test_same_seed_same_numbers_whatever_the_thread_count():
-    setups = [Setup(2, 1, sparsity=s, importance=[1.0, 0.5], p=p) for s in (0.0, 0.9, 0.99) for p in (0, 0.4)]
+@pytest.mark.parametrize("backend, n, m", [("fused", 2, 1), ("tiled", 2, 1), ("tiled", 5, 2)])
+def test_same_seed_same_numbers_whatever_the_thread_count(backend, n, m):
+    importance = 0.5 ** np.arange(n)
+    setups = [Setup(n, m, sparsity=s, importance=importance, p=p) for s in (0.0, 0.9, 0.99) for p in (0, 0.4)]
     runs = []
     threads = numba.get_num_threads()
     try:
         for count in (1, threads):
             numba.set_num_threads(count)
-            runs.append(train(setups, steps=300, seed=3, progress=False, backend="fused"))
+            runs.append(train(setups, steps=300, seed=3, progress=False, backend=backend))
     finally:
         numba.set_num_threads(threads)
     np.testing.assert_array_equal(runs[0].W, runs[1].W)
     np.testing.assert_array_equal(runs[0].b, runs[1].b)
     np.testing.assert_array_equal(runs[0].loss_history, runs[1].loss_history)
-    other = train(setups, steps=300, seed=4, progress=False, backend="fused")
+    other = train(setups, steps=300, seed=4, progress=False, backend=backend)
     assert not np.array_equal(other.W, runs[0].W)
 
 
-def test_fused_and_torch_trainers_reach_the_same_optimum():
+def test_numba_and_torch_trainers_reach_the_same_optimum():
     """Same init, same budget: both end within 1% of the exact loss's global minimum."""
     setups = [
         Setup(2, 1, sparsity=1 - d, importance=[1.0, r], p=p)
@@ -60,32 +73,35 @@ def test_fused_and_torch_trainers_reach_the_same_optimum():
     init = np.array([[[0.8, -0.6]], [[-0.5, 0.9]]], dtype=np.float32)
     for setup, index in zip(setups, range(2), strict=True):
         best = minimize_loss(setup, n_starts=8).loss
-        for backend in ("fused", "torch"):
+        for backend in ("fused", "tiled", "torch"):
             result = train([setup], steps=4000, init=init[index : index + 1], progress=False, backend=backend)
             loss = float(expected_loss(setup, result.W[0], result.b[0]))
             assert loss <= best * 1.01, (backend, setup, loss, best)
 
 
-def test_snapshot_with_the_fused_backend_is_a_shorter_run():
+@pytest.mark.parametrize("backend", ["fused", "tiled"])
+def test_snapshot_with_a_numba_backend_is_a_shorter_run(backend):
     setups = [Setup(2, 1, sparsity=0.7, p=0.0)]
-    full = train(setups, steps=600, log_every=50, seed=1, progress=False, backend="fused",
+    full = train(setups, steps=600, log_every=50, seed=1, progress=False, backend=backend,
                  snapshot_below=np.array([np.inf]))  # fmt: skip
     assert full.snapshot_step[0] == 0
     threshold = full.loss_history[0, 5]
-    again = train(setups, steps=600, log_every=50, seed=1, progress=False, backend="fused",
+    again = train(setups, steps=600, log_every=50, seed=1, progress=False, backend=backend,
                   snapshot_below=np.array([threshold]))  # fmt: skip
     step = int(again.snapshot_step[0])
     assert step == full.log_steps[np.argmax(full.loss_history[0] <= threshold)]
-    short = train(setups, steps=step, seed=1, progress=False, backend="fused")
+    short = train(setups, steps=step, seed=1, progress=False, backend=backend)
     np.testing.assert_allclose(again.snapshot_W, short.W, rtol=0, atol=1e-12)
 
 
 def test_backend_choice_and_errors():
     cpu = torch.device("cpu")
     assert resolve_backend("auto", cpu, 2, 1) == "fused"
-    assert resolve_backend("auto", cpu, 20, 5) == "torch"
+    assert resolve_backend("auto", cpu, 20, 5) == "tiled"
     assert resolve_backend("auto", torch.device("cuda"), 2, 1) == "torch"
-    with pytest.raises(InputError, match="backend 'fused' runs on CPU only"):
-        resolve_backend("fused", torch.device("cuda"), 2, 1)
-    with pytest.raises(InputError, match="unknown; allowed: auto, torch, fused"):
+    assert resolve_backend("auto", torch.device("cuda"), 20, 5) == "torch"
+    for backend in ("fused", "tiled"):
+        with pytest.raises(InputError, match=f"backend '{backend}' runs on CPU only"):
+            resolve_backend(backend, torch.device("cuda"), 2, 1)
+    with pytest.raises(InputError, match="unknown; allowed: auto, torch, fused, tiled"):
         train([Setup(2, 1)], steps=1, progress=False, backend="numpy")

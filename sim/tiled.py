@@ -1,0 +1,248 @@
+"""A tiled CPU trainer (numba): each instance's batch in cache-sized tiles, vectorised over samples.
+
+The same model, data law, objective and optimiser as sim.trainer and
+sim.fused (DESIGN.md section 2; the TMS notebook's loop: batch mean of the
+per-feature mean of I_i (x_i - x'_i)^2, AdamW with torch's update, weight
+decay on W and b). Where sim.fused computes one sample at a time in scalar
+registers (best for the smallest models, whose empty samples it skips),
+this kernel cuts each instance's batch into tiles of TILE samples and runs
+every step of the pass as a loop over the tile's samples, which the
+compiler vectorises (8 float32 lanes with AVX2):
+
+- randomness: SplitMix64 in counter form (output q of a stream is a
+  function of state + q * golden), so a tile's numbers are drawn by a
+  vectorised loop; each 64-bit output gives two 24-bit uniforms;
+- x_i = u / P_i where u < P_i (one uniform per feature, as sim.trainer);
+  the dropout scale is 1 / (1 - p) where u < 1 - p, else 0;
+- forward, backward in float32 within the tile (torch's precision), tile
+  sums added into float64 gradients; AdamW in float64 (sim.fused's update).
+
+A tile never leaves the L1/L2 cache: nothing of the batch is written to
+memory, which is what bounds the torch trainer on CPU (it streams
+(instances, features, batch) tensors through every pass). Instances run in
+parallel (numba prange); one instance's numbers depend only on its seed,
+its index and its setup, never on the thread count.
+
+Use it through sim.trainer.train(..., backend="tiled"); `backend="auto"`
+picks it on CPU for models with n * m > sim.fused.FUSED_MAX_SIZE.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from sim.fused import adamw
+
+#: Samples per tile. The tile's working set is about (2 n + 2 m + 4) * TILE * 4 bytes
+#: (20 features, 5 hidden: 27 KiB), inside a core's L1/L2 cache.
+TILE = 128
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31, _S40, _S8 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(40), np.uint64(8)
+_LOW24 = np.uint64(0xFFFFFF)
+_UNIT24 = np.float32(2.0**-24)
+#: The float rules relaxed so that the tile loops vectorise (sums reassociated, multiply-adds fused);
+#: no assumption about NaN or infinity, so a diverging run still shows as NaN.
+FAST = {"reassoc", "contract", "nsz"}
+
+
+@nb.njit(inline="always")
+def _mix(z):
+    """SplitMix64's output function."""
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    return z ^ (z >> _S31)
+
+
+@nb.njit(fastmath=FAST, inline="always")
+def _draw(state, U, pairs):
+    """2 * pairs uniforms on [0, 1) (24-bit grid) into U[:2 * pairs]; returns the advanced state."""
+    for q in range(pairs):
+        z = _mix(state + np.uint64(q + 1) * _GOLDEN)
+        U[q] = np.float32(z >> _S40) * _UNIT24
+        U[q + pairs] = np.float32((z >> _S8) & _LOW24) * _UNIT24
+    return state + np.uint64(pairs) * _GOLDEN
+
+
+@nb.njit(fastmath=FAST, inline="always")
+def _batch(W, b, density, inv_density, importance, keep, batch, state, gW, gb, work):
+    """One batch at (W, b): its gradient of the TMS objective into gW, gb; returns (state, batch loss).
+
+    The loss is the batch mean of the importance-weighted sum over features
+    (DESIGN.md L); the gradient is that of L / n. `work` holds the tile
+    buffers (tile_buffers).
+    """
+    U, X, S, H, A, D, Y, W32, b32, d32, id32, imp32 = work
+    m, n = W.shape
+    dropout = keep < 1.0
+    rows = n + m if dropout else n
+    pairs = (rows * TILE + 1) // 2
+    inv_keep = np.float32(1.0 / keep)
+    keep32 = np.float32(keep)
+    for k in range(m):
+        for j in range(n):
+            W32[k, j] = W[k, j]
+            gW[k, j] = 0.0
+    for j in range(n):
+        b32[j] = b[j]
+        d32[j] = density[j]
+        id32[j] = inv_density[j]
+        imp32[j] = importance[j]
+        gb[j] = 0.0
+    total = 0.0
+    for start in range(0, batch, TILE):
+        T = min(TILE, batch - start)
+        state = _draw(state, U, pairs)
+        for j in range(n):
+            dj, idj = d32[j], id32[j]
+            for t in range(T):
+                u = U[j * TILE + t]
+                X[j, t] = u * idj if u < dj else np.float32(0.0)
+        if dropout:
+            for k in range(m):
+                for t in range(T):
+                    S[k, t] = inv_keep if U[(n + k) * TILE + t] < keep32 else np.float32(0.0)
+        # h = scale * W x
+        for k in range(m):
+            for t in range(T):
+                H[k, t] = 0.0
+            for j in range(n):
+                w = W32[k, j]
+                for t in range(T):
+                    H[k, t] += w * X[j, t]
+            if dropout:
+                for t in range(T):
+                    H[k, t] *= S[k, t]
+        # y = W^T h + b; a = I (ReLU(y) - x) where y > 0, else 0
+        for i in range(n):
+            for t in range(T):
+                Y[t] = b32[i]
+            for k in range(m):
+                w = W32[k, i]
+                for t in range(T):
+                    Y[t] += w * H[k, t]
+            Ii = imp32[i]
+            square = np.float32(0.0)
+            for t in range(T):
+                y, x = Y[t], X[i, t]
+                e = y - x if y > 0.0 else -x
+                square += e * e
+                A[i, t] = Ii * e if y > 0.0 else np.float32(0.0)
+            total += Ii * square
+            edge = np.float32(0.0)
+            for t in range(T):
+                edge += A[i, t]
+            gb[i] += edge
+            for k in range(m):
+                dot = np.float32(0.0)
+                for t in range(T):
+                    dot += A[i, t] * H[k, t]
+                gW[k, i] += dot
+        # through h: dh = scale * W a; grad W += dh x^T
+        for k in range(m):
+            for t in range(T):
+                D[t] = 0.0
+            for i in range(n):
+                w = W32[k, i]
+                for t in range(T):
+                    D[t] += w * A[i, t]
+            if dropout:
+                for t in range(T):
+                    D[t] *= S[k, t]
+            for j in range(n):
+                dot = np.float32(0.0)
+                for t in range(T):
+                    dot += D[t] * X[j, t]
+                gW[k, j] += dot
+    weight = 2.0 / (batch * n)
+    for k in range(m):
+        for j in range(n):
+            gW[k, j] *= weight
+    for j in range(n):
+        gb[j] *= weight
+    return state, total / batch
+
+
+@nb.njit(inline="always")
+def tile_buffers(m, n):
+    """The per-thread tile buffers _batch works in."""
+    f32 = np.float32
+    return (
+        np.empty((n + m) * TILE + 1, f32),  # U: the tile's uniforms
+        np.empty((n, TILE), f32),  # X: features
+        np.empty((m, TILE), f32),  # S: dropout scale
+        np.empty((m, TILE), f32),  # H: hidden
+        np.empty((n, TILE), f32),  # A: importance-weighted output error where y > 0
+        np.empty(TILE, f32),  # D: one row of the gradient at h
+        np.empty(TILE, f32),  # Y: one row of the pre-activation
+        np.empty((m, n), f32),
+        np.empty(n, f32),
+        np.empty(n, f32),
+        np.empty(n, f32),
+        np.empty(n, f32),
+    )
+
+
+@nb.njit(parallel=True, cache=True, fastmath=FAST)
+def train_block(
+    W, b, exp_avg_W, exp_avg_b, exp_sq_W, exp_sq_b, states, density, inv_density, importance, keep,
+    mode, inv_log_empty, first_cdf, first, last, batch_size, lr, weight_decay, beta1, beta2, eps, log_slot,
+    history, threshold, snap_W, snap_b, snap_step,
+):  # fmt: skip
+    """Steps first..last-1 (0-based) of every instance, in place; sim.fused.train_block's arguments.
+
+    (mode, inv_log_empty, first_cdf: sim.fused's empty-sample skipping, unused here.)
+    """
+    instances, m, n = W.shape
+    for inst in nb.prange(instances):
+        work = tile_buffers(m, n)
+        gW = np.empty((m, n))
+        gb = np.empty(n)
+        Wi, bi = W[inst], b[inst]
+        state = states[inst]
+        for t in range(first, last):
+            state, loss = _batch(
+                Wi, bi, density[inst], inv_density[inst], importance[inst], keep[inst], batch_size, state,
+                gW, gb, work,
+            )  # fmt: skip
+            slot = log_slot[t]
+            if slot >= 0:
+                history[inst, slot] = loss
+                if snap_step[inst] < 0 and loss <= threshold[inst]:
+                    snap_W[inst] = Wi
+                    snap_b[inst] = bi
+                    snap_step[inst] = t
+            adamw(Wi.reshape(m * n), gW.reshape(m * n), exp_avg_W[inst].reshape(m * n),
+                  exp_sq_W[inst].reshape(m * n), t + 1, lr, weight_decay, beta1, beta2, eps)  # fmt: skip
+            adamw(bi, gb, exp_avg_b[inst], exp_sq_b[inst], t + 1, lr, weight_decay, beta1, beta2, eps)
+        states[inst] = state
+
+
+@nb.njit(parallel=True, cache=True, fastmath=FAST)
+def gradients(
+    W, b, states, density, inv_density, importance, keep, mode, inv_log_empty, first_cdf, batch_size, batches,
+    out_gW, out_gb, out_loss,
+):  # fmt: skip
+    """`batches` batches per instance at fixed (W, b): each batch's gradient and loss."""
+    instances, m, n = W.shape
+    for inst in nb.prange(instances):
+        work = tile_buffers(m, n)
+        gW = np.empty((m, n))
+        gb = np.empty(n)
+        state = states[inst]
+        for t in range(batches):
+            state, loss = _batch(
+                W[inst], b[inst], density[inst], inv_density[inst], importance[inst], keep[inst], batch_size,
+                state, gW, gb, work,
+            )  # fmt: skip
+            out_gW[inst, t] = gW
+            out_gb[inst, t] = gb
+            out_loss[inst, t] = loss
+        states[inst] = state
+
+
+#: (train_block, gradients), in the form sim.fused.FusedRun and sim.fused.batch_gradients take.
+KERNELS = (train_block, gradients)
