@@ -4,10 +4,11 @@
 
 Identical work: 20 features, 5 hidden, 10 instances (the notebook's sparsity
 sweep, importance 0.7**i), batch 1024, dropout p = 0.4, AdamW lr 1e-3.
-The two trainers alternate for --rounds rounds in one process (this machine's
-timing noise is large); the best round of each is reported, with the ratio.
+The published loop and sim.train (its CPU default, the tiled backend, and the
+torch backend) alternate for --rounds rounds in one process (this machine's
+timing noise is large); the best round of each is reported, with the ratios.
 Also: the phase-comparison workload (2 features in 1 dim, many instances) and
-the TMS intro models (5 in 2), each with both backends (torch, fused).
+the TMS intro models (5 in 2), with each backend (torch, fused, tiled).
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ def reference_steps_per_second(steps: int, n=20, m=5, instances=10, p=0.4) -> fl
     return steps / (time.perf_counter() - start)
 
 
-def ours_steps_per_second(steps: int, setups) -> float:
-    train(setups, steps=20, progress=False, backend="torch")  # warm-up
-    result = train(setups, steps=steps, progress=False, backend="torch")
+def ours_steps_per_second(steps: int, setups, backend: str) -> float:
+    train(setups, steps=20, progress=False, backend=backend)  # warm-up (and the first compile)
+    result = train(setups, steps=steps, progress=False, backend=backend)
     return steps / result.seconds
 
 
@@ -86,7 +87,7 @@ def machine_limits() -> dict[str, float]:
 
 
 def breakdown(setups, steps: int, batch: int = 1024) -> dict[str, float]:
-    """Milliseconds per step of the trainer's two sides, each alone on one thread.
+    """Milliseconds per step of the torch backend's two sides, each alone on one thread.
 
     In training they run at once on two cores: the step takes about the larger.
     """
@@ -124,8 +125,20 @@ def breakdown(setups, steps: int, batch: int = 1024) -> dict[str, float]:
 
 
 def useful_flops(n: int, m: int, instances: int, batch: int = 1024) -> float:
-    """Multiply-adds of the four batched matmuls of one step, as FLOPs."""
-    return 4 * 2 * instances * m * n * batch
+    """Multiply-adds of one step's five (m, n) products (W x, W^T h, three in the gradient), as FLOPs."""
+    return 5 * 2 * instances * m * n * batch
+
+
+def tiled_one_thread(setups, steps: int) -> float:
+    """Milliseconds per step of the tiled backend on one numba thread."""
+    import numba
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return 1e3 / ours_steps_per_second(steps, setups, "tiled")
+    finally:
+        numba.set_num_threads(threads)
 
 
 def main():
@@ -138,40 +151,49 @@ def main():
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
     setups = [Setup(20, 5, sparsity=s, importance=0.7 ** np.arange(20), p=0.4) for s in tms_sparsities(10)]
-    reference, ours = [], []
+    rates = {"published loop": [], "sim.train, tiled (CPU default)": [], "sim.train, torch backend": []}
     for round_ in range(args.rounds):
-        reference.append(reference_steps_per_second(args.steps))
-        ours.append(ours_steps_per_second(args.steps, setups))
+        rates["published loop"].append(reference_steps_per_second(args.steps))
+        rates["sim.train, tiled (CPU default)"].append(ours_steps_per_second(args.steps, setups, "tiled"))
+        rates["sim.train, torch backend"].append(ours_steps_per_second(args.steps, setups, "torch"))
         print(
-            f"round {round_}: published loop {reference[-1]:7.1f} steps/s, sim.train {ours[-1]:7.1f} steps/s"
+            f"round {round_}: " + ", ".join(f"{name} {r[-1]:7.1f}" for name, r in rates.items()) + " steps/s"
         )
-    best_ref, best_ours = max(reference), max(ours)
+    best = {name: max(r) for name, r in rates.items()}
     print(f"20 features, 5 hidden, 10 instances, batch 1024, p = 0.4 (best of {args.rounds}):")
-    print(f"  published loop {best_ref:7.1f} steps/s ({1e3 / best_ref:.2f} ms/step)")
-    print(f"  sim.train      {best_ours:7.1f} steps/s ({1e3 / best_ours:.2f} ms/step)")
-    print(f"  ratio          {best_ours / best_ref:7.2f}x")
+    for name, rate in best.items():
+        ratio = rate / best["published loop"]
+        print(
+            f"  {name:32s} {rate:7.1f} steps/s ({1e3 / rate:.2f} ms/step)  {ratio:6.2f}x the published loop"
+        )
+    best_ours = best["sim.train, tiled (CPU default)"]
 
     print("the machine (same process):")
     limits = machine_limits()
     for name, value in limits.items():
         print(f"  {name:45s} {value:9.1f}")
-    print("where the time goes (ms per step, each side alone on 1 thread; in training the producer")
-    print("runs in a background thread one batch ahead, so a step takes about the larger side):")
+    flops = useful_flops(20, 5, len(setups))
+    numbers = math.prod((len(setups), 25, 1024))
+    one = tiled_one_thread(setups, args.steps)
+    print("tiled backend against the machine:")
+    print(f"  one numba thread {one:.3f} ms/step; all threads {1e3 / best_ours:.3f} ms/step")
+    print(
+        f"  matmul work {flops / 1e6:.1f} MFLOP/step = {flops * best_ours / 1e9:.2f} GFLOP/s achieved, "
+        f"{100 * flops * best_ours / 1e9 / list(limits.values())[1]:.1f}% of the peak matmul rate"
+    )
+    print(
+        f"  random numbers {numbers / 1e3:.0f}k/step = {numbers * best_ours / 1e6:.0f}M/s achieved "
+        f"(SFC64's raw rate on one thread: {limits['SFC64 raw 32-bit numbers/s (1e6)']:.0f}M/s)"
+    )
+    print("torch backend, where the time goes (ms per step, each side alone on 1 thread; in training the")
+    print("producer runs in a background thread one batch ahead, so a step takes about the larger side):")
     parts = breakdown(setups, args.steps)
     for name, value in parts.items():
         print(f"  {name:45s} {value:7.3f}")
-    flops = useful_flops(20, 5, len(setups))
-    numbers = math.prod((len(setups), 25, 1024))
     bound = max(parts["producer: draw + sample the batch"], parts["consumer: forward + gradient + AdamW"])
-    print(f"  bound from the larger side: {bound:.3f} ms; sim.train achieves {1e3 / best_ours:.3f} ms")
+    torch_rate = best["sim.train, torch backend"]
     print(
-        f"  matmul work {flops / 1e6:.1f} MFLOP/step = {flops * best_ours / 1e9:.2f} GFLOP/s achieved, "
-        f"{100 * flops * best_ours / 1e9 / list(limits.values())[1]:.1f}% of peak"
-    )
-    print(
-        f"  random numbers {numbers / 1e3:.0f}k/step = {numbers * best_ours / 1e6:.0f}M/s achieved, "
-        f"{100 * numbers * best_ours / 1e6 / limits['SFC64 raw 32-bit numbers/s (1e6)']:.0f}% "
-        "of one thread's SFC64 raw rate"
+        f"  bound from the larger side: {bound:.3f} ms; the torch backend achieves {1e3 / torch_rate:.3f} ms"
     )
 
     rng = np.random.default_rng(0)
@@ -188,21 +210,21 @@ def main():
     steps = max(20, args.steps // 5)
     print(f"2 features in 1 dim, {count} instances, batch 1024 (the phase-comparison workload):")
     rates = {}
-    for backend in ("torch", "fused"):
-        train(phase, steps=5, progress=False, backend=backend)  # warm-up (and the fused kernel's compile)
+    for backend in ("torch", "fused", "tiled"):
+        train(phase, steps=5, progress=False, backend=backend)  # warm-up (and the kernels' compile)
         result = train(phase, steps=steps, progress=False, backend=backend)
         rates[backend] = steps * count / result.seconds
         print(f"  {backend:5s} backend {rates[backend]:10.0f} instance-steps/s")
-    print(f"  fused / torch {rates['fused'] / rates['torch']:.2f}x")
+    print(", ".join(f"  {name} / torch {rates[name] / rates['torch']:.2f}x" for name in ("fused", "tiled")))
     intro = [Setup(5, 2, sparsity=s, importance=0.9 ** np.arange(5), p=p) for s in tms_sparsities(10)
              for p in (0.0, 0.4)]  # fmt: skip
     print(f"5 features in 2 dims, {len(intro)} instances (configs/tms_intro.toml's chunk for one seed):")
-    for backend in ("torch", "fused"):
+    for backend in ("torch", "fused", "tiled"):
         train(intro, steps=5, progress=False, backend=backend)
         result = train(intro, steps=args.steps, progress=False, backend=backend)
         rates[backend] = args.steps / result.seconds
         print(f"  {backend:5s} backend {rates[backend]:10.1f} steps/s")
-    print(f"  fused / torch {rates['fused'] / rates['torch']:.2f}x")
+    print(", ".join(f"  {name} / torch {rates[name] / rates['torch']:.2f}x" for name in ("fused", "tiled")))
 
 
 if __name__ == "__main__":

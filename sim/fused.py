@@ -21,8 +21,9 @@ instance's run depends only on its seed, index and setup. The stream differs
 from sim.trainer's (SFC64 batches), the distribution of every batch does not.
 
 Use it through sim.trainer.train(..., backend="fused"); `backend="auto"`
-picks it on CPU for models with n * m <= FUSED_MAX_SIZE, where the benchmark
-(benchmarks/trainer_speed.py) shows it faster.
+picks it on CPU for models with n * m <= FUSED_MAX_SIZE (2 features in 1
+dim, the phase-diagram workload), and sim.tiled above. FusedRun and
+batch_gradients also drive sim.tiled's kernels, which take the same arguments.
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
-#: Largest n_features * n_hidden for which backend="auto" takes the fused kernel on CPU. Measured
-#: (benchmarks/trainer_speed.py): 2 in 1, 2,000 instances, fused 1.2x torch (more on sparse grids);
-#: 5 in 2, 20 instances, fused 0.34x torch. Larger models stay with torch.
+#: Largest n_features * n_hidden for which backend="auto" takes the fused kernel on CPU; larger models
+#: take sim.tiled. Measured on 2 cores, 2 in 1, 2,000 instances: densities uniform on [0.01, 1]
+#: (benchmarks/trainer_speed.py) fused 0.3x tiled; log-uniform on [0.01, 1] 0.5x; log-uniform on
+#: [0.001, 0.01] 11x (it skips the empty samples, tiled computes them). 5 in 2: fused 0.4x tiled.
+#: Kept at 2 so that the 2-in-1 comparison sweeps (log-spaced densities down to 0.01) keep their stream.
 FUSED_MAX_SIZE = 2
 
 #: A batch whose samples are empty (no active feature) with probability above this skips them

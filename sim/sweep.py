@@ -80,6 +80,7 @@ class Plan:
             "config": self.config.to_dict(),
             "chunk": self.chunk,
             "device": torch.device(self.device).type,
+            "backend": self.backend,  # the trainers' random streams differ: never mixed in one sweep
         }
 
 
@@ -198,9 +199,10 @@ class Store:
             return
         if isinstance(found, dict) and found.get("config") == self.plan.config.to_dict():
             raise InputError(
-                f"{self.folder} holds chunks of this config packed differently "
-                f"(chunk {found.get('chunk')} on {found.get('device')}, here chunk {self.plan.chunk} "
-                f"on {self.plan.device}); set [sweep] chunk and --device to match, or use another --out"
+                f"{self.folder} holds chunks of this config packed or trained differently "
+                f"(chunk {found.get('chunk')} on {found.get('device')}, backend {found.get('backend')}; "
+                f"here chunk {self.plan.chunk} on {self.plan.device}, backend {self.plan.backend}); set "
+                "[sweep] chunk, --device and [train] backend to match, or use another --out"
             )
         raise InputError(
             f"{self.folder} holds chunks of another config; refusing to mix them. "
