@@ -216,6 +216,22 @@ def main():
         rates[backend] = steps * count / result.seconds
         print(f"  {backend:5s} backend {rates[backend]:10.0f} instance-steps/s")
     print(", ".join(f"  {name} / torch {rates[name] / rates['torch']:.2f}x" for name in ("fused", "tiled")))
+    sparse_rng = np.random.default_rng(1)
+    for low, high in ((0.01, 0.1), (0.001, 0.01)):
+        density = np.exp(sparse_rng.uniform(np.log(low), np.log(high), count))
+        ratio = sparse_rng.uniform(0.1, 10, count)
+        rate = sparse_rng.choice([0.0, 0.15, 0.4], count)
+        sparse = [
+            Setup(2, 1, sparsity=1 - d, importance=[1.0, r], p=p)
+            for d, r, p in zip(density, ratio, rate, strict=True)
+        ]
+        for backend in ("fused", "tiled"):
+            result = train(sparse, steps=steps, progress=False, backend=backend)
+            rates[backend] = steps * count / result.seconds
+        print(
+            f"  densities log-uniform on [{low}, {high}]: fused {rates['fused']:10.0f}, tiled "
+            f"{rates['tiled']:10.0f} instance-steps/s; tiled / fused {rates['tiled'] / rates['fused']:.2f}x"
+        )
     intro = [Setup(5, 2, sparsity=s, importance=0.9 ** np.arange(5), p=p) for s in tms_sparsities(10)
              for p in (0.0, 0.4)]  # fmt: skip
     print(f"5 features in 2 dims, {len(intro)} instances (configs/tms_intro.toml's chunk for one seed):")
@@ -225,6 +241,19 @@ def main():
         rates[backend] = args.steps / result.seconds
         print(f"  {backend:5s} backend {rates[backend]:10.1f} steps/s")
     print(", ".join(f"  {name} / torch {rates[name] / rates['torch']:.2f}x" for name in ("fused", "tiled")))
+    print("larger models, 10 instances (sparsity 0 to 0.95, importance 0.9**i, p = 0.2):")
+    for n, m, size_steps in ((50, 10, 100), (100, 20, 50)):
+        larger = [
+            Setup(n, m, sparsity=s, importance=0.9 ** np.arange(n), p=0.2) for s in np.linspace(0, 0.95, 10)
+        ]
+        for backend in ("torch", "tiled"):
+            train(larger, steps=3, progress=False, backend=backend)
+            result = train(larger, steps=size_steps, progress=False, backend=backend)
+            rates[backend] = size_steps / result.seconds
+        print(
+            f"  {n} x {m}: torch {rates['torch']:7.1f}, tiled {rates['tiled']:7.1f} steps/s; "
+            f"tiled / torch {rates['tiled'] / rates['torch']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ import numpy as np
 #: Largest n_features * n_hidden for which backend="auto" takes the fused kernel on CPU; larger models
 #: take sim.tiled. Measured on 2 cores, 2 in 1, 2,000 instances: densities uniform on [0.01, 1]
 #: (benchmarks/trainer_speed.py) fused 0.3x tiled; log-uniform on [0.01, 1] 0.5x; log-uniform on
-#: [0.001, 0.01] 11x (it skips the empty samples, tiled computes them). 5 in 2: fused 0.4x tiled.
+#: [0.001, 0.01] 8-11x (it skips the empty samples, tiled computes them). 5 in 2: fused 0.05x tiled.
 #: Kept at 2 so that the 2-in-1 comparison sweeps (log-spaced densities down to 0.01) keep their stream.
 FUSED_MAX_SIZE = 2
 
