@@ -83,6 +83,29 @@ def adamw(params, grad, exp_avg, exp_sq, step, lr, weight_decay, beta1, beta2, e
         params[q] = params[q] * decay - lr / c1 * exp_avg[q] / (math.sqrt(exp_sq[q]) / c2 + eps)
 
 
+@nb.njit(inline="always")
+def finish_step(
+    inst, t, loss, gW, gb, W, b, exp_avg_W, exp_avg_b, exp_sq_W, exp_sq_b, lr, weight_decay, beta1, beta2,
+    eps, log_slot, history, threshold, snap_W, snap_b, snap_step,
+):  # fmt: skip
+    """After step t's batch of instance inst: log its loss (and snapshot W, b), then AdamW on W and b.
+
+    Shared by the train_block kernels of sim.fused and sim.tiled.
+    """
+    Wi, bi = W[inst], b[inst]
+    size = Wi.size
+    slot = log_slot[t]
+    if slot >= 0:
+        history[inst, slot] = loss
+        if snap_step[inst] < 0 and loss <= threshold[inst]:
+            snap_W[inst] = Wi
+            snap_b[inst] = bi
+            snap_step[inst] = t
+    adamw(Wi.reshape(size), gW.reshape(size), exp_avg_W[inst].reshape(size), exp_sq_W[inst].reshape(size),
+          t + 1, lr, weight_decay, beta1, beta2, eps)  # fmt: skip
+    adamw(bi, gb, exp_avg_b[inst], exp_sq_b[inst], t + 1, lr, weight_decay, beta1, beta2, eps)
+
+
 def _batch_source(n: int, m: int) -> str:
     """Source of `batch(W, b, density, inv_density, importance, keep, batch, state, gW, gb)` for (n, m).
 
@@ -193,16 +216,10 @@ def train_block(
                 Wi, bi, density[inst], inv_density[inst], importance[inst], keep[inst], mode[inst],
                 inv_log_empty[inst], first_cdf[inst], batch_size, state, gW, gb,
             )
-            slot = log_slot[t]
-            if slot >= 0:
-                history[inst, slot] = loss
-                if snap_step[inst] < 0 and loss <= threshold[inst]:
-                    snap_W[inst] = Wi
-                    snap_b[inst] = bi
-                    snap_step[inst] = t
-            adamw(Wi.reshape(m * n), gW.reshape(m * n), exp_avg_W[inst].reshape(m * n),
-                  exp_sq_W[inst].reshape(m * n), t + 1, lr, weight_decay, beta1, beta2, eps)
-            adamw(bi, gb, exp_avg_b[inst], exp_sq_b[inst], t + 1, lr, weight_decay, beta1, beta2, eps)
+            finish_step(
+                inst, t, loss, gW, gb, W, b, exp_avg_W, exp_avg_b, exp_sq_W, exp_sq_b, lr, weight_decay,
+                beta1, beta2, eps, log_slot, history, threshold, snap_W, snap_b, snap_step,
+            )
         states[inst] = state
 
 
@@ -234,7 +251,7 @@ import math
 import numba as nb
 import numpy as np
 
-from sim.fused import DENSE, NEVER, _uniform, adamw
+from sim.fused import DENSE, NEVER, _uniform, finish_step
 
 
 @nb.njit(inline="always", cache=True)

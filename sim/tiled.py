@@ -32,7 +32,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from sim.fused import adamw
+from sim.fused import finish_step
 
 #: Samples per tile. The tile's working set is about (2 n + 2 m + 4) * TILE * 4 bytes
 #: (20 features, 5 hidden: 27 KiB), inside a core's L1/L2 cache.
@@ -208,16 +208,10 @@ def train_block(
                 Wi, bi, density[inst], inv_density[inst], importance[inst], keep[inst], batch_size, state,
                 gW, gb, work,
             )  # fmt: skip
-            slot = log_slot[t]
-            if slot >= 0:
-                history[inst, slot] = loss
-                if snap_step[inst] < 0 and loss <= threshold[inst]:
-                    snap_W[inst] = Wi
-                    snap_b[inst] = bi
-                    snap_step[inst] = t
-            adamw(Wi.reshape(m * n), gW.reshape(m * n), exp_avg_W[inst].reshape(m * n),
-                  exp_sq_W[inst].reshape(m * n), t + 1, lr, weight_decay, beta1, beta2, eps)  # fmt: skip
-            adamw(bi, gb, exp_avg_b[inst], exp_sq_b[inst], t + 1, lr, weight_decay, beta1, beta2, eps)
+            finish_step(
+                inst, t, loss, gW, gb, W, b, exp_avg_W, exp_avg_b, exp_sq_W, exp_sq_b, lr, weight_decay,
+                beta1, beta2, eps, log_slot, history, threshold, snap_W, snap_b, snap_step,
+            )  # fmt: skip
         states[inst] = state
 
 

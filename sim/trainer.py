@@ -304,13 +304,17 @@ def tms_init(instances: int, n: int, m: int, generator: torch.Generator) -> torc
     return W.transpose(1, 2).contiguous()
 
 
+#: The backends compiled with numba (CPU only), run through sim.fused.FusedRun.
+NUMBA_BACKENDS = ("fused", "tiled")
+
+
 def resolve_backend(backend: str, device: torch.device, n: int, m: int) -> str:
     """'auto' -> on CPU 'fused' for n * m <= sim.fused.FUSED_MAX_SIZE, else 'tiled'; on CUDA 'torch'."""
     from sim.fused import FUSED_MAX_SIZE
 
     if backend not in BACKENDS:
         raise InputError(f"backend = {backend!r} is unknown; allowed: {', '.join(BACKENDS)}")
-    if backend in ("fused", "tiled") and device.type != "cpu":
+    if backend in NUMBA_BACKENDS and device.type != "cpu":
         raise InputError(f"backend {backend!r} runs on CPU only; the device is {device}")
     if backend == "auto":
         if device.type != "cpu":
@@ -442,7 +446,7 @@ def train(
     dev = resolve_device(device)
     steps, batch, log_every = int(steps), int(batch), int(log_every)
     backend = resolve_backend(backend, dev, setups[0].n_features, setups[0].n_hidden)
-    if backend in ("fused", "tiled"):
+    if backend in NUMBA_BACKENDS:
         return _train_numba(
             backend, setups, steps, batch, lr, weight_decay, seed, log_every, init, progress, on_steps,
             snapshot_below,
@@ -540,7 +544,7 @@ def sampled_loss(
     setups = tuple(setups)
     dev = resolve_device(device)
     backend = resolve_backend(backend, dev, setups[0].n_features, setups[0].n_hidden)
-    if backend in ("fused", "tiled"):
+    if backend in NUMBA_BACKENDS:
         from sim import fused
 
         return fused.sampled_loss(
