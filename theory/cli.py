@@ -83,10 +83,10 @@ def _range(name: str, text: str) -> tuple[float, float]:
 @group.command("phase-diagram")
 @click.option(
     "--problem",
-    type=click.Choice(["2x1", "3x2"]),
+    type=click.Choice(["2x1", "3x2", "5x2"]),
     default="2x1",
     show_default=True,
-    help="n features x m hidden.",
+    help="n features x m hidden. 2x1 and 3x2: a (density, r) diagram per p; 5x2: one (density, p) diagram.",
 )
 @click.option("--density", "density_range", default="0.01:1", show_default=True, help="LOW:HIGH, log-spaced.")
 @click.option(
@@ -94,37 +94,55 @@ def _range(name: str, text: str) -> tuple[float, float]:
     "r_range",
     default="0.1:10",
     show_default=True,
-    help="Relative importance of the last feature, LOW:HIGH, log-spaced.",
+    help="2x1, 3x2: relative importance of the last feature, LOW:HIGH, log-spaced.",
 )
-@click.option("--points", type=int, default=60, show_default=True, help="Grid points per axis.")
-@click.option("--p", "p", default="0,0.15,0.4", show_default=True, help="Dropout rates (comma list).")
+@click.option(
+    "--decay", type=float, default=0.9, show_default=True, help="5x2: importance of feature i is DECAY**i."
+)
+@click.option(
+    "--points", type=int, default=None, help="Grid points per axis [default: 60; 5x2: 12 densities]."
+)
+@click.option(
+    "--p", "p", default=None, help="Dropout rates (comma list) [default: 0,0.15,0.4; 5x2: 0,0.1,...,0.5]."
+)
 @click.option(
     "--completeness",
     type=int,
     default=0,
     show_default=True,
-    help="Cells per p at which to minimise the exact loss over all W, b.",
+    help="2x1, 3x2: cells per p at which to minimise the exact loss over all W, b.",
 )
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="netCDF file to write.")
 @click.option("--figure", type=click.Path(dir_okay=False), default=None, help="PNG (default: OUT with .png).")
-def phase_diagram_command(problem, density_range, r_range, points, p, completeness, out, figure):
-    """Analytic phase diagram over (density, relative importance), one panel per p."""
+def phase_diagram_command(problem, density_range, r_range, decay, points, p, completeness, out, figure):
+    """Analytic phase diagram: the catalogue's optimal geometry at every cell, every parameter optimised."""
     import sys
     from pathlib import Path
 
-    from theory.phase import completeness as check_completeness
-    from theory.phase import phase_diagram
-    from theory.phase_plots import plot_phase_diagram
-
+    n, m = (int(v) for v in problem.split("x"))
+    points = (12 if problem == "5x2" else 60) if points is None else points
     if points < 2:
         raise InputError(f"--points = {points} is not allowed; it must be at least 2")
-    n, m = (int(v) for v in problem.split("x"))
+    p = ("0,0.1,0.2,0.3,0.4,0.5" if problem == "5x2" else "0,0.15,0.4") if p is None else p
     densities = np.geomspace(*_range("density", density_range), points)
     if densities.max() > 1:
         raise InputError(f"--density = {density_range!r}: a density is at most 1")
-    ratios = np.geomspace(*_range("r", r_range), points)
     ps = np.atleast_1d(_numbers("p", p)).astype(float)
     show = sys.stderr.isatty()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if problem == "5x2":
+        _density_diagram(n, m, decay, densities, ps, completeness, out, figure, show)
+    else:
+        _ratio_diagram(
+            n, m, densities, np.geomspace(*_range("r", r_range), points), ps, completeness, out, figure, show
+        )
+
+
+def _ratio_diagram(n, m, densities, ratios, ps, completeness, out, figure, show):
+    from theory.phase import completeness as check_completeness
+    from theory.phase import phase_diagram
+    from theory.phase_plots import plot_phase_diagram
 
     def progress(done, total):
         if show:
@@ -133,8 +151,6 @@ def phase_diagram_command(problem, density_range, r_range, points, p, completene
     ds = phase_diagram(n, m, densities, ratios, ps, progress=progress)
     if completeness:
         ds = check_completeness(ds, cells_per_p=completeness)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     ds.to_netcdf(out)
     figure = plot_phase_diagram(ds, figure or out.with_suffix(".png"))
     click.echo(f"wrote {out} and {figure}")
@@ -149,3 +165,31 @@ def phase_diagram_command(problem, density_range, r_range, points, p, completene
             f"completeness: {int(ds.missing_phase.sum())} of {int(np.isfinite(ds.exact_minimum).sum())} "
             "sampled cells have an exact minimum below the catalogue's best"
         )
+
+
+def _density_diagram(n, m, decay, densities, ps, completeness, out, figure, show):
+    from theory.phase_plots import plot_density_diagram
+    from theory.sparsity_phase import density_diagram
+
+    if completeness:
+        raise InputError(
+            "--completeness is for 2x1 and 3x2; for 5x2 use theory.minimize_loss at chosen cells"
+        )
+    if not (np.isfinite(decay) and 0 < decay <= 1):
+        raise InputError(f"--decay = {decay} is not allowed; it must be in (0, 1]")
+
+    def progress(done, total, seconds):
+        if show:
+            click.echo(f"  density {done}/{total} done ({seconds:.0f} s)", err=True)
+
+    ds = density_diagram(n, m, decay ** np.arange(n), densities, ps, progress=progress)
+    ds.to_netcdf(out)
+    figure = plot_density_diagram(ds, figure or out.with_suffix(".png"))
+    click.echo(f"wrote {out} and {figure}")
+    names = ds.geometry.values
+    for k, p_value in enumerate(ds.p.values):
+        phases = " | ".join(
+            f"{d:.3g}: {names[g]}" for d, g in zip(ds.density.values, ds.phase.values[k], strict=True)
+        )
+        click.echo(f"p = {p_value:g} (density: phase) {phases}")
+        click.echo(f"  superposition onset: density {float(ds.superposition_onset.values[k]):.3g}")

@@ -10,7 +10,9 @@ A geometry is a composite of blocks, each on its own features and neurons:
   each other: the dense optimum at p = 0 that the completeness check found);
 - polygon(features, (k1, k2)): a regular k-gon in the plane of neurons k1, k2,
   shared norm r, shared bias, and the angle phi of its first vertex from
-  neuron k1 (with dropout the loss depends on phi: the privileged basis).
+  neuron k1 (with dropout the loss depends on phi: the privileged basis);
+- free_polygon(features, (k1, k2)): the same angles, but each vertex its own
+  norm r_f and bias b_f (features of unequal importance).
 
 ClosedForm(geometry) gives the loss from theory.symbolic, one regime at a
 time: each evaluation checks the regime's conditions, and a point outside
@@ -29,7 +31,7 @@ from theory.loss import expected_loss
 from theory.setup import Setup
 from theory.symbolic import RegimeLoss, density_symbols, derive_loss, importance_symbols, p_symbol
 
-BLOCK_KINDS = ("ignore", "dedicated", "antipodal", "parallel", "polygon")
+BLOCK_KINDS = ("ignore", "dedicated", "antipodal", "parallel", "polygon", "free polygon")
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,8 @@ class Block:
         if self.kind in wanted and (len(self.features), len(self.neurons)) != wanted[self.kind]:
             f, k = wanted[self.kind]
             raise InputError(f"a {self.kind} block takes {f} feature(s) and {k} neuron(s)")
-        if self.kind == "polygon" and (not 2 <= len(self.features) <= 6 or len(self.neurons) != 2):
-            raise InputError("a polygon block takes 2 to 6 features and 2 neurons")
+        if self.kind.endswith("polygon") and (not 2 <= len(self.features) <= 6 or len(self.neurons) != 2):
+            raise InputError(f"a {self.kind} block takes 2 to 6 features and 2 neurons")
 
     @property
     def label(self) -> str:
@@ -78,6 +80,10 @@ def parallel(f: int, g: int, neuron: int) -> Block:
 
 def polygon(features, neurons=(0, 1)) -> Block:
     return Block("polygon", tuple(features), tuple(neurons))
+
+
+def free_polygon(features, neurons=(0, 1)) -> Block:
+    return Block("free polygon", tuple(features), tuple(neurons))
 
 
 @dataclass(frozen=True)
@@ -142,7 +148,7 @@ def _block_parts(blocks, n, m):
                 W[k, f] = sign * w
                 b[f] = sp.Symbol(f"b_{f}", real=True)
                 params.extend([w, b[f]])
-        else:
+        elif block.kind == "polygon":
             k1, k2 = block.neurons
             r = sp.Symbol(f"r_{block.label}", positive=True)
             bias = sp.Symbol(f"b_{block.label}", real=True)
@@ -154,6 +160,18 @@ def _block_parts(blocks, n, m):
                 W[k2, f] = r * sp.sin(angle)
                 b[f] = bias
             params.extend([r, bias, phi])
+        else:  # free polygon
+            k1, k2 = block.neurons
+            phi = sp.Symbol(f"phi_{block.label}", real=True)
+            count = len(block.features)
+            for t, f in enumerate(block.features):
+                r = sp.Symbol(f"r_{f}", positive=True)
+                angle = phi + 2 * sp.pi * t / count
+                W[k1, f] = r * sp.cos(angle)
+                W[k2, f] = r * sp.sin(angle)
+                b[f] = sp.Symbol(f"b_{f}", real=True)
+                params.extend([r, b[f]])
+            params.append(phi)
     return W, b, params
 
 

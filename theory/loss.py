@@ -60,57 +60,81 @@ class LossBounds:
     max_active: int
 
 
-def _masks(setup: Setup) -> tuple[np.ndarray, np.ndarray]:
-    """Dropout patterns of non-zero probability, (D, m) in {0, 1}, and their probabilities."""
-    m, p = setup.n_hidden, setup.p
+def _masks(m: int, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dropout patterns (D, m) in {0, 1} of non-zero probability for some model; probabilities (B, D)."""
     patterns = np.array(list(itertools.product([0.0, 1.0], repeat=m)))
     kept = patterns.sum(1)
-    prob = (1 - p) ** kept * p ** (m - kept)
-    nonzero = prob > 0
-    return patterns[nonzero], prob[nonzero]
+    prob = (1 - p[:, None]) ** kept * p[:, None] ** (m - kept)
+    nonzero = (prob > 0).any(0)
+    return patterns[nonzero], prob[:, nonzero]
 
 
-def _active_sets(setup: Setup, max_active: int, padded: bool) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Active sets of at most max_active features with non-zero probability, in buckets.
+def _active_sets(density: np.ndarray, max_active: int, padded: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Active sets of at most max_active features with non-zero probability for some model, in buckets.
 
-    Each bucket is (indices (C, k), probabilities (C,)). padded=False: one
-    bucket per size k (the least work, sum_k C(n, k) 2^k nodes). padded=True:
-    one bucket of width max_active, shorter sets padded with index n, which
-    points at a zero coefficient (more nodes, far fewer torch calls: the
-    faster choice for small batches).
+    density: (B, n). Each bucket is (indices (C, k), probabilities (B, C)).
+    padded=False: one bucket per size k (the least work, sum_k C(n, k) 2^k
+    nodes). padded=True: one bucket of width max_active, shorter sets padded
+    with index n, which points at a zero coefficient (more nodes, far fewer
+    torch calls: the faster choice for small batches).
     """
-    n = setup.n_features
-    density = setup.density
+    n = density.shape[1]
     buckets = []
     for k in range(max_active + 1):
         combos = list(itertools.combinations(range(n), k))
         sets = np.array(combos, dtype=np.int64).reshape(len(combos), k)
         active = np.zeros((len(sets), n), dtype=bool)
         np.put_along_axis(active, sets, True, axis=1)
-        prob = np.where(active, density, 1.0 - density).prod(1)
-        if np.any(prob > 0):
-            buckets.append((sets[prob > 0], prob[prob > 0]))
+        prob = np.where(active[None], density[:, None, :], 1.0 - density[:, None, :]).prod(-1)
+        keep = (prob > 0).any(0)
+        if keep.any():
+            buckets.append((sets[keep], prob[:, keep]))
     if padded and len(buckets) > 1:
         width = max(sets.shape[1] for sets, _ in buckets)
         sets = np.concatenate(
             [np.pad(s, ((0, 0), (0, width - s.shape[1])), constant_values=n) for s, _ in buckets]
         )
-        buckets = [(sets, np.concatenate([p for _, p in buckets]))]
+        buckets = [(sets, np.concatenate([p for _, p in buckets], axis=1))]
     return buckets
 
 
-def _loss_torch(setup: Setup, W: torch.Tensor, b: torch.Tensor, max_active: int, create_graph: bool):
+@dataclass(frozen=True)
+class _Columns:
+    """Per-model setup values: density (B, n), importance (B, n), p (B,)."""
+
+    density: np.ndarray
+    importance: np.ndarray
+    p: np.ndarray
+
+    def __getitem__(self, rows) -> _Columns:
+        return _Columns(self.density[rows], self.importance[rows], self.p[rows])
+
+    @staticmethod
+    def of(setups, batch: int) -> _Columns:
+        """One Setup broadcast to the batch, or a sequence of batch setups (one per model)."""
+        if isinstance(setups, Setup):
+            setups = [setups]
+        density = np.array([s.density for s in setups])
+        importance = np.array([s.importance_array for s in setups])
+        p = np.array([s.p for s in setups], dtype=float)
+        if len(setups) == 1:
+            return _Columns(*(np.repeat(a, batch, axis=0) for a in (density, importance, p)))
+        return _Columns(density, importance, p)
+
+
+def _loss_torch(columns: _Columns, W: torch.Tensor, b: torch.Tensor, max_active: int, create_graph: bool):
     """Loss summed over active sets of size <= max_active; W (B, m, n), b (B, n) float64."""
-    n = setup.n_features
-    importance = torch.as_tensor(setup.importance_array, dtype=W.dtype)
-    patterns, mask_prob = _masks(setup)
+    n = W.shape[-1]
+    importance = torch.as_tensor(columns.importance, dtype=W.dtype)
+    patterns, mask_prob = _masks(W.shape[-2], columns.p)
     patterns = torch.as_tensor(patterns, dtype=W.dtype)
     mask_prob = torch.as_tensor(mask_prob, dtype=W.dtype)
-    M = torch.einsum("bki,dk,bkj->bdij", W, patterns, W) / (1.0 - setup.p)  # (B, D, n, n)
+    scale = torch.as_tensor(1.0 / (1.0 - columns.p), dtype=W.dtype)
+    M = torch.einsum("bki,dk,bkj,b->bdij", W, patterns, W, scale)  # (B, D, n, n)
     M = torch.nn.functional.pad(M, (0, 1))  # column n: the zero coefficient of padded sets
-    padded = W.shape[0] * _nodes_per_model(setup, max_active) <= _PADDED_NODES
+    padded = W.shape[0] * _nodes_per_model(n, W.shape[-2], max_active) <= _PADDED_NODES
     total = torch.zeros(W.shape[0], dtype=W.dtype)
-    for sets, set_prob in _active_sets(setup, max_active, padded):
+    for sets, set_prob in _active_sets(columns.density, max_active, padded):
         set_prob = torch.as_tensor(set_prob, dtype=W.dtype)
         idx = torch.as_tensor(sets)
         coef = M[..., idx]  # (B, D, n, C, k): coef[..., i, c, j] = M[i, A_c[j]]
@@ -126,29 +150,32 @@ def _loss_torch(setup: Setup, W: torch.Tensor, b: torch.Tensor, max_active: int,
             per_output = in_set - 2.0 * cross + second
         else:
             per_output = second
-        per_set = torch.einsum("bdic,i->bdc", per_output, importance)
-        total = total + torch.einsum("bdc,d,c->b", per_set, mask_prob, set_prob)
+        per_set = torch.einsum("bdic,bi->bdc", per_output, importance)
+        total = total + torch.einsum("bdc,bd,bc->b", per_set, mask_prob, set_prob)
     return total
 
 
-def _nodes_per_model(setup: Setup, max_active: int) -> int:
-    n = setup.n_features
+def _nodes_per_model(n: int, m: int, max_active: int) -> int:
     sets = sum(math.comb(n, k) * 2 ** (k + 1) for k in range(max_active + 1))
-    return 2**setup.n_hidden * n * sets
+    return 2**m * n * sets
 
 
-def _evaluate(setup: Setup, W, b, max_active: int, with_grad: bool):
+def _evaluate(setups, W, b, max_active: int, with_grad: bool):
+    """setups: one Setup (broadcast over the batch) or a sequence of them, one per model of W's batch."""
+    setup = setups if isinstance(setups, Setup) else setups[0]
     W, b = setup.check_parameters(W, b)
     batch = np.broadcast_shapes(W.shape[:-2], b.shape[:-1])
     m, n = setup.n_hidden, setup.n_features
     Wf = np.broadcast_to(W, batch + (m, n)).reshape(-1, m, n)
     bf = np.broadcast_to(b, batch + (n,)).reshape(-1, n)
-    size = max(1, _CHUNK_NODES // _nodes_per_model(setup, max_active))
+    columns = _Columns.of(setups, len(Wf))
+    size = max(1, _CHUNK_NODES // _nodes_per_model(n, m, max_active))
     losses, grads_W, grads_b = [], [], []
     for start in range(0, len(Wf), size):
         Wt = torch.tensor(Wf[start : start + size], dtype=torch.float64, requires_grad=with_grad)
         bt = torch.tensor(bf[start : start + size], dtype=torch.float64, requires_grad=with_grad)
-        loss = _loss_torch(setup, Wt, bt, max_active, create_graph=with_grad)
+        rows = slice(start, start + size)
+        loss = _loss_torch(columns[rows], Wt, bt, max_active, create_graph=with_grad)
         if with_grad:
             gW, gb = torch.autograd.grad(loss.sum(), (Wt, bt))
             grads_W.append(gW.numpy())
@@ -205,6 +232,31 @@ def expected_loss_and_grad(setup: Setup, W, b) -> LossAndGrad:
     return LossAndGrad(loss=loss, grad_W=gW, grad_b=gb)
 
 
+def expected_loss_and_grad_many(setups, W, b) -> LossAndGrad:
+    """Exact L and its gradients for B models, each with its own setup, in one batched evaluation.
+
+    setups: a sequence of B Setups of one shape (n_features, n_hidden) that
+    may differ in sparsity, importance and p; W (B, m, n), b (B, n). The
+    phase diagrams fit many cells at once this way.
+    """
+    setups = tuple(setups)
+    W, b = np.asarray(W, dtype=float), np.asarray(b, dtype=float)
+    if not setups:
+        raise InputError("expected_loss_and_grad_many needs at least one setup")
+    shapes = {(s.n_features, s.n_hidden) for s in setups}
+    if len(shapes) > 1:
+        raise InputError(
+            f"the setups have different shapes {sorted(shapes)}; one (n_features, n_hidden) only"
+        )
+    if W.ndim != 3 or b.ndim != 2 or len(W) != len(setups) or len(b) != len(setups):
+        raise InputError(
+            f"W {W.shape} and b {b.shape} must be (B, m, n) and (B, n) with B = {len(setups)}, one per setup"
+        )
+    _check_exact(setups[0])
+    loss, gW, gb = _evaluate(setups, W, b, setups[0].n_features, with_grad=True)
+    return LossAndGrad(loss=loss, grad_W=gW, grad_b=gb)
+
+
 def expected_loss_bounds(setup: Setup, W, b, max_active: int) -> LossBounds:
     """L truncated to active sets of at most max_active features, with a rigorous bracket."""
     if isinstance(max_active, bool) or not isinstance(max_active, (int, np.integer)) or max_active < 0:
@@ -223,7 +275,7 @@ def expected_loss_bounds(setup: Setup, W, b, max_active: int) -> LossBounds:
             counts[1:] = counts[1:] * (1 - q) + counts[:-1] * q
             counts[0] *= 1 - q
         omitted = float(counts[max_active + 1 :].sum())
-    patterns, _ = _masks(setup)
+    patterns, _ = _masks(setup.n_hidden, np.array([setup.p]))
     M = np.einsum("...ki,dk,...kj->...dij", W, patterns, W) / (1.0 - setup.p)
     hi = b[..., None, :] + np.clip(M, 0, None).sum(-1)  # (..., D, n)
     worst = (np.maximum(1.0, hi) ** 2 * setup.importance_array).sum(-1).max(-1)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import OptimizeResult, minimize
 
 from theory.errors import InputError
 from theory.loss import expected_loss_and_grad
@@ -27,45 +29,121 @@ class LossMinimum:
 def minimize_loss(setup: Setup, n_starts: int = 24, seed: int = 0, scale: float = 1.0) -> LossMinimum:
     """Minimise theory.expected_loss over W and b from n_starts random starts.
 
-    The starts are independent problems solved as one: L-BFGS-B on their
-    concatenated parameters with the summed loss, so that one batched exact
-    evaluation serves all of them. W starts N(0, scale^2), b starts 0.
+    Each start is its own L-BFGS-B run (minimize_lockstep), the runs' exact
+    evaluations batched. W starts N(0, scale^2), b starts 0.
     """
     if isinstance(n_starts, bool) or not isinstance(n_starts, int) or n_starts < 1:
         raise InputError(f"n_starts = {n_starts!r} is not allowed; it must be an integer >= 1")
     m, n = setup.n_hidden, setup.n_features
-    size = m * n + n
     rng = np.random.default_rng(seed)
     x0 = np.concatenate([rng.normal(0.0, scale, (n_starts, m * n)), np.zeros((n_starts, n))], axis=1)
 
-    def unpack(flat):
-        theta = flat.reshape(n_starts, size)
-        return theta[:, : m * n].reshape(n_starts, m, n), theta[:, m * n :]
+    def unpack(theta):
+        theta = np.asarray(theta).reshape(-1, m * n + n)
+        return theta[:, : m * n].reshape(-1, m, n), theta[:, m * n :]
 
-    def objective(flat):
-        W, b = unpack(flat)
+    def evaluate(xs, rows):
+        W, b = unpack(np.stack(xs))
         result = expected_loss_and_grad(setup, W, b)
-        grad = np.concatenate([result.grad_W.reshape(n_starts, -1), result.grad_b], axis=1)
-        return float(result.loss.sum()), grad.ravel()
+        return result.loss, np.concatenate([result.grad_W.reshape(len(xs), -1), result.grad_b], axis=1)
 
-    opt = minimize(
-        objective,
-        x0.ravel(),
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-11, "maxcor": 30},
-    )
-    W, b = unpack(opt.x)
-    losses = np.asarray(expected_loss_and_grad(setup, W, b).loss)
+    runs = minimize_lockstep(evaluate, x0, options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-11})
+    W, b = unpack(np.stack([run.x for run in runs]))
+    losses = np.array([run.fun for run in runs])
     best = int(np.argmin(losses))
     return LossMinimum(
         loss=float(losses[best]),
         W=W[best].copy(),
         b=b[best].copy(),
         start_losses=np.sort(losses),
-        success=bool(opt.success),
-        message=str(opt.message),
+        success=bool(runs[best].success),
+        message=str(runs[best].message),
     )
+
+
+def minimize_lockstep(
+    evaluate: Callable[[list[np.ndarray], np.ndarray], tuple[np.ndarray, list[np.ndarray]]],
+    x0,
+    bounds=None,
+    options: dict | None = None,
+) -> list[OptimizeResult]:
+    """Independent L-BFGS-B minimisations, one per start, whose evaluations are batched.
+
+    Each start is its own scipy minimisation (its own stopping test, unlike
+    one L-BFGS on the summed objective), run in its own thread; a thread that
+    needs f(x) waits until every running start has asked, and the last to ask
+    evaluates them all in one call: evaluate(xs, rows) -> (values (B,),
+    gradients, one per x), rows (B,) being the starts' indices. The exact
+    loss costs far less per model in a batch than alone.
+    x0: starts (a 2-d array, or a list of 1-d arrays of any lengths);
+    bounds: None, or one scipy bounds list per start.
+    """
+    x0 = [np.asarray(x, dtype=float).ravel() for x in x0]
+    bounds = [None] * len(x0) if bounds is None else list(bounds)
+    if len(bounds) != len(x0):
+        raise InputError(f"{len(bounds)} bounds lists for {len(x0)} starts; give one per start")
+    options = {"maxiter": 1000, "ftol": 1e-14, "gtol": 1e-9, "maxcor": 20} | (options or {})
+    lock = threading.Condition()
+    state = {"active": len(x0)}
+    pending: dict[int, np.ndarray] = {}
+    answers: dict[int, object] = {}
+
+    def objective(row):
+        def f(x):
+            with lock:
+                pending[row] = np.array(x, dtype=float)
+                lock.notify_all()
+                while row not in answers:
+                    lock.wait()
+                answer = answers.pop(row)
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
+
+        return f
+
+    results: list = [None] * len(x0)
+
+    def worker(row):
+        try:
+            results[row] = minimize(
+                objective(row), x0[row], jac=True, method="L-BFGS-B", bounds=bounds[row], options=options
+            )
+        except BaseException as error:
+            results[row] = error
+        finally:
+            with lock:
+                state["active"] -= 1
+                lock.notify_all()
+
+    threads = [threading.Thread(target=worker, args=(row,), daemon=True) for row in range(len(x0))]
+    for thread in threads:
+        thread.start()
+    # The evaluations run here, in the calling thread: torch computes about
+    # half as fast in a thread of its own (no intra-op parallelism there).
+    while True:
+        with lock:
+            while state["active"] and len(pending) < state["active"]:
+                lock.wait()
+            if not state["active"]:
+                break
+            batch = dict(sorted(pending.items()))
+            pending.clear()
+        rows = np.array(list(batch))
+        try:
+            values, grads = evaluate(list(batch.values()), rows)
+            replies = {r: (float(values[k]), np.asarray(grads[k], dtype=float)) for k, r in enumerate(rows)}
+        except BaseException as error:  # every waiting start re-raises it
+            replies = dict.fromkeys(rows.tolist(), error)
+        with lock:
+            answers.update(replies)
+            lock.notify_all()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,10 @@ import xarray as xr  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-PALETTE = ["#d9d9d9", "#fdae61", "#abd9e9", "#2c7bb6", "#d7191c", "#1a9641", "#984ea3", "#ffff99"]
+PALETTE = [
+    "#d9d9d9", "#fdae61", "#abd9e9", "#2c7bb6", "#d7191c", "#1a9641",
+    "#984ea3", "#ffff99", "#a6761d", "#e7298a", "#66c2a5", "#8c510a",
+]  # fmt: skip
 
 
 def _published_boundary(r: np.ndarray) -> np.ndarray:
@@ -76,6 +79,57 @@ def plot_phase_diagram(ds: xr.Dataset, out: str | Path) -> Path:
         f"optimal geometry, {n} features in {m} dim(s), every parameter optimised", y=0.02, fontsize=9
     )
     fig.tight_layout(rect=(0, 0.04, 1, 0.92))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=130)
+    plt.close(fig)
+    return out
+
+
+def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:
+    """A (density, p) diagram (theory.sparsity_phase): phase map, features represented, angle to neurons."""
+    names = [str(g) for g in ds.geometry.values]
+    cmap = ListedColormap(PALETTE[: len(names)])
+    norm = BoundaryNorm(np.arange(len(names) + 1) - 0.5, len(names))
+    ps, D = ds.p.values, ds.density.values
+    rows = np.arange(len(ps))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    ax = axes[0]
+    ax.pcolormesh(D, rows, ds.phase.values, cmap=cmap, norm=norm, shading="nearest")
+    onset = ds.superposition_onset.values
+    ax.plot(onset, rows, "kx", ms=7, label="superposition onset")
+    ax.set_yticks(rows, [f"{p:g}" for p in ps])
+    ax.set_ylabel("dropout rate p", fontsize=8)
+    ax.legend(loc="lower left", fontsize=7)
+    ax.set_title("optimal geometry", fontsize=9)
+    for k, p in enumerate(ps):
+        axes[1].plot(D, ds.represented.values[k], "o-", ms=3, color=f"C{k}", label=f"p = {p:g}")
+        axes[2].plot(D, ds.max_angle_to_neuron.values[k], "o-", ms=3, color=f"C{k}", label=f"p = {p:g}")
+    n, m = int(ds.attrs["n_features"]), int(ds.attrs["n_hidden"])
+    axes[1].axhline(m, color="k", lw=0.8, ls=":")
+    axes[1].set_ylabel("features represented by the optimum", fontsize=8)
+    axes[1].set_title(f"dotted: {m} neurons (above it: superposition)", fontsize=9)
+    axes[2].set_ylabel("largest angle, represented feature to nearest neuron (deg)", fontsize=8)
+    axes[2].set_title("0: every feature neuron-aligned", fontsize=9)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("density 1 - S", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[1].legend(fontsize=7)
+    present = sorted(set(np.unique(ds.phase.values).tolist()))
+    fig.legend(
+        [Patch(color=PALETTE[i]) for i in present],
+        [names[i] for i in present],
+        loc="upper center",
+        ncol=min(len(present), 4),
+        fontsize=8,
+        frameon=False,
+    )
+    importance = ", ".join(f"{v:.3g}" for v in ds.importance.values)
+    fig.suptitle(
+        f"{n} features in {m} dims, importance ({importance}), every parameter optimised", y=0.02, fontsize=9
+    )
+    fig.tight_layout(rect=(0, 0.04, 1, 0.88))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=130)

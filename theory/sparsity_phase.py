@@ -1,0 +1,345 @@
+"""Phase diagrams over (density, p) for one importance profile: 5 features in 2 dims.
+
+theory.phase fits every geometry on its closed form, which is fast while the
+blocks sit on one neuron each. A polygon under dropout meets dozens of
+regimes, each costly to derive, so here the geometries split two ways:
+
+- separable geometries (every block on its own neurons) keep their closed
+  forms (theory.optimize.fit_geometry, all cells at once);
+- geometries with a polygon block are fitted on the exact loss itself: its
+  gradient with respect to W and b (theory.expected_loss_and_grad_many),
+  chained through the sympy Jacobian of W(theta), b(theta), one L-BFGS-B run
+  per (p, geometry, start), all runs' evaluations batched
+  (theory.optimize.minimize_lockstep). Along the density axis each cell
+  starts from a few fixed starts and from the previous cell's optimum.
+
+For 5 in 2 the candidates are the catalogue, the other two ways of pairing
+features 0-3 into two antipodal pairs, and the pentagon and square with a
+free norm and bias per vertex (features of unequal importance make the
+optimum irregular). The phase is the geometry of least loss (ties within
+theory.phase.TIE go to the fewest parameters), with the runner-up and the
+margin; the winner's (W, b) is scored by theory.expected_loss in every cell.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import sympy as sp
+import xarray as xr
+
+from theory.errors import InputError
+from theory.geometries import Geometry, antipodal, catalogue, free_polygon, ignore
+from theory.loss import expected_loss, expected_loss_and_grad_many
+from theory.optimize import minimize_lockstep
+from theory.phase import TIE, _fit_all, _rank, starts
+from theory.setup import Setup
+
+
+def candidates(n_features: int, n_hidden: int) -> tuple[Geometry, ...]:
+    """The catalogue and, for 5 in 2, the other pairings and the free-vertex pentagon and square."""
+    geometries = catalogue(n_features, n_hidden)
+    if (n_features, n_hidden) == (5, 2):
+        G = Geometry
+        geometries += (
+            G("antipodal 0 1 and 2 3, ignore 4", 5, 2, (antipodal(0, 1, 0), antipodal(2, 3, 1), ignore(4))),
+            G("antipodal 0 3 and 1 2, ignore 4", 5, 2, (antipodal(0, 3, 0), antipodal(1, 2, 1), ignore(4))),
+            G("pentagon, free vertices", 5, 2, (free_polygon(range(5)),)),
+            G("square, free vertices, ignore 4", 5, 2, (free_polygon(range(4)), ignore(4))),
+        )
+    return geometries
+
+
+def needs_exact(geometry: Geometry) -> bool:
+    """Whether a geometry is fitted on the exact loss (it has a polygon block) or on its closed form."""
+    return any(block.kind.endswith("polygon") for block in geometry.blocks)
+
+
+class Family:
+    """One geometry's W(theta), b(theta) and their Jacobian, vectorised over many thetas."""
+
+    def __init__(self, geometry: Geometry):
+        self.geometry = geometry
+        W, b = geometry.matrices()
+        self.params = geometry.parameters()
+        entries = sp.Matrix(list(W) + list(b))
+        self._values = sp.lambdify(self.params, list(entries), "numpy")
+        self._jacobian = sp.lambdify(self.params, list(entries.jacobian(self.params)), "numpy")
+        self.shape = (geometry.n_hidden, geometry.n_features)
+        #: norms (w_*, r_*) are non-negative; biases and angles are free
+        self.bounds = [
+            (0.0, None) if t.name.split("_")[0] in ("w", "r") else (None, None) for t in self.params
+        ]
+
+    def __call__(self, thetas: np.ndarray):
+        """(W (N, m, n), b (N, n), Jacobian (N, m n + n, P)) at thetas (N, P)."""
+        thetas = np.atleast_2d(thetas)
+        N, P = thetas.shape
+        m, n = self.shape
+        columns = list(thetas.T)
+        values = np.stack([np.broadcast_to(np.asarray(v, float), (N,)) for v in self._values(*columns)], 1)
+        jac = np.stack([np.broadcast_to(np.asarray(v, float), (N,)) for v in self._jacobian(*columns)], 1)
+        return values[:, : m * n].reshape(N, m, n), values[:, m * n :], jac.reshape(N, m * n + n, P)
+
+
+def fit_exact(
+    families: list[Family], setups: list[Setup], start_sets: list[list[np.ndarray]], gtol: float = 1e-9
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each (setup, family)'s least exact loss over its starts: losses (S, F) and thetas [[theta]].
+
+    start_sets[s * F + f]: the starts of family f at setup s.
+    """
+    jobs = [
+        (s, f, x)
+        for s in range(len(setups))
+        for f in range(len(families))
+        for x in start_sets[s * len(families) + f]
+    ]
+
+    def evaluate(xs, rows):
+        W = np.empty((len(rows), *families[0].shape))
+        b = np.empty((len(rows), families[0].shape[1]))
+        jacobians = [None] * len(rows)
+        family_of = np.array([jobs[row][1] for row in rows])
+        for f in np.unique(family_of):
+            mine = np.flatnonzero(family_of == f)
+            W[mine], b[mine], jac = families[f](np.stack([xs[k] for k in mine]))
+            for k, J in zip(mine, jac, strict=True):
+                jacobians[k] = J
+        result = expected_loss_and_grad_many([setups[jobs[row][0]] for row in rows], W, b)
+        entries = np.concatenate([result.grad_W.reshape(len(rows), -1), result.grad_b], axis=1)
+        return result.loss, [entries[k] @ jacobians[k] for k in range(len(rows))]
+
+    runs = minimize_lockstep(
+        evaluate,
+        [x for _, _, x in jobs],
+        bounds=[families[f].bounds for _, f, _ in jobs],
+        options={"gtol": gtol},
+    )
+    losses = np.full((len(setups), len(families)), np.inf)
+    thetas = [[None] * len(families) for _ in setups]
+    for (s, f, _), run in zip(jobs, runs, strict=True):
+        if np.isfinite(run.fun) and run.fun < losses[s, f]:
+            losses[s, f], thetas[s][f] = run.fun, run.x
+    return losses, thetas
+
+
+def _exact_starts(geometry: Geometry, previous, first: bool) -> list[np.ndarray]:
+    """Every fixed start at the first cell; later, the previous cell's optimum and three fixed starts."""
+    fixed = list(starts(geometry))
+    if first or previous is None:
+        return fixed
+    rotated = [
+        x
+        for x in fixed
+        if any(t.name.startswith("phi") and v != 0.1 for t, v in zip(geometry.parameters(), x, strict=True))
+    ]
+    return [previous, geometry.start(), fixed[1]] + rotated[:1]
+
+
+def _check_grid(name: str, values: np.ndarray, low: float, high: float, high_open: bool) -> None:
+    if values.ndim != 1 or values.size == 0:
+        raise InputError(f"{name} grid is empty; give at least one value")
+    if (
+        not np.all(np.isfinite(values))
+        or values.min() < low
+        or values.max() > high
+        or (high_open and values.max() >= high)
+    ):
+        raise InputError(f"{name} grid has values outside [{low}, {high}{')' if high_open else ']'}")
+
+
+def density_diagram(
+    n_features: int,
+    n_hidden: int,
+    importance,
+    density,
+    p,
+    geometries: tuple[Geometry, ...] | None = None,
+    progress=None,
+) -> xr.Dataset:
+    """Optimal geometry over (p, density) for a fixed importance vector (every feature the same density).
+
+    Returns a Dataset with dims p, density (and geometry, param, hidden,
+    feature): each geometry's least loss and its parameters, phase (index
+    into geometry), runner-up, margin, the optimum's W and b with their exact
+    loss, and the features it represents. progress(done, total, seconds) is
+    called after each density.
+    """
+    importance = np.asarray(importance, dtype=float)
+    density = np.asarray(density, dtype=float)
+    ps = np.asarray(p, dtype=float)
+    if importance.shape != (n_features,) or not np.all(np.isfinite(importance)) or importance.min() < 0:
+        raise InputError(f"importance must be {n_features} finite non-negative numbers, got {importance}")
+    _check_grid("density", density, 0.0, 1.0, high_open=False)
+    if density.min() <= 0:
+        raise InputError("density grid has values outside (0, 1]")
+    _check_grid("p", ps, 0.0, 1.0, high_open=True)
+    geometries = candidates(n_features, n_hidden) if geometries is None else tuple(geometries)
+    if len(geometries) < 2:
+        raise InputError("a phase diagram needs at least two geometries to compare")
+    for g in geometries:
+        if (g.n_features, g.n_hidden) != (n_features, n_hidden):
+            raise InputError(
+                f"geometry {g.name!r} is for ({g.n_features}, {g.n_hidden}), not ({n_features}, {n_hidden})"
+            )
+    counts = [len(g.parameters()) for g in geometries]
+    shape = (len(ps), len(density))
+    losses = np.full(shape + (len(geometries),), np.nan)
+    theta = np.full(shape + (len(geometries), max(counts)), np.nan)
+
+    # Separable geometries: closed forms, every cell at once.
+    P, D = np.meshgrid(ps, density, indexing="ij")
+    args = np.concatenate(
+        [np.repeat(D.ravel()[:, None], n_features, 1), np.tile(importance, (D.size, 1)), P.ravel()[:, None]],
+        1,
+    )
+    closed = [g for g in geometries if not needs_exact(g)]
+    for g, fit in _fit_all(closed, args).items():
+        j = [x.name for x in geometries].index(g)
+        losses[..., j] = fit.loss.reshape(shape)
+        theta[..., j, : counts[j]] = fit.theta.reshape(shape + (-1,))
+
+    # Polygons: the exact loss, density by density, every p and geometry and start in one lockstep.
+    exact = [j for j, g in enumerate(geometries) if needs_exact(g)]
+    families = [Family(geometries[j]) for j in exact]
+    previous = [[None] * len(exact) for _ in ps]
+    start_time = time.perf_counter()
+    for i, d in enumerate(density):
+        setups = [Setup(n_features, n_hidden, sparsity=1 - d, importance=importance, p=float(q)) for q in ps]
+        start_sets = [
+            _exact_starts(geometries[j], previous[k][f], first=i == 0)
+            for k in range(len(ps))
+            for f, j in enumerate(exact)
+        ]
+        if exact:
+            found, thetas = fit_exact(families, setups, start_sets)
+            for k in range(len(ps)):
+                for f, j in enumerate(exact):
+                    losses[k, i, j] = found[k, f]
+                    theta[k, i, j, : counts[j]] = thetas[k][f]
+                    previous[k][f] = thetas[k][f]
+        if progress is not None:
+            progress(i + 1, len(density), time.perf_counter() - start_time)
+
+    phase, runner_up, margin = _rank(losses, counts)
+    W_opt = np.empty(shape + (n_hidden, n_features))
+    b_opt = np.empty(shape + (n_features,))
+    for index in np.ndindex(*shape):
+        g = int(phase[index])
+        W, b, _ = Family(geometries[g])(theta[index][g, : counts[g]])
+        W_opt[index], b_opt[index] = W[0], b[0]
+    exact_loss = np.empty(shape)
+    for k, q in enumerate(ps):
+        for i, d in enumerate(density):
+            setup = Setup(n_features, n_hidden, sparsity=1 - d, importance=importance, p=float(q))
+            exact_loss[k, i] = expected_loss(setup, W_opt[k, i], b_opt[k, i])
+    represented = np.array([geometries[g].represented for g in phase.ravel()]).reshape(shape)
+    onset = superposition_onset(density, represented, n_hidden)
+    angle = max_angle_to_neuron(W_opt)
+    return xr.Dataset(
+        {
+            "loss": (
+                ("p", "density", "geometry"),
+                losses,
+                {
+                    "description": "each geometry's least loss over its parameters (closed form for "
+                    "separable geometries, exact loss for polygons)",
+                    "convention": "sum over features, importance-weighted",
+                },
+            ),
+            "phase": (
+                ("p", "density"),
+                phase,
+                {
+                    "description": f"index into geometry: least loss (ties within {TIE} relative go to the "
+                    "fewest parameters)"
+                },
+            ),  # fmt: skip
+            "runner_up": (
+                ("p", "density"),
+                runner_up,
+                {"description": "least-loss geometry not tied with the phase"},
+            ),
+            "margin": (("p", "density"), margin, {"description": "runner-up's loss minus the optimum's"}),
+            "optimal_loss": (("p", "density"), losses.min(-1)),
+            "exact_loss": (
+                ("p", "density"),
+                exact_loss,
+                {"description": "theory.expected_loss of the optimal (W, b): a check on the fits"},
+            ),
+            "theta": (
+                ("p", "density", "geometry", "param"),
+                theta,
+                {"description": "optimised parameters; names per geometry in attrs['parameters']"},
+            ),
+            "W": (("p", "density", "hidden", "feature"), W_opt),
+            "b": (("p", "density", "feature"), b_opt),
+            "represented": (
+                ("p", "density"),
+                represented,
+                {"description": "features the optimal geometry represents"},
+            ),
+            "max_angle_to_neuron": (
+                ("p", "density"),
+                angle,
+                {
+                    "description": "largest angle (degrees) between a represented feature's W column and "
+                    "its nearest neuron axis: 0 when every feature is neuron-aligned",
+                    "units": "degrees",
+                },
+            ),
+            "superposition_onset": (
+                ("p",),
+                onset,
+                {
+                    "description": "largest density at which the optimum represents more features than "
+                    "there are neurons (NaN: nowhere on the grid)"
+                },
+            ),
+        },
+        coords={
+            "p": ps,
+            "density": density,
+            "sparsity": ("density", 1 - density),
+            "geometry": [g.name for g in geometries],
+            "param": np.arange(max(counts)),
+            "hidden": np.arange(n_hidden),
+            "feature": np.arange(n_features),
+            "importance": ("feature", importance),
+        },
+        attrs={
+            "kind": "tms-dropout phase diagram over (density, p)",
+            "n_features": n_features,
+            "n_hidden": n_hidden,
+            "parameters": json.dumps({g.name: [t.name for t in g.parameters()] for g in geometries}),
+            "fitted_on": json.dumps(
+                {g.name: "exact loss" if needs_exact(g) else "closed form" for g in geometries}
+            ),
+        },
+    )
+
+
+def superposition_onset(density: np.ndarray, represented: np.ndarray, n_hidden: int) -> np.ndarray:
+    """Per p (rows of represented (P, D)): the largest density whose optimum is in superposition, or NaN."""
+    onset = np.full(represented.shape[0], np.nan)
+    for k, row in enumerate(represented):
+        inside = row > n_hidden
+        if inside.any():
+            onset[k] = density[inside].max()
+    return onset
+
+
+def max_angle_to_neuron(W: np.ndarray, tolerance: float = 1e-6) -> np.ndarray:
+    """Largest angle (degrees) from a represented column of W (..., m, n) to its nearest neuron axis.
+
+    A column is represented when its norm exceeds tolerance; NaN when none is.
+    """
+    norms = np.linalg.norm(W, axis=-2)
+    cosine = np.abs(W).max(-2) / np.where(norms > tolerance, norms, 1.0)
+    angles = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+    angles = np.where(norms > tolerance, angles, -np.inf)
+    out = angles.max(-1)
+    return np.where(np.isfinite(out), out, np.nan)
