@@ -110,7 +110,7 @@ def _range(name: str, text: str) -> tuple[float, float]:
     type=int,
     default=0,
     show_default=True,
-    help="2x1, 3x2: cells per p at which to minimise the exact loss over all W, b.",
+    help="Cells (5x2: densities) per p at which to minimise the exact loss over all W, b.",
 )
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="netCDF file to write.")
 @click.option("--figure", type=click.Path(dir_okay=False), default=None, help="PNG (default: OUT with .png).")
@@ -169,12 +169,9 @@ def _ratio_diagram(n, m, densities, ratios, ps, completeness, out, figure, show)
 
 def _density_diagram(n, m, decay, densities, ps, completeness, out, figure, show):
     from theory.phase_plots import plot_density_diagram
+    from theory.sparsity_phase import completeness as check_completeness
     from theory.sparsity_phase import density_diagram
 
-    if completeness:
-        raise InputError(
-            "--completeness is for 2x1 and 3x2; for 5x2 use theory.minimize_loss at chosen cells"
-        )
     if not (np.isfinite(decay) and 0 < decay <= 1):
         raise InputError(f"--decay = {decay} is not allowed; it must be in (0, 1]")
 
@@ -183,6 +180,8 @@ def _density_diagram(n, m, decay, densities, ps, completeness, out, figure, show
             click.echo(f"  density {done}/{total} done ({seconds:.0f} s)", err=True)
 
     ds = density_diagram(n, m, decay ** np.arange(n), densities, ps, progress=progress)
+    if completeness:
+        ds = check_completeness(ds, cells_per_p=completeness)
     ds.to_netcdf(out)
     figure = plot_density_diagram(ds, figure or out.with_suffix(".png"))
     click.echo(f"wrote {out} and {figure}")
@@ -193,3 +192,11 @@ def _density_diagram(n, m, decay, densities, ps, completeness, out, figure, show
         )
         click.echo(f"p = {p_value:g} (density: phase) {phases}")
         click.echo(f"  superposition onset: density {float(ds.superposition_onset.values[k]):.3g}")
+    if completeness:
+        for k, i in zip(*np.nonzero(np.isfinite(ds.exact_minimum.values)), strict=True):
+            best, exact = float(ds.optimal_loss.values[k, i]), float(ds.exact_minimum.values[k, i])
+            flag = "MISSING PHASE" if bool(ds.missing_phase.values[k, i]) else "ok"
+            click.echo(
+                f"completeness p = {ds.p.values[k]:g}, density {ds.density.values[i]:.3g}: catalogue "
+                f"{best:.8g}, exact minimum {exact:.8g} ({(best - exact) / exact:+.2e} relative) {flag}"
+            )

@@ -33,7 +33,7 @@ import xarray as xr
 from theory.errors import InputError
 from theory.geometries import Geometry, antipodal, catalogue, free_polygon, ignore
 from theory.loss import expected_loss, expected_loss_and_grad_many
-from theory.optimize import minimize_lockstep
+from theory.optimize import minimize_lockstep, minimize_loss
 from theory.phase import TIE, _fit_all, _rank, starts
 from theory.setup import Setup
 
@@ -343,3 +343,38 @@ def max_angle_to_neuron(W: np.ndarray, tolerance: float = 1e-6) -> np.ndarray:
     angles = np.where(norms > tolerance, angles, -np.inf)
     out = angles.max(-1)
     return np.where(np.isfinite(out), out, np.nan)
+
+
+def completeness(
+    ds: xr.Dataset, cells_per_p: int = 2, n_starts: int = 8, seed: int = 0, tolerance: float = 1e-6
+) -> xr.Dataset:
+    """Minimise the exact loss over all of W and b at cells_per_p densities per p (evenly spaced, the
+    densest included); flag where it beats the catalogue (a phase the catalogue is missing).
+
+    Adds `exact_minimum` (NaN where not sampled) and `missing_phase`
+    (exact minimum below the catalogue's best by more than tolerance, relative).
+    """
+    if isinstance(cells_per_p, bool) or not isinstance(cells_per_p, int) or cells_per_p < 1:
+        raise InputError(f"cells_per_p = {cells_per_p!r} is not allowed; it must be an integer >= 1")
+    n, m = int(ds.attrs["n_features"]), int(ds.attrs["n_hidden"])
+    importance = ds.importance.values
+    picks = np.unique(
+        np.linspace(ds.density.size - 1, 0, min(cells_per_p, ds.density.size)).round().astype(int)
+    )
+    minimum = np.full(ds.optimal_loss.shape, np.nan)
+    for k, p_value in enumerate(ds.p.values):
+        for i in picks:
+            setup = Setup(n, m, sparsity=1 - ds.density.values[i], importance=importance, p=float(p_value))
+            minimum[k, i] = minimize_loss(setup, n_starts=n_starts, seed=seed).loss
+    out = ds.copy()
+    out["exact_minimum"] = (
+        ("p", "density"),
+        minimum,
+        {"description": "least exact loss over all W, b (multistart L-BFGS-B) at sampled cells"},
+    )
+    gap = (out.optimal_loss - out.exact_minimum) / np.maximum(out.exact_minimum, 1e-300)
+    out["missing_phase"] = gap > tolerance
+    out["missing_phase"].attrs["description"] = (
+        f"exact minimum below the catalogue's best by > {tolerance} relative"
+    )
+    return out

@@ -1,0 +1,159 @@
+"""(density, p) phase diagrams for 5 in 2: polygon fits on the exact loss, the batched pieces under them."""
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy.optimize import minimize, rosen, rosen_der
+
+from tests.cli_helpers import run_cli
+from theory import InputError, Setup, expected_loss_and_grad, minimize_loss
+from theory.geometries import geometry
+from theory.loss import expected_loss_and_grad_many
+from theory.optimize import minimize_lockstep
+from theory.sparsity_phase import (
+    Family,
+    candidates,
+    completeness,
+    density_diagram,
+    max_angle_to_neuron,
+    superposition_onset,
+)
+
+DECAY = 0.9 ** np.arange(5)
+
+
+def test_loss_batched_over_setups_equals_one_setup_at_a_time():
+    rng = np.random.default_rng(0)
+    setups = [
+        Setup(5, 2, sparsity=s, importance=DECAY, p=p)
+        for s, p in [(0.9, 0.4), (0.5, 0.0), (0.99, 0.2), (0, 0.5)]
+    ]
+    setups.append(
+        Setup(5, 2, sparsity=[0.1, 0.5, 0.9, 0.99, 1.0], importance=1.0 / (1 + np.arange(5)), p=0.1)
+    )
+    W, b = rng.normal(size=(5, 2, 5)), 0.2 * rng.normal(size=(5, 5))
+    many = expected_loss_and_grad_many(setups, W, b)
+    for i, setup in enumerate(setups):
+        one = expected_loss_and_grad(setup, W[i], b[i])
+        assert many.loss[i] == pytest.approx(float(one.loss), rel=1e-13)
+        np.testing.assert_allclose(many.grad_W[i], one.grad_W, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(many.grad_b[i], one.grad_b, rtol=1e-12, atol=1e-15)
+
+
+def test_loss_batched_over_setups_refuses_mismatches():
+    s52, s21 = Setup(5, 2), Setup(2, 1)
+    with pytest.raises(InputError, match="different shapes"):
+        expected_loss_and_grad_many([s52, s21], np.zeros((2, 2, 5)), np.zeros((2, 5)))
+    with pytest.raises(InputError, match="one per setup"):
+        expected_loss_and_grad_many([s52, s52], np.zeros((3, 2, 5)), np.zeros((3, 5)))
+    with pytest.raises(InputError, match="at least one setup"):
+        expected_loss_and_grad_many([], np.zeros((0, 2, 5)), np.zeros((0, 5)))
+
+
+def test_lockstep_runs_are_the_runs_scipy_makes_alone():
+    rng = np.random.default_rng(1)
+    starts = [rng.normal(size=4), rng.normal(size=3), rng.normal(size=6), rng.normal(size=2)]
+    batches = []
+
+    def evaluate(xs, rows):
+        batches.append(len(rows))
+        return np.array([rosen(x) for x in xs]), [rosen_der(x) for x in xs]
+
+    runs = minimize_lockstep(evaluate, starts)
+    options = {"maxiter": 1000, "ftol": 1e-14, "gtol": 1e-9, "maxcor": 20}
+    for run, x0 in zip(runs, starts, strict=True):
+        alone = minimize(lambda x: (rosen(x), rosen_der(x)), x0, jac=True, method="L-BFGS-B", options=options)
+        assert run.nfev == alone.nfev
+        np.testing.assert_array_equal(run.x, alone.x)
+    assert batches[0] == len(starts) and sum(batches) == sum(run.nfev for run in runs)
+
+
+def test_lockstep_passes_an_evaluation_error_to_the_caller():
+    def evaluate(xs, rows):
+        raise FloatingPointError("broken model")
+
+    with pytest.raises(FloatingPointError, match="broken model"):
+        minimize_lockstep(evaluate, np.zeros((3, 2)))
+
+
+def test_family_jacobian_matches_finite_differences():
+    family = Family(candidates(5, 2)[-2])  # the pentagon with free vertices
+    theta = np.random.default_rng(2).uniform(0.2, 1.0, size=len(family.params))
+    W, b, jac = family(theta)
+    step = 1e-7
+    for j in range(len(theta)):
+        shifted = theta.copy()
+        shifted[j] += step
+        W2, b2, _ = family(shifted)
+        numeric = np.concatenate([(W2 - W).ravel(), (b2 - b).ravel()]) / step
+        np.testing.assert_allclose(jac[0, :, j], numeric, atol=1e-6)
+
+
+def test_five_in_two_diagram_pentagon_at_p0_pairs_at_p04_and_exact_losses_agree():
+    names = ("pentagon", "two antipodal, ignore 4", "two dedicated", "pentagon, free vertices")
+    geometries = tuple(g for g in candidates(5, 2) if g.name in names)
+    ds = density_diagram(5, 2, DECAY, [0.1, 0.02], [0.0, 0.4], geometries=geometries)
+    phase = ds.geometry.values[ds.phase.values]
+    # TMS: the pentagon at p = 0; dropout at p = 0.4 keeps two neuron-aligned antipodal pairs at density 0.1.
+    assert phase[0, 0] == phase[0, 1] == "pentagon, free vertices"
+    assert phase[1, 0] == "two antipodal, ignore 4"
+    assert ds.max_angle_to_neuron.values[1, 0] == pytest.approx(0.0, abs=1e-6)
+    assert ds.max_angle_to_neuron.values[0, 1] > 10
+    np.testing.assert_allclose(ds.exact_loss, ds.optimal_loss, rtol=1e-9)
+    assert (ds.margin.values > 0).all()
+    # the free pentagon contains the regular one: never worse
+    losses = ds.loss.sel(geometry="pentagon, free vertices") - ds.loss.sel(geometry="pentagon")
+    assert (losses.values <= 1e-12).all()
+    # at least as good as an independent minimisation over all of W and b from random starts
+    # (the best known exact minimum there, 0.0678798, is 2e-5 below: the catalogue misses a perturbation)
+    setup = Setup(5, 2, sparsity=0.9, importance=DECAY, p=0.4)
+    best = float(ds.optimal_loss.values[1, 0])
+    assert best <= minimize_loss(setup, n_starts=4).loss * (1 + 1e-6)
+    assert best == pytest.approx(0.0678798, rel=1e-4)
+
+
+def test_onset_and_angle_summaries():
+    density = np.array([0.01, 0.1, 0.5])
+    represented = np.array([[5, 5, 2], [4, 2, 2], [2, 2, 2]])
+    onset = superposition_onset(density, represented, n_hidden=2)
+    np.testing.assert_array_equal(onset[:2], [0.1, 0.01])
+    assert np.isnan(onset[2])
+    W = np.array([[[1.0, 0.0, np.cos(np.pi / 6), 0.0]], [[0.0, 1.0, np.sin(np.pi / 6), 0.0]]])[:, 0]
+    assert max_angle_to_neuron(W) == pytest.approx(30.0)
+    assert np.isnan(max_angle_to_neuron(np.zeros((2, 3))))
+
+
+def test_bad_inputs_are_one_clear_error(capsys, tmp_path):
+    pentagon = geometry("pentagon", 5, 2)
+    with pytest.raises(InputError, match="density grid is empty"):
+        density_diagram(5, 2, DECAY, [], [0.0])
+    with pytest.raises(InputError, match="p grid has values outside"):
+        density_diagram(5, 2, DECAY, [0.1], [1.0])
+    with pytest.raises(InputError, match="importance must be 5"):
+        density_diagram(5, 2, [1.0, 2.0], [0.1], [0.0])
+    with pytest.raises(InputError, match="at least two geometries"):
+        density_diagram(5, 2, DECAY, [0.1], [0.0], geometries=(pentagon,))
+    with pytest.raises(InputError, match="is for \\(5, 2\\), not \\(3, 2\\)"):
+        density_diagram(3, 2, np.ones(3), [0.1], [0.0], geometries=(pentagon, pentagon))
+    out = str(tmp_path / "pd.nc")
+    bad = run_cli(capsys, "theory", "phase-diagram", "--problem", "5x2", "--decay", "0", "--out", out)
+    assert bad.returncode == 2 and "--decay = 0.0 is not allowed" in bad.stderr
+    with pytest.raises(InputError, match="cells_per_p = 0 is not allowed"):
+        completeness(xr.Dataset(), cells_per_p=0)
+
+
+@pytest.mark.slow
+def test_five_in_two_command_writes_dataset_and_figure(capsys, tmp_path):
+    out = tmp_path / "pd.nc"
+    args = ("--problem", "5x2", "--points", "2", "--density", "0.5:1", "--p", "0.4", "--completeness", "1")
+    args += ("--out", str(out))
+    result = run_cli(capsys, "theory", "phase-diagram", *args)
+    assert result.returncode == 0, result.stderr
+    ds = xr.load_dataset(out)
+    assert dict(ds.phase.sizes) == {"p": 1, "density": 2}
+    assert len(ds.geometry) == len(candidates(5, 2))
+    assert "superposition onset" in result.stdout
+    # dense inputs under dropout: all five features weakly coded around their means beat every geometry
+    assert bool(ds.missing_phase.sel(density=1.0, p=0.4))
+    assert "MISSING PHASE" in result.stdout
+    assert (tmp_path / "pd.png").stat().st_size > 10_000
