@@ -85,20 +85,24 @@ def truncated_power_moment(offset: torch.Tensor, coef: torch.Tensor, q: int) -> 
         dtype=dtype,
         device=device,
     )
-    # mu_new[r] = sum_s C(r, s) a^s/(s+1) mu_old[r - s], as one matrix product
-    # per depth: T[r, r'] = C(r, r - r') a^(r - r')/(r - r' + 1) for r' <= r.
-    lag = r_idx[:, None] - r_idx[None, :]
-    lower = lag >= 0
-    lag = lag.clamp(min=0)
-    binom_lag = torch.where(lower, binom.gather(1, lag), torch.zeros((), dtype=dtype))
+    # mu_new[r] = sum_s C(r, s) a^s/(s+1) mu_old[r - s]: one shifted copy of
+    # mu_old per s, scaled by the constant row C(., s) (elementwise products:
+    # far cheaper, forward and backward, than a batch of tiny matrix products).
+    shift_rows = [
+        torch.where(r_idx >= s, binom[:, s], torch.zeros((), dtype=dtype)) for s in range(max_order + 1)
+    ]
     moments = [None] * (k + 1)
     mu = torch.zeros(coef.shape[:-1] + (max_order + 1,), dtype=dtype, device=device)
     mu[..., 0] = 1.0
     moments[k] = mu
     for d in range(k - 1, -1, -1):
-        powers = _powers(a[..., d], max_order) * inv_s1  # a^s/(s+1)
-        T = binom_lag * powers[..., lag]
-        mu = (T @ mu.unsqueeze(-1)).squeeze(-1)
+        size = q + d + 1  # depth d is used up to order q + d, and needs no more of depth d + 1
+        powers = _powers(a[..., d], size - 1) * inv_s1[:size]  # a^s/(s+1)
+        new = mu[..., :size] * powers[..., :1]
+        for s in range(1, size):
+            shifted = torch.nn.functional.pad(mu[..., : size - s], (s, 0))
+            new = new + shifted * shift_rows[s][:size] * powers[..., s : s + 1]
+        mu = new
         moments[d] = mu
 
     # Offsets of the 2^d nodes at depth d (bit j set: pivot j took its upper end).
