@@ -129,6 +129,36 @@ def optimal(setup: Setup, geometries: tuple[Geometry, ...] | None = None) -> Opt
     )
 
 
+def check_grid(
+    name: str, values: np.ndarray, low: float, high: float, low_open: bool = False, high_open: bool = False
+) -> None:
+    """One clear error for an empty grid or one with values outside [low, high] (ends open as asked)."""
+    if values.ndim != 1 or values.size == 0:
+        raise InputError(f"{name} grid is empty; give at least one value")
+    below = values.min() <= low if low_open else values.min() < low
+    above = values.max() >= high if high_open else values.max() > high
+    if not np.all(np.isfinite(values)) or below or above:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise InputError(f"{name} grid has values outside the allowed range {interval}")
+
+
+def with_exact_minimum(ds: xr.Dataset, minimum: np.ndarray, tolerance: float) -> xr.Dataset:
+    """ds with `exact_minimum` (the exact loss minimised over all W, b; NaN where not sampled) and
+    `missing_phase` (that minimum below the catalogue's best by more than tolerance, relative)."""
+    out = ds.copy()
+    out["exact_minimum"] = (
+        ds.optimal_loss.dims,
+        minimum,
+        {"description": "least exact loss over all W, b (multistart L-BFGS-B); NaN where not sampled"},
+    )
+    gap = (out.optimal_loss - out.exact_minimum) / np.maximum(out.exact_minimum, 1e-300)
+    out["missing_phase"] = gap > tolerance
+    out["missing_phase"].attrs["description"] = (
+        f"exact minimum below the catalogue's best by > {tolerance} relative"
+    )
+    return out
+
+
 def _grid_args(n, density, importance, p) -> np.ndarray:
     """Setup columns for cells: density (C,), importance (C, n), p scalar."""
     cells = len(density)
@@ -156,20 +186,9 @@ def phase_diagram(
     density = np.asarray(density, dtype=float)
     ratio = np.asarray(ratio, dtype=float)
     ps = np.asarray(p, dtype=float)
-    for name, values, low, high in (
-        ("density", density, 0.0, 1.0),
-        ("r", ratio, 0.0, np.inf),
-        ("p", ps, 0.0, 1.0),
-    ):
-        if values.ndim != 1 or values.size == 0:
-            raise InputError(f"{name} grid is empty; give at least one value")
-        if (
-            not np.all(np.isfinite(values))
-            or values.min() < low
-            or values.max() > high
-            or (name == "p" and values.max() >= 1)
-        ):
-            raise InputError(f"{name} grid has values outside the allowed range")
+    check_grid("density", density, 0.0, 1.0)
+    check_grid("r", ratio, 0.0, np.inf)
+    check_grid("p", ps, 0.0, 1.0, high_open=True)
     geometries = catalogue(n_features, n_hidden) if geometries is None else tuple(geometries)
     names = [g.name for g in geometries]
     D, R = np.meshgrid(density, ratio, indexing="ij")
@@ -303,18 +322,7 @@ def completeness(
             importance[-1] = ds.r.values[j]
             setup = Setup(n, m, sparsity=1 - ds.density.values[i], importance=importance, p=float(p_value))
             minimum[k, i, j] = minimize_loss(setup, n_starts=n_starts, seed=seed).loss
-    out = ds.copy()
-    out["exact_minimum"] = (
-        ("p", "density", "r"),
-        minimum,
-        {"description": "global minimum of the exact loss over all W, b (multistart), sampled cells"},
-    )
-    gap = (out.optimal_loss - out.exact_minimum) / np.maximum(out.exact_minimum, 1e-300)
-    out["missing_phase"] = gap > tolerance
-    out["missing_phase"].attrs["description"] = (
-        f"exact minimum below the catalogue's best by > {tolerance} relative"
-    )
-    return out
+    return with_exact_minimum(ds, minimum, tolerance)
 
 
 def published_p0_losses(density, ratio) -> dict[str, np.ndarray]:

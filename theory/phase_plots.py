@@ -65,25 +65,9 @@ def plot_phase_diagram(ds: xr.Dataset, out: str | Path) -> Path:
         fontsize=7,
         loc="lower left",
     )
-    present = sorted(set(np.unique(ds.phase.values).tolist()))
-    fig.legend(
-        [Patch(color=PALETTE[i]) for i in present],
-        [names[i] for i in present],
-        loc="upper center",
-        ncol=len(present),
-        fontsize=8,
-        frameon=False,
-    )
     n, m = ds.attrs["n_features"], ds.attrs["n_hidden"]
-    fig.suptitle(
-        f"optimal geometry, {n} features in {m} dim(s), every parameter optimised", y=0.02, fontsize=9
-    )
-    fig.tight_layout(rect=(0, 0.04, 1, 0.92))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
-    return out
+    title = f"optimal geometry, {n} features in {m} dim(s), every parameter optimised"
+    return _legend_title_save(fig, ds, names, ncol=None, title=title, top=0.92, out=out)
 
 
 def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:
@@ -116,20 +100,24 @@ def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:
         ax.set_xlabel("density 1 - S", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[1].legend(fontsize=7)
+    importance = ", ".join(f"{v:.3g}" for v in ds.importance.values)
+    title = f"{n} features in {m} dims, importance ({importance}), every parameter optimised"
+    return _legend_title_save(fig, ds, names, ncol=4, title=title, top=0.88, out=out)
+
+
+def _legend_title_save(fig, ds: xr.Dataset, names, ncol, title: str, top: float, out) -> Path:
+    """Legend of the phases present (at most ncol columns), title below, PNG written to out."""
     present = sorted(set(np.unique(ds.phase.values).tolist()))
     fig.legend(
         [Patch(color=PALETTE[i]) for i in present],
         [names[i] for i in present],
         loc="upper center",
-        ncol=min(len(present), 4),
+        ncol=len(present) if ncol is None else min(len(present), ncol),
         fontsize=8,
         frameon=False,
     )
-    importance = ", ".join(f"{v:.3g}" for v in ds.importance.values)
-    fig.suptitle(
-        f"{n} features in {m} dims, importance ({importance}), every parameter optimised", y=0.02, fontsize=9
-    )
-    fig.tight_layout(rect=(0, 0.04, 1, 0.88))
+    fig.suptitle(title, y=0.02, fontsize=9)
+    fig.tight_layout(rect=(0, 0.04, 1, top))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=130)

@@ -32,9 +32,9 @@ import xarray as xr
 
 from theory.errors import InputError
 from theory.geometries import Geometry, antipodal, catalogue, free_polygon, ignore
-from theory.loss import expected_loss, expected_loss_and_grad_many
+from theory.loss import expected_loss_and_grad_many
 from theory.optimize import minimize_lockstep, minimize_loss
-from theory.phase import TIE, _fit_all, _rank, starts
+from theory.phase import TIE, _fit_all, _rank, check_grid, starts, with_exact_minimum
 from theory.setup import Setup
 
 
@@ -131,24 +131,9 @@ def _exact_starts(geometry: Geometry, previous, first: bool) -> list[np.ndarray]
     fixed = list(starts(geometry))
     if first or previous is None:
         return fixed
-    rotated = [
-        x
-        for x in fixed
-        if any(t.name.startswith("phi") and v != 0.1 for t, v in zip(geometry.parameters(), x, strict=True))
-    ]
+    angle = np.array([t.name.startswith("phi") for t in geometry.parameters()])
+    rotated = [x for x in fixed if np.any(x[angle] != geometry.start()[angle])]
     return [previous, geometry.start(), fixed[1]] + rotated[:1]
-
-
-def _check_grid(name: str, values: np.ndarray, low: float, high: float, high_open: bool) -> None:
-    if values.ndim != 1 or values.size == 0:
-        raise InputError(f"{name} grid is empty; give at least one value")
-    if (
-        not np.all(np.isfinite(values))
-        or values.min() < low
-        or values.max() > high
-        or (high_open and values.max() >= high)
-    ):
-        raise InputError(f"{name} grid has values outside [{low}, {high}{')' if high_open else ']'}")
 
 
 def density_diagram(
@@ -173,10 +158,8 @@ def density_diagram(
     ps = np.asarray(p, dtype=float)
     if importance.shape != (n_features,) or not np.all(np.isfinite(importance)) or importance.min() < 0:
         raise InputError(f"importance must be {n_features} finite non-negative numbers, got {importance}")
-    _check_grid("density", density, 0.0, 1.0, high_open=False)
-    if density.min() <= 0:
-        raise InputError("density grid has values outside (0, 1]")
-    _check_grid("p", ps, 0.0, 1.0, high_open=True)
+    check_grid("density", density, 0.0, 1.0, low_open=True)
+    check_grid("p", ps, 0.0, 1.0, high_open=True)
     geometries = candidates(n_features, n_hidden) if geometries is None else tuple(geometries)
     if len(geometries) < 2:
         raise InputError("a phase diagram needs at least two geometries to compare")
@@ -231,11 +214,14 @@ def density_diagram(
         g = int(phase[index])
         W, b, _ = Family(geometries[g])(theta[index][g, : counts[g]])
         W_opt[index], b_opt[index] = W[0], b[0]
-    exact_loss = np.empty(shape)
-    for k, q in enumerate(ps):
-        for i, d in enumerate(density):
-            setup = Setup(n_features, n_hidden, sparsity=1 - d, importance=importance, p=float(q))
-            exact_loss[k, i] = expected_loss(setup, W_opt[k, i], b_opt[k, i])
+    cells = [
+        Setup(n_features, n_hidden, sparsity=1 - d, importance=importance, p=float(q))
+        for q in ps
+        for d in density
+    ]
+    exact_loss = expected_loss_and_grad_many(
+        cells, W_opt.reshape(-1, n_hidden, n_features), b_opt.reshape(-1, n_features)
+    ).loss.reshape(shape)
     represented = np.array([geometries[g].represented for g in phase.ravel()]).reshape(shape)
     onset = superposition_onset(density, represented, n_hidden)
     angle = max_angle_to_neuron(W_opt)
@@ -366,15 +352,4 @@ def completeness(
         for i in picks:
             setup = Setup(n, m, sparsity=1 - ds.density.values[i], importance=importance, p=float(p_value))
             minimum[k, i] = minimize_loss(setup, n_starts=n_starts, seed=seed).loss
-    out = ds.copy()
-    out["exact_minimum"] = (
-        ("p", "density"),
-        minimum,
-        {"description": "least exact loss over all W, b (multistart L-BFGS-B) at sampled cells"},
-    )
-    gap = (out.optimal_loss - out.exact_minimum) / np.maximum(out.exact_minimum, 1e-300)
-    out["missing_phase"] = gap > tolerance
-    out["missing_phase"].attrs["description"] = (
-        f"exact minimum below the catalogue's best by > {tolerance} relative"
-    )
-    return out
+    return with_exact_minimum(ds, minimum, tolerance)
