@@ -6,8 +6,11 @@ neurons leaves W^T diag(mask) W, hence the loss, unchanged):
 
 - dedicated / antipodal / same-sign blocks read their norms off the block's
   neuron (clipped at 0: a wrong sign is left in the residual);
-- a k-gon's norm and angle are the least-squares fit of its vertices, the
-  first Fourier coefficient of the columns taken as complex numbers;
+- a k-gon's vertex order is read off the model (its columns counter-clockwise),
+  so a pentagon in any of its 12 orders is a pentagon; its norm and angle are
+  the least-squares fit of its vertices, the first Fourier coefficient of the
+  columns taken as complex numbers; a free-vertex polygon's norms are each
+  column's length along its vertex direction;
 - free biases are read off; a polygon's shared bias is the mean of its
   features' biases; everything the geometry sets to zero is residual.
 
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from theory import InputError, Setup, expected_loss, expected_loss_and_grad
-from theory.geometries import Geometry, catalogue
+from theory.geometries import Geometry, catalogue, polygon_blocks, with_vertex_orders
 from theory.phase import closed_form
 
 UNCLASSIFIED = "unclassified"
@@ -77,6 +80,7 @@ class Classification:
     loss_excess: dict[str, float]  # per catalogue geometry
     params: dict[str, float]  # the label's fitted parameters (empty if unclassified)
     rotation: float  # degrees, the label's polygon angle from neuron k1 (NaN without a polygon)
+    vertex_order: tuple[int, ...] = ()  # the label's polygon features counter-clockwise (empty: none)
 
 
 def _signed_permutations(m: int):
@@ -100,36 +104,59 @@ def _fit_block_params(geometry: Geometry, W: np.ndarray, b: np.ndarray) -> dict[
             for sign, f in zip(signs, block.features, strict=False):
                 values[f"w_{f}"] = max(sign * W[k, f], 0.0)
                 values[f"b_{f}"] = b[f]
-        else:
+        else:  # a polygon, its vertices in the block's order counter-clockwise
             k1, k2 = block.neurons
             count = len(block.features)
             z = np.array([W[k1, f] + 1j * W[k2, f] for f in block.features])
-            c = np.mean(z * np.exp(-2j * np.pi * np.arange(count) / count))
-            values[f"r_{block.label}"] = abs(c)
-            values[f"phi_{block.label}"] = float(np.angle(c))
-            values[f"b_{block.label}"] = float(np.mean(b[list(block.features)]))
+            turns = np.exp(2j * np.pi * np.arange(count) / count)
+            c = np.mean(z / turns)
+            phi = float(np.angle(c))
+            values[f"phi_{block.label}"] = phi
+            if block.kind == "polygon":
+                values[f"r_{block.label}"] = abs(c)
+                values[f"b_{block.label}"] = float(np.mean(b[list(block.features)]))
+            else:  # free vertices: each norm the column's length along its vertex direction
+                along = np.real(z / (turns * np.exp(1j * phi)))
+                for f, r in zip(block.features, along, strict=True):
+                    values[f"r_{f}"] = max(float(r), 0.0)
+                    values[f"b_{f}"] = b[f]
     return values
+
+
+def _counter_clockwise(geometry: Geometry, W: np.ndarray) -> Geometry:
+    """The geometry with each polygon's vertices in the order of W's columns counter-clockwise from
+    the block's first feature (the vertex order is read off the model, not fixed by the catalogue)."""
+    orders = []
+    for i in polygon_blocks(geometry):
+        block = geometry.blocks[i]
+        k1, k2 = block.neurons
+        angle = {f: np.arctan2(W[k2, f], W[k1, f]) for f in block.features}
+        first = block.features[0]
+        orders.append(sorted(block.features, key=lambda f: (angle[f] - angle[first]) % (2 * np.pi)))
+    return with_vertex_orders(geometry, orders) if orders else geometry
 
 
 def fit(geometry: Geometry, W: np.ndarray, b: np.ndarray):
     """Best projection of (W, b) onto the geometry over neuron signed permutations.
 
     Returns (residual relative to max(||(W, b)||, 1), fitted W in the model's frame, fitted b,
-    params, neuron permutation).
+    params, neuron permutation, the polygons' vertex order in the geometry's neuron frame).
     """
-    closed = closed_form(geometry)
     # Relative to the model's size, or to one unit-norm feature when smaller (a model that
     # ignores everything is all noise relative to itself).
     scale = max(np.sqrt(np.sum(W**2) + np.sum(b**2)), 1.0)
     best = None
     for P, perm in _signed_permutations(W.shape[0]):
         framed = P @ W  # the model in the geometry's neuron frame
-        values = _fit_block_params(geometry, framed, b)
+        ordered = _counter_clockwise(geometry, framed)
+        closed = closed_form(ordered)
+        values = _fit_block_params(ordered, framed, b)
         theta = [values[t.name] for t in closed.parameters()]
         W_fit, b_fit = closed.numeric_W_b(theta)
         residual = np.sqrt(np.sum((framed - W_fit) ** 2) + np.sum((b - b_fit) ** 2)) / scale
         if best is None or residual < best[0]:
-            best = (residual, P.T @ W_fit, b_fit, values, perm)
+            vertices = tuple(f for i in polygon_blocks(ordered) for f in ordered.blocks[i].features)
+            best = (residual, P.T @ W_fit, b_fit, values, perm, vertices)
     return best
 
 
@@ -172,7 +199,7 @@ def classify(
     fitting = np.flatnonzero(badness <= 1.0)
     columns = np.linalg.norm(W, axis=0)
     if fitting.size == 0:
-        label, confidence, params, rotation = UNCLASSIFIED, 0.0, {}, float("nan")
+        label, confidence, params, rotation, vertices = UNCLASSIFIED, 0.0, {}, float("nan"), ()
         roles = {f: (UNCLASSIFIED, ()) for f in range(setup.n_features)}
     else:
         chosen = min(fitting, key=lambda i: (represented[i], counts[i], badness[i]))
@@ -183,15 +210,16 @@ def classify(
         ]
         confidence = float(np.clip(min([1.0 - badness[chosen], *simpler]), 0.0, 1.0))
         g = geometries[chosen]
-        label, params, perm = g.name, fits[chosen][3], fits[chosen][4]
+        label, params, perm, vertices = g.name, *fits[chosen][3:6]
         rotation = float("nan")
         roles = {}
         for block in g.blocks:
             neurons = tuple(int(perm[k]) for k in block.neurons)
-            role = f"{len(block.features)}-gon" if block.kind == "polygon" else _ROLES[block.kind]
+            is_polygon = block.kind.endswith("polygon")
+            role = f"{len(block.features)}-gon" if is_polygon else _ROLES[block.kind]
             for f in block.features:
                 roles[f] = (role, neurons)
-            if block.kind == "polygon" and np.isnan(rotation):
+            if is_polygon and np.isnan(rotation):
                 rotation = float(np.degrees(params[f"phi_{block.label}"]))
     features = tuple(
         FeatureRole(
@@ -214,4 +242,5 @@ def classify(
         loss_excess={g.name: float(e) for g, e in zip(geometries, excess, strict=True)},
         params={k: float(v) for k, v in params.items()},
         rotation=rotation,
+        vertex_order=vertices,
     )

@@ -10,6 +10,7 @@ from compare.classify import EXCESS_MAX, RESIDUAL_MAX
 from theory import InputError, Setup
 from theory.geometries import catalogue
 from theory.phase import closed_form, optimal
+from theory.sparsity_phase import candidates
 
 DENSITY = 0.2
 
@@ -116,3 +117,39 @@ def test_bad_input():
         classify(setup, np.zeros((3, 1, 2)), np.zeros((3, 2)))
     with pytest.raises(InputError, match="NaN"):
         classify(setup, [[np.nan, 0.0]], [0.0, 0.0])
+
+
+def _cyclic_class(order):
+    """An order up to rotation and reflection, as a canonical tuple."""
+    order = list(order)
+    start = order.index(min(order))
+    forward = order[start:] + order[:start]
+    backward = [forward[0]] + forward[1:][::-1]
+    return min(tuple(forward), tuple(backward))
+
+
+@pytest.mark.parametrize("order", [(0, 1, 3, 4, 2), (0, 2, 4, 1, 3), (0, 1, 2, 3, 4)])
+def test_polygons_in_any_vertex_order_are_classified_with_their_order(order):
+    """5 in 2: a pentagon whose vertices are not in the catalogue's order is still a pentagon; free norms
+    (unequal importance) make it the free-vertex pentagon; the order comes back up to the symmetries."""
+    rng = np.random.default_rng(sum(order))
+    geometries = candidates(5, 2)
+    setup = Setup(5, 2, sparsity=0.97, importance=0.9 ** np.arange(5), p=0.1)
+    angles = rng.uniform(0, 2 * np.pi) + 2 * np.pi * np.arange(5) / 5
+    W = np.zeros((2, 5))
+    for norm, angle, f in zip((1.1, 1.1, 1.1, 1.1, 1.1), angles, order, strict=True):
+        W[:, f] = norm * np.array([np.cos(angle), np.sin(angle)])
+    b = np.full(5, -0.2)
+    noisy = _symmetry(2, rng) @ W + rng.normal(0, 0.003, W.shape)
+    result = classify(setup, noisy, b, geometries=geometries)
+    assert result.label == "pentagon", (result.residual, result.loss_excess)
+    assert _cyclic_class(result.vertex_order) == _cyclic_class(order)
+    assert all(f.role == "5-gon" for f in result.features)
+    # unequal norms and biases: the regular pentagon no longer fits, the free one does
+    W_free = W * np.array([1.3, 1.2, 1.0, 0.8, 0.6])
+    b_free = np.array([-0.3, -0.25, -0.2, -0.1, -0.05])
+    result = classify(setup, _symmetry(2, rng) @ W_free, b_free, geometries=geometries)
+    assert result.label == "pentagon, free vertices", (result.residual, result.loss_excess)
+    assert _cyclic_class(result.vertex_order) == _cyclic_class(order)
+    assert result.residual["pentagon"] > RESIDUAL_MAX
+    assert result.residual["pentagon, free vertices"] < 1e-9

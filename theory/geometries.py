@@ -21,6 +21,7 @@ every regime derived so far gets its own (derived once, cached).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,7 +53,8 @@ class Block:
 
     @property
     def label(self) -> str:
-        return "_".join(str(f) for f in self.features)
+        """The block's features, sorted: its parameter names do not depend on a polygon's vertex order."""
+        return "_".join(str(f) for f in sorted(self.features))
 
     def canonical(self) -> Geometry:
         """This block alone: features 0..k-1 on neurons 0.. (one neuron, unused, for ignore)."""
@@ -173,6 +175,50 @@ def _block_parts(blocks, n, m):
                 params.extend([r, b[f]])
             params.append(phi)
     return W, b, params
+
+
+def cyclic_orders(features) -> list[tuple[int, ...]]:
+    """The distinct vertex orders of a polygon on these features, up to rotation and reflection.
+
+    The first is `features` itself. k vertices have (k - 1)! / 2 orders (one for k <= 3, 3 for a
+    square, 12 for a pentagon). A reflection is a neuron sign flip, which leaves the loss unchanged,
+    so an order and its reverse are one geometry.
+    """
+    first, *rest = tuple(features)
+    if not rest:
+        return [(first,)]
+    return [
+        (first, *(rest[i] for i in perm))
+        for perm in itertools.permutations(range(len(rest)))
+        if perm <= perm[::-1]
+    ]
+
+
+def polygon_blocks(geometry: Geometry) -> list[int]:
+    """Indices of the geometry's polygon blocks (regular or free)."""
+    return [i for i, block in enumerate(geometry.blocks) if block.kind.endswith("polygon")]
+
+
+def with_vertex_orders(geometry: Geometry, orders) -> Geometry:
+    """The geometry with its polygon blocks' vertices in the given orders (one per polygon block).
+
+    The name, the parameters' names and everything else are unchanged.
+    """
+    blocks = list(geometry.blocks)
+    indices = polygon_blocks(geometry)
+    if len(orders) != len(indices):
+        raise InputError(f"{geometry.name!r} has {len(indices)} polygon block(s), got {len(orders)} order(s)")
+    for i, order in zip(indices, orders, strict=True):
+        if sorted(order) != sorted(blocks[i].features):
+            raise InputError(f"vertex order {tuple(order)} is not an order of {blocks[i].features}")
+        blocks[i] = Block(blocks[i].kind, tuple(int(f) for f in order), blocks[i].neurons)
+    return Geometry(geometry.name, geometry.n_features, geometry.n_hidden, tuple(blocks))
+
+
+def vertex_variants(geometry: Geometry) -> list[Geometry]:
+    """The geometry in every distinct vertex order of its polygons; the geometry itself first."""
+    choices = [cyclic_orders(geometry.blocks[i].features) for i in polygon_blocks(geometry)]
+    return [with_vertex_orders(geometry, orders) for orders in itertools.product(*choices)]
 
 
 def setup_args(setup: Setup) -> np.ndarray:

@@ -31,7 +31,16 @@ import sympy as sp
 import xarray as xr
 
 from theory.errors import InputError
-from theory.geometries import Geometry, antipodal, catalogue, free_polygon, ignore
+from theory.geometries import (
+    Block,
+    Geometry,
+    antipodal,
+    catalogue,
+    free_polygon,
+    ignore,
+    polygon_blocks,
+    vertex_variants,
+)
 from theory.loss import expected_loss_and_grad_many
 from theory.optimize import minimize_lockstep, minimize_loss
 from theory.phase import TIE, _fit_all, _rank, check_grid, starts, with_exact_minimum
@@ -126,14 +135,95 @@ def fit_exact(
     return losses, thetas
 
 
-def _exact_starts(geometry: Geometry, previous, first: bool) -> list[np.ndarray]:
-    """Every fixed start at the first cell; later, the previous cell's optimum and three fixed starts."""
+def regular_counterpart(geometry: Geometry) -> Geometry:
+    """The geometry with each free polygon made regular (one norm, one bias)."""
+    blocks = tuple(
+        Block("polygon", block.features, block.neurons) if block.kind == "free polygon" else block
+        for block in geometry.blocks
+    )
+    return Geometry(f"{geometry.name} (regular)", geometry.n_features, geometry.n_hidden, blocks)
+
+
+class Orders:
+    """One exact-fitted geometry in each vertex order of its polygons: a Family per order.
+
+    Parameter names do not depend on the order (theory.geometries.Block.label), so
+    every order's theta maps to the geometry's own parameter order (canonical).
+    """
+
+    def __init__(self, geometry: Geometry):
+        self.geometry = geometry
+        self.variants = vertex_variants(geometry)
+        self._families = {}
+        names = [t.name for t in geometry.parameters()]
+        self._positions = [np.array([names.index(t.name) for t in v.parameters()]) for v in self.variants]
+        self.names = names
+
+    def family(self, v: int) -> Family:
+        """Order v's Family, built on first use (a free pentagon's sympy Jacobian takes a while)."""
+        if v not in self._families:
+            self._families[v] = Family(self.variants[v])
+        return self._families[v]
+
+    def canonical(self, v: int, theta: np.ndarray) -> np.ndarray:
+        out = np.empty(len(self.names))
+        out[self._positions[v]] = theta
+        return out
+
+    def in_order(self, v: int, theta: np.ndarray) -> np.ndarray:
+        return np.asarray(theta)[self._positions[v]]
+
+    def vertices(self, v: int) -> list[int]:
+        """The polygon blocks' features in variant v's order, one block after another."""
+        return [f for i in polygon_blocks(self.variants[v]) for f in self.variants[v].blocks[i].features]
+
+    def index(self, vertices) -> int:
+        return [self.vertices(v) for v in range(len(self.variants))].index(list(vertices))
+
+
+def _from_regular(free: Orders, regular: Orders, theta: np.ndarray) -> np.ndarray:
+    """A free-polygon start from its regular counterpart's optimum: every vertex the shared norm and bias."""
+    values = dict(zip(regular.names, theta, strict=True))
+    block_of = {f: block.label for block in free.geometry.blocks for f in block.features}
+    out = []
+    for name in free.names:
+        kind, rest = name.split("_", 1)
+        shared = f"{kind}_{block_of[int(rest)]}" if kind in ("r", "b") and rest.isdigit() else name
+        out.append(values.get(name, values.get(shared)))
+    return np.array(out, dtype=float)
+
+
+def _warm_starts(geometry: Geometry, previous) -> list[np.ndarray]:
+    """After the first cell: the previous cell's optimum, the default start, a shorter one, a rotated one."""
     fixed = list(starts(geometry))
-    if first or previous is None:
-        return fixed
     angle = np.array([t.name.startswith("phi") for t in geometry.parameters()])
     rotated = [x for x in fixed if np.any(x[angle] != geometry.start()[angle])]
     return [previous, geometry.start(), fixed[1]] + rotated[:1]
+
+
+def _fit_orders(
+    group: list[Orders], setups: list[Setup], start_sets: dict[tuple[int, int, int], list[np.ndarray]]
+) -> tuple[np.ndarray, list[list[np.ndarray]], np.ndarray]:
+    """Fit every (setup, geometry, order) that has starts (start_sets[s, e, v]); per (setup, geometry):
+    the least loss (S, E), its theta in the geometry's parameter order, the order's index (S, E), and
+    every fitted (s, e, v)'s theta in the geometry's parameter order."""
+    flat = sorted({(e, v) for _, e, v in start_sets})
+    families = [group[e].family(v) for e, v in flat]
+    found, thetas = fit_exact(
+        families, setups, [start_sets.get((s, e, v), []) for s in range(len(setups)) for e, v in flat]
+    )
+    loss = np.full((len(setups), len(group)), np.inf)
+    best = np.zeros((len(setups), len(group)), dtype=int)
+    theta = [[None] * len(group) for _ in setups]
+    each = {}
+    for s in range(len(setups)):
+        for f, (e, v) in enumerate(flat):
+            if thetas[s][f] is None:
+                continue
+            each[s, e, v] = group[e].canonical(v, thetas[s][f])
+            if found[s, f] < loss[s, e]:
+                loss[s, e], best[s, e], theta[s][e] = found[s, f], v, each[s, e, v]
+    return loss, theta, best, each
 
 
 def density_diagram(
@@ -185,25 +275,68 @@ def density_diagram(
         losses[..., j] = fit.loss.reshape(shape)
         theta[..., j, : counts[j]] = fit.theta.reshape(shape + (-1,))
 
-    # Polygons: the exact loss, density by density, every p and geometry and start in one lockstep.
+    # Polygons: the exact loss, density by density, every p, geometry, vertex order and start in one
+    # lockstep. Regular polygons are fitted in every vertex order; a free polygon whose regular
+    # counterpart is a candidate only in the order that counterpart found best at that cell, starting
+    # from its optimum (the free fit in all orders would cost 12x for a pentagon).
     exact = [j for j, g in enumerate(geometries) if needs_exact(g)]
-    families = [Family(geometries[j]) for j in exact]
-    previous = [[None] * len(exact) for _ in ps]
+    regular_of = {}
+    for j in exact:
+        counterpart = regular_counterpart(geometries[j]).blocks
+        parents = [i for i in exact if geometries[i].blocks == counterpart and i != j]
+        if parents:
+            regular_of[j] = parents[0]
+    orders = {j: Orders(geometries[j]) for j in exact}
+    first_stage = [j for j in exact if j not in regular_of]
+    second_stage = list(regular_of)
+    vertex_order = np.full(shape + (len(geometries), n_features), -1)
+    chosen = {}  # (k, j) -> the previous cell's order index
+    last = {}  # (k, j, v) -> the last optimum found in order v
     start_time = time.perf_counter()
     for i, d in enumerate(density):
         setups = [Setup(n_features, n_hidden, sparsity=1 - d, importance=importance, p=float(q)) for q in ps]
-        start_sets = [
-            _exact_starts(geometries[j], previous[k][f], first=i == 0)
-            for k in range(len(ps))
-            for f, j in enumerate(exact)
-        ]
-        if exact:
-            found, thetas = fit_exact(families, setups, start_sets)
+        for stage in (first_stage, second_stage):
+            if not stage:
+                continue
+            group = [orders[j] for j in stage]
+            start_sets = {}
             for k in range(len(ps)):
-                for f, j in enumerate(exact):
-                    losses[k, i, j] = found[k, f]
-                    theta[k, i, j, : counts[j]] = thetas[k][f]
-                    previous[k][f] = thetas[k][f]
+                for e, j in enumerate(stage):
+                    variants = orders[j].variants
+                    if j in regular_of:  # one order: the regular counterpart's best here
+                        parent = orders[regular_of[j]]
+                        vertices = vertex_order[k, i, regular_of[j]]
+                        v = orders[j].index(vertices[vertices >= 0])
+                        seed = _from_regular(
+                            orders[j], parent, theta[k, i, regular_of[j], : counts[regular_of[j]]]
+                        )
+                        mine = [orders[j].in_order(v, seed)]
+                        if i == 0:
+                            mine += list(starts(variants[v]))
+                        else:
+                            previous = orders[j].in_order(v, theta[k, i - 1, j, : counts[j]])
+                            mine += _warm_starts(variants[v], previous)
+                        start_sets[k, e, v] = mine
+                        continue
+                    for v, variant in enumerate(variants):
+                        if i == 0:
+                            start_sets[k, e, v] = list(starts(variant))
+                            continue
+                        previous = orders[j].in_order(v, theta[k, i - 1, j, : counts[j]])
+                        if v == chosen[k, j]:
+                            start_sets[k, e, v] = _warm_starts(variant, previous)
+                        else:  # the previous best's shape in this order; and this order's own last optimum
+                            start_sets[k, e, v] = [previous, last[k, j, v]]
+            found, thetas, best, each = _fit_orders(group, setups, start_sets)
+            for (k, e, v), x in each.items():
+                last[k, stage[e], v] = x
+            for k in range(len(ps)):
+                for e, j in enumerate(stage):
+                    losses[k, i, j] = found[k, e]
+                    theta[k, i, j, : counts[j]] = thetas[k][e]
+                    chosen[k, j] = best[k, e]
+                    vertices = orders[j].vertices(best[k, e])
+                    vertex_order[k, i, j, : len(vertices)] = vertices
         if progress is not None:
             progress(i + 1, len(density), time.perf_counter() - start_time)
 
@@ -212,7 +345,13 @@ def density_diagram(
     b_opt = np.empty(shape + (n_features,))
     for index in np.ndindex(*shape):
         g = int(phase[index])
-        W, b, _ = Family(geometries[g])(theta[index][g, : counts[g]])
+        x = theta[index][g, : counts[g]]
+        if g in orders:
+            vertices = vertex_order[index][g]
+            v = orders[g].index(vertices[vertices >= 0])
+            W, b, _ = orders[g].family(v)(orders[g].in_order(v, x))
+        else:
+            W, b, _ = Family(geometries[g])(x)
         W_opt[index], b_opt[index] = W[0], b[0]
     cells = [
         Setup(n_features, n_hidden, sparsity=1 - d, importance=importance, p=float(q))
@@ -261,6 +400,16 @@ def density_diagram(
                 theta,
                 {"description": "optimised parameters; names per geometry in attrs['parameters']"},
             ),
+            "vertex_order": (
+                ("p", "density", "geometry", "vertex"),
+                vertex_order,
+                {
+                    "description": "each polygon's features in the fitted vertex order (counter-clockwise "
+                    "from neuron 0 towards neuron 1, one polygon block after another; -1: none); "
+                    "regular polygons are fitted in every order, free ones in their regular "
+                    "counterpart's best"
+                },
+            ),
             "W": (("p", "density", "hidden", "feature"), W_opt),
             "b": (("p", "density", "feature"), b_opt),
             "represented": (
@@ -292,6 +441,7 @@ def density_diagram(
             "sparsity": ("density", 1 - density),
             "geometry": [g.name for g in geometries],
             "param": np.arange(max(counts)),
+            "vertex": np.arange(n_features),
             "hidden": np.arange(n_hidden),
             "feature": np.arange(n_features),
             "importance": ("feature", importance),
