@@ -2,7 +2,9 @@
 
 Each candidate geometry of theory's catalogue is fitted to the model by
 projection, modulo the model's symmetries (a signed permutation of the
-neurons leaves W^T diag(mask) W, hence the loss, unchanged):
+neurons leaves W^T diag(mask) W, hence the loss, unchanged; without dropout
+every rotation of the hidden space does, and the fit aligns the model by
+orthogonal Procrustes):
 
 - dedicated / antipodal / same-sign blocks read their norms off the block's
   neuron (clipped at 0: a wrong sign is left in the residual);
@@ -136,27 +138,40 @@ def _counter_clockwise(geometry: Geometry, W: np.ndarray) -> Geometry:
     return with_vertex_orders(geometry, orders) if orders else geometry
 
 
-def fit(geometry: Geometry, W: np.ndarray, b: np.ndarray):
-    """Best projection of (W, b) onto the geometry over neuron signed permutations.
+#: Alternations of projection and orthogonal Procrustes when every rotation is a symmetry (p = 0).
+PROCRUSTES_ROUNDS = 8
 
+
+def fit(geometry: Geometry, W: np.ndarray, b: np.ndarray, rotations: bool = False):
+    """Best projection of (W, b) onto the geometry over the model's symmetries.
+
+    The symmetries are the neuron signed permutations; with rotations=True (no dropout: the loss
+    depends on W only through W^T W) every orthogonal map of the hidden space, found by
+    alternating projection and orthogonal Procrustes from each signed permutation.
     Returns (residual relative to max(||(W, b)||, 1), fitted W in the model's frame, fitted b,
-    params, neuron permutation, the polygons' vertex order in the geometry's neuron frame).
+    params, the model neuron of each geometry neuron, the polygons' vertex order in the
+    geometry's frame).
     """
     # Relative to the model's size, or to one unit-norm feature when smaller (a model that
     # ignores everything is all noise relative to itself).
     scale = max(np.sqrt(np.sum(W**2) + np.sum(b**2)), 1.0)
     best = None
-    for P, perm in _signed_permutations(W.shape[0]):
-        framed = P @ W  # the model in the geometry's neuron frame
-        ordered = _counter_clockwise(geometry, framed)
-        closed = closed_form(ordered)
-        values = _fit_block_params(ordered, framed, b)
-        theta = [values[t.name] for t in closed.parameters()]
-        W_fit, b_fit = closed.numeric_W_b(theta)
-        residual = np.sqrt(np.sum((framed - W_fit) ** 2) + np.sum((b - b_fit) ** 2)) / scale
-        if best is None or residual < best[0]:
-            vertices = tuple(f for i in polygon_blocks(ordered) for f in ordered.blocks[i].features)
-            best = (residual, P.T @ W_fit, b_fit, values, perm, vertices)
+    for P, _ in _signed_permutations(W.shape[0]):
+        Q = P
+        for _round in range(PROCRUSTES_ROUNDS if rotations else 1):
+            framed = Q @ W  # the model in the geometry's neuron frame
+            ordered = _counter_clockwise(geometry, framed)
+            closed = closed_form(ordered)
+            values = _fit_block_params(ordered, framed, b)
+            W_fit, b_fit = closed.numeric_W_b([values[t.name] for t in closed.parameters()])
+            residual = np.sqrt(np.sum((framed - W_fit) ** 2) + np.sum((b - b_fit) ** 2)) / scale
+            if best is None or residual < best[0]:
+                vertices = tuple(f for i in polygon_blocks(ordered) for f in ordered.blocks[i].features)
+                neurons = tuple(int(k) for k in np.abs(Q).argmax(1))
+                best = (residual, Q.T @ W_fit, b_fit, values, neurons, vertices)
+            if rotations:
+                U, _, Vt = np.linalg.svd(W_fit @ W.T)  # the orthogonal Q minimising ||Q W - W_fit||
+                Q = U @ Vt
     return best
 
 
@@ -180,7 +195,7 @@ def classify(
     if W.ndim != 2 or b.ndim != 1:
         raise InputError(f"classify takes one model: W (m, n) and b (n,); got {W.shape} and {b.shape}")
     geometries = catalogue(setup.n_features, setup.n_hidden) if geometries is None else tuple(geometries)
-    fits = [fit(g, W, b) for g in geometries]
+    fits = [fit(g, W, b, rotations=setup.p == 0) for g in geometries]
     W_fit, b_fit = np.stack([f[1] for f in fits]), np.stack([f[2] for f in fits])
     at_model = expected_loss_and_grad(setup, W, b)
     loss = float(at_model.loss)
@@ -210,11 +225,11 @@ def classify(
         ]
         confidence = float(np.clip(min([1.0 - badness[chosen], *simpler]), 0.0, 1.0))
         g = geometries[chosen]
-        label, params, perm, vertices = g.name, *fits[chosen][3:6]
+        label, params, neuron_of, vertices = g.name, *fits[chosen][3:6]
         rotation = float("nan")
         roles = {}
         for block in g.blocks:
-            neurons = tuple(int(perm[k]) for k in block.neurons)
+            neurons = tuple(neuron_of[k] for k in block.neurons)
             is_polygon = block.kind.endswith("polygon")
             role = f"{len(block.features)}-gon" if is_polygon else _ROLES[block.kind]
             for f in block.features:

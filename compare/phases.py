@@ -2,15 +2,23 @@
 
 compare_phases(config) trains (or reads) the config's sweep, classifies every
 trained model (compare.classify), computes theory's phase diagram on the same
-grid, and returns one Dataset over (p, r, density) and seed:
+grid, and returns one Dataset over (p, importance axis, density) and seed. The
+importance axis is the config's: r (importance (1, ..., 1, r)) or
+importance_decay (importance_i = d**i; one value gives a (density, p) diagram,
+as for 5 features in 2 dims). Theory's diagram is theory.phase.phase_diagram
+where every candidate has a closed form (2 in 1), else
+theory.sparsity_phase.density_diagram per importance value (polygons fitted on
+the exact loss, in every vertex order); the candidates are
+theory.sparsity_phase.candidates, and the classifier uses the same ones.
 
 - the empirical optimum: the lowest exact loss over seeds, its label;
 - single runs: each seed's label; the majority label and its fraction;
 - the analytic phase and optimum loss; agreement of each empirical label;
 - the loss gap (trained exact loss - analytic optimum) / analytic optimum;
 - near_boundary: cells within one grid step of an analytic boundary;
-- the superposition edge per (p, r): the largest density at which the label
-  represents more features than there are neurons, analytic and per seed.
+- the superposition edge per (p, importance): the largest density at which the
+  label represents more features than there are neurons, analytic and per seed;
+- polygons' vertex orders (analytic and per seed), counter-clockwise.
 """
 
 from __future__ import annotations
@@ -31,27 +39,31 @@ from sim.sweep import initial_weights, sweep
 from theory import InputError, Setup
 from theory.geometries import catalogue
 from theory.phase import phase_diagram
+from theory.sparsity_phase import candidates, density_diagram, needs_exact
 
 KIND = "tms-dropout phase comparison"
 
 
-def check_config(config: TrainConfig) -> None:
-    """The comparison needs the analytic diagram's grid: importance (1, ..., 1, r) with an r axis."""
-    if config.importance_axis != "r":
+def check_config(config: TrainConfig) -> str:
+    """The comparison needs an importance axis theory can follow; returns its name."""
+    axis = config.importance_axis
+    if axis is None:
         raise InputError(
-            "compare phases needs a grid over r (the last feature's relative importance): add grid.r"
+            "compare phases needs an importance axis: grid.r (the last feature's relative importance) or "
+            "grid.importance_decay (one value, e.g. [0.9], for a (density, p) diagram)"
         )
-    if any(v != 1.0 for v in config.importance):
+    if axis == "r" and any(v != 1.0 for v in config.importance):
         raise InputError(
             f"compare phases needs model.importance all ones (theory's diagram uses (1, ..., 1, r)); "
             f"got {list(config.importance)}"
         )
     catalogue(config.n_features, config.n_hidden)  # an InputError for a shape with no catalogue
+    return axis
 
 
 def superposed(names, n_hidden: int, n_features: int) -> np.ndarray:
     """For each label: does it represent more features than there are neurons?"""
-    geometries = {g.name: g for g in catalogue(n_features, n_hidden)}
+    geometries = {g.name: g for g in candidates(n_features, n_hidden)}
     return np.array([name in geometries and geometries[name].represented > n_hidden for name in names])
 
 
@@ -74,37 +86,59 @@ def _edge(is_superposed: np.ndarray, density: np.ndarray) -> np.ndarray:
 
 
 def _classify_many(job):
-    """(labels, confidences, bias sharing) of many models: one worker's share of the grid."""
+    """(labels, confidences, bias sharing, vertex orders) of many models: one worker's share of the grid."""
     n, m, setups, W, b = job
+    geometries = candidates(n, m)
     labels, confidence, sharing = [], np.empty(len(setups)), np.empty((len(setups), n), dtype=bool)
-    for c, (sparsity, r, p) in enumerate(setups):
-        setup = Setup(n, m, sparsity=sparsity, importance=(1.0,) * (n - 1) + (r,), p=p)
-        result = classify(setup, W[c], b[c])
+    vertices = np.full((len(setups), n), -1)
+    for c, (sparsity, importance, p) in enumerate(setups):
+        setup = Setup(n, m, sparsity=sparsity, importance=importance, p=p)
+        result = classify(setup, W[c], b[c], geometries=geometries)
         labels.append(result.label)
         confidence[c] = result.confidence
         sharing[c] = [f.bias_sharing for f in result.features]
-    return labels, confidence, sharing
+        vertices[c, : len(result.vertex_order)] = result.vertex_order
+    return labels, confidence, sharing, vertices
+
+
+def analytic_diagram(config: TrainConfig, density: np.ndarray, values: np.ndarray, ps: np.ndarray, log=print):
+    """Theory's optimum on the comparison's grid: a Dataset over (p, importance axis, density)."""
+    n, m, axis = config.n_features, config.n_hidden, config.importance_axis
+    geometries = candidates(n, m)
+    if axis == "r" and not any(needs_exact(g) for g in geometries):
+        ds = phase_diagram(n, m, density, values, ps).transpose("p", "r", "density", ...)
+        no_polygons = np.full(ds.phase.shape + (len(geometries), n), -1)
+        ds["vertex_order"] = (("p", "r", "density", "geometry", "vertex"), no_polygons)
+        return ds
+    parts = []
+    for value in values:
+        log(
+            f"  {axis} = {value:g}: polygons fitted on the exact loss, {len(density)} densities x {len(ps)} p"
+        )
+        part = density_diagram(n, m, config.importance_for(float(value)), density, ps, geometries=geometries)
+        parts.append(part[["phase", "optimal_loss", "margin", "vertex_order"]].drop_vars(["sparsity"]))
+    return xr.concat(parts, dim=xr.DataArray(values, dims=axis)).transpose("p", axis, "density", ...)
 
 
 def compare_phases(
     config: TrainConfig, runs: Path, device: str | None = None, log=print, progress: bool | None = None
 ) -> xr.Dataset:
     """Train (or read) the sweep at `runs`, classify it, and hold it against theory's diagram."""
-    check_config(config)
+    axis = check_config(config)
     n, m = config.n_features, config.n_hidden
     sweep(config, runs, device=device, progress=progress, log=log)
-    trained = load(runs).transpose("seed", "p", "r", "sparsity", "hidden", "feature", "step")
+    trained = load(runs).transpose("seed", "p", axis, "sparsity", "hidden", "feature", "step")
     if "expected_loss" not in trained:
         raise InputError(f"{runs} has no exact expected loss (n_features = {n} > 8)")
     density = 1.0 - trained.sparsity.values
     order = np.argsort(density)
     density = density[order]
     trained = trained.isel(sparsity=order)
-    ps, rs, seeds = trained.p.values, trained.r.values, trained.seed.values
+    ps, rs, seeds = trained.p.values, trained[axis].values, trained.seed.values
     shape = (len(seeds), len(ps), len(rs), len(density))
 
-    log(f"analytic phase diagram: {len(ps)} p x {len(rs)} r x {len(density)} densities")
-    analytic = phase_diagram(n, m, density, rs, ps).transpose("p", "r", "density", ...)
+    log(f"analytic phase diagram: {len(ps)} p x {len(rs)} {axis} x {len(density)} densities")
+    analytic = analytic_diagram(config, density, rs, ps, log=log)
     geometry_names = [str(g) for g in analytic.geometry.values]
     labels = geometry_names + [UNCLASSIFIED]
     index = {name: i for i, name in enumerate(labels)}
@@ -119,7 +153,7 @@ def compare_phases(
     init_W = initial_weights(config, order_in_sweep.ravel()).reshape(shape + (m, n))
     log(f"classifying {int(np.prod(shape))} trained models")
     setups = [
-        (float(1 - density[i]), float(rs[j]), float(ps[k]))
+        (float(1 - density[i]), config.importance_for(float(rs[j])), float(ps[k]))
         for s, k, j, i in np.ndindex(*shape)  # C order, as W and b reshape below
     ]
     tasks = np.array_split(np.arange(len(setups)), max(1, min(len(setups) // 200, 64)))
@@ -136,6 +170,7 @@ def compare_phases(
     )
     confidence = np.concatenate([p[1] for p in parts]).reshape(shape)
     bias_sharing = np.concatenate([p[2] for p in parts]).reshape(shape + (n,))
+    vertex_order = np.concatenate([p[3] for p in parts]).reshape(shape + (n,))
     loss = trained.expected_loss.values  # (seed, p, r, density)
     best_seed = np.argmin(loss, axis=0)
     empirical = np.take_along_axis(label, best_seed[None], 0)[0]
@@ -145,75 +180,95 @@ def compare_phases(
     majority_fraction = counts.max(-1) / len(seeds)
     phase = analytic.phase.values
     optimum = analytic.optimal_loss.values
-    near = _near_boundary(phase)
+    # Within one grid step of an analytic boundary: over (importance, density) per p, or over
+    # (p, density) when there is a single importance value.
+    near = _near_boundary(phase) if len(rs) > 1 else _near_boundary(phase[:, 0, :])[:, None, :]
     is_sup = superposed(labels, m, n)
+    analytic_vertices = np.take_along_axis(analytic.vertex_order.values, phase[..., None, None], -2)[
+        ..., 0, :
+    ]
+    grid = ("p", axis, "density")
     ds = xr.Dataset(
         {
-            "analytic_phase": (("p", "r", "density"), phase, {"description": "index into label"}),
-            "analytic_loss": (("p", "r", "density"), optimum, {"description": "theory's optimal loss"}),
-            "analytic_margin": (("p", "r", "density"), analytic.margin.values),
+            "analytic_phase": (grid, phase, {"description": "index into label"}),
+            "analytic_loss": (grid, optimum, {"description": "theory's optimal loss"}),
+            "analytic_margin": (grid, analytic.margin.values),
             "near_boundary": (
-                ("p", "r", "density"),
+                grid,
                 near,
-                {"description": "an analytic boundary within one grid step (8 neighbours)"},
+                {
+                    "description": "an analytic boundary within one grid step (8 neighbours over "
+                    "(importance, density), or over (p, density) with one importance value)"
+                },
             ),
-            "seed_label": (("seed", "p", "r", "density"), label, {"description": "index into label"}),
-            "seed_confidence": (("seed", "p", "r", "density"), confidence),
+            "seed_label": (("seed", *grid), label, {"description": "index into label"}),
+            "seed_confidence": (("seed", *grid), confidence),
             "seed_loss": (
-                ("seed", "p", "r", "density"),
+                ("seed", *grid),
                 loss,
                 {"description": "exact loss of the trained model"},
             ),
             "seed_loss_gap": (
-                ("seed", "p", "r", "density"),
+                ("seed", *grid),
                 (loss - optimum[None]) / optimum[None],
                 {"description": "(trained exact loss - analytic optimum) / analytic optimum"},
             ),
-            "seed_bias_sharing": (("seed", "p", "r", "density", "feature"), bias_sharing),
+            "seed_bias_sharing": (("seed", *grid, "feature"), bias_sharing),
             "seed_init_W": (
-                ("seed", "p", "r", "density", "hidden", "feature"),
+                ("seed", *grid, "hidden", "feature"),
                 init_W,
                 {"description": "each model's initial W (sim.sweep.initial_weights)"},
             ),
             "empirical_phase": (
-                ("p", "r", "density"),
+                grid,
                 empirical,
                 {"description": "label of the lowest-loss model over seeds (index into label)"},
             ),
-            "empirical_seed": (("p", "r", "density"), seeds[best_seed]),
+            "empirical_seed": (grid, seeds[best_seed]),
             "loss_gap": (
-                ("p", "r", "density"),
+                grid,
                 (best_loss - optimum) / optimum,
                 {"description": "(lowest trained exact loss - analytic optimum) / analytic optimum"},
             ),
             "majority_phase": (
-                ("p", "r", "density"),
+                grid,
                 majority,
                 {"description": "most common single-run label"},
             ),
-            "majority_fraction": (("p", "r", "density"), majority_fraction),
-            "agree_empirical": (("p", "r", "density"), empirical == phase),
-            "agree_majority": (("p", "r", "density"), majority == phase),
+            "majority_fraction": (grid, majority_fraction),
+            "agree_empirical": (grid, empirical == phase),
+            "agree_majority": (grid, majority == phase),
             "single_run_agreement": (
-                ("p", "r", "density"),
+                grid,
                 (label == phase[None]).mean(0),
                 {"description": "fraction of seeds whose label is the analytic phase"},
             ),
             "edge_analytic": (
-                ("p", "r"),
+                ("p", axis),
                 _edge(is_sup[phase], density),
                 {"description": "largest density at which the analytic optimum superposes (NaN: none)"},
             ),
-            "edge_empirical": (("p", "r"), _edge(is_sup[empirical], density)),
-            "edge_seed": (("seed", "p", "r"), _edge(is_sup[label], density)),
+            "edge_empirical": (("p", axis), _edge(is_sup[empirical], density)),
+            "edge_seed": (("seed", "p", axis), _edge(is_sup[label], density)),
+            "analytic_vertex_order": (
+                (*grid, "vertex"),
+                analytic_vertices,
+                {"description": "the analytic phase's polygon features counter-clockwise (-1: none)"},
+            ),
+            "seed_vertex_order": (
+                ("seed", *grid, "vertex"),
+                vertex_order,
+                {"description": "each trained model's polygon features counter-clockwise (-1: none)"},
+            ),
         },
         coords={
             "seed": seeds,
             "p": ps,
-            "r": rs,
+            axis: rs,
             "density": density,
             "hidden": np.arange(m),
             "feature": np.arange(n),
+            "vertex": np.arange(n),
             "label": labels,
         },
         attrs={
@@ -221,6 +276,7 @@ def compare_phases(
             "config": json.dumps(config.to_dict()),
             "n_features": n,
             "n_hidden": m,
+            "importance_axis": axis,
             "code_version": trained.attrs.get("code_version", "unknown"),
             "runs": str(runs),
             "superposed_labels": json.dumps([name for name, s in zip(labels, is_sup, strict=True) if s]),

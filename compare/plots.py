@@ -18,42 +18,59 @@ from theory.phase_plots import PALETTE  # noqa: E402
 _UNCLASSIFIED_COLOUR = "#000000"
 
 
+_AXIS_LABELS = {
+    "r": "relative importance r of the last feature",
+    "importance_decay": "importance decay d (importance_i = d**i)",
+}
+
+
 def plot_phase_maps(ds: xr.Dataset, out: str | Path) -> Path:
-    """One panel per p: the empirical optimum's label, analytic boundaries in black, misses marked x."""
+    """The empirical optimum's label, analytic boundaries in black, misses marked x.
+
+    One panel per p over (density, importance axis); with a single importance
+    value, one panel over (density, p).
+    """
     labels = [str(v) for v in ds.label.values]
     colours = PALETTE[: len(labels) - 1] + [_UNCLASSIFIED_COLOUR]
     cmap = ListedColormap(colours)
     norm = BoundaryNorm(np.arange(len(labels) + 1) - 0.5, len(labels))
-    ps = ds.p.values
-    fig, axes = plt.subplots(1, len(ps), figsize=(3.8 * len(ps), 3.9), squeeze=False)
-    D, R = ds.density.values, ds.r.values
-    for ax, p in zip(axes[0], ps, strict=True):
-        cell = ds.sel(p=p)
-        ax.pcolormesh(D, R, cell.empirical_phase.values, cmap=cmap, norm=norm, shading="nearest")
+    axis = ds.attrs.get("importance_axis", "r")
+    D = ds.density.values
+    if ds[axis].size > 1:
+        panels = [
+            (f"p = {p:g}", ds.sel(p=p), ds[axis].values, _AXIS_LABELS[axis], "log") for p in ds.p.values
+        ]
+    else:
+        value = float(ds[axis].values[0])
+        cell = ds.isel({axis: 0})
+        panels = [(f"{axis} = {value:g}", cell, ds.p.values, "dropout p", "linear")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels) + 0.8, 3.9), squeeze=False)
+    for ax, (title, cell, Y, ylabel, yscale) in zip(axes[0], panels, strict=True):
+        ax.pcolormesh(D, Y, cell.empirical_phase.values, cmap=cmap, norm=norm, shading="nearest")
         ax.contour(
             D,
-            R,
+            Y,
             cell.analytic_phase.values,
             levels=np.arange(len(labels) - 1) + 0.5,
             colors="k",
             linewidths=1.0,
         )
         miss = ~cell.agree_empirical.values
-        rr, dd = np.nonzero(miss)
-        ax.plot(D[dd], R[rr], "x", color="w", ms=3, mew=0.8)
+        yy, dd = np.nonzero(miss)
+        ax.plot(D[dd], Y[yy], "x", color="w", ms=3, mew=0.8)
         agree = float(cell.agree_empirical.values.mean())
-        ax.set_title(f"p = {p:g}: empirical = analytic at {agree:.0%} of cells", fontsize=8)
+        ax.set_title(f"{title}: empirical = analytic at {agree:.0%} of cells", fontsize=8)
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        ax.set_yscale(yscale)
         ax.set_xlabel("density 1 - S", fontsize=8)
-        ax.set_ylabel("relative importance r of the last feature", fontsize=7)
+        ax.set_ylabel(ylabel, fontsize=7)
         ax.tick_params(labelsize=7)
     present = sorted(set(np.unique(ds.empirical_phase.values)) | set(np.unique(ds.analytic_phase.values)))
     fig.legend(
         [Patch(color=colours[i]) for i in present] + [plt.Line2D([], [], color="k")],
         [labels[i] for i in present] + ["analytic boundary"],
         loc="upper center",
-        ncol=len(present) + 1,
+        ncol=min(len(present) + 1, 4),
         fontsize=7,
         frameon=False,
     )
@@ -64,24 +81,25 @@ def plot_phase_maps(ds: xr.Dataset, out: str | Path) -> Path:
         y=0.02,
         fontsize=8,
     )
-    fig.tight_layout(rect=(0, 0.04, 1, 0.92))
+    fig.tight_layout(rect=(0, 0.04, 1, 0.86 if len(present) > 3 else 0.92))
     return _save(fig, out)
 
 
-def plot_edge(ds: xr.Dataset, out: str | Path, r: float = 1.0) -> Path:
-    """The largest density with superposition at the r nearest `r`, against p: theory and training."""
-    j = int(np.argmin(np.abs(np.log(ds.r.values / r))))
-    r_value = float(ds.r.values[j])
+def plot_edge(ds: xr.Dataset, out: str | Path, at: float = 1.0) -> Path:
+    """The largest density with superposition at the importance value nearest `at`, against p."""
+    axis = ds.attrs.get("importance_axis", "r")
+    j = int(np.argmin(np.abs(np.log(ds[axis].values / at))))
+    value = float(ds[axis].values[j])
     ps = ds.p.values
     fig, ax = plt.subplots(figsize=(4.4, 3.4))
-    ax.plot(ps, ds.edge_analytic.isel(r=j).values, "k-o", ms=4, label="theory (optimal geometry)")
-    seeds = ds.edge_seed.isel(r=j).values  # (seed, p)
+    ax.plot(ps, ds.edge_analytic.isel({axis: j}).values, "k-o", ms=4, label="theory (optimal geometry)")
+    seeds = ds.edge_seed.isel({axis: j}).values  # (seed, p)
     for s in range(seeds.shape[0]):
         ax.plot(ps + 0.004 * (s - seeds.shape[0] / 2), seeds[s], "o", color="C1", ms=3, alpha=0.7,
                 label="single runs" if s == 0 else None)  # fmt: skip
     ax.plot(
         ps,
-        ds.edge_empirical.isel(r=j).values,
+        ds.edge_empirical.isel({axis: j}).values,
         "s",
         color="C0",
         mfc="none",
@@ -92,7 +110,7 @@ def plot_edge(ds: xr.Dataset, out: str | Path, r: float = 1.0) -> Path:
     ax.set_ylim(ds.density.values.min() * 0.8, ds.density.values.max() * 1.25)
     ax.set_xlabel("dropout p", fontsize=8)
     ax.set_ylabel("largest density with superposition", fontsize=8)
-    ax.set_title(f"where superposition first appears, r = {r_value:.3g}", fontsize=9)
+    ax.set_title(f"where superposition first appears, {axis} = {value:.3g}", fontsize=9)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7)
     fig.tight_layout()

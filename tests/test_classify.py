@@ -41,7 +41,7 @@ def _symmetry(m, rng):
 
 
 @settings(max_examples=25, deadline=None)
-@given(shape=st.sampled_from([(2, 1), (3, 2)]), index=st.integers(0, 7), seed=st.integers(0, 2**16))
+@given(shape=st.sampled_from([(2, 1), (3, 2)]), index=st.integers(0, 8), seed=st.integers(0, 2**16))
 def test_noisy_catalogue_models_are_classified_back(shape, index, seed):
     n, m = shape
     geometries = catalogue(n, m)
@@ -153,3 +153,20 @@ def test_polygons_in_any_vertex_order_are_classified_with_their_order(order):
     assert _cyclic_class(result.vertex_order) == _cyclic_class(order)
     assert result.residual["pentagon"] > RESIDUAL_MAX
     assert result.residual["pentagon, free vertices"] < 1e-9
+
+
+def test_without_dropout_any_rotation_is_a_symmetry():
+    """At p = 0 the loss sees W only through W^T W: an antipodal pair and a dedicated feature rotated by
+    20 degrees is still that geometry. With dropout the rotation changes the loss, and the aligned
+    geometry no longer fits."""
+    W = np.array([[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]])
+    b = np.array([-0.05, -0.05, 0.0])
+    angle = np.radians(20)
+    R = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    free = classify(Setup(3, 2, sparsity=0.95, p=0.0), R @ W, b)
+    assert free.label == "antipodal 0 1, dedicated 2"
+    assert free.residual["antipodal 0 1, dedicated 2"] < 1e-9
+    assert {f.feature: f.neurons for f in free.features} == {0: (0,), 1: (0,), 2: (1,)}
+    dropout = classify(Setup(3, 2, sparsity=0.95, p=0.3), R @ W, b)
+    assert dropout.residual["antipodal 0 1, dedicated 2"] > 0.1
+    assert dropout.label != "antipodal 0 1, dedicated 2"

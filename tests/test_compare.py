@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from compare.phases import _edge, _near_boundary, check_config, load_comparison, summary
+from compare.phases import _edge, _near_boundary, check_config, compare_phases, load_comparison, summary
 from sim.config import TrainConfig
 from sim.sweep import initial_weights
 from tests.cli_helpers import run_cli
 from theory import InputError
+from theory.sparsity_phase import density_diagram
 
 CONFIG = """
 [model]
@@ -42,8 +43,9 @@ def test_edge_is_the_largest_superposed_density():
 
 def test_config_must_match_the_analytic_grid():
     base = dict(n_features=2, n_hidden=1, importance=(1.0, 1.0), sparsity=(0.5,), p=(0.0,))
-    with pytest.raises(InputError, match="needs a grid over r"):
+    with pytest.raises(InputError, match="needs an importance axis"):
         check_config(TrainConfig(**base))
+    assert check_config(TrainConfig(**{**base, "importance_decay": (0.9,)})) == "importance_decay"
     with pytest.raises(InputError, match="importance all ones"):
         check_config(TrainConfig(**{**base, "importance": (1.0, 0.5), "r": (1.0,)}))
     with pytest.raises(InputError, match="no catalogue"):
@@ -95,6 +97,45 @@ def test_compare_phases_refuses_a_grid_without_r(tmp_path, capsys):
     config.write_text(CONFIG.replace("r = [0.5, 2.0]\n", ""))
     result = run_cli(capsys, "compare", "phases", str(config), "--out", str(tmp_path / "x.nc"))
     assert result.returncode == 2
-    assert "needs a grid over r" in result.stderr
+    assert "needs an importance axis" in result.stderr
     with pytest.raises(InputError, match="does not exist"):
         load_comparison(tmp_path / "nothing.nc")
+
+
+THREE_IN_TWO = """
+[model]
+n_features = 3
+n_hidden = 2
+
+[grid]
+sparsity = { density = [0.05, 0.3, 2] }
+r = [0.5, 2.0]
+p = [0.0]
+seeds = [0, 1]
+
+[train]
+steps = 4000
+"""
+
+
+def test_three_in_two_with_the_triangle_fitted_on_the_exact_loss(tmp_path):
+    """3 in 2 has a polygon (the triangle): theory's side is density_diagram per r (the same numbers as
+    running it alone), and training agrees with it where the margin is wide."""
+    config = tmp_path / "three.toml"
+    config.write_text(THREE_IN_TWO)
+    ds = compare_phases(TrainConfig.from_toml(config), tmp_path / "runs.nc", log=lambda m: None)
+    labels = list(ds.label.values)
+    assert "triangle" in labels and ds.attrs["importance_axis"] == "r"
+    for r in (0.5, 2.0):
+        alone = density_diagram(3, 2, [1.0, 1.0, r], ds.density.values, [0.0])
+        np.testing.assert_allclose(ds.analytic_loss.sel(r=r).values, alone.optimal_loss.values, rtol=1e-9)
+        np.testing.assert_array_equal(ds.analytic_phase.sel(r=r).values, alone.phase.values)
+    assert (ds.seed_loss_gap >= -1e-6).all()  # no trained model beats theory's optimum
+    # sparse: theory puts the most important feature on its own neuron (feature 2 at r = 2, feature 0
+    # at r = 0.5) and pairs the others; every trained model there is some pair and dedicated feature,
+    # in whatever rotation of the plane (a symmetry at p = 0), or the triangle
+    for r, phase in ((2.0, "antipodal 0 1, dedicated 2"), (0.5, "antipodal 1 2, dedicated 0")):
+        cell = ds.sel(p=0.0, r=r).isel(density=0)
+        assert labels[cell.analytic_phase.item()] == phase
+        for index in cell.seed_label.values:
+            assert "dedicated" in labels[index] or labels[index] == "triangle", labels[index]

@@ -247,6 +247,7 @@ def catalogue(n_features: int, n_hidden: int) -> tuple[Geometry, ...]:
             G("antipodal 0 2, ignore 1", 3, 2, (antipodal(0, 2, 0), ignore(1))),
             G("antipodal 1 2, dedicated 0", 3, 2, (dedicated(0, 0), antipodal(1, 2, 1))),
             G("antipodal 0 2, dedicated 1", 3, 2, (antipodal(0, 2, 0), dedicated(1, 1))),
+            G("antipodal 0 1, dedicated 2", 3, 2, (antipodal(0, 1, 0), dedicated(2, 1))),
             G("triangle", 3, 2, (polygon((0, 1, 2)),)),
         )
     if shape == (5, 2):
