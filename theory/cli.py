@@ -167,6 +167,12 @@ def _ratio_diagram(n, m, densities, ratios, ps, completeness, out, figure, show)
         )
 
 
+def _order(vertices) -> str:
+    """A polygon's vertex order for printing ('' for none)."""
+    vertices = [int(v) for v in vertices if v >= 0]
+    return f" [{' '.join(map(str, vertices))}]" if vertices else ""
+
+
 def _density_diagram(n, m, decay, densities, ps, completeness, out, figure, show):
     from theory.phase_plots import plot_density_diagram
     from theory.sparsity_phase import completeness as check_completeness
@@ -188,7 +194,8 @@ def _density_diagram(n, m, decay, densities, ps, completeness, out, figure, show
     names = ds.geometry.values
     for k, p_value in enumerate(ds.p.values):
         phases = " | ".join(
-            f"{d:.3g}: {names[g]}" for d, g in zip(ds.density.values, ds.phase.values[k], strict=True)
+            f"{d:.3g}: {names[g]}{_order(ds.vertex_order.values[k, i, g])}"
+            for i, (d, g) in enumerate(zip(ds.density.values, ds.phase.values[k], strict=True))
         )
         click.echo(f"p = {p_value:g} (density: phase) {phases}")
         click.echo(f"  superposition onset: density {float(ds.superposition_onset.values[k]):.3g}")

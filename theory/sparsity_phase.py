@@ -206,7 +206,7 @@ def _fit_orders(
 ) -> tuple[np.ndarray, list[list[np.ndarray]], np.ndarray]:
     """Fit every (setup, geometry, order) that has starts (start_sets[s, e, v]); per (setup, geometry):
     the least loss (S, E), its theta in the geometry's parameter order, the order's index (S, E), and
-    every fitted (s, e, v)'s theta in the geometry's parameter order."""
+    every fitted (s, e, v)'s (loss, theta in the geometry's parameter order)."""
     flat = sorted({(e, v) for _, e, v in start_sets})
     families = [group[e].family(v) for e, v in flat]
     found, thetas = fit_exact(
@@ -220,9 +220,9 @@ def _fit_orders(
         for f, (e, v) in enumerate(flat):
             if thetas[s][f] is None:
                 continue
-            each[s, e, v] = group[e].canonical(v, thetas[s][f])
+            each[s, e, v] = (found[s, f], group[e].canonical(v, thetas[s][f]))
             if found[s, f] < loss[s, e]:
-                loss[s, e], best[s, e], theta[s][e] = found[s, f], v, each[s, e, v]
+                loss[s, e], best[s, e], theta[s][e] = found[s, f], v, each[s, e, v][1]
     return loss, theta, best, each
 
 
@@ -291,7 +291,7 @@ def density_diagram(
     second_stage = list(regular_of)
     vertex_order = np.full(shape + (len(geometries), n_features), -1)
     chosen = {}  # (k, j) -> the previous cell's order index
-    last = {}  # (k, j, v) -> the last optimum found in order v
+    last = {}  # (k, j, v) -> (loss, theta) of the last optimum found in order v
     start_time = time.perf_counter()
     for i, d in enumerate(density):
         setups = [Setup(n_features, n_hidden, sparsity=1 - d, importance=importance, p=float(q)) for q in ps]
@@ -312,24 +312,30 @@ def density_diagram(
                         )
                         mine = [orders[j].in_order(v, seed)]
                         if i == 0:
-                            mine += list(starts(variants[v]))
-                        else:
-                            previous = orders[j].in_order(v, theta[k, i - 1, j, : counts[j]])
-                            mine += _warm_starts(variants[v], previous)
+                            mine += [variants[v].start(), starts(variants[v])[1]]
+                        else:  # the previous cell's optimum, its vertices moved to this order
+                            mine.append(orders[j].in_order(v, theta[k, i - 1, j, : counts[j]]))
                         start_sets[k, e, v] = mine
                         continue
+                    if i == 0:  # the block's own order from every fixed start, the others from two
+                        for v, variant in enumerate(variants):
+                            rotated = variant.start()
+                            rotated[[t.name.startswith("phi") for t in variant.parameters()]] = np.pi / 4
+                            start_sets[k, e, v] = (
+                                list(starts(variant)) if v == 0 else [variant.start(), rotated]
+                            )
+                        continue
+                    # The previous cell's best order gets the warm starts, every other order one start:
+                    # its own last optimum.
                     for v, variant in enumerate(variants):
-                        if i == 0:
-                            start_sets[k, e, v] = list(starts(variant))
-                            continue
-                        previous = orders[j].in_order(v, theta[k, i - 1, j, : counts[j]])
                         if v == chosen[k, j]:
+                            previous = orders[j].in_order(v, theta[k, i - 1, j, : counts[j]])
                             start_sets[k, e, v] = _warm_starts(variant, previous)
-                        else:  # the previous best's shape in this order; and this order's own last optimum
-                            start_sets[k, e, v] = [previous, last[k, j, v]]
+                        else:
+                            start_sets[k, e, v] = [last[k, j, v][1]]
             found, thetas, best, each = _fit_orders(group, setups, start_sets)
-            for (k, e, v), x in each.items():
-                last[k, stage[e], v] = x
+            for (k, e, v), fitted in each.items():
+                last[k, stage[e], v] = fitted
             for k in range(len(ps)):
                 for e, j in enumerate(stage):
                     losses[k, i, j] = found[k, e]
