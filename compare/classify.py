@@ -171,7 +171,9 @@ def fit(geometry: Geometry, W: np.ndarray, b: np.ndarray, rotations: bool = Fals
                 best = (residual, Q.T @ W_fit, b_fit, values, neurons, vertices)
             if rotations:
                 U, _, Vt = np.linalg.svd(W_fit @ W.T)  # the orthogonal Q minimising ||Q W - W_fit||
-                Q = U @ Vt
+                Q, previous = U @ Vt, Q
+                if np.allclose(Q, previous, atol=1e-10):
+                    break
     return best
 
 
@@ -195,7 +197,9 @@ def classify(
     if W.ndim != 2 or b.ndim != 1:
         raise InputError(f"classify takes one model: W (m, n) and b (n,); got {W.shape} and {b.shape}")
     geometries = catalogue(setup.n_features, setup.n_hidden) if geometries is None else tuple(geometries)
-    fits = [fit(g, W, b, rotations=setup.p == 0) for g in geometries]
+    # Without dropout every rotation of the hidden space is a symmetry (with one neuron: only the sign).
+    rotations = setup.p == 0 and setup.n_hidden > 1
+    fits = [fit(g, W, b, rotations=rotations) for g in geometries]
     W_fit, b_fit = np.stack([f[1] for f in fits]), np.stack([f[2] for f in fits])
     at_model = expected_loss_and_grad(setup, W, b)
     loss = float(at_model.loss)

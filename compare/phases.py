@@ -18,7 +18,9 @@ theory.sparsity_phase.candidates, and the classifier uses the same ones.
 - near_boundary: cells within one grid step of an analytic boundary;
 - the superposition edge per (p, importance): the largest density at which the
   label represents more features than there are neurons, analytic and per seed;
-- polygons' vertex orders (analytic and per seed), counter-clockwise.
+- polygons' vertex orders (analytic and per seed), counter-clockwise;
+- shapes (structure()): labels that name one shape count as one, e.g. a square
+  is two antipodal pairs, its diagonals; agreement is reported on both.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from sim.config import TrainConfig
 from sim.results import load, load_kind
 from sim.sweep import initial_weights, sweep
 from theory import InputError, Setup
-from theory.geometries import catalogue
+from theory.geometries import Geometry, catalogue
 from theory.phase import phase_diagram
 from theory.sparsity_phase import candidates, density_diagram, needs_exact
 
@@ -65,6 +67,49 @@ def superposed(names, n_hidden: int, n_features: int) -> np.ndarray:
     """For each label: does it represent more features than there are neurons?"""
     geometries = {g.name: g for g in candidates(n_features, n_hidden)}
     return np.array([name in geometries and geometries[name].represented > n_hidden for name in names])
+
+
+_POLYGON_NAMES = {3: "triangle", 5: "pentagon", 6: "hexagon"}
+
+
+def structure(geometry: Geometry | None, vertices) -> str:
+    """The shape a label and its vertex order describe, named so that equal shapes get equal names.
+
+    A square is two antipodal pairs (its diagonals, read from the vertex order), in
+    any rotation: "square, ignore 4" in order 0 1 3 2 and "antipodal 0 3 and 1 2,
+    ignore 4" are both "antipodal 0 3 and 1 2". Free vertices are the regular
+    polygon's shape with other norms. None (unclassified) gives "unclassified".
+    """
+    if geometry is None:
+        return UNCLASSIFIED
+    vertices = [int(v) for v in vertices if v >= 0]
+    pairs, parts, offset = [], [], 0
+    for block in geometry.blocks:
+        if block.kind.endswith("polygon"):
+            order = vertices[offset : offset + len(block.features)]
+            offset += len(block.features)
+            if len(order) == 4:
+                pairs += [tuple(sorted(order[0::2])), tuple(sorted(order[1::2]))]
+            else:
+                name = _POLYGON_NAMES.get(len(block.features), f"{len(block.features)}-gon")
+                parts.append(f"{name} {' '.join(map(str, sorted(block.features)))}")
+        elif block.kind == "antipodal":
+            pairs.append(tuple(sorted(block.features)))
+        elif block.kind == "dedicated":
+            parts.append(f"dedicated {block.features[0]}")
+        elif block.kind == "parallel":
+            parts.append(f"same-sign {block.features[0]} {block.features[1]}")
+    if pairs:
+        parts.insert(0, "antipodal " + " and ".join(f"{a} {b}" for a, b in sorted(pairs)))
+    return ", ".join(parts) or "ignore all"
+
+
+def _structures(labels: list[str], geometries: dict, index: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    """structure() of every cell: index (...) into labels, vertices (..., n)."""
+    out = np.empty(index.shape, dtype=object)
+    for cell in np.ndindex(*index.shape):
+        out[cell] = structure(geometries.get(labels[index[cell]]), vertices[cell])
+    return out.astype(str)
 
 
 def _near_boundary(phase: np.ndarray) -> np.ndarray:
@@ -115,7 +160,15 @@ def analytic_diagram(config: TrainConfig, density: np.ndarray, values: np.ndarra
         log(
             f"  {axis} = {value:g}: polygons fitted on the exact loss, {len(density)} densities x {len(ps)} p"
         )
-        part = density_diagram(n, m, config.importance_for(float(value)), density, ps, geometries=geometries)
+        part = density_diagram(
+            n,
+            m,
+            config.importance_for(float(value)),
+            density,
+            ps,
+            geometries=geometries,
+            progress=lambda done, total, seconds: log(f"    density {done}/{total} ({seconds:.0f} s)"),
+        )
         parts.append(part[["phase", "optimal_loss", "margin", "vertex_order"]].drop_vars(["sparsity"]))
     return xr.concat(parts, dim=xr.DataArray(values, dims=axis)).transpose("p", axis, "density", ...)
 
@@ -187,6 +240,10 @@ def compare_phases(
     analytic_vertices = np.take_along_axis(analytic.vertex_order.values, phase[..., None, None], -2)[
         ..., 0, :
     ]
+    by_name = {g.name: g for g in candidates(n, m)}
+    analytic_shape = _structures(labels, by_name, phase, analytic_vertices)
+    seed_shape = _structures(labels, by_name, label, vertex_order)
+    empirical_shape = np.take_along_axis(seed_shape, best_seed[None], 0)[0]
     grid = ("p", axis, "density")
     ds = xr.Dataset(
         {
@@ -242,6 +299,25 @@ def compare_phases(
                 grid,
                 (label == phase[None]).mean(0),
                 {"description": "fraction of seeds whose label is the analytic phase"},
+            ),
+            "analytic_structure": (
+                grid,
+                analytic_shape,
+                {
+                    "description": "the analytic phase's shape (compare.phases.structure: a square is two "
+                    "antipodal pairs, free vertices the regular shape)"
+                },
+            ),  # fmt: skip
+            "seed_structure": (("seed", *grid), seed_shape),
+            "agree_structure": (
+                grid,
+                empirical_shape == analytic_shape,
+                {"description": "the lowest-loss model has the analytic phase's shape"},
+            ),
+            "single_run_structure_agreement": (
+                grid,
+                (seed_shape == analytic_shape[None]).mean(0),
+                {"description": "fraction of seeds with the analytic phase's shape"},
             ),
             "edge_analytic": (
                 ("p", axis),
@@ -301,6 +377,8 @@ def summary(ds: xr.Dataset) -> list[dict]:
                 "agree_all": float(cell.agree_empirical.values.mean()),
                 "agree_away": float(cell.agree_empirical.values[away].mean()) if away.any() else np.nan,
                 "majority_away": float(cell.agree_majority.values[away].mean()) if away.any() else np.nan,
+                "structure_all": float(cell.agree_structure.values.mean()),
+                "structure_away": float(cell.agree_structure.values[away].mean()) if away.any() else np.nan,
                 "single_run_miss_away": float(1 - single[:, away].mean()) if away.any() else np.nan,
                 "gap_within_2pct_away": float((gap[away] <= 0.02).mean()) if away.any() else np.nan,
                 "median_gap_away": float(np.median(gap[away])) if away.any() else np.nan,
@@ -313,12 +391,14 @@ def summary(ds: xr.Dataset) -> list[dict]:
 def summary_markdown(ds: xr.Dataset) -> str:
     head = (
         "| p | cells | away from boundary | empirical agrees (all) | empirical agrees (away) | "
-        "majority agrees (away) | single runs missing (away) | loss gap <= 2% (away) | "
-        "median gap (away) | max gap (away) |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        "majority agrees (away) | same shape (all) | same shape (away) | single runs missing (away) | "
+        "loss gap <= 2% (away) | median gap (away) | max gap (away) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = [
         f"| {r['p']:g} | {r['cells']} | {r['away']} | {r['agree_all']:.1%} | {r['agree_away']:.1%} | "
-        f"{r['majority_away']:.1%} | {r['single_run_miss_away']:.1%} | {r['gap_within_2pct_away']:.1%} | "
+        f"{r['majority_away']:.1%} | {r['structure_all']:.1%} | {r['structure_away']:.1%} | "
+        f"{r['single_run_miss_away']:.1%} | {r['gap_within_2pct_away']:.1%} | "
         f"{r['median_gap_away']:.2%} | {r['max_gap_away']:.2%} |"
         for r in summary(ds)
     ]

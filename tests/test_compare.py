@@ -3,12 +3,20 @@
 import numpy as np
 import pytest
 
-from compare.phases import _edge, _near_boundary, check_config, compare_phases, load_comparison, summary
+from compare.phases import (
+    _edge,
+    _near_boundary,
+    check_config,
+    compare_phases,
+    load_comparison,
+    structure,
+    summary,
+)
 from sim.config import TrainConfig
 from sim.sweep import initial_weights
 from tests.cli_helpers import run_cli
 from theory import InputError
-from theory.sparsity_phase import density_diagram
+from theory.sparsity_phase import candidates, density_diagram
 
 CONFIG = """
 [model]
@@ -87,7 +95,9 @@ def test_compare_phases_end_to_end(tmp_path, capsys):
     assert [r["p"] for r in rows] == [0.0, 0.4]
     assert all(0 <= r["agree_all"] <= 1 for r in rows)
     text = (tmp_path / "cmp.md").read_text()
-    assert "| 0.4 |" in text and "empirical agrees" in text
+    assert "| 0.4 |" in text and "empirical agrees" in text and "same shape" in text
+    # 2 in 1 has no polygons: one shape per label, so shape agreement is label agreement
+    np.testing.assert_array_equal(ds.agree_structure.values, ds.agree_empirical.values)
     # At p = 0.4 theory says antipodal on this whole grid, and training finds it.
     assert rows[1]["agree_all"] >= 0.75
 
@@ -139,3 +149,23 @@ def test_three_in_two_with_the_triangle_fitted_on_the_exact_loss(tmp_path):
         assert labels[cell.analytic_phase.item()] == phase
         for index in cell.seed_label.values:
             assert "dedicated" in labels[index] or labels[index] == "triangle", labels[index]
+
+
+def test_structure_names_one_shape_once():
+    """A square is two antipodal pairs (its diagonals); free vertices keep the regular shape."""
+    geometries = {g.name: g for g in candidates(5, 2)}
+    square = structure(geometries["square, ignore 4"], [0, 1, 3, 2, -1])
+    assert square == structure(geometries["antipodal 0 3 and 1 2, ignore 4"], [-1] * 5)
+    assert square == structure(geometries["square, free vertices, ignore 4"], [0, 2, 3, 1, -1])
+    assert square == "antipodal 0 3 and 1 2"
+    assert structure(geometries["square, ignore 4"], [0, 1, 2, 3, -1]) == structure(
+        geometries["two antipodal, ignore 4"], [-1] * 5
+    )
+    assert structure(geometries["pentagon"], [0, 1, 4, 3, 2]) == "pentagon 0 1 2 3 4"
+    assert structure(geometries["pentagon, free vertices"], [0, 2, 1, 3, 4]) == "pentagon 0 1 2 3 4"
+    assert structure(geometries["antipodal 0 1, dedicated 2"], [-1] * 5) == "antipodal 0 1, dedicated 2"
+    assert structure(geometries["two dedicated"], [-1] * 5) == "dedicated 0, dedicated 1"
+    assert structure(None, []) == "unclassified"
+    two = {g.name: g for g in candidates(2, 1)}
+    assert structure(two["ignore all"], [-1, -1]) == "ignore all"
+    assert structure(two["same-sign pair"], [-1, -1]) == "same-sign 0 1"

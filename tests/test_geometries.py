@@ -7,7 +7,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from theory import InputError, Setup, expected_loss
-from theory.geometries import ClosedForm, Geometry, antipodal, catalogue, dedicated, geometry, ignore, polygon
+from theory.geometries import (
+    ClosedForm,
+    Geometry,
+    antipodal,
+    catalogue,
+    cyclic_orders,
+    dedicated,
+    geometry,
+    ignore,
+    polygon,
+    vertex_variants,
+    with_vertex_orders,
+)
 from theory.symbolic import density_symbols, derive_loss, importance_symbols, p_symbol
 
 FAST = [g for shape in [(2, 1), (3, 2)] for g in catalogue(*shape) if g.name != "triangle"]
@@ -182,3 +194,27 @@ def test_composite_gradient_and_hessian_are_the_exact_loss_derivatives():
         np.testing.assert_allclose(result.hess[0, k], (grad_plus - grad_minus) / (2 * step), atol=1e-6)
     # Blocks on disjoint features and neurons: no cross terms in the Hessian.
     assert np.all(result.hess[0, :2, 2:] == 0)
+
+
+def test_vertex_orders_up_to_rotation_and_reflection():
+    """(k - 1)! / 2 orders of k vertices, distinct as cycles up to reflection; the block's own first."""
+    for k, count in ((2, 1), (3, 1), (4, 3), (5, 12), (6, 60)):
+        orders = cyclic_orders(range(k))
+        assert len(orders) == count and orders[0] == tuple(range(k))
+        classes = set()
+        for order in orders:
+            rotations = {order[i:] + order[:i] for i in range(k)}
+            mirrored = {tuple(reversed(r)) for r in rotations}
+            assert not classes & (rotations | mirrored)
+            classes |= rotations | mirrored
+    assert cyclic_orders((4, 1, 2, 3))[0] == (4, 1, 2, 3)
+    pentagon = geometry("pentagon", 5, 2)
+    variants = vertex_variants(pentagon)
+    assert len(variants) == 12 and variants[0] == pentagon
+    assert {v.name for v in variants} == {"pentagon"}
+    # parameter names do not depend on the order, so thetas carry over between orders
+    assert all(v.parameters() == pentagon.parameters() for v in variants)
+    with pytest.raises(InputError, match="not an order"):
+        with_vertex_orders(pentagon, [(0, 1, 2, 3, 3)])
+    with pytest.raises(InputError, match="1 polygon block"):
+        with_vertex_orders(pentagon, [])
