@@ -9,6 +9,7 @@ from compare.phases import (
     check_config,
     compare_phases,
     load_comparison,
+    shape_family,
     structure,
     summary,
 )
@@ -169,3 +170,10 @@ def test_structure_names_one_shape_once():
     two = {g.name: g for g in candidates(2, 1)}
     assert structure(two["ignore all"], [-1, -1]) == "ignore all"
     assert structure(two["same-sign pair"], [-1, -1]) == "same-sign 0 1"
+    assert (
+        shape_family("antipodal 0 3 and 1 2") == shape_family("antipodal 0 1 and 2 3") == "2 antipodal pairs"
+    )
+    assert shape_family("pentagon 0 1 2 3 4") == "pentagon"
+    assert shape_family("dedicated 0, dedicated 1") == "2 x dedicated"
+    assert shape_family("antipodal 0 1, dedicated 2") == "1 antipodal pair, dedicated"
+    assert shape_family("dedicated 0") == shape_family("dedicated 1") != shape_family("ignore all")
