@@ -48,8 +48,11 @@ from theory.setup import Setup
 
 
 def candidates(n_features: int, n_hidden: int) -> tuple[Geometry, ...]:
-    """The catalogue and, for 5 in 2, the other pairings and the free-vertex pentagon and square."""
+    """The catalogue; for 3 in 2 also the free-vertex triangle; for 5 in 2 the other pairings and the
+    free-vertex pentagon and square."""
     geometries = catalogue(n_features, n_hidden)
+    if (n_features, n_hidden) == (3, 2):
+        geometries += (Geometry("triangle, free vertices", 3, 2, (free_polygon(range(3)),)),)
     if (n_features, n_hidden) == (5, 2):
         G = Geometry
         geometries += (
