@@ -196,12 +196,43 @@ def _from_regular(free: Orders, regular: Orders, theta: np.ndarray) -> np.ndarra
     return np.array(out, dtype=float)
 
 
+def _rotated_start(geometry: Geometry) -> np.ndarray:
+    """The default start with every polygon turned to pi / 4 (as in theory.phase.starts)."""
+    angle = np.array([t.name.startswith("phi") for t in geometry.parameters()])
+    return np.where(angle, np.pi / 4, geometry.start())
+
+
 def _warm_starts(geometry: Geometry, previous) -> list[np.ndarray]:
     """After the first cell: the previous cell's optimum, the default start, a shorter one, a rotated one."""
-    fixed = list(starts(geometry))
-    angle = np.array([t.name.startswith("phi") for t in geometry.parameters()])
-    rotated = [x for x in fixed if np.any(x[angle] != geometry.start()[angle])]
-    return [previous, geometry.start(), fixed[1]] + rotated[:1]
+    return [previous, geometry.start(), starts(geometry)[1], _rotated_start(geometry)]
+
+
+def _order_starts(orders: Orders, v_best: int | None, previous, last: dict) -> dict[int, list[np.ndarray]]:
+    """Starts per vertex order of a regular polygon geometry at one (cell, p).
+
+    At the first cell (v_best None): the block's own order from every fixed start, the others from
+    two. Later: the previous cell's best order warm-started from `previous` (its optimum, in the
+    geometry's parameter order), every other order from its own last optimum (last[v]).
+    """
+    out = {}
+    for v, variant in enumerate(orders.variants):
+        if v_best is None:
+            out[v] = list(starts(variant)) if v == 0 else [variant.start(), _rotated_start(variant)]
+        elif v == v_best:
+            out[v] = _warm_starts(variant, orders.in_order(v, previous))
+        else:
+            out[v] = [last[v]]
+    return out
+
+
+def _free_starts(free: Orders, v: int, seed, previous) -> list[np.ndarray]:
+    """Starts of a free polygon in order v: its regular counterpart's optimum `seed` (free parameter
+    order), then two fixed starts at the first cell, or the previous cell's optimum with its vertices
+    moved to this order."""
+    first = [free.in_order(v, seed)]
+    if previous is None:
+        return first + [free.variants[v].start(), starts(free.variants[v])[1]]
+    return first + [free.in_order(v, previous)]
 
 
 def _fit_orders(
@@ -209,7 +240,7 @@ def _fit_orders(
 ) -> tuple[np.ndarray, list[list[np.ndarray]], np.ndarray]:
     """Fit every (setup, geometry, order) that has starts (start_sets[s, e, v]); per (setup, geometry):
     the least loss (S, E), its theta in the geometry's parameter order, the order's index (S, E), and
-    every fitted (s, e, v)'s (loss, theta in the geometry's parameter order)."""
+    every fitted (s, e, v)'s theta in the geometry's parameter order."""
     flat = sorted({(e, v) for _, e, v in start_sets})
     families = [group[e].family(v) for e, v in flat]
     found, thetas = fit_exact(
@@ -223,9 +254,9 @@ def _fit_orders(
         for f, (e, v) in enumerate(flat):
             if thetas[s][f] is None:
                 continue
-            each[s, e, v] = (found[s, f], group[e].canonical(v, thetas[s][f]))
+            each[s, e, v] = group[e].canonical(v, thetas[s][f])
             if found[s, f] < loss[s, e]:
-                loss[s, e], best[s, e], theta[s][e] = found[s, f], v, each[s, e, v][1]
+                loss[s, e], best[s, e], theta[s][e] = found[s, f], v, each[s, e, v]
     return loss, theta, best, each
 
 
@@ -292,63 +323,44 @@ def density_diagram(
     orders = {j: Orders(geometries[j]) for j in exact}
     first_stage = [j for j in exact if j not in regular_of]
     second_stage = list(regular_of)
-    vertex_order = np.full(shape + (len(geometries), n_features), -1)
-    chosen = {}  # (k, j) -> the previous cell's order index
-    last = {}  # (k, j, v) -> (loss, theta) of the last optimum found in order v
+    order_index = np.zeros(shape + (len(geometries),), dtype=int)  # into orders[j].variants
+    last = {}  # (k, j, v) -> theta of the last optimum found in order v
     start_time = time.perf_counter()
     for i, d in enumerate(density):
         setups = [Setup(n_features, n_hidden, sparsity=1 - d, importance=importance, p=float(q)) for q in ps]
         for stage in (first_stage, second_stage):
             if not stage:
                 continue
-            group = [orders[j] for j in stage]
             start_sets = {}
             for k in range(len(ps)):
                 for e, j in enumerate(stage):
-                    variants = orders[j].variants
+                    previous = theta[k, i - 1, j, : counts[j]] if i > 0 else None
                     if j in regular_of:  # one order: the regular counterpart's best here
-                        parent = orders[regular_of[j]]
-                        vertices = vertex_order[k, i, regular_of[j]]
-                        v = orders[j].index(vertices[vertices >= 0])
-                        seed = _from_regular(
-                            orders[j], parent, theta[k, i, regular_of[j], : counts[regular_of[j]]]
-                        )
-                        mine = [orders[j].in_order(v, seed)]
-                        if i == 0:
-                            mine += [variants[v].start(), starts(variants[v])[1]]
-                        else:  # the previous cell's optimum, its vertices moved to this order
-                            mine.append(orders[j].in_order(v, theta[k, i - 1, j, : counts[j]]))
-                        start_sets[k, e, v] = mine
+                        r = regular_of[j]
+                        v = orders[j].index(orders[r].vertices(order_index[k, i, r]))
+                        seed = _from_regular(orders[j], orders[r], theta[k, i, r, : counts[r]])
+                        start_sets[k, e, v] = _free_starts(orders[j], v, seed, previous)
                         continue
-                    if i == 0:  # the block's own order from every fixed start, the others from two
-                        for v, variant in enumerate(variants):
-                            rotated = variant.start()
-                            rotated[[t.name.startswith("phi") for t in variant.parameters()]] = np.pi / 4
-                            start_sets[k, e, v] = (
-                                list(starts(variant)) if v == 0 else [variant.start(), rotated]
-                            )
-                        continue
-                    # The previous cell's best order gets the warm starts, every other order one start:
-                    # its own last optimum.
-                    for v, variant in enumerate(variants):
-                        if v == chosen[k, j]:
-                            previous = orders[j].in_order(v, theta[k, i - 1, j, : counts[j]])
-                            start_sets[k, e, v] = _warm_starts(variant, previous)
-                        else:
-                            start_sets[k, e, v] = [last[k, j, v][1]]
-            found, thetas, best, each = _fit_orders(group, setups, start_sets)
-            for (k, e, v), fitted in each.items():
-                last[k, stage[e], v] = fitted
+                    own = {v: last[k, j, v] for v in range(len(orders[j].variants)) if (k, j, v) in last}
+                    v_best = order_index[k, i - 1, j] if i > 0 else None
+                    for v, x in _order_starts(orders[j], v_best, previous, own).items():
+                        start_sets[k, e, v] = x
+            found, thetas, best, each = _fit_orders([orders[j] for j in stage], setups, start_sets)
+            for (k, e, v), x in each.items():
+                last[k, stage[e], v] = x
             for k in range(len(ps)):
                 for e, j in enumerate(stage):
                     losses[k, i, j] = found[k, e]
                     theta[k, i, j, : counts[j]] = thetas[k][e]
-                    chosen[k, j] = best[k, e]
-                    vertices = orders[j].vertices(best[k, e])
-                    vertex_order[k, i, j, : len(vertices)] = vertices
+                    order_index[k, i, j] = best[k, e]
         if progress is not None:
             progress(i + 1, len(density), time.perf_counter() - start_time)
 
+    vertex_order = np.full(shape + (len(geometries), n_features), -1)
+    for j in exact:
+        for index in np.ndindex(*shape):
+            vertices = orders[j].vertices(order_index[index + (j,)])
+            vertex_order[index + (j, slice(0, len(vertices)))] = vertices
     phase, runner_up, margin = _rank(losses, counts)
     W_opt = np.empty(shape + (n_hidden, n_features))
     b_opt = np.empty(shape + (n_features,))
@@ -356,8 +368,7 @@ def density_diagram(
         g = int(phase[index])
         x = theta[index][g, : counts[g]]
         if g in orders:
-            vertices = vertex_order[index][g]
-            v = orders[g].index(vertices[vertices >= 0])
+            v = order_index[index + (g,)]
             W, b, _ = orders[g].family(v)(orders[g].in_order(v, x))
         else:
             W, b, _ = Family(geometries[g])(x)
