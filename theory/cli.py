@@ -83,10 +83,11 @@ def _range(name: str, text: str) -> tuple[float, float]:
 @group.command("phase-diagram")
 @click.option(
     "--problem",
-    type=click.Choice(["2x1", "3x2", "5x2"]),
+    type=click.Choice(["2x1", "3x2", "5x2", "20x5"]),
     default="2x1",
     show_default=True,
-    help="n features x m hidden. 2x1 and 3x2: a (density, r) diagram per p; 5x2: one (density, p) diagram.",
+    help="n features x m hidden. 2x1 and 3x2: a (density, r) diagram per p; 5x2: one (density, p) "
+    "diagram; 20x5: one (density, p) diagram of composites of blocks (theory.composite_phase).",
 )
 @click.option("--density", "density_range", default="0.01:1", show_default=True, help="LOW:HIGH, log-spaced.")
 @click.option(
@@ -97,7 +98,17 @@ def _range(name: str, text: str) -> tuple[float, float]:
     help="2x1, 3x2: relative importance of the last feature, LOW:HIGH, log-spaced.",
 )
 @click.option(
-    "--decay", type=float, default=0.9, show_default=True, help="5x2: importance of feature i is DECAY**i."
+    "--decay",
+    type=float,
+    default=None,
+    help="5x2, 20x5: importance of feature i is DECAY**i [default: 5x2 0.9, 20x5 0.7 (the TMS article)].",
+)
+@click.option(
+    "--max-polygon",
+    type=int,
+    default=5,
+    show_default=True,
+    help="20x5: the largest k-gon block (3 to 6; 2: none); each k is one (k, 2) diagram, every vertex order.",
 )
 @click.option(
     "--points", type=int, default=None, help="Grid points per axis [default: 60; 5x2: 12 densities]."
@@ -114,16 +125,20 @@ def _range(name: str, text: str) -> tuple[float, float]:
 )
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="netCDF file to write.")
 @click.option("--figure", type=click.Path(dir_okay=False), default=None, help="PNG (default: OUT with .png).")
-def phase_diagram_command(problem, density_range, r_range, decay, points, p, completeness, out, figure):
+def phase_diagram_command(
+    problem, density_range, r_range, decay, max_polygon, points, p, completeness, out, figure
+):
     """Analytic phase diagram: the catalogue's optimal geometry at every cell, every parameter optimised."""
     import sys
     from pathlib import Path
 
     n, m = (int(v) for v in problem.split("x"))
-    points = (12 if problem == "5x2" else 60) if points is None else points
+    by_density = problem in ("5x2", "20x5")
+    points = (12 if by_density else 60) if points is None else points
     if points < 2:
         raise InputError(f"--points = {points} is not allowed; it must be at least 2")
     p = ("0,0.1,0.2,0.3,0.4,0.5" if problem == "5x2" else "0,0.15,0.4") if p is None else p
+    decay = (0.7 if problem == "20x5" else 0.9) if decay is None else decay
     densities = np.geomspace(*_range("density", density_range), points)
     if densities.max() > 1:
         raise InputError(f"--density = {density_range!r}: a density is at most 1")
@@ -131,7 +146,11 @@ def phase_diagram_command(problem, density_range, r_range, decay, points, p, com
     show = sys.stderr.isatty()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if problem == "5x2":
+    if problem == "20x5":
+        if completeness:
+            raise InputError("--completeness needs the exact loss over all W, b: 2x1, 3x2 and 5x2 only")
+        _composite_diagram(n, m, decay, max_polygon, densities, ps, out, figure, show)
+    elif problem == "5x2":
         _density_diagram(n, m, decay, densities, ps, completeness, out, figure, show)
     else:
         _ratio_diagram(
@@ -206,4 +225,31 @@ def _density_diagram(n, m, decay, densities, ps, completeness, out, figure, show
             click.echo(
                 f"completeness p = {ds.p.values[k]:g}, density {ds.density.values[i]:.3g}: catalogue "
                 f"{best:.8g}, exact minimum {exact:.8g} ({(best - exact) / exact:+.2e} relative) {flag}"
+            )
+
+
+def _composite_diagram(n, m, decay, max_polygon, densities, ps, out, figure, show):
+    from theory.composite_phase import composite_diagram
+    from theory.phase_plots import plot_density_diagram
+
+    def progress(shape, seconds):
+        if show:
+            click.echo(f"  {shape} blocks fitted ({seconds:.0f} s)", err=True)
+
+    ds = composite_diagram(n, m, decay, densities, ps, max_polygon=max_polygon, progress=progress)
+    ds.to_netcdf(out)
+    figure = plot_density_diagram(ds, figure or out.with_suffix(".png"))
+    click.echo(f"wrote {out} and {figure}")
+    click.echo(f"assumptions: {ds.attrs['assumptions']}")
+    names = ds.geometry.values
+    for k, p_value in enumerate(ds.p.values):
+        click.echo(
+            f"p = {p_value:g}: superposition onset density {float(ds.superposition_onset.values[k]):.3g}"
+        )
+        for i, d in enumerate(ds.density.values):
+            click.echo(
+                f"  density {d:.3g}: {names[ds.phase.values[k, i]]} ({int(ds.represented.values[k, i])} "
+                f"features, {float(ds.dimensions_per_feature.values[k, i]):.3g} dims/feature; runner-up "
+                f"{names[ds.runner_up.values[k, i]]} +{float(ds.margin.values[k, i]):.2g}): "
+                f"{ds.composite.values[k, i]}"
             )

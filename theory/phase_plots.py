@@ -71,15 +71,18 @@ def plot_phase_diagram(ds: xr.Dataset, out: str | Path) -> Path:
 
 
 def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:
-    """A (density, p) diagram (theory.sparsity_phase): phase map, features represented, angle to neurons."""
+    """A (density, p) diagram (theory.sparsity_phase, theory.composite_phase): phase map, features
+    represented, angle to neurons. Colours go to the phases present, in index order."""
     names = [str(g) for g in ds.geometry.values]
-    cmap = ListedColormap(PALETTE[: len(names)])
-    norm = BoundaryNorm(np.arange(len(names) + 1) - 0.5, len(names))
+    present = np.unique(ds.phase.values)
+    colours = [PALETTE[i % len(PALETTE)] for i in range(len(present))]
+    cmap = ListedColormap(colours)
+    norm = BoundaryNorm(np.arange(len(present) + 1) - 0.5, len(present))
     ps, D = ds.p.values, ds.density.values
     rows = np.arange(len(ps))
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     ax = axes[0]
-    ax.pcolormesh(D, rows, ds.phase.values, cmap=cmap, norm=norm, shading="nearest")
+    ax.pcolormesh(D, rows, np.searchsorted(present, ds.phase.values), cmap=cmap, norm=norm, shading="nearest")
     onset = ds.superposition_onset.values
     ax.plot(onset, rows, "kx", ms=7, label="superposition onset")
     ax.set_yticks(rows, [f"{p:g}" for p in ps])
@@ -100,19 +103,30 @@ def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:
         ax.set_xlabel("density 1 - S", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[1].legend(fontsize=7)
-    importance = ", ".join(f"{v:.3g}" for v in ds.importance.values)
-    title = f"{n} features in {m} dims, importance ({importance}), every parameter optimised"
-    return _legend_title_save(fig, ds, names, ncol=4, title=title, top=0.88, out=out)
+    if "decay" in ds.attrs:
+        importance = f"importance {float(ds.attrs['decay']):g}**i"
+    else:
+        importance = "importance (" + ", ".join(f"{v:.3g}" for v in ds.importance.values) + ")"
+    title = f"{n} features in {m} dims, {importance}, every parameter optimised"
+    legend = ([names[i] for i in present], colours)
+    return _legend_title_save(fig, ds, legend, ncol=4, title=title, top=0.88, out=out)
 
 
 def _legend_title_save(fig, ds: xr.Dataset, names, ncol, title: str, top: float, out) -> Path:
-    """Legend of the phases present (at most ncol columns), title below, PNG written to out."""
-    present = sorted(set(np.unique(ds.phase.values).tolist()))
+    """Legend of the phases present (at most ncol columns), title below, PNG written to out.
+
+    names: every geometry's name (coloured PALETTE[index]), or (labels, colours) of the present ones.
+    """
+    if isinstance(names, tuple):
+        labels, colours = names
+    else:
+        present = sorted(set(np.unique(ds.phase.values).tolist()))
+        labels, colours = [names[i] for i in present], [PALETTE[i] for i in present]
     fig.legend(
-        [Patch(color=PALETTE[i]) for i in present],
-        [names[i] for i in present],
+        [Patch(color=c) for c in colours],
+        labels,
         loc="upper center",
-        ncol=len(present) if ncol is None else min(len(present), ncol),
+        ncol=len(labels) if ncol is None else min(len(labels), ncol),
         fontsize=8,
         frameon=False,
     )

@@ -362,17 +362,9 @@ def density_diagram(
             vertices = orders[j].vertices(order_index[index + (j,)])
             vertex_order[index + (j, slice(0, len(vertices)))] = vertices
     phase, runner_up, margin = _rank(losses, counts)
-    W_opt = np.empty(shape + (n_hidden, n_features))
-    b_opt = np.empty(shape + (n_features,))
-    for index in np.ndindex(*shape):
-        g = int(phase[index])
-        x = theta[index][g, : counts[g]]
-        if g in orders:
-            v = order_index[index + (g,)]
-            W, b, _ = orders[g].family(v)(orders[g].in_order(v, x))
-        else:
-            W, b, _ = Family(geometries[g])(x)
-        W_opt[index], b_opt[index] = W[0], b[0]
+    W_each, b_each = _optima(geometries, orders, theta, order_index, counts)
+    W_opt = np.take_along_axis(W_each, phase[..., None, None, None], 2)[:, :, 0]
+    b_opt = np.take_along_axis(b_each, phase[..., None, None], 2)[:, :, 0]
     cells = [
         Setup(n_features, n_hidden, sparsity=1 - d, importance=importance, p=float(q))
         for q in ps
@@ -431,6 +423,16 @@ def density_diagram(
                 },
             ),
             "W": (("p", "density", "hidden", "feature"), W_opt),
+            "geometry_W": (
+                ("p", "density", "geometry", "hidden", "feature"),
+                W_each,
+                {"description": "each geometry's optimal W (W is the phase's)"},
+            ),
+            "geometry_b": (
+                ("p", "density", "geometry", "feature"),
+                b_each,
+                {"description": "each geometry's optimal b"},
+            ),
             "b": (("p", "density", "feature"), b_opt),
             "represented": (
                 ("p", "density"),
@@ -476,6 +478,32 @@ def density_diagram(
             ),
         },
     )
+
+
+def _optima(geometries, orders: dict, theta: np.ndarray, order_index: np.ndarray, counts) -> tuple:
+    """Every geometry's optimal W (P, D, G, m, n) and b (P, D, G, n) from its fitted parameters
+    (polygon geometries in each cell's best vertex order)."""
+    P, D, G = theta.shape[:3]
+    m, n = geometries[0].n_hidden, geometries[0].n_features
+    W = np.full((P, D, G, m, n), np.nan)
+    b = np.full((P, D, G, n), np.nan)
+    for g, geometry in enumerate(geometries):
+        x = theta[:, :, g, : counts[g]]
+        if g not in orders:
+            W[:, :, g], b[:, :, g], _ = _reshaped(Family(geometry), x)
+            continue
+        for v in np.unique(order_index[:, :, g]):
+            cells = order_index[:, :, g] == v
+            Wv, bv, _ = orders[g].family(v)(np.stack([orders[g].in_order(v, t) for t in x[cells]]))
+            W[cells, g], b[cells, g] = Wv, bv
+    return W, b
+
+
+def _reshaped(family: Family, x: np.ndarray):
+    """family at thetas (..., P), shaped back to the leading dimensions."""
+    W, b, jac = family(x.reshape(-1, x.shape[-1]))
+    lead = x.shape[:-1]
+    return W.reshape(lead + W.shape[1:]), b.reshape(lead + b.shape[1:]), jac
 
 
 def superposition_onset(density: np.ndarray, represented: np.ndarray, n_hidden: int) -> np.ndarray:
