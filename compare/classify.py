@@ -37,7 +37,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from theory import InputError, Setup, expected_loss, expected_loss_and_grad
-from theory.geometries import Geometry, catalogue, polygon_blocks, with_vertex_orders
+from theory.geometries import (
+    Geometry,
+    catalogue,
+    counter_clockwise,
+    polygon_blocks,
+    polygon_vertices,
+    with_vertex_orders,
+)
 from theory.phase import closed_form
 
 UNCLASSIFIED = "unclassified"
@@ -45,6 +52,11 @@ UNCLASSIFIED = "unclassified"
 RESIDUAL_MAX = 0.15
 #: ... and replacing the model by the fit raises the exact loss by at most this, relative.
 EXCESS_MAX = 1e-3
+#: A polygon with free angles fits every placement of its features in a plane, so it is a k-gon only
+#: when every vertex is there (norm at least this times the block's largest) ...
+IRREGULAR_NORM_MIN = 0.25
+#: ... and no two vertices point the same way (at least this many degrees apart).
+IRREGULAR_ANGLE_MIN = 15.0
 #: A represented feature whose bias is above this shares its representation with the bias.
 BIAS_SHARING_MIN = 0.01
 
@@ -106,6 +118,12 @@ def _fit_block_params(geometry: Geometry, W: np.ndarray, b: np.ndarray) -> dict[
             for sign, f in zip(signs, block.features, strict=False):
                 values[f"w_{f}"] = max(sign * W[k, f], 0.0)
                 values[f"b_{f}"] = b[f]
+        elif block.kind == "irregular polygon":  # every vertex its own norm, angle and bias
+            k1, k2 = block.neurons
+            for f in block.features:
+                values[f"r_{f}"] = float(np.hypot(W[k1, f], W[k2, f]))
+                values[f"phi_{f}"] = float(np.arctan2(W[k2, f], W[k1, f]))
+                values[f"b_{f}"] = b[f]
         else:  # a polygon, its vertices in the block's order counter-clockwise
             k1, k2 = block.neurons
             count = len(block.features)
@@ -128,13 +146,7 @@ def _fit_block_params(geometry: Geometry, W: np.ndarray, b: np.ndarray) -> dict[
 def _counter_clockwise(geometry: Geometry, W: np.ndarray) -> Geometry:
     """The geometry with each polygon's vertices in the order of W's columns counter-clockwise from
     the block's first feature (the vertex order is read off the model, not fixed by the catalogue)."""
-    orders = []
-    for i in polygon_blocks(geometry):
-        block = geometry.blocks[i]
-        k1, k2 = block.neurons
-        angle = {f: np.arctan2(W[k2, f], W[k1, f]) for f in block.features}
-        first = block.features[0]
-        orders.append(sorted(block.features, key=lambda f: (angle[f] - angle[first]) % (2 * np.pi)))
+    orders = [counter_clockwise(geometry.blocks[i], W) for i in polygon_blocks(geometry)]
     return with_vertex_orders(geometry, orders) if orders else geometry
 
 
@@ -166,7 +178,7 @@ def fit(geometry: Geometry, W: np.ndarray, b: np.ndarray, rotations: bool = Fals
             W_fit, b_fit = closed.numeric_W_b([values[t.name] for t in closed.parameters()])
             residual = np.sqrt(np.sum((framed - W_fit) ** 2) + np.sum((b - b_fit) ** 2)) / scale
             if best is None or residual < best[0]:
-                vertices = tuple(f for i in polygon_blocks(ordered) for f in ordered.blocks[i].features)
+                vertices = tuple(polygon_vertices(ordered, framed))
                 neurons = tuple(int(k) for k in np.abs(Q).argmax(1))
                 best = (residual, Q.T @ W_fit, b_fit, values, neurons, vertices)
             if rotations:
@@ -175,6 +187,22 @@ def fit(geometry: Geometry, W: np.ndarray, b: np.ndarray, rotations: bool = Fals
                 if np.allclose(Q, previous, atol=1e-10):
                     break
     return best
+
+
+def _degenerate(geometry: Geometry, W: np.ndarray) -> bool:
+    """Whether an irregular polygon block of the fit is no k-gon: a vertex missing or two coinciding."""
+    for block in geometry.blocks:
+        if block.kind != "irregular polygon":
+            continue
+        columns = W[:, list(block.features)]
+        norms = np.linalg.norm(columns, axis=0)
+        if norms.min() < IRREGULAR_NORM_MIN * norms.max():
+            return True
+        unit = columns / norms
+        cosines = np.clip(unit.T @ unit, -1.0, 1.0)[np.triu_indices(len(block.features), 1)]
+        if np.degrees(np.arccos(cosines)).min() < IRREGULAR_ANGLE_MIN:
+            return True
+    return False
 
 
 def _angle_to_neuron(column: np.ndarray) -> float:
@@ -213,6 +241,7 @@ def classify(
     residual = np.array([f[0] for f in fits])
     # How far past its thresholds each geometry is: <= 1 fits.
     badness = np.maximum(residual / residual_max, np.maximum(excess, 0.0) / excess_max)
+    badness = np.where([_degenerate(g, W_fit[i]) for i, g in enumerate(geometries)], np.inf, badness)
     counts = np.array([len(g.parameters()) for g in geometries])
     represented = np.array([g.represented for g in geometries])
     fitting = np.flatnonzero(badness <= 1.0)
@@ -239,7 +268,9 @@ def classify(
             for f in block.features:
                 roles[f] = (role, neurons)
             if is_polygon and np.isnan(rotation):
-                rotation = float(np.degrees(params[f"phi_{block.label}"]))
+                # a regular or free polygon's phi; an irregular one's first vertex
+                phi = params.get(f"phi_{block.label}", params.get(f"phi_{block.features[0]}"))
+                rotation = float(np.degrees(phi))
     features = tuple(
         FeatureRole(
             feature=f,

@@ -78,8 +78,9 @@ def structure(geometry: Geometry | None, vertices) -> str:
 
     A square is two antipodal pairs (its diagonals, read from the vertex order), in
     any rotation: "square, ignore 4" in order 0 1 3 2 and "antipodal 0 3 and 1 2,
-    ignore 4" are both "antipodal 0 3 and 1 2". Free vertices are the regular
-    polygon's shape with other norms. None (unclassified) gives "unclassified".
+    ignore 4" are both "antipodal 0 3 and 1 2". Free vertices (and free angles)
+    keep the regular polygon's shape name: the same features around the plane. None
+    (unclassified) gives "unclassified".
     """
     if geometry is None:
         return UNCLASSIFIED
@@ -324,7 +325,7 @@ def compare_phases(
                 analytic_shape,
                 {
                     "description": "the analytic phase's shape (compare.phases.structure: a square is two "
-                    "antipodal pairs, free vertices the regular shape)"
+                    "antipodal pairs, free vertices or angles the regular shape)"
                 },
             ),  # fmt: skip
             "seed_structure": (("seed", *grid), seed_shape),

@@ -170,3 +170,26 @@ def test_without_dropout_any_rotation_is_a_symmetry():
     dropout = classify(Setup(3, 2, sparsity=0.95, p=0.3), R @ W, b)
     assert dropout.residual["antipodal 0 1, dedicated 2"] > 0.1
     assert dropout.label != "antipodal 0 1, dedicated 2"
+
+
+def test_an_irregular_triangle_is_a_triangle_with_free_angles_a_degenerate_one_is_not():
+    """3 in 2 under dropout: the isosceles optimum (angles -25, 115, -135 degrees) is the triangle with free
+    angles, up to the neuron symmetries; with two vertices together, or one missing, it is no triangle."""
+    setup = Setup(3, 2, sparsity=0.877, importance=[1.0, 1.0, 1.26], p=0.4)
+    angles = np.radians([-25.2, 115.2, -135.0])
+    W = np.array([0.808, 0.808, 0.836]) * np.stack([np.cos(angles), np.sin(angles)])
+    b = np.array([0.022, 0.022, 0.013])
+    rng = np.random.default_rng(3)
+    result = classify(setup, _symmetry(2, rng) @ W, b, geometries=candidates(3, 2))
+    assert result.label == "triangle, free angles", (result.residual, result.loss_excess)
+    assert all(f.role == "3-gon" for f in result.features)
+    assert sorted(result.vertex_order) == [0, 1, 2]
+    for broken in ([-25.2, -20.0, -135.0], None):
+        W_bad = W.copy()
+        if broken is None:
+            W_bad[:, 1] *= 0.1  # feature 1 nearly gone
+        else:
+            W_bad = 0.8 * np.stack([np.cos(np.radians(broken)), np.sin(np.radians(broken))])
+        result = classify(setup, W_bad, b, geometries=candidates(3, 2))
+        assert result.label != "triangle, free angles"
+        assert result.residual["triangle, free angles"] < 1e-9  # it fits, but is no triangle

@@ -174,3 +174,24 @@ def test_five_in_two_command_writes_dataset_and_figure(capsys, tmp_path):
     assert bool(ds.missing_phase.sel(density=1.0, p=0.4))
     assert "MISSING PHASE" in result.stdout
     assert (tmp_path / "pd.png").stat().st_size > 10_000
+
+
+def test_three_in_two_under_dropout_the_optimal_triangle_is_isosceles():
+    """p = 0.4, importance (1, 1, 1.26), density 0.123: freeing the triangle's angles beats free norms and
+    biases by about 1%, and an 8-start minimisation over all of W and b. The optimum is symmetric in the
+    two equal features, and the important one sits on the diagonal between the neurons."""
+    names = ("triangle", "triangle, free vertices", "triangle, free angles")
+    geometries = tuple(g for g in candidates(3, 2) if g.name in names)
+    importance = [1.0, 1.0, 1.26]
+    ds = density_diagram(3, 2, importance, [0.123], [0.4], geometries=geometries)
+    assert ds.geometry.values[ds.phase.values[0, 0]] == "triangle, free angles"
+    losses = ds.loss.values[0, 0]
+    assert losses[2] < losses[1] * (1 - 5e-3) and losses[1] <= losses[0]
+    np.testing.assert_allclose(ds.exact_loss, ds.optimal_loss, rtol=1e-10)
+    setup = Setup(3, 2, sparsity=1 - 0.123, importance=importance, p=0.4)
+    assert losses[2] <= minimize_loss(setup, n_starts=8).loss * (1 + 1e-6)
+    W = ds.W.values[0, 0]
+    norms = np.linalg.norm(W, axis=0)
+    assert norms[0] == pytest.approx(norms[1], rel=1e-4)
+    assert max_angle_to_neuron(W[:, [2]])[()] == pytest.approx(45.0, abs=0.5)
+    assert sorted(ds.vertex_order.sel(geometry="triangle, free angles").values[0, 0, :3]) == [0, 1, 2]

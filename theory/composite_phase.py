@@ -13,7 +13,8 @@ So one fit per block shape gives every composite of every size:
 
 - shapes: dedicated (1 feature, 1 neuron); pair (2 on 1: antipodal or
   same-sign); k-gon for k = 3..max_polygon in a plane of 2 neurons (regular
-  in every vertex order, or free norms and biases per vertex), each fitted by
+  in every vertex order, free norms and biases per vertex, or free angles
+  too), each fitted by
   theory.sparsity_phase.density_diagram on features 0..k-1 (importance
   decay**i), the best kind per cell kept;
 - structures: every multiset of shapes on at most m neurons and n features;
@@ -38,7 +39,16 @@ import numpy as np
 import xarray as xr
 
 from theory.errors import InputError
-from theory.geometries import Geometry, antipodal, dedicated, free_polygon, ignore, parallel, polygon
+from theory.geometries import (
+    Geometry,
+    antipodal,
+    dedicated,
+    free_polygon,
+    ignore,
+    irregular_polygon,
+    parallel,
+    polygon,
+)
 from theory.loss import MAX_EXACT_FEATURES, expected_loss_and_grad_many
 from theory.phase import TIE, _rank
 from theory.setup import Setup
@@ -71,6 +81,7 @@ class Shape:
         return (
             G(name, k, 2, (polygon(range(k)),)),
             G(f"{name}, free vertices", k, 2, (free_polygon(range(k)),)),
+            G(f"{name}, free angles", k, 2, (irregular_polygon(range(k)),)),
         )
 
 

@@ -12,7 +12,12 @@ A geometry is a composite of blocks, each on its own features and neurons:
   shared norm r, shared bias, and the angle phi of its first vertex from
   neuron k1 (with dropout the loss depends on phi: the privileged basis);
 - free_polygon(features, (k1, k2)): the same angles, but each vertex its own
-  norm r_f and bias b_f (features of unequal importance).
+  norm r_f and bias b_f (features of unequal importance);
+- irregular_polygon(features, (k1, k2)): each vertex its own angle phi_f too
+  (every placement of these features in the plane; under dropout the optimal
+  triangle of 3 in 2 is isosceles, not equilateral). It has no vertex order
+  of its own: fitted from a free polygon's optimum, its order is read off W
+  (counter_clockwise).
 
 ClosedForm(geometry) gives the loss from theory.symbolic, one regime at a
 time: each evaluation checks the regime's conditions, and a point outside
@@ -32,7 +37,7 @@ from theory.loss import expected_loss
 from theory.setup import Setup
 from theory.symbolic import RegimeLoss, density_symbols, derive_loss, importance_symbols, p_symbol
 
-BLOCK_KINDS = ("ignore", "dedicated", "antipodal", "parallel", "polygon", "free polygon")
+BLOCK_KINDS = ("ignore", "dedicated", "antipodal", "parallel", "polygon", "free polygon", "irregular polygon")
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,10 @@ def polygon(features, neurons=(0, 1)) -> Block:
 
 def free_polygon(features, neurons=(0, 1)) -> Block:
     return Block("free polygon", tuple(features), tuple(neurons))
+
+
+def irregular_polygon(features, neurons=(0, 1)) -> Block:
+    return Block("irregular polygon", tuple(features), tuple(neurons))
 
 
 @dataclass(frozen=True)
@@ -162,6 +171,15 @@ def _block_parts(blocks, n, m):
                 W[k2, f] = r * sp.sin(angle)
                 b[f] = bias
             params.extend([r, bias, phi])
+        elif block.kind == "irregular polygon":
+            k1, k2 = block.neurons
+            for f in block.features:
+                r = sp.Symbol(f"r_{f}", positive=True)
+                angle = sp.Symbol(f"phi_{f}", real=True)
+                W[k1, f] = r * sp.cos(angle)
+                W[k2, f] = r * sp.sin(angle)
+                b[f] = sp.Symbol(f"b_{f}", real=True)
+                params.extend([r, b[f], angle])
         else:  # free polygon
             k1, k2 = block.neurons
             phi = sp.Symbol(f"phi_{block.label}", real=True)
@@ -195,8 +213,29 @@ def cyclic_orders(features) -> list[tuple[int, ...]]:
 
 
 def polygon_blocks(geometry: Geometry) -> list[int]:
-    """Indices of the geometry's polygon blocks (regular or free)."""
-    return [i for i, block in enumerate(geometry.blocks) if block.kind.endswith("polygon")]
+    """Indices of the geometry's polygon blocks with a vertex order (regular or free; an irregular
+    polygon's order is wherever its angles put the vertices)."""
+    return [i for i, block in enumerate(geometry.blocks) if block.kind in ("polygon", "free polygon")]
+
+
+def counter_clockwise(block: Block, W: np.ndarray) -> tuple[int, ...]:
+    """A planar block's features in the order of W's columns counter-clockwise from its first feature."""
+    k1, k2 = block.neurons
+    angle = {f: np.arctan2(W[k2, f], W[k1, f]) for f in block.features}
+    first = block.features[0]
+    return tuple(sorted(block.features, key=lambda f: (angle[f] - angle[first]) % (2 * np.pi)))
+
+
+def polygon_vertices(geometry: Geometry, W: np.ndarray) -> list[int]:
+    """The polygon blocks' features in vertex order, one block after another: a regular or free
+    polygon's in its block's order, an irregular one's read off W (counter-clockwise)."""
+    out = []
+    for block in geometry.blocks:
+        if block.kind in ("polygon", "free polygon"):
+            out += block.features
+        elif block.kind == "irregular polygon":
+            out += counter_clockwise(block, W) if np.isfinite(W).all() else block.features
+    return [int(f) for f in out]
 
 
 def with_vertex_orders(geometry: Geometry, orders) -> Geometry:

@@ -14,10 +14,14 @@ regimes, each costly to derive, so here the geometries split two ways:
   starts from a few fixed starts and from the previous cell's optimum.
 
 For 5 in 2 the candidates are the catalogue, the other two ways of pairing
-features 0-3 into two antipodal pairs, and the pentagon and square with a
-free norm and bias per vertex (features of unequal importance make the
-optimum irregular). The phase is the geometry of least loss (ties within
-theory.phase.TIE go to the fewest parameters), with the runner-up and the
+features 0-3 into two antipodal pairs, the pentagon and square with a free
+norm and bias per vertex (features of unequal importance), and the pentagon
+with free angles too; for 3 in 2 the triangle with free vertices and with
+free angles (under dropout the optimal triangle is isosceles: the more
+important feature moves towards the diagonal between the neurons).
+
+The phase is the geometry of least loss (ties within theory.phase.TIE go to
+the fewest parameters), with the runner-up and the
 margin; the winner's (W, b) is scored by theory.expected_loss in every cell.
 """
 
@@ -38,7 +42,9 @@ from theory.geometries import (
     catalogue,
     free_polygon,
     ignore,
+    irregular_polygon,
     polygon_blocks,
+    polygon_vertices,
     vertex_variants,
 )
 from theory.loss import expected_loss_and_grad_many
@@ -48,17 +54,22 @@ from theory.setup import Setup
 
 
 def candidates(n_features: int, n_hidden: int) -> tuple[Geometry, ...]:
-    """The catalogue; for 3 in 2 also the free-vertex triangle; for 5 in 2 the other pairings and the
-    free-vertex pentagon and square."""
+    """The catalogue; for 3 in 2 also the triangle with free vertices (norms, biases) and with free
+    angles; for 5 in 2 the other pairings, the pentagon with free vertices and free angles, and the
+    square with free vertices."""
     geometries = catalogue(n_features, n_hidden)
     if (n_features, n_hidden) == (3, 2):
-        geometries += (Geometry("triangle, free vertices", 3, 2, (free_polygon(range(3)),)),)
+        geometries += (
+            Geometry("triangle, free vertices", 3, 2, (free_polygon(range(3)),)),
+            Geometry("triangle, free angles", 3, 2, (irregular_polygon(range(3)),)),
+        )
     if (n_features, n_hidden) == (5, 2):
         G = Geometry
         geometries += (
             G("antipodal 0 1 and 2 3, ignore 4", 5, 2, (antipodal(0, 1, 0), antipodal(2, 3, 1), ignore(4))),
             G("antipodal 0 3 and 1 2, ignore 4", 5, 2, (antipodal(0, 3, 0), antipodal(1, 2, 1), ignore(4))),
             G("pentagon, free vertices", 5, 2, (free_polygon(range(5)),)),
+            G("pentagon, free angles", 5, 2, (irregular_polygon(range(5)),)),
             G("square, free vertices, ignore 4", 5, 2, (free_polygon(range(4)), ignore(4))),
         )
     return geometries
@@ -138,13 +149,13 @@ def fit_exact(
     return losses, thetas
 
 
-def regular_counterpart(geometry: Geometry) -> Geometry:
-    """The geometry with each free polygon made regular (one norm, one bias)."""
+def constrained(geometry: Geometry) -> Geometry:
+    """The geometry one step more constrained: free angles -> free vertices -> regular polygon."""
+    step = {"irregular polygon": "free polygon", "free polygon": "polygon"}
     blocks = tuple(
-        Block("polygon", block.features, block.neurons) if block.kind == "free polygon" else block
-        for block in geometry.blocks
+        Block(step.get(block.kind, block.kind), block.features, block.neurons) for block in geometry.blocks
     )
-    return Geometry(f"{geometry.name} (regular)", geometry.n_features, geometry.n_hidden, blocks)
+    return Geometry(f"{geometry.name} (constrained)", geometry.n_features, geometry.n_hidden, blocks)
 
 
 class Orders:
@@ -181,19 +192,39 @@ class Orders:
         return [f for i in polygon_blocks(self.variants[v]) for f in self.variants[v].blocks[i].features]
 
     def index(self, vertices) -> int:
+        """The variant whose polygons have these vertex orders (0 when the geometry has no order to
+        choose: an irregular polygon takes any)."""
+        if len(self.variants) == 1:
+            return 0
         return [self.vertices(v) for v in range(len(self.variants))].index(list(vertices))
 
 
-def _from_regular(free: Orders, regular: Orders, theta: np.ndarray) -> np.ndarray:
-    """A free-polygon start from its regular counterpart's optimum: every vertex the shared norm and bias."""
-    values = dict(zip(regular.names, theta, strict=True))
-    block_of = {f: block.label for block in free.geometry.blocks for f in block.features}
+def _from_parent(child: Orders, parent: Orders, theta: np.ndarray, vertices) -> np.ndarray:
+    """A start for a less constrained geometry from its parent's optimum theta (parent's parameter
+    order), in the child's parameter order: a free polygon's vertices take the shared norm and bias;
+    an irregular polygon's vertex angles are the parent's phi + 2 pi t / k, t the vertex's place in
+    the parent's order `vertices` (its polygons' features, one block after another)."""
+    values = dict(zip(parent.names, theta, strict=True))
+    block_of = {f: block for block in child.geometry.blocks for f in block.features}
+    place = {f: t for block in child.geometry.blocks for t, f in enumerate(_block_vertices(block, vertices))}
     out = []
-    for name in free.names:
+    for name in child.names:
         kind, rest = name.split("_", 1)
-        shared = f"{kind}_{block_of[int(rest)]}" if kind in ("r", "b") and rest.isdigit() else name
-        out.append(values.get(name, values.get(shared)))
+        if name in values or not rest.isdigit():
+            out.append(values[name])
+            continue
+        block = block_of[int(rest)]
+        shared = values.get(f"{kind}_{block.label}")
+        if kind == "phi":
+            shared = values[f"phi_{block.label}"] + 2 * np.pi * place[int(rest)] / len(block.features)
+        out.append(shared)
     return np.array(out, dtype=float)
+
+
+def _block_vertices(block: Block, vertices) -> list[int]:
+    """The block's features in the order they appear in `vertices` (its own order if absent)."""
+    mine = [f for f in vertices if f in block.features]
+    return mine if len(mine) == len(block.features) else list(block.features)
 
 
 def _rotated_start(geometry: Geometry) -> np.ndarray:
@@ -226,10 +257,12 @@ def _order_starts(orders: Orders, v_best: int | None, previous, last: dict) -> d
 
 
 def _free_starts(free: Orders, v: int, seed, previous) -> list[np.ndarray]:
-    """Starts of a free polygon in order v: its regular counterpart's optimum `seed` (free parameter
-    order), then two fixed starts at the first cell, or the previous cell's optimum with its vertices
-    moved to this order."""
+    """Starts of a free polygon in order v: its parent's optimum `seed` (free parameter order), then
+    two fixed starts at the first cell (none for an irregular polygon: its fixed starts put every
+    vertex at one angle), or the previous cell's optimum with its vertices moved to this order."""
     first = [free.in_order(v, seed)]
+    if previous is None and any(block.kind == "irregular polygon" for block in free.geometry.blocks):
+        return first
     if previous is None:
         return first + [free.variants[v].start(), starts(free.variants[v])[1]]
     return first + [free.in_order(v, previous)]
@@ -310,35 +343,40 @@ def density_diagram(
         theta[..., j, : counts[j]] = fit.theta.reshape(shape + (-1,))
 
     # Polygons: the exact loss, density by density, every p, geometry, vertex order and start in one
-    # lockstep. Regular polygons are fitted in every vertex order; a free polygon whose regular
-    # counterpart is a candidate only in the order that counterpart found best at that cell, starting
-    # from its optimum (the free fit in all orders would cost 12x for a pentagon).
+    # lockstep. Regular polygons are fitted in every vertex order. A free polygon (free vertices) whose
+    # regular counterpart is a candidate, and an irregular one (free angles) whose free counterpart is,
+    # are fitted a stage later, once: in the order their parent found best at that cell, starting from
+    # its optimum (the free fit in all orders would cost 12x for a pentagon).
     exact = [j for j, g in enumerate(geometries) if needs_exact(g)]
-    regular_of = {}
+    parent_of = {}
     for j in exact:
-        counterpart = regular_counterpart(geometries[j]).blocks
+        counterpart = constrained(geometries[j]).blocks
         parents = [i for i in exact if geometries[i].blocks == counterpart and i != j]
         if parents:
-            regular_of[j] = parents[0]
+            parent_of[j] = parents[0]
+
+    def depth(j):
+        return 0 if j not in parent_of else 1 + depth(parent_of[j])
+
     orders = {j: Orders(geometries[j]) for j in exact}
-    first_stage = [j for j in exact if j not in regular_of]
-    second_stage = list(regular_of)
+    stages = [
+        [j for j in exact if depth(j) == level] for level in range(1 + max(map(depth, exact), default=0))
+    ]
     order_index = np.zeros(shape + (len(geometries),), dtype=int)  # into orders[j].variants
     last = {}  # (k, j, v) -> theta of the last optimum found in order v
     start_time = time.perf_counter()
     for i, d in enumerate(density):
         setups = [Setup(n_features, n_hidden, sparsity=1 - d, importance=importance, p=float(q)) for q in ps]
-        for stage in (first_stage, second_stage):
-            if not stage:
-                continue
+        for stage in stages:
             start_sets = {}
             for k in range(len(ps)):
                 for e, j in enumerate(stage):
                     previous = theta[k, i - 1, j, : counts[j]] if i > 0 else None
-                    if j in regular_of:  # one order: the regular counterpart's best here
-                        r = regular_of[j]
-                        v = orders[j].index(orders[r].vertices(order_index[k, i, r]))
-                        seed = _from_regular(orders[j], orders[r], theta[k, i, r, : counts[r]])
+                    if j in parent_of:  # one order: the parent's best here
+                        r = parent_of[j]
+                        vertices = orders[r].vertices(order_index[k, i, r])
+                        v = orders[j].index(vertices)
+                        seed = _from_parent(orders[j], orders[r], theta[k, i, r, : counts[r]], vertices)
                         start_sets[k, e, v] = _free_starts(orders[j], v, seed, previous)
                         continue
                     own = {v: last[k, j, v] for v in range(len(orders[j].variants)) if (k, j, v) in last}
@@ -356,13 +394,13 @@ def density_diagram(
         if progress is not None:
             progress(i + 1, len(density), time.perf_counter() - start_time)
 
+    phase, runner_up, margin = _rank(losses, counts)
+    W_each, b_each = _optima(geometries, orders, theta, order_index, counts)
     vertex_order = np.full(shape + (len(geometries), n_features), -1)
     for j in exact:
         for index in np.ndindex(*shape):
-            vertices = orders[j].vertices(order_index[index + (j,)])
+            vertices = polygon_vertices(orders[j].variants[order_index[index + (j,)]], W_each[index + (j,)])
             vertex_order[index + (j, slice(0, len(vertices)))] = vertices
-    phase, runner_up, margin = _rank(losses, counts)
-    W_each, b_each = _optima(geometries, orders, theta, order_index, counts)
     W_opt = np.take_along_axis(W_each, phase[..., None, None, None], 2)[:, :, 0]
     b_opt = np.take_along_axis(b_each, phase[..., None, None], 2)[:, :, 0]
     cells = [
@@ -418,8 +456,8 @@ def density_diagram(
                 {
                     "description": "each polygon's features in the fitted vertex order (counter-clockwise "
                     "from neuron 0 towards neuron 1, one polygon block after another; -1: none); "
-                    "regular polygons are fitted in every order, free ones in their regular "
-                    "counterpart's best"
+                    "regular polygons are fitted in every order, free vertices in their regular "
+                    "counterpart's best, free angles from the free vertices' optimum (order read off W)"
                 },
             ),
             "W": (("p", "density", "hidden", "feature"), W_opt),
