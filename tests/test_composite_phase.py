@@ -7,7 +7,7 @@ import pytest
 from tests.cli_helpers import run_cli
 from theory import InputError, Setup
 from theory.composite_phase import composite_diagram, shapes, structure_name, structures
-from theory.geometries import Geometry, dedicated, free_polygon
+from theory.geometries import Geometry, dedicated, free_polygon, irregular_polygon, polygon
 from theory.montecarlo import monte_carlo_loss
 from theory.sparsity_phase import candidates, density_diagram
 
@@ -26,14 +26,17 @@ def test_sum_over_blocks_is_the_exact_loss_of_the_assembled_model(four_in_three)
 
 
 def test_a_structure_is_the_best_of_its_arrangements_fitted_whole(four_in_three):
-    """triangle + dedicated in 4 in 3, both arrangements fitted as one geometry on the exact loss."""
+    """triangle + dedicated in 4 in 3: both arrangements, the triangle regular, with free vertices and with
+    free angles, each fitted as one geometry on the exact loss."""
     G = Geometry
-    whole = (
-        G("triangle 0 1 2, dedicated 3", 4, 3, (free_polygon((0, 1, 2), (0, 1)), dedicated(3, 2))),
-        G("dedicated 0, triangle 1 2 3", 4, 3, (dedicated(0, 0), free_polygon((1, 2, 3), (1, 2)))),
-    )
+    whole = []
+    for name, block in (("", polygon), (" free vertices", free_polygon), (" free angles", irregular_polygon)):
+        whole += [
+            G(f"triangle 0 1 2{name}, dedicated 3", 4, 3, (block((0, 1, 2), (0, 1)), dedicated(3, 2))),
+            G(f"dedicated 0, triangle 1 2 3{name}", 4, 3, (dedicated(0, 0), block((1, 2, 3), (1, 2)))),
+        ]
     ds = four_in_three
-    reference = density_diagram(4, 3, 0.8 ** np.arange(4), ds.density.values, ds.p.values, whole)
+    reference = density_diagram(4, 3, 0.8 ** np.arange(4), ds.density.values, ds.p.values, tuple(whole))
     names = list(ds.geometry.values)
     composite = ds.loss.values[..., names.index("triangle + dedicated")]
     np.testing.assert_allclose(composite, reference.loss.values.min(-1), rtol=1e-6)
@@ -46,7 +49,7 @@ def test_three_in_two_matches_the_catalogue_where_it_has_the_same_geometries():
     # the catalogue also has non-consecutive assignments (antipodal 0 2, dedicated 1): never worse
     assert (catalogue.optimal_loss.values <= ds.optimal_loss.values * (1 + 1e-7)).all()
     same = {
-        "triangle": ["triangle, free vertices"],
+        "triangle": ["triangle, free vertices", "triangle, free angles"],
         "pair + dedicated": ["antipodal 0 1, dedicated 2", "antipodal 1 2, dedicated 0"],
         "2 dedicated": ["dedicated 0 1"],
         "dedicated": ["dedicated 0"],
