@@ -49,10 +49,9 @@ from theory.geometries import (
     parallel,
     polygon,
 )
-from theory.loss import MAX_EXACT_FEATURES, expected_loss_and_grad_many
+from theory.loss import MAX_EXACT_FEATURES
 from theory.phase import TIE, _rank
-from theory.setup import Setup
-from theory.sparsity_phase import density_diagram, max_angle_to_neuron, superposition_onset
+from theory.sparsity_phase import density_diagram, grid_exact_loss, max_angle_to_neuron, superposition_onset
 
 POLYGON_NAMES = {3: "triangle", 4: "square", 5: "pentagon", 6: "hexagon"}
 ASSUMPTIONS = (
@@ -226,14 +225,7 @@ def composite_diagram(
     frobenius = (W**2).sum((-1, -2))
     exact = np.full(shape, np.nan)
     if n_features <= MAX_EXACT_FEATURES:
-        cells = [
-            Setup(n_features, n_hidden, sparsity=1 - d, importance=importance, p=float(q))
-            for q in ps
-            for d in density
-        ]
-        exact = expected_loss_and_grad_many(
-            cells, W.reshape(-1, n_hidden, n_features), b.reshape(-1, n_features)
-        ).loss.reshape(shape)
+        exact = grid_exact_loss(importance, density, ps, W, b)
     names = [structure_name(combo, options) for combo in combos]
     return xr.Dataset(
         {

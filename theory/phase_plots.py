@@ -67,7 +67,9 @@ def plot_phase_diagram(ds: xr.Dataset, out: str | Path) -> Path:
     )
     n, m = ds.attrs["n_features"], ds.attrs["n_hidden"]
     title = f"optimal geometry, {n} features in {m} dim(s), every parameter optimised"
-    return _legend_title_save(fig, ds, names, ncol=None, title=title, top=0.92, out=out)
+    present = np.unique(ds.phase.values)
+    labels, colours = [names[i] for i in present], [PALETTE[i] for i in present]
+    return _legend_title_save(fig, labels, colours, ncol=None, title=title, top=0.92, out=out)
 
 
 def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:
@@ -108,20 +110,14 @@ def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:
     else:
         importance = "importance (" + ", ".join(f"{v:.3g}" for v in ds.importance.values) + ")"
     title = f"{n} features in {m} dims, {importance}, every parameter optimised"
-    legend = ([names[i] for i in present], colours)
-    return _legend_title_save(fig, ds, legend, ncol=4, title=title, top=0.88, out=out)
+    return _legend_title_save(
+        fig, [names[i] for i in present], colours, ncol=4, title=title, top=0.88, out=out
+    )
 
 
-def _legend_title_save(fig, ds: xr.Dataset, names, ncol, title: str, top: float, out) -> Path:
-    """Legend of the phases present (at most ncol columns), title below, PNG written to out.
-
-    names: every geometry's name (coloured PALETTE[index]), or (labels, colours) of the present ones.
-    """
-    if isinstance(names, tuple):
-        labels, colours = names
-    else:
-        present = sorted(set(np.unique(ds.phase.values).tolist()))
-        labels, colours = [names[i] for i in present], [PALETTE[i] for i in present]
+def _legend_title_save(fig, labels, colours, ncol, title: str, top: float, out) -> Path:
+    """Legend of the phases present (labels, their colours; at most ncol columns), title below, PNG
+    written to out."""
     fig.legend(
         [Patch(color=c) for c in colours],
         labels,

@@ -403,14 +403,7 @@ def density_diagram(
             vertex_order[index + (j, slice(0, len(vertices)))] = vertices
     W_opt = np.take_along_axis(W_each, phase[..., None, None, None], 2)[:, :, 0]
     b_opt = np.take_along_axis(b_each, phase[..., None, None], 2)[:, :, 0]
-    cells = [
-        Setup(n_features, n_hidden, sparsity=1 - d, importance=importance, p=float(q))
-        for q in ps
-        for d in density
-    ]
-    exact_loss = expected_loss_and_grad_many(
-        cells, W_opt.reshape(-1, n_hidden, n_features), b_opt.reshape(-1, n_features)
-    ).loss.reshape(shape)
+    exact_loss = grid_exact_loss(importance, density, ps, W_opt, b_opt)
     represented = np.array([geometries[g].represented for g in phase.ravel()]).reshape(shape)
     onset = superposition_onset(density, represented, n_hidden)
     angle = max_angle_to_neuron(W_opt)
@@ -542,6 +535,13 @@ def _reshaped(family: Family, x: np.ndarray):
     W, b, jac = family(x.reshape(-1, x.shape[-1]))
     lead = x.shape[:-1]
     return W.reshape(lead + W.shape[1:]), b.reshape(lead + b.shape[1:]), jac
+
+
+def grid_exact_loss(importance, density: np.ndarray, ps: np.ndarray, W: np.ndarray, b: np.ndarray):
+    """theory.expected_loss of one model per (p, density) cell: W (P, D, m, n), b (P, D, n)."""
+    P, D, m, n = W.shape
+    cells = [Setup(n, m, sparsity=1 - d, importance=importance, p=float(q)) for q in ps for d in density]
+    return expected_loss_and_grad_many(cells, W.reshape(-1, m, n), b.reshape(-1, n)).loss.reshape(P, D)
 
 
 def superposition_onset(density: np.ndarray, represented: np.ndarray, n_hidden: int) -> np.ndarray:
