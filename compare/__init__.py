@@ -1,8 +1,12 @@
 """Comparison layer: trained models classified into theory's geometries, empirical phases against analytic.
 
-Imports theory and sim; nothing imports it.
+Imports theory and sim; nothing imports it. Public names are imported on first use (theory.lazy).
 """
 
-from compare.classify import UNCLASSIFIED, Classification, FeatureRole, classify
+from theory.lazy import lazy_exports
 
-__all__ = ["UNCLASSIFIED", "Classification", "FeatureRole", "classify"]
+_PUBLIC = dict.fromkeys(
+    ["UNCLASSIFIED", "Classification", "FeatureRole", "classify"], "compare.classification"
+)
+__all__ = sorted(_PUBLIC)
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

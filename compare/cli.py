@@ -7,11 +7,6 @@ from pathlib import Path
 
 import click
 
-from compare.phases import compare_phases, summary_markdown
-from compare.plots import plot_edge, plot_phase_maps
-from sim.config import TrainConfig
-from sim.results import save
-
 
 @click.group()
 def group():
@@ -36,8 +31,14 @@ def phases_command(config: Path, out: Path, runs: Path | None, device: str | Non
     Writes OUT (the Dataset), OUT.png (maps), OUT-edge.png (where superposition
     starts at r = 1, against p) and OUT.md (the summary table).
     """
+    from sim.config import TrainConfig
+
     start = time.perf_counter()
-    cfg = TrainConfig.from_toml(config)
+    cfg = TrainConfig.from_toml(config)  # config errors before torch and sympy are imported
+    from compare.phases import compare_phases, summary_markdown
+    from compare.plots import plot_edge, plot_phase_maps
+    from sim.results import save
+
     runs = runs or out.with_name(out.stem + "-runs.nc")
     ds = compare_phases(cfg, runs, device=device, log=lambda m: click.echo(m, err=True))
     save(ds, out)

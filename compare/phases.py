@@ -30,18 +30,20 @@ import multiprocessing
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from compare.classify import UNCLASSIFIED, classify
+from compare.classification import UNCLASSIFIED, classify
 from sim.config import TrainConfig
 from sim.results import load, load_kind
 from sim.sweep import initial_weights, sweep
 from theory import InputError, Setup
 from theory.geometries import Geometry, catalogue
 from theory.phase import phase_diagram
+from theory.progress import Progress
 from theory.sparsity_phase import candidates, density_diagram, needs_exact
 
 KIND = "tms-dropout phase comparison"
@@ -165,30 +167,34 @@ def _classify_many(job):
     return labels, confidence, sharing, vertices
 
 
-def analytic_diagram(config: TrainConfig, density: np.ndarray, values: np.ndarray, ps: np.ndarray, log=print):
+def analytic_diagram(
+    config: TrainConfig, density: np.ndarray, values: np.ndarray, ps: np.ndarray, log=print, progress=None
+):
     """Theory's optimum on the comparison's grid: a Dataset over (p, importance axis, density)."""
     n, m, axis = config.n_features, config.n_hidden, config.importance_axis
     geometries = candidates(n, m)
     if axis == "r" and not any(needs_exact(g) for g in geometries):
-        ds = phase_diagram(n, m, density, values, ps).transpose("p", "r", "density", ...)
+        ds = phase_diagram(n, m, density, values, ps, progress=progress).transpose("p", "r", "density", ...)
         no_polygons = np.full(ds.phase.shape + (len(geometries), n), -1)
         ds["vertex_order"] = (("p", "r", "density", "geometry", "vertex"), no_polygons)
         return ds
     parts = []
-    for value in values:
-        log(
-            f"  {axis} = {value:g}: polygons fitted on the exact loss, {len(density)} densities x {len(ps)} p"
-        )
-        part = density_diagram(
-            n,
-            m,
-            config.importance_for(float(value)),
-            density,
-            ps,
-            geometries=geometries,
-            progress=lambda done, total, seconds: log(f"    density {done}/{total} ({seconds:.0f} s)"),
-        )
-        parts.append(part[["phase", "optimal_loss", "margin", "vertex_order"]].drop_vars(["sparsity"]))
+    with Progress.of(progress, len(values) * len(ps) * len(density), "analytic phases", "cell") as bar:
+        for value in values:
+            log(
+                f"  {axis} = {value:g}: polygons fitted on the exact loss, "
+                f"{len(density)} densities x {len(ps)} p"
+            )
+            part = density_diagram(
+                n,
+                m,
+                config.importance_for(float(value)),
+                density,
+                ps,
+                geometries=geometries,
+                progress=bar,
+            )
+            parts.append(part[["phase", "optimal_loss", "margin", "vertex_order"]].drop_vars(["sparsity"]))
     return xr.concat(parts, dim=xr.DataArray(values, dims=axis)).transpose("p", axis, "density", ...)
 
 
@@ -210,7 +216,7 @@ def compare_phases(
     shape = (len(seeds), len(ps), len(rs), len(density))
 
     log(f"analytic phase diagram: {len(ps)} p x {len(rs)} {axis} x {len(density)} densities")
-    analytic = analytic_diagram(config, density, rs, ps, log=log)
+    analytic = analytic_diagram(config, density, rs, ps, log=log, progress=progress)
     geometry_names = [str(g) for g in analytic.geometry.values]
     labels = geometry_names + [UNCLASSIFIED]
     index = {name: i for i, name in enumerate(labels)}
@@ -232,11 +238,15 @@ def compare_phases(
     flat_W, flat_b = W.reshape(-1, m, n), b.reshape(-1, n)
     jobs = [(n, m, [setups[c] for c in cells], flat_W[cells], flat_b[cells]) for cells in tasks]
     workers = max(1, min(os.cpu_count() or 1, len(jobs)))
-    if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            parts = list(pool.map(_classify_many, jobs))
-    else:
-        parts = [_classify_many(job) for job in jobs]
+    parts = []
+    with Progress(len(setups), "classify", "model", show=progress) as bar, ExitStack() as stack:
+        mapper = map
+        if workers > 1:
+            spawn = multiprocessing.get_context("spawn")
+            mapper = stack.enter_context(ProcessPoolExecutor(workers, mp_context=spawn)).map
+        for part in mapper(_classify_many, jobs):
+            parts.append(part)
+            bar.update(len(part[0]))
     label = np.concatenate([np.array([index[name] for name in p[0]], dtype=np.int64) for p in parts]).reshape(
         shape
     )

@@ -1,6 +1,15 @@
-"""Simulation layer: the real toy models trained in torch, many instances at once."""
+"""Simulation layer: the real toy models trained in torch, many instances at once.
 
-from sim import metrics
-from sim.trainer import ExpectedLosses, TrainResult, expected_losses, sampled_loss, train
+Public names are imported on first use (theory.lazy): torch and numba are slow to import.
+"""
 
-__all__ = ["ExpectedLosses", "TrainResult", "expected_losses", "metrics", "sampled_loss", "train"]
+from theory.lazy import lazy_exports
+
+_PUBLIC = {
+    "metrics": "sim.metrics",
+    **dict.fromkeys(
+        ["ExpectedLosses", "TrainResult", "expected_losses", "sampled_loss", "train"], "sim.trainer"
+    ),
+}
+__all__ = sorted(_PUBLIC)
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

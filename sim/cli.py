@@ -6,11 +6,7 @@ from pathlib import Path
 
 import click
 
-from sim import sweep as sweeps
-from sim.config import TrainConfig
-from sim.plots import plot_run
-from sim.results import load
-from theory import InputError
+from theory.errors import InputError
 
 
 @click.group()
@@ -47,8 +43,13 @@ def sweep_command(config: Path, out: Path, device: str | None, shard: str | None
     Finished chunks are kept in OUT.chunks/ until OUT is written: the same
     command, run again after an interruption, picks up where it stopped.
     """
+    from sim.config import TrainConfig
+
+    config = TrainConfig.from_toml(config)  # config errors before torch is imported
+    from sim import sweep as sweeps
+
     sweeps.sweep(
-        TrainConfig.from_toml(config),
+        config,
         out,
         device=device,
         shard=_shard(shard),
@@ -72,7 +73,12 @@ def train_command(ctx, config: Path, out: Path, device: str | None):
 @click.argument("folders", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
 def merge_command(config: Path, out: Path, folders: tuple[Path, ...]):
     """Join the chunks of CONFIG's sharded sweep (OUT.chunks/ and any FOLDERS) into OUT."""
-    sweeps.merge(TrainConfig.from_toml(config), out, folders=folders, log=lambda m: click.echo(m, err=True))
+    from sim.config import TrainConfig
+
+    config = TrainConfig.from_toml(config)
+    from sim import sweep as sweeps
+
+    sweeps.merge(config, out, folders=folders, log=lambda m: click.echo(m, err=True))
 
 
 @group.command("submit")
@@ -120,6 +126,11 @@ def submit_command(config, out, device, shards, cluster, partition, timeout_min,
 )
 def plot_command(run: Path, out: Path | None, seed: int | None, importance: float | None):
     """Feature embeddings (2 hidden dims) or norms and W^T W of a run."""
+    if not run.exists():  # before xarray and matplotlib are imported
+        raise InputError(f"results file {run} does not exist")
+    from sim.plots import plot_run
+    from sim.results import load
+
     ds = load(run)
     written = plot_run(ds, out or run.with_suffix(".png"), seed=seed, importance=importance)
     click.echo(f"wrote {written}")

@@ -175,7 +175,11 @@ class TrainConfig:
             raise InputError(f"config file {path} does not exist") from None
         except tomllib.TOMLDecodeError as err:
             raise InputError(f"config file {path} is not valid TOML: {err}") from None
-        return cls.from_dict(_flatten(raw, path))
+        try:
+            return cls.from_dict(_flatten(raw, path))
+        except InputError as err:
+            message = str(err)
+            raise InputError(message if message.startswith(f"{path}:") else f"{path}: {message}") from None
 
 
 def _table(raw: dict, name: str, allowed: set[str], path: Path) -> dict:
@@ -204,8 +208,8 @@ def _flatten(raw: dict, path: Path) -> dict:
         if key not in model:
             raise InputError(f"{path}: [model] needs {key}")
     n = model["n_features"]
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InputError(f"{path}: n_features = {n!r} is not allowed; it must be an integer >= 1")
+    _integer_at_least_1(n, "model.n_features", path)
+    _integer_at_least_1(model["n_hidden"], "model.n_hidden", path)
     out = dict(n_features=n, n_hidden=model["n_hidden"])
     out["importance"] = _importance(model.get("importance"), n, path)
     out["sparsity"] = _sparsity(grid.get("sparsity", [0.0]), path)
@@ -221,9 +225,59 @@ def _flatten(raw: dict, path: Path) -> dict:
                     f"{path}: grid.{axis} = {grid[axis]!r} must be a non-empty list of numbers > 0"
                 )
             out[axis] = values
+    _check_each(out["importance"], "model.importance", ">= 0", lambda v: v >= 0, path)
+    _check_each(out["sparsity"], "grid.sparsity", "in [0, 1]", lambda v: 0 <= v <= 1, path)
+    _check_each(out["p"], "grid.p", "in [0, 1)", lambda v: 0 <= v < 1, path)
+    for key, value in train.items():
+        _TRAIN_CHECKS[key](value, f"train.{key}", path)
     out.update(train)
     out.update(sweep)
     return out
+
+
+def _check_each(values, name: str, allowed: str, ok, path: Path) -> None:
+    for i, value in enumerate(values):
+        if not (math.isfinite(value) and ok(value)):
+            raise InputError(f"{path}: {name}[{i}] = {value!r} is not allowed; it must be {allowed}")
+
+
+def _integer_at_least_1(value, name: str, path: Path) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{path}: {name} = {value!r} is not allowed; it must be an integer >= 1")
+
+
+def _number(low: float, low_open: bool):
+    def check(value, name: str, path: Path) -> None:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or value < low or (low_open and value == low):
+            bound = f"> {low:g}" if low_open else f">= {low:g}"
+            raise InputError(f"{path}: {name} = {value!r} is not allowed; it must be a finite number {bound}")
+
+    return check
+
+
+def _choice(allowed: tuple[str, ...]):
+    def check(value, name: str, path: Path) -> None:
+        if value not in allowed:
+            raise InputError(f"{path}: {name} = {value!r} is unknown; allowed: {', '.join(allowed)}")
+
+    return check
+
+
+def _device(value, name: str, path: Path) -> None:
+    if not isinstance(value, str):
+        raise InputError(f"{path}: {name} = {value!r} must be a string: auto, cpu, cuda or cuda:N")
+
+
+_TRAIN_CHECKS = {
+    "steps": _integer_at_least_1,
+    "batch": _integer_at_least_1,
+    "log_every": _integer_at_least_1,
+    "lr": _number(0.0, low_open=True),
+    "weight_decay": _number(0.0, low_open=False),
+    "device": _device,
+    "backend": _choice(BACKENDS),
+}
 
 
 def _number_list(value, name: str, path: Path) -> list[float]:

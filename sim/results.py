@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-import torch
 import xarray as xr
 
 from sim import metrics
 from sim.config import TrainConfig
 from theory import InputError
+from theory.storage import save_dataset
 
 RUN_KIND = "tms-dropout train run"
 LOSS_NOTE = (
-    "sum over features, importance-weighted (DESIGN.md L); the TMS notebook's number is this / n_features"
+    "sum over features, importance-weighted (docs/model.md, the loss L); "
+    "the TMS notebook's number is this / n_features"
 )
 
 
@@ -100,7 +99,7 @@ def sweep_dataset(
             "kind": RUN_KIND,
             "config": json.dumps(config.to_dict()),
             "code_version": code_version(),
-            "device": torch.device(device).type,
+            "device": str(device).split(":")[0],  # the device type: cpu, cuda
             "exact_loss": int(expected[2]),
         },
     )
@@ -134,20 +133,11 @@ def sweep_dataset(
 
 def save(ds: xr.Dataset, path: str | Path) -> Path:
     """Write atomically: a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        ds.to_netcdf(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from other users
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return save_dataset(ds, path)
+
+
+class DamagedFile(InputError):
+    """A results file that exists but cannot be read (truncated, overwritten, not netCDF)."""
 
 
 def load_kind(path: str | Path, kind: str, what: str, description: str) -> xr.Dataset:
@@ -158,7 +148,9 @@ def load_kind(path: str | Path, kind: str, what: str, description: str) -> xr.Da
     try:
         ds = xr.load_dataset(path)
     except Exception as err:  # netCDF4/h5py raise many types for a damaged file
-        raise InputError(f"{what} file {path} is not a readable netCDF file ({type(err).__name__})") from None
+        raise DamagedFile(
+            f"{what} file {path} is not a readable netCDF file ({type(err).__name__})"
+        ) from None
     if ds.attrs.get("kind") != kind:
         raise InputError(f"{what} file {path} is not a {description} (kind = {ds.attrs.get('kind')!r})")
     return ds

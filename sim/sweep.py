@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
-from tqdm.auto import tqdm
 
 from sim import results
 from sim.config import TrainConfig
 from sim.trainer import expected_losses, resolve_backend, resolve_device, sampled_loss, train
-from theory import InputError
+from theory import InputError, storage
+from theory.progress import Progress
 
 CHUNK_KIND = "tms-dropout sweep chunk"
 #: Fresh samples per model for the stored sampled loss.
@@ -172,22 +171,33 @@ def train_chunk(plan_: Plan, index: int, on_steps=None) -> xr.Dataset:
 
 
 class Store:
-    """The chunk folder of one sweep: its manifest and finished chunks."""
+    """The chunk folder of one sweep: its manifest (the plan and each finished chunk's SHA-256) and chunks.
 
-    def __init__(self, folder: Path, plan_: Plan):
-        self.folder, self.plan = folder, plan_
-        self.manifest_text = json.dumps(plan_.manifest(), sort_keys=True)
+    A chunk counts as done only when its file's checksum matches the one the
+    manifest recorded after the file was written: a chunk that is missing,
+    truncated, altered or never recorded (killed between the two writes) is
+    named and trained again. The manifest is rewritten under a lock, so
+    shards running at once in one folder do not lose each other's entries.
+    """
+
+    def __init__(self, folder: Path, plan_: Plan, log=print, unsound: str = "it will be trained again"):
+        self.folder, self.plan, self.log, self.unsound = folder, plan_, log, unsound
+        self.plan_manifest = plan_.manifest()
+        self.reported: set[int] = set()
 
     def path(self, index: int) -> Path:
         return self.folder / f"chunk-{index:05d}.nc"
 
+    @property
+    def manifest_path(self) -> Path:
+        return self.folder / "manifest.json"
+
     def open(self) -> Store:
         """Create the folder and manifest, or check that an existing one belongs to this plan."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        manifest = self.folder / "manifest.json"
         try:
-            with open(manifest, "x") as f:  # exclusive: concurrent shards agree on one manifest
-                f.write(self.manifest_text)
+            with open(self.manifest_path, "x") as f:  # exclusive: concurrent shards agree on one manifest
+                f.write(json.dumps({**self.plan_manifest, "checksums": {}}, sort_keys=True))
         except FileExistsError:
             self.check()
         return self
@@ -195,9 +205,15 @@ class Store:
     def check(self) -> None:
         """An error unless the folder's manifest is this plan's."""
         found = _read_manifest(self.folder)
-        if found == json.loads(self.manifest_text):
+        plan_part = {k: v for k, v in found.items() if k != "checksums"} if isinstance(found, dict) else found
+        if plan_part == self.plan_manifest:
             return
-        if isinstance(found, dict) and found.get("config") == self.plan.config.to_dict():
+        if found is None:
+            raise InputError(
+                f"{self.manifest_path} is missing or damaged, so its chunks cannot be checked; "
+                f"remove {self.folder} to start over"
+            )
+        if found.get("config") == self.plan.config.to_dict():
             raise InputError(
                 f"{self.folder} holds chunks of this config packed or trained differently "
                 f"(chunk {found.get('chunk')} on {found.get('device')}, backend {found.get('backend')}; "
@@ -209,19 +225,54 @@ class Store:
             "Use another --out, or remove that folder to start over"
         )
 
+    def checksums(self) -> dict[int, str]:
+        found = _read_manifest(self.folder) or {}
+        return {int(k): v for k, v in found.get("checksums", {}).items()}
+
+    def problem(self, index: int, recorded: dict[int, str]) -> str | None:
+        """Why chunk `index` cannot be used ('missing', ...), or None when it is sound."""
+        path = self.path(index)
+        if not path.exists():
+            return "missing" if index in recorded else None
+        if index not in recorded:
+            return "not recorded in the manifest (interrupted while it was saved)"
+        if storage.sha256(path) != recorded[index]:
+            return "damaged (its checksum does not match the manifest's)"
+        return None
+
     def done(self) -> set[int]:
-        return {i for i in range(self.plan.n_chunks) if self.path(i).exists()}
+        """The chunks whose files are sound; each unsound one is named in one line (once)."""
+        recorded = self.checksums()
+        sound = set()
+        for index in range(self.plan.n_chunks):
+            why = self.problem(index, recorded)
+            if why is None and self.path(index).exists():
+                sound.add(index)
+            elif why is not None and index not in self.reported:
+                self.reported.add(index)
+                self.log(f"chunk {index} ({self.path(index)}) is {why}; {self.unsound}")
+        return sound
+
+    def write(self, index: int, chunk: xr.Dataset) -> None:
+        """Save a finished chunk, then record its checksum."""
+        results.save(chunk, self.path(index))
+        digest = storage.sha256(self.path(index))
+        with storage.exclusive(self.folder / "manifest.lock", self.manifest_path):
+            manifest = _read_manifest(self.folder)
+            manifest.setdefault("checksums", {})[str(index)] = digest
+            storage.save_text(json.dumps(manifest, sort_keys=True), self.manifest_path)
 
     def read(self, index: int) -> xr.Dataset:
+        """A sound chunk's Dataset; a damaged one is an InputError naming it."""
+        why = self.problem(index, self.checksums()) or (None if self.path(index).exists() else "missing")
+        if why is not None:
+            raise InputError(f"chunk {index} ({self.path(index)}) is {why}; run its shard again")
         chunk = xr.load_dataset(self.path(index))
-        if chunk.attrs.get("kind") != CHUNK_KIND or chunk.attrs.get("manifest") != self.manifest_text:
+        if chunk.attrs.get("kind") != CHUNK_KIND or json.loads(chunk.attrs.get("manifest", "null")) != (
+            self.plan_manifest
+        ):
             raise InputError(f"{self.path(index)} is not a chunk of this sweep; refusing to mix it in")
         return chunk
-
-
-def _progress(total: int, show: bool | None):
-    show = sys.stderr.isatty() if show is None else show
-    return tqdm(total=total, disable=not show, desc="sweep", unit="inst-step", unit_scale=True)
 
 
 def run_chunks(plan_: Plan, store: Store, indices: Sequence[int], progress: bool | None = None) -> None:
@@ -230,12 +281,12 @@ def run_chunks(plan_: Plan, store: Store, indices: Sequence[int], progress: bool
     todo = [i for i in indices if i not in done]
     steps = plan_.config.steps
     sizes = {i: len(plan_.cells_of(i)) for i in todo}
-    with _progress(sum(sizes.values()) * steps, progress) as bar:
+    with Progress(sum(sizes.values()) * steps, "sweep", "inst-step", show=progress) as bar:
         for index in todo:
-            before = bar.n
+            before = bar.done
             chunk = train_chunk(plan_, index, on_steps=lambda k, size=sizes[index]: bar.update(k * size))
-            results.save(chunk, store.path(index))
-            bar.update(before + sizes[index] * steps - bar.n)
+            store.write(index, chunk)
+            bar.update(before + sizes[index] * steps - bar.done)
 
 
 def assemble(plan_: Plan, chunks: Sequence[xr.Dataset]) -> xr.Dataset:
@@ -267,11 +318,21 @@ def chunk_folder(out: Path) -> Path:
     return out.with_name(out.name + ".chunks")
 
 
-def existing_result(out: Path, config: TrainConfig) -> bool:
-    """True when OUT already holds this config's finished sweep; an error when it holds another's."""
+def existing_result(out: Path, config: TrainConfig, log=print) -> bool:
+    """True when OUT already holds this config's finished sweep; an error when it holds another's.
+
+    An unreadable OUT (a partial copy, a full disk) is moved aside to OUT.damaged, named in one line,
+    and made again.
+    """
     if not out.exists():
         return False
-    ds = results.load(out)
+    try:
+        ds = results.load(out)
+    except results.DamagedFile as err:
+        aside = out.with_name(out.name + ".damaged")
+        out.replace(aside)
+        log(f"{err}; moved it to {aside} and making it again")
+        return False
     if results.config_of(ds) != config:
         raise InputError(
             f"{out} holds a sweep of another config; refusing to overwrite or mix it. Use another --out"
@@ -291,38 +352,40 @@ def sweep(
     """Run (or resume) the sweep and write OUT; with shard=(i, N), train only chunks i, i+N, ... .
 
     Returns OUT when the Dataset was written (or already there); None for a
-    shard, whose chunks a later merge() joins.
+    shard, whose chunks a later merge() joins. Two sweeps of one OUT (or of
+    one shard) at once: the second stops with an InputError.
     """
     out = Path(out)
-    if existing_result(out, config):
-        log(f"{out} already holds this sweep; nothing to do")
-        return out
-    plan_ = plan(config, device)
-    recorded = _read_manifest(chunk_folder(out))
-    if (
-        config.chunk is None
-        and recorded
-        and recorded.get("config") == config.to_dict()
-        and recorded.get("device") == torch.device(plan_.device).type
-    ):
-        plan_ = Plan(config, int(recorded["chunk"]), plan_.device)  # the size this sweep started with
-    store = Store(chunk_folder(out), plan_).open()
-    indices = range(plan_.n_chunks)
     if shard is not None:
         i, n = shard
         if not (isinstance(i, int) and isinstance(n, int) and n >= 1 and 0 <= i < n):
             raise InputError(f"shard {i}/{n} is not allowed; use i/N with 0 <= i < N")
-        indices = range(i, plan_.n_chunks, n)
-    done = store.done()
-    log(
-        f"{plan_.n_cells} models in {plan_.n_chunks} chunks of <= {plan_.chunk} on {plan_.device}; "
-        f"{len(done)} chunks already done" + (f"; shard {shard[0]}/{shard[1]}" if shard else "")
-    )
-    run_chunks(plan_, store, indices, progress)
-    if shard is not None:
-        log(f"shard {shard[0]}/{shard[1]} done; join the shards with `tms-dropout sim merge`")
-        return None
-    return merge(config, out, log=log)
+    lock = chunk_folder(out) / ("sweep.lock" if shard is None else f"shard-{shard[0]}-of-{shard[1]}.lock")
+    with storage.exclusive(lock, out if shard is None else f"shard {shard[0]}/{shard[1]} of {out}"):
+        if existing_result(out, config, log):
+            log(f"{out} already holds this sweep; nothing to do")
+            return out
+        plan_ = plan(config, device)
+        recorded = _read_manifest(chunk_folder(out))
+        if (
+            config.chunk is None
+            and recorded
+            and recorded.get("config") == config.to_dict()
+            and recorded.get("device") == torch.device(plan_.device).type
+        ):
+            plan_ = Plan(config, int(recorded["chunk"]), plan_.device)  # the size this sweep started with
+        store = Store(chunk_folder(out), plan_, log).open()
+        indices = range(plan_.n_chunks) if shard is None else range(shard[0], plan_.n_chunks, shard[1])
+        done = store.done()
+        log(
+            f"{plan_.n_cells} models in {plan_.n_chunks} chunks of <= {plan_.chunk} on {plan_.device}; "
+            f"{len(done)} chunks already done" + (f"; shard {shard[0]}/{shard[1]}" if shard else "")
+        )
+        run_chunks(plan_, store, indices, progress)
+        if shard is not None:
+            log(f"shard {shard[0]}/{shard[1]} done; join the shards with `tms-dropout sim merge`")
+            return None
+        return _merge(config, out, (), log)
 
 
 def merge(
@@ -332,9 +395,14 @@ def merge(
     folders: Sequence[str | Path] = (),
     log=print,
 ) -> Path:
-    """Join a sweep's chunks (from OUT.chunks/ and any other folders) into OUT."""
+    """Join a sweep's chunks (from OUT.chunks/ and any other folders) into OUT, checking every chunk."""
     out = Path(out)
-    if existing_result(out, config):
+    with storage.exclusive(chunk_folder(out) / "sweep.lock", out):
+        return _merge(config, out, folders, log)
+
+
+def _merge(config: TrainConfig, out: Path, folders: Sequence[str | Path], log) -> Path:
+    if existing_result(out, config, log):
         log(f"{out} already holds this sweep; nothing to do")
         return out
     folders = [chunk_folder(out), *map(Path, folders)]
@@ -349,14 +417,17 @@ def merge(
     for folder, manifest in manifests.items():
         if manifest is None:
             continue
-        store = Store(folder, plan_)
+        store = Store(folder, plan_, log, unsound="not used")
         store.check()
         for index in sorted(store.done()):
             found.setdefault(index, store)
     missing = sorted(set(range(plan_.n_chunks)) - set(found))
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise InputError(f"{len(missing)} of {plan_.n_chunks} chunks are missing ({shown}); run their shards")
+        raise InputError(
+            f"{len(missing)} of {plan_.n_chunks} chunks are missing or damaged ({shown}); "
+            "run their shards (or the sweep) again"
+        )
     ds = assemble(plan_, [found[i].read(i) for i in range(plan_.n_chunks)])
     results.save(ds, out)
     shutil.rmtree(chunk_folder(out), ignore_errors=True)

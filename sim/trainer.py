@@ -22,7 +22,6 @@ changes the estimator or the optimiser:
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,10 +30,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from sim.config import BACKENDS
 from theory import InputError, Setup, expected_loss, expected_loss_bounds
+from theory.progress import Progress
 
 #: Instances with at most this many features get the exact loss; larger
 #: ones get a bracket from active sets of at most MAX_ACTIVE_BOUNDS features
@@ -359,9 +358,8 @@ def _train_numba(
         setups, np.asarray(init, dtype=np.float32), batch=batch, lr=lr, weight_decay=weight_decay,
         seed=int(seed), log_steps=log_steps, snapshot_below=snapshot_below, kernels=_numba_kernels(backend),
     )  # fmt: skip
-    show = sys.stderr.isatty() if progress is None else progress
     start = time.perf_counter()
-    with tqdm(total=steps, disable=not show, desc="train", unit="step") as bar:
+    with Progress(steps, "train", "step", show=progress) as bar:
         while run.done < steps:
             before = run.done
             run.advance(100)
@@ -421,7 +419,8 @@ def train(
 
     setups may differ in sparsity, importance and p but share n and m.
     init: the starting W, (instances, m, n); None: tms_init from `seed`.
-    progress: None shows a bar only when stderr is a terminal.
+    progress: None shows a bar when stderr is a terminal, else a line every ~10 s
+    (theory.progress); False is silent.
     on_steps: called now and then with the number of steps done since its last call.
     snapshot_below: per-instance losses (sum over features); each instance's W and b are
         copied at the first logged step whose batch loss is at or below its value (the
@@ -471,13 +470,12 @@ def train(
         _check_snapshot(snapshot_below, instances)
         threshold = torch.as_tensor(np.asarray(snapshot_below, dtype=np.float32), device=dev)
         snapshot = (torch.zeros_like(W), torch.zeros_like(b), torch.full((instances,), -1, device=dev))
-    show = sys.stderr.isatty() if progress is None else progress
     start = time.perf_counter()
     logged = 0
     with (
         torch.no_grad(),
         _Batches(int(seed), dev, model, batch) as batches,
-        tqdm(total=steps, disable=not show, desc="train", unit="step") as bar,
+        Progress(steps, "train", "step", show=progress) as bar,
     ):
         for step in range(steps):
             xn, scale = batches.next()
@@ -494,9 +492,9 @@ def train(
             optimizer.step()
             if step % 100 == 99 or step == steps - 1:
                 if on_steps is not None:
-                    on_steps(step + 1 - bar.n)
-                bar.update(step + 1 - bar.n)
-                if show:
+                    on_steps(step + 1 - bar.done)
+                bar.update(step + 1 - bar.done)
+                if bar.bar is not None:
                     bar.set_postfix(loss=f"{history[:, logged - 1].mean().item():.4g}")
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compare import UNCLASSIFIED, classify
-from compare.classify import EXCESS_MAX, RESIDUAL_MAX
+from compare.classification import EXCESS_MAX, RESIDUAL_MAX
 from theory import InputError, Setup
 from theory.geometries import catalogue
 from theory.phase import closed_form, optimal

@@ -73,16 +73,17 @@ def test_corrupt_foreign_or_missing_results_file_is_refused(capsys, tmp_path):
 
 
 def test_bad_config_is_one_clear_error(capsys, tmp_path):
+    config = tmp_path / "bad.toml"
     cases = {
-        CONFIG.replace(
-            "p = [0.0, 0.4]", "p = [0.0, 1.2]"
-        ): "error: p = 1.2 is outside the allowed range [0, 1)",
+        CONFIG.replace("p = [0.0, 0.4]", "p = [0.0, 1.2]"): f"error: {config}: grid.p[1] = 1.2 is not allowed",
+        CONFIG.replace("steps = 60", "steps = 0"): f"error: {config}: train.steps = 0 is not allowed",
+        CONFIG.replace("steps = 60", "steps = 60\nweight_decay = -1"): f"{config}: train.weight_decay = -1",
+        CONFIG.replace("steps = 60", "steps = 60\nbackend = 'gpu'"): f"{config}: train.backend = 'gpu' is unknown",
         CONFIG.replace("steps = 60", "stepz = 60"): "unknown keys ['stepz'] in [train]",
         CONFIG.replace("[grid]", "[grid]\nwidth = 3"): "unknown keys ['width'] in [grid]",
         "[model\n": "is not valid TOML",
     }
     for text, message in cases.items():
-        config = tmp_path / "bad.toml"
         config.write_text(text)
         result = run_cli(capsys, "sim", "train", str(config), "--out", str(tmp_path / "x.nc"))
         assert result.returncode == 2

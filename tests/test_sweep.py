@@ -127,7 +127,7 @@ def test_merge_with_missing_chunks_names_them(capsys, tmp_path):
     )
     result = run_cli(capsys, "sim", "merge", str(config_path), "--out", str(out))
     assert result.returncode == 2
-    assert "error: 4 of 6 chunks are missing (1, 2, 4, 5); run their shards" in result.stderr
+    assert "error: 4 of 6 chunks are missing or damaged (1, 2, 4, 5); run their shards" in result.stderr
 
 
 def test_results_of_another_config_are_refused(capsys, tmp_path):

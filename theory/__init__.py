@@ -1,30 +1,20 @@
 """Theory layer: the problem definition and the exact expected loss under dropout.
 
-Imports nothing from sim or compare.
+Imports nothing from sim or compare. Public names are imported on first use
+(theory.lazy), so `import theory` stays fast.
 """
 
 from theory.errors import InputError
-from theory.loss import (
-    LossAndGrad,
-    LossBounds,
-    expected_loss,
-    expected_loss_and_grad,
-    expected_loss_bounds,
-)
-from theory.montecarlo import MonteCarloLoss, monte_carlo_loss
-from theory.optimize import LossMinimum, minimize_loss
-from theory.setup import Setup
+from theory.lazy import lazy_exports
 
-__all__ = [
-    "InputError",
-    "LossAndGrad",
-    "LossBounds",
-    "LossMinimum",
-    "MonteCarloLoss",
-    "Setup",
-    "expected_loss",
-    "expected_loss_and_grad",
-    "expected_loss_bounds",
-    "minimize_loss",
-    "monte_carlo_loss",
-]
+_PUBLIC = {
+    **dict.fromkeys(
+        ["LossAndGrad", "LossBounds", "expected_loss", "expected_loss_and_grad", "expected_loss_bounds"],
+        "theory.loss",
+    ),
+    **dict.fromkeys(["MonteCarloLoss", "monte_carlo_loss"], "theory.montecarlo"),
+    **dict.fromkeys(["LossMinimum", "minimize_loss"], "theory.optimize"),
+    "Setup": "theory.setup",
+}
+__all__ = ["InputError", *sorted(_PUBLIC)]
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

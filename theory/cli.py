@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 
 import click
-import numpy as np
 
 from theory.errors import InputError
-from theory.loss import expected_loss, expected_loss_bounds
-from theory.montecarlo import monte_carlo_loss
-from theory.setup import Setup
 
 
 def _numbers(name: str, text: str | None):
@@ -45,6 +41,8 @@ def group():
 @click.option("--samples", type=int, default=0, show_default=True, help="Also a Monte Carlo estimate.")
 def loss_command(n_features, n_hidden, sparsity, importance, p, W, b, max_active, samples):
     """Print the exact expected loss L (sum over features) of one model."""
+    from theory.setup import Setup  # numpy only: input errors are reported before torch is imported
+
     setup = Setup(
         n_features,
         n_hidden,
@@ -52,8 +50,13 @@ def loss_command(n_features, n_hidden, sparsity, importance, p, W, b, max_active
         importance=_numbers("importance", importance),
         p=_numbers("p", p),
     )
-    W_array = _numbers("W", W)
-    b_array = np.zeros(n_features) if b is None else _numbers("b", b)
+    W_array, b_array = setup.check_parameters(
+        _numbers("W", W), [0.0] * n_features if b is None else _numbers("b", b)
+    )
+
+    from theory.loss import expected_loss, expected_loss_bounds
+    from theory.montecarlo import monte_carlo_loss
+
     if max_active is None:
         value = float(expected_loss(setup, W_array, b_array))
         click.echo(f"expected loss (sum over features): {value:.12g}")
@@ -129,8 +132,11 @@ def phase_diagram_command(
     problem, density_range, r_range, decay, max_polygon, points, p, completeness, out, figure
 ):
     """Analytic phase diagram: the catalogue's optimal geometry at every cell, every parameter optimised."""
-    import sys
     from pathlib import Path
+
+    import numpy as np
+
+    from theory import diagram_runs as runs
 
     n, m = (int(v) for v in problem.split("x"))
     by_density = problem in ("5x2", "20x5")
@@ -143,113 +149,13 @@ def phase_diagram_command(
     if densities.max() > 1:
         raise InputError(f"--density = {density_range!r}: a density is at most 1")
     ps = np.atleast_1d(_numbers("p", p)).astype(float)
-    show = sys.stderr.isatty()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if problem == "20x5":
         if completeness:
             raise InputError("--completeness needs the exact loss over all W, b: 2x1, 3x2 and 5x2 only")
-        _composite_diagram(n, m, decay, max_polygon, densities, ps, out, figure, show)
+        runs.composite_diagram(n, m, decay, max_polygon, densities, ps, out, figure)
     elif problem == "5x2":
-        _density_diagram(n, m, decay, densities, ps, completeness, out, figure, show)
+        runs.density_diagram(n, m, decay, densities, ps, completeness, out, figure)
     else:
-        _ratio_diagram(
-            n, m, densities, np.geomspace(*_range("r", r_range), points), ps, completeness, out, figure, show
-        )
-
-
-def _ratio_diagram(n, m, densities, ratios, ps, completeness, out, figure, show):
-    from theory.phase import completeness as check_completeness
-    from theory.phase import phase_diagram
-    from theory.phase_plots import plot_phase_diagram
-
-    def progress(done, total):
-        if show:
-            click.echo(f"  p {done}/{total} done", err=True)
-
-    ds = phase_diagram(n, m, densities, ratios, ps, progress=progress)
-    if completeness:
-        ds = check_completeness(ds, cells_per_p=completeness)
-    ds.to_netcdf(out)
-    figure = plot_phase_diagram(ds, figure or out.with_suffix(".png"))
-    click.echo(f"wrote {out} and {figure}")
-    for k, p_value in enumerate(ds.p.values):
-        counts = {
-            str(ds.geometry.values[i]): int((ds.phase.values[k] == i).sum())
-            for i in np.unique(ds.phase.values[k])
-        }
-        click.echo(f"p = {p_value:g}: cells per phase {counts}")
-    if completeness:
-        click.echo(
-            f"completeness: {int(ds.missing_phase.sum())} of {int(np.isfinite(ds.exact_minimum).sum())} "
-            "sampled cells have an exact minimum below the catalogue's best"
-        )
-
-
-def _order(vertices) -> str:
-    """A polygon's vertex order for printing ('' for none)."""
-    vertices = [int(v) for v in vertices if v >= 0]
-    return f" [{' '.join(map(str, vertices))}]" if vertices else ""
-
-
-def _density_diagram(n, m, decay, densities, ps, completeness, out, figure, show):
-    from theory.phase_plots import plot_density_diagram
-    from theory.sparsity_phase import completeness as check_completeness
-    from theory.sparsity_phase import density_diagram
-
-    if not (np.isfinite(decay) and 0 < decay <= 1):
-        raise InputError(f"--decay = {decay} is not allowed; it must be in (0, 1]")
-
-    def progress(done, total, seconds):
-        if show:
-            click.echo(f"  density {done}/{total} done ({seconds:.0f} s)", err=True)
-
-    ds = density_diagram(n, m, decay ** np.arange(n), densities, ps, progress=progress)
-    if completeness:
-        ds = check_completeness(ds, cells_per_p=completeness)
-    ds.to_netcdf(out)
-    figure = plot_density_diagram(ds, figure or out.with_suffix(".png"))
-    click.echo(f"wrote {out} and {figure}")
-    names = ds.geometry.values
-    for k, p_value in enumerate(ds.p.values):
-        phases = " | ".join(
-            f"{d:.3g}: {names[g]}{_order(ds.vertex_order.values[k, i, g])}"
-            for i, (d, g) in enumerate(zip(ds.density.values, ds.phase.values[k], strict=True))
-        )
-        click.echo(f"p = {p_value:g} (density: phase) {phases}")
-        click.echo(f"  superposition onset: density {float(ds.superposition_onset.values[k]):.3g}")
-    if completeness:
-        for k, i in zip(*np.nonzero(np.isfinite(ds.exact_minimum.values)), strict=True):
-            best, exact = float(ds.optimal_loss.values[k, i]), float(ds.exact_minimum.values[k, i])
-            flag = "MISSING PHASE" if bool(ds.missing_phase.values[k, i]) else "ok"
-            click.echo(
-                f"completeness p = {ds.p.values[k]:g}, density {ds.density.values[i]:.3g}: catalogue "
-                f"{best:.8g}, exact minimum {exact:.8g} ({(best - exact) / exact:+.2e} relative) {flag}"
-            )
-
-
-def _composite_diagram(n, m, decay, max_polygon, densities, ps, out, figure, show):
-    from theory.composite_phase import composite_diagram
-    from theory.phase_plots import plot_density_diagram
-
-    def progress(shape, seconds):
-        if show:
-            click.echo(f"  {shape} blocks fitted ({seconds:.0f} s)", err=True)
-
-    ds = composite_diagram(n, m, decay, densities, ps, max_polygon=max_polygon, progress=progress)
-    ds.to_netcdf(out)
-    figure = plot_density_diagram(ds, figure or out.with_suffix(".png"))
-    click.echo(f"wrote {out} and {figure}")
-    click.echo(f"assumptions: {ds.attrs['assumptions']}")
-    names = ds.geometry.values
-    for k, p_value in enumerate(ds.p.values):
-        click.echo(
-            f"p = {p_value:g}: superposition onset density {float(ds.superposition_onset.values[k]):.3g}"
-        )
-        for i, d in enumerate(ds.density.values):
-            click.echo(
-                f"  density {d:.3g}: {names[ds.phase.values[k, i]]} ({int(ds.represented.values[k, i])} "
-                f"features, {float(ds.dimensions_per_feature.values[k, i]):.3g} dims/feature; runner-up "
-                f"{names[ds.runner_up.values[k, i]]} +{float(ds.margin.values[k, i]):.2g}): "
-                f"{ds.composite.values[k, i]}"
-            )
+        ratios = np.geomspace(*_range("r", r_range), points)
+        runs.ratio_diagram(n, m, densities, ratios, ps, completeness, out, figure)

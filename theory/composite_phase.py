@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +50,7 @@ from theory.geometries import (
 )
 from theory.loss import MAX_EXACT_FEATURES
 from theory.phase import TIE, _rank
+from theory.progress import Progress
 from theory.sparsity_phase import density_diagram, grid_exact_loss, max_angle_to_neuron, superposition_onset
 
 POLYGON_NAMES = {3: "triangle", 4: "square", 5: "pentagon", 6: "hexagon"}
@@ -134,29 +134,39 @@ class BlockFits:
 
 
 def fit_blocks(options: tuple[Shape, ...], decay: float, density, p, progress=None) -> BlockFits:
-    """Fit every shape over the (p, density) grid (theory.sparsity_phase.density_diagram)."""
+    """Fit every shape over the (p, density) grid (theory.sparsity_phase.density_diagram).
+
+    progress: None, False or a theory.progress.Progress, counting (shape, p, density) cells.
+    """
     density, ps = np.asarray(density, float), np.asarray(p, float)
     losses, Ws, bs, kinds, orders = [], [], [], [], []
-    for shape in options:
-        geometries = shape.geometries()
-        started = time.perf_counter()
-        ds = density_diagram(
-            shape.features, shape.neurons, decay ** np.arange(shape.features), density, ps, geometries
-        )
-        # "ignore" is only there because a diagram needs two candidates; the composite ignores by itself
-        usable = [g for g, geometry in enumerate(geometries) if geometry.blocks[0].kind != "ignore"]
-        loss = ds.loss.values[..., usable]
-        counts = [len(geometries[g].parameters()) for g in usable]
-        best = np.asarray(usable)[_rank(loss, counts)[0]]
-        take = best[..., None, None]
-        losses.append(np.take_along_axis(ds.loss.values, best[..., None], -1)[..., 0])
-        Ws.append(np.take_along_axis(ds.geometry_W.values, take[..., None], 2)[:, :, 0])
-        bs.append(np.take_along_axis(ds.geometry_b.values, take, 2)[:, :, 0])
-        kinds.append(np.asarray(ds.geometry.values)[best])
-        orders.append(np.take_along_axis(ds.vertex_order.values, take, 2)[:, :, 0])
-        if progress is not None:
-            progress(shape.name, time.perf_counter() - started)
+    with Progress.of(progress, len(options) * density.size * ps.size, "block fits", "cell") as bar:
+        for shape in options:
+            fit = _fit_shape(shape, decay, density, ps, bar)
+            for found, out in zip(fit, (losses, Ws, bs, kinds, orders), strict=True):
+                out.append(found)
     return BlockFits(np.stack(losses), Ws, bs, kinds, orders)
+
+
+def _fit_shape(shape: Shape, decay: float, density, ps, bar):
+    """One shape's best fit per cell: (loss, W, b, kind, vertex order)."""
+    geometries = shape.geometries()
+    ds = density_diagram(
+        shape.features, shape.neurons, decay ** np.arange(shape.features), density, ps, geometries, bar
+    )
+    # "ignore" is only there because a diagram needs two candidates; the composite ignores by itself
+    usable = [g for g, geometry in enumerate(geometries) if geometry.blocks[0].kind != "ignore"]
+    loss = ds.loss.values[..., usable]
+    counts = [len(geometries[g].parameters()) for g in usable]
+    best = np.asarray(usable)[_rank(loss, counts)[0]]
+    take = best[..., None, None]
+    return (
+        np.take_along_axis(ds.loss.values, best[..., None], -1)[..., 0],
+        np.take_along_axis(ds.geometry_W.values, take[..., None], 2)[:, :, 0],
+        np.take_along_axis(ds.geometry_b.values, take, 2)[:, :, 0],
+        np.asarray(ds.geometry.values)[best],
+        np.take_along_axis(ds.vertex_order.values, take, 2)[:, :, 0],
+    )
 
 
 def _ignore_loss(density: np.ndarray) -> np.ndarray:
@@ -180,7 +190,8 @@ def composite_diagram(
     represented, max_angle_to_neuron, superposition_onset) plus `composite`,
     the winning arrangement with each block's kind and features,
     `dimensions_per_feature` and each shape's fit (`block_loss`, `block_kind`).
-    progress(shape_name, seconds) is called after each shape's fit.
+    progress: None (a bar on a terminal, else a line every ~10 s) or False; it counts the
+    block fits' (shape, p, density) cells, which are almost all of the time.
     """
     if not (isinstance(n_features, int) and isinstance(n_hidden, int) and n_features >= 1 and n_hidden >= 1):
         raise InputError(f"n_features = {n_features!r}, n_hidden = {n_hidden!r}: both must be integers >= 1")

@@ -182,6 +182,11 @@ def _evaluate(setups, W, b, max_active: int, with_grad: bool):
             grads_b.append(gb.numpy())
         losses.append(loss.detach().numpy())
     loss = np.concatenate(losses).reshape(batch)
+    if not np.all(np.isfinite(loss)):
+        raise InputError(
+            f"the exact loss overflows float64 for these parameters (largest |W| = {np.abs(W).max():.3g}, "
+            f"|b| = {np.abs(b).max():.3g}); scale them down"
+        )
     if not with_grad:
         return loss, None, None
     # Broadcast parameters get the sum of their copies' gradients.
@@ -240,9 +245,9 @@ def expected_loss_and_grad_many(setups, W, b) -> LossAndGrad:
     phase diagrams fit many cells at once this way.
     """
     setups = tuple(setups)
-    W, b = np.asarray(W, dtype=float), np.asarray(b, dtype=float)
     if not setups:
         raise InputError("expected_loss_and_grad_many needs at least one setup")
+    W, b = setups[0].check_parameters(W, b)
     shapes = {(s.n_features, s.n_hidden) for s in setups}
     if len(shapes) > 1:
         raise InputError(

@@ -22,6 +22,7 @@ from theory.errors import InputError
 from theory.geometries import ClosedForm, Geometry, catalogue, geometry, setup_args
 from theory.loss import expected_loss
 from theory.optimize import fit_geometry, minimize_loss
+from theory.progress import Progress
 from theory.setup import Setup
 
 _CLOSED: dict[Geometry, ClosedForm] = {}
@@ -182,6 +183,8 @@ def phase_diagram(
     param): per-geometry optimised loss, phase (index into geometry), runner-up,
     margin, the optimum's W and b, and at check_cells random cells per p the
     exact loss of the optimum (a check on the closed forms; NaN elsewhere).
+    progress: None (a bar on a terminal, else a line every ~10 s), False, or
+    a theory.progress.Progress that counts cells.
     """
     density = np.asarray(density, dtype=float)
     ratio = np.asarray(ratio, dtype=float)
@@ -204,30 +207,30 @@ def phase_diagram(
     exact = np.full(shape, np.nan)
     rng = np.random.default_rng(seed)
     previous = None
-    for k, p_value in enumerate(ps):
-        args = _grid_args(n_features, D.ravel(), importance, p_value)
-        fits = _fit_all(geometries, args, previous)
-        previous = fits
-        for j, g in enumerate(geometries):
-            losses[k, ..., j] = fits[g.name].loss.reshape(shape[1:])
-            theta[k, ..., j, : len(g.parameters())] = fits[g.name].theta.reshape(shape[1:] + (-1,))
-        phase = _rank(losses[k], param_counts)[0].ravel()
-        for j, g in enumerate(geometries):
-            cells = np.flatnonzero(phase == j)
-            if cells.size == 0:
-                continue
-            W_cells, b_cells = _numeric_many(closed_form(g), fits[g.name].theta[cells])
-            W_opt[k].reshape(-1, n_hidden, n_features)[cells] = W_cells
-            b_opt[k].reshape(-1, n_features)[cells] = b_cells
-        for c in rng.choice(D.size, size=min(check_cells, D.size), replace=False):
-            setup = Setup(
-                n_features, n_hidden, sparsity=1 - D.ravel()[c], importance=importance[c], p=p_value
-            )
-            exact.reshape(len(ps), -1)[k, c] = expected_loss(
-                setup, W_opt[k].reshape(-1, n_hidden, n_features)[c], b_opt[k].reshape(-1, n_features)[c]
-            )
-        if progress is not None:
-            progress(k + 1, len(ps))
+    with Progress.of(progress, len(ps) * D.size, "phase diagram", "cell") as bar:
+        for k, p_value in enumerate(ps):
+            args = _grid_args(n_features, D.ravel(), importance, p_value)
+            fits = _fit_all(geometries, args, previous)
+            previous = fits
+            for j, g in enumerate(geometries):
+                losses[k, ..., j] = fits[g.name].loss.reshape(shape[1:])
+                theta[k, ..., j, : len(g.parameters())] = fits[g.name].theta.reshape(shape[1:] + (-1,))
+            phase = _rank(losses[k], param_counts)[0].ravel()
+            for j, g in enumerate(geometries):
+                cells = np.flatnonzero(phase == j)
+                if cells.size == 0:
+                    continue
+                W_cells, b_cells = _numeric_many(closed_form(g), fits[g.name].theta[cells])
+                W_opt[k].reshape(-1, n_hidden, n_features)[cells] = W_cells
+                b_opt[k].reshape(-1, n_features)[cells] = b_cells
+            for c in rng.choice(D.size, size=min(check_cells, D.size), replace=False):
+                setup = Setup(
+                    n_features, n_hidden, sparsity=1 - D.ravel()[c], importance=importance[c], p=p_value
+                )
+                exact.reshape(len(ps), -1)[k, c] = expected_loss(
+                    setup, W_opt[k].reshape(-1, n_hidden, n_features)[c], b_opt[k].reshape(-1, n_features)[c]
+                )
+            bar.update(D.size)
     phase, runner_up, margin = _rank(losses, param_counts)
     ds = xr.Dataset(
         {
@@ -302,7 +305,12 @@ def _numeric_many(closed: ClosedForm, thetas: np.ndarray):
 
 
 def completeness(
-    ds: xr.Dataset, cells_per_p: int = 10, n_starts: int = 16, seed: int = 0, tolerance: float = 1e-6
+    ds: xr.Dataset,
+    cells_per_p: int = 10,
+    n_starts: int = 16,
+    seed: int = 0,
+    tolerance: float = 1e-6,
+    progress: bool | None = None,
 ) -> xr.Dataset:
     """Minimise the exact loss over all of W and b at sample cells; flag where it beats the catalogue.
 
@@ -312,16 +320,18 @@ def completeness(
     rng = np.random.default_rng(seed)
     n, m = int(ds.attrs["n_features"]), int(ds.attrs["n_hidden"])
     minimum = np.full(ds.optimal_loss.shape, np.nan)
-    for k, p_value in enumerate(ds.p.values):
-        flat = rng.choice(
-            ds.density.size * ds.r.size, size=min(cells_per_p, ds.density.size * ds.r.size), replace=False
-        )
-        for c in flat:
-            i, j = np.unravel_index(c, (ds.density.size, ds.r.size))
-            importance = np.ones(n)
-            importance[-1] = ds.r.values[j]
-            setup = Setup(n, m, sparsity=1 - ds.density.values[i], importance=importance, p=float(p_value))
-            minimum[k, i, j] = minimize_loss(setup, n_starts=n_starts, seed=seed).loss
+    per_p = min(cells_per_p, ds.density.size * ds.r.size)
+    with Progress(ds.p.size * per_p, "completeness", "cell", show=progress) as bar:
+        for k, p_value in enumerate(ds.p.values):
+            for c in rng.choice(ds.density.size * ds.r.size, size=per_p, replace=False):
+                i, j = np.unravel_index(c, (ds.density.size, ds.r.size))
+                importance = np.ones(n)
+                importance[-1] = ds.r.values[j]
+                setup = Setup(
+                    n, m, sparsity=1 - ds.density.values[i], importance=importance, p=float(p_value)
+                )
+                minimum[k, i, j] = minimize_loss(setup, n_starts=n_starts, seed=seed).loss
+                bar.update()
     return with_exact_minimum(ds, minimum, tolerance)
 
 

@@ -11,6 +11,7 @@ W has shape (n_hidden, n_features), b has shape (n_features,).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,24 +21,42 @@ from theory.errors import InputError
 
 
 def _finite(name: str, value: float) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} = {value!r} is not a number") from None
+    # numbers.Real: int, float and numpy's real scalars; not str ("0.5"), complex or bool
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name} = {value!r} is not a real number")
+    value = float(value)
     if not math.isfinite(value):
         raise InputError(f"{name} = {value} is not allowed; it must be a finite number")
     return value
 
 
+def real_array(name: str, value) -> np.ndarray:
+    """`value` as a float64 array, or an InputError naming what is wrong (ragged, text, complex, NaN)."""
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        raise InputError(f"{name} is ragged (rows of different lengths); it must be a rectangular array") from None
+    if array.dtype == object:
+        raise InputError(f"{name} is ragged or holds non-numbers; it must be a rectangular array of numbers")
+    if array.dtype.kind not in "iuf":
+        raise InputError(f"{name} has entries of type {array.dtype}; they must be real numbers")
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise InputError(f"{name} contains NaN or infinite entries; it must be finite")
+    return array
+
+
 def _per_feature(name: str, value, n: int) -> tuple[float, ...]:
-    if np.ndim(value) == 0:
+    if isinstance(value, np.ndarray) and value.ndim == 0 or not isinstance(value, Sequence | np.ndarray):
         return (_finite(name, value),) * n
-    values = tuple(np.asarray(value, dtype=object).ravel().tolist())
-    if np.ndim(value) != 1 or len(values) != n:
-        raise InputError(
-            f"{name} has shape {np.shape(value)}; it must be one number or one per feature ({n},)"
-        )
-    return tuple(_finite(f"{name}[{i}]", v) for i, v in enumerate(values))
+    if isinstance(value, str):
+        raise InputError(f"{name} = {value!r} is not a real number")
+    values = real_array(name, value)
+    if values.shape != (n,):
+        raise InputError(f"{name} has shape {values.shape}; it must be one number or one per feature ({n},)")
+    return tuple(float(v) for v in values)
 
 
 @dataclass(frozen=True)
@@ -122,8 +141,7 @@ class Setup:
         Leading (batch) dims of W and b must broadcast against each other.
         """
         m, n = self.n_hidden, self.n_features
-        W = np.asarray(W, dtype=np.float64)
-        b = np.asarray(b, dtype=np.float64)
+        W, b = real_array("W", W), real_array("b", b)
         if W.ndim < 2 or W.shape[-2:] != (m, n):
             raise InputError(f"W has shape {W.shape}; it must be (..., n_hidden={m}, n_features={n})")
         if b.ndim < 1 or b.shape[-1] != n:
@@ -134,7 +152,6 @@ class Setup:
             raise InputError(
                 f"W batch shape {W.shape[:-2]} and b batch shape {b.shape[:-1]} do not broadcast"
             ) from None
-        for name, value in (("W", W), ("b", b)):
-            if not np.all(np.isfinite(value)):
-                raise InputError(f"{name} contains NaN or infinite entries; it must be finite")
+        if W.size == 0 or b.size == 0:
+            raise InputError(f"W {W.shape} and b {b.shape} hold no model; the batch dims must not be empty")
         return W, b

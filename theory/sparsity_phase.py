@@ -28,7 +28,6 @@ margin; the winner's (W, b) is scored by theory.expected_loss in every cell.
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import sympy as sp
@@ -50,6 +49,7 @@ from theory.geometries import (
 from theory.loss import expected_loss_and_grad_many
 from theory.optimize import minimize_lockstep, minimize_loss
 from theory.phase import TIE, _fit_all, _rank, check_grid, starts, with_exact_minimum
+from theory.progress import Progress
 from theory.setup import Setup
 
 
@@ -307,8 +307,9 @@ def density_diagram(
     Returns a Dataset with dims p, density (and geometry, param, hidden,
     feature): each geometry's least loss and its parameters, phase (index
     into geometry), runner-up, margin, the optimum's W and b with their exact
-    loss, and the features it represents. progress(done, total, seconds) is
-    called after each density.
+    loss, and the features it represents. progress: None (a bar on a
+    terminal, else a line every ~10 s), False, or a theory.progress.Progress
+    that counts cells.
     """
     importance = np.asarray(importance, dtype=float)
     density = np.asarray(density, dtype=float)
@@ -364,35 +365,36 @@ def density_diagram(
     ]
     order_index = np.zeros(shape + (len(geometries),), dtype=int)  # into orders[j].variants
     last = {}  # (k, j, v) -> theta of the last optimum found in order v
-    start_time = time.perf_counter()
-    for i, d in enumerate(density):
-        setups = [Setup(n_features, n_hidden, sparsity=1 - d, importance=importance, p=float(q)) for q in ps]
-        for stage in stages:
-            start_sets = {}
-            for k in range(len(ps)):
-                for e, j in enumerate(stage):
-                    previous = theta[k, i - 1, j, : counts[j]] if i > 0 else None
-                    if j in parent_of:  # one order: the parent's best here
-                        r = parent_of[j]
-                        vertices = orders[r].vertices(order_index[k, i, r])
-                        v = orders[j].index(vertices)
-                        seed = _from_parent(orders[j], orders[r], theta[k, i, r, : counts[r]], vertices)
-                        start_sets[k, e, v] = _free_starts(orders[j], v, seed, previous)
-                        continue
-                    own = {v: last[k, j, v] for v in range(len(orders[j].variants)) if (k, j, v) in last}
-                    v_best = order_index[k, i - 1, j] if i > 0 else None
-                    for v, x in _order_starts(orders[j], v_best, previous, own).items():
-                        start_sets[k, e, v] = x
-            found, thetas, best, each = _fit_orders([orders[j] for j in stage], setups, start_sets)
-            for (k, e, v), x in each.items():
-                last[k, stage[e], v] = x
-            for k in range(len(ps)):
-                for e, j in enumerate(stage):
-                    losses[k, i, j] = found[k, e]
-                    theta[k, i, j, : counts[j]] = thetas[k][e]
-                    order_index[k, i, j] = best[k, e]
-        if progress is not None:
-            progress(i + 1, len(density), time.perf_counter() - start_time)
+    with Progress.of(progress, len(ps) * len(density), "phase diagram", "cell") as bar:
+        for i, d in enumerate(density):
+            setups = [
+                Setup(n_features, n_hidden, sparsity=1 - d, importance=importance, p=float(q)) for q in ps
+            ]
+            for stage in stages:
+                start_sets = {}
+                for k in range(len(ps)):
+                    for e, j in enumerate(stage):
+                        previous = theta[k, i - 1, j, : counts[j]] if i > 0 else None
+                        if j in parent_of:  # one order: the parent's best here
+                            r = parent_of[j]
+                            vertices = orders[r].vertices(order_index[k, i, r])
+                            v = orders[j].index(vertices)
+                            seed = _from_parent(orders[j], orders[r], theta[k, i, r, : counts[r]], vertices)
+                            start_sets[k, e, v] = _free_starts(orders[j], v, seed, previous)
+                            continue
+                        own = {v: last[k, j, v] for v in range(len(orders[j].variants)) if (k, j, v) in last}
+                        v_best = order_index[k, i - 1, j] if i > 0 else None
+                        for v, x in _order_starts(orders[j], v_best, previous, own).items():
+                            start_sets[k, e, v] = x
+                found, thetas, best, each = _fit_orders([orders[j] for j in stage], setups, start_sets)
+                for (k, e, v), x in each.items():
+                    last[k, stage[e], v] = x
+                for k in range(len(ps)):
+                    for e, j in enumerate(stage):
+                        losses[k, i, j] = found[k, e]
+                        theta[k, i, j, : counts[j]] = thetas[k][e]
+                        order_index[k, i, j] = best[k, e]
+            bar.update(len(ps))
 
     phase, runner_up, margin = _rank(losses, counts)
     W_each, b_each = _optima(geometries, orders, theta, order_index, counts)
@@ -568,7 +570,12 @@ def max_angle_to_neuron(W: np.ndarray, tolerance: float = 1e-6) -> np.ndarray:
 
 
 def completeness(
-    ds: xr.Dataset, cells_per_p: int = 2, n_starts: int = 8, seed: int = 0, tolerance: float = 1e-6
+    ds: xr.Dataset,
+    cells_per_p: int = 2,
+    n_starts: int = 8,
+    seed: int = 0,
+    tolerance: float = 1e-6,
+    progress: bool | None = None,
 ) -> xr.Dataset:
     """Minimise the exact loss over all of W and b at cells_per_p densities per p (evenly spaced, the
     densest included); flag where it beats the catalogue (a phase the catalogue is missing).
@@ -584,8 +591,12 @@ def completeness(
         np.linspace(ds.density.size - 1, 0, min(cells_per_p, ds.density.size)).round().astype(int)
     )
     minimum = np.full(ds.optimal_loss.shape, np.nan)
-    for k, p_value in enumerate(ds.p.values):
-        for i in picks:
-            setup = Setup(n, m, sparsity=1 - ds.density.values[i], importance=importance, p=float(p_value))
-            minimum[k, i] = minimize_loss(setup, n_starts=n_starts, seed=seed).loss
+    with Progress(ds.p.size * len(picks), "completeness", "cell", show=progress) as bar:
+        for k, p_value in enumerate(ds.p.values):
+            for i in picks:
+                setup = Setup(
+                    n, m, sparsity=1 - ds.density.values[i], importance=importance, p=float(p_value)
+                )
+                minimum[k, i] = minimize_loss(setup, n_starts=n_starts, seed=seed).loss
+                bar.update()
     return with_exact_minimum(ds, minimum, tolerance)
