@@ -39,6 +39,8 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
+from theory import storage
+
 #: Largest n_features * n_hidden for which backend="auto" takes the fused kernel on CPU; larger models
 #: take sim.tiled. Measured on 2 cores, 2 in 1, 2,000 instances: densities uniform on [0.01, 1]
 #: (benchmarks/trainer_speed.py) fused 0.3x tiled; log-uniform on [0.01, 1] 0.5x; log-uniform on
@@ -284,11 +286,8 @@ def _kernels(n: int, m: int):
         source = _HEADER + _batch_source(n, m) + _BLOCKS
         digest = hashlib.sha256(source.encode()).hexdigest()[:16]
         path = _cache_folder() / f"fused_{n}x{m}_{digest}.py"
-        if not path.exists():
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(fd, "w") as handle:
-                handle.write(source)
-            os.replace(tmp, path)
+        if not path.exists() or path.read_bytes() != source.encode():  # a damaged cache is written again
+            storage.save_text(source, path)
         name = f"tms_dropout_fused_{n}x{m}_{digest}"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)

@@ -1,5 +1,8 @@
 """The console command end to end: train, save, load, plot, and refuse bad files."""
 
+import io
+import os
+import re
 import subprocess
 import sys
 
@@ -8,6 +11,7 @@ import xarray as xr
 
 from sim.config import TrainConfig
 from sim.results import config_of, load
+from theory.progress import Progress
 
 from .cli_helpers import run_cli
 
@@ -75,10 +79,14 @@ def test_corrupt_foreign_or_missing_results_file_is_refused(capsys, tmp_path):
 def test_bad_config_is_one_clear_error(capsys, tmp_path):
     config = tmp_path / "bad.toml"
     cases = {
-        CONFIG.replace("p = [0.0, 0.4]", "p = [0.0, 1.2]"): f"error: {config}: grid.p[1] = 1.2 is not allowed",
+        CONFIG.replace(
+            "p = [0.0, 0.4]", "p = [0.0, 1.2]"
+        ): f"error: {config}: grid.p[1] = 1.2 is not allowed",
         CONFIG.replace("steps = 60", "steps = 0"): f"error: {config}: train.steps = 0 is not allowed",
         CONFIG.replace("steps = 60", "steps = 60\nweight_decay = -1"): f"{config}: train.weight_decay = -1",
-        CONFIG.replace("steps = 60", "steps = 60\nbackend = 'gpu'"): f"{config}: train.backend = 'gpu' is unknown",
+        CONFIG.replace(
+            "steps = 60", "steps = 60\nbackend = 'gpu'"
+        ): f"{config}: train.backend = 'gpu' is unknown",
         CONFIG.replace("steps = 60", "stepz = 60"): "unknown keys ['stepz'] in [train]",
         CONFIG.replace("[grid]", "[grid]\nwidth = 3"): "unknown keys ['width'] in [grid]",
         "[model\n": "is not valid TOML",
@@ -131,3 +139,49 @@ def test_theory_phase_diagram_command_writes_dataset_and_figure(capsys, tmp_path
     assert (tmp_path / "pd.png").stat().st_size > 10_000
     bad = run_cli(capsys, "theory", "phase-diagram", "--density", "1:0.1", "--out", str(out))
     assert bad.returncode == 2 and "must have 0 < LOW < HIGH" in bad.stderr
+
+
+def test_long_runs_logged_to_a_file_write_progress_lines(tmp_path):
+    """stderr redirected to a file (no terminal): plain lines with done/total, rate and time left."""
+    config = tmp_path / "run.toml"
+    config.write_text(CONFIG)
+    log = tmp_path / "sweep.log"
+    env = {**os.environ, "TMS_DROPOUT_PROGRESS_SECONDS": "0"}  # every update, not every 10 s
+    command = [
+        sys.executable,
+        "-m",
+        "tms_dropout",
+        "sim",
+        "sweep",
+        str(config),
+        "--out",
+        str(tmp_path / "r.nc"),
+    ]
+    with open(log, "w") as stderr:
+        assert subprocess.run(command, stdout=subprocess.DEVNULL, stderr=stderr, env=env).returncode == 0
+    lines = [line for line in log.read_text().splitlines() if line.startswith("sweep: ")]
+    assert lines, log.read_text()
+    assert re.fullmatch(
+        r"sweep: \d+/480 inst-step \(\d+%\), [\d.e+]+ inst-step/s, \d+ s elapsed(, .* left)?", lines[0]
+    )
+    assert lines[-1].startswith("sweep: 480/480 inst-step (100%)")
+
+    out = tmp_path / "pd.nc"
+    args = ["theory", "phase-diagram", "--points", "3", "--p", "0,0.4", "--out", str(out)]
+    result = subprocess.run(
+        [sys.executable, "-m", "tms_dropout", *args], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    cells = [line for line in result.stderr.splitlines() if line.startswith("phase diagram: ")]
+    assert [line.split()[2] for line in cells] == ["9/18", "18/18"]  # after each p's 9 cells
+
+
+def test_progress_switch(capsys):
+    with Progress(5, "work", "cell", show=False) as silent:
+        silent.update(5)
+    assert capsys.readouterr().err == ""
+    stream = io.StringIO()
+    with Progress(4, "work", "cell", stream=stream) as bar:
+        bar.interval = 1e9  # a short run: no line before its end, and none at its end
+        bar.update(4)
+    assert stream.getvalue() == ""

@@ -26,6 +26,14 @@ GOOD = dict(n_features=2, n_hidden=1)
         (dict(importance=[1.0]), "importance has shape (1,); it must be one number or one per feature (2,)"),
         (dict(importance=[1.0, -2.0]), "importance[1] = -2.0 is not allowed; importance must be >= 0"),
         (dict(n_hidden=0), "n_hidden = 0 is not allowed; it must be an integer >= 1"),
+        (dict(sparsity="0.5"), "sparsity = '0.5' is not a real number"),
+        (dict(p=0.1 + 0.2j), "p = (0.1+0.2j) is not a real number"),
+        (dict(p=True), "p = True is not a real number"),
+        (dict(importance=["1", "2"]), "importance holds text; it must hold real numbers"),
+        (
+            dict(sparsity=[[0.1], [0.1, 0.2]]),
+            "sparsity is ragged (rows of different lengths); it must be a rectangular array",
+        ),
     ],
 )
 def test_bad_setup_is_one_clear_error(changes, message):
@@ -41,6 +49,23 @@ def test_bad_setup_is_one_clear_error(changes, message):
         (np.ones((1, 2)), np.zeros(3), "b has shape (3,); it must be (..., n_features=2)"),
         (np.array([[np.nan, 1.0]]), np.zeros(2), "W contains NaN or infinite entries; it must be finite"),
         (np.ones((3, 1, 2)), np.zeros((4, 2)), "W batch shape (3,) and b batch shape (4,) do not broadcast"),
+        (
+            [[1.0], [1.0, 2.0]],
+            np.zeros(2),
+            "W is ragged (rows of different lengths); it must be a rectangular array",
+        ),
+        ([["1", "2"]], np.zeros(2), "W holds text; it must hold real numbers"),
+        ([[1j, 2.0]], np.zeros(2), "W holds complex numbers; it must hold real numbers"),
+        (
+            np.zeros((0, 1, 2)),
+            np.zeros(2),
+            "W (0, 1, 2) and b (2,) hold no model; the batch dims must not be empty",
+        ),
+        (
+            [[1e160, 1.0]],
+            np.zeros(2),
+            "the exact loss overflows float64 for these parameters (largest |W| = 1e+160, |b| = 0); scale them down",
+        ),
     ],
 )
 def test_bad_parameters_are_one_clear_error(W, b, message):
@@ -86,6 +111,15 @@ def test_training_refuses_setups_of_different_shapes():
         (["--W", "[[1, 2, 3]]"], "error: W has shape (1, 3); it must be (..., n_hidden=1, n_features=2)"),
         (["--W", "[[NaN, 1]]"], "error: W contains NaN or infinite entries; it must be finite"),
         (["--W", "[[1, x]]"], "error: --W = '[[1, x]]' is not a number or a comma-separated list of numbers"),
+        (
+            ["--W", "[[1], [1, 2]]"],
+            "error: W is ragged (rows of different lengths); it must be a rectangular array",
+        ),
+        (["--W", '[["1", 2]]'], "error: W holds text; it must hold real numbers"),
+        (
+            ["--W", "[[1e160, 1]]"],
+            "error: the exact loss overflows float64 for these parameters (largest |W| = 1e+160, |b| = 0); scale them down",
+        ),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(capsys, args, message):
@@ -96,3 +130,11 @@ def test_cli_bad_input_is_one_line_and_exit_2(capsys, args, message):
     assert result.returncode == 2
     assert result.stderr.strip() == message
     assert "Traceback" not in result.stderr
+
+
+def test_the_exact_loss_of_large_but_representable_weights_is_finite_and_scales_as_the_fourth_power():
+    """The overflow error is no blanket limit: 1e20 is computed, and L scales as |W|^4 there."""
+    setup = Setup(**GOOD, sparsity=0.5, p=0.4)
+    W = np.array([[1.0, -1.0]])
+    big, small = expected_loss(setup, 1e20 * W, [0.0, 0.0]), expected_loss(setup, 1e10 * W, [0.0, 0.0])
+    assert np.isfinite(big) and float(big / small) == pytest.approx(1e40, rel=1e-9)

@@ -1,5 +1,6 @@
 """Sweeps: resumable after kill -9, shardable, refusing foreign results, packing-independent inits."""
 
+import json
 import os
 import signal
 import subprocess
@@ -88,13 +89,98 @@ def test_killed_sweep_resumes_to_the_same_dataset(tmp_path, reference):
     process.wait()
     done = sorted(p.name for p in folder.glob("chunk-*.nc"))
     assert 2 <= len(done) < 6 and not out.exists()
+    # A chunk killed between its file and its checksum's record counts as not done.
+    recorded = json.loads((folder / "manifest.json").read_text())["checksums"]
+    assert len(done) - 1 <= len(recorded) <= len(done)
 
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert f"{len(done)} chunks already done" in result.stderr
+    assert f"{len(recorded)} chunks already done" in result.stderr
     resumed = load(out)
     assert resumed.drop_attrs().identical(reference.drop_attrs())
     assert not folder.exists()
+
+
+def _all_chunks(tmp_path, name):
+    """A sweep of the test config with every chunk trained and none merged (shard 0 of 1)."""
+    config_path = write_config(tmp_path, steps=2000)
+    out = tmp_path / name
+    sweeps.sweep(TrainConfig.from_toml(config_path), out, shard=(0, 1), progress=False, log=quiet)
+    return config_path, out, sweeps.chunk_folder(out)
+
+
+def test_damaged_or_deleted_chunks_are_named_and_trained_again(capsys, tmp_path, reference):
+    config_path, out, folder = _all_chunks(tmp_path, "damaged.nc")
+    truncated = folder / "chunk-00002.nc"
+    truncated.write_bytes(truncated.read_bytes()[:1000])  # a partial copy
+    (folder / "chunk-00003.nc").unlink()
+    flipped = folder / "chunk-00005.nc"  # same size, one byte changed
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    flipped.write_bytes(bytes(data))
+
+    result = run_cli_ok(capsys, "sim", "sweep", str(config_path), "--out", str(out))
+    named = [line for line in result.stderr.splitlines() if line.startswith("chunk ")]
+    assert len(named) == 3, result.stderr
+    assert "chunk 2" in named[0] and "damaged (its checksum does not match" in named[0]
+    assert "chunk 3" in named[1] and "is missing; it will be trained again" in named[1]
+    assert "chunk 5" in named[2] and "damaged" in named[2]
+    assert "3 chunks already done" in result.stderr
+    assert load(out).drop_attrs().identical(reference.drop_attrs())
+
+
+def test_merge_checks_every_chunk_it_joins(capsys, tmp_path):
+    config_path, out, folder = _all_chunks(tmp_path, "merge.nc")
+    chunk = folder / "chunk-00004.nc"
+    chunk.write_bytes(chunk.read_bytes()[:-100])
+    result = run_cli(capsys, "sim", "merge", str(config_path), "--out", str(out))
+    assert result.returncode == 2
+    assert f"chunk 4 ({chunk}) is damaged (its checksum does not match the manifest's); not used" in result.stderr
+    assert "error: 1 of 6 chunks are missing or damaged (4)" in result.stderr
+    assert not out.exists()
+
+
+def test_damaged_result_is_moved_aside_and_made_again(capsys, tmp_path, reference):
+    config_path = write_config(tmp_path, steps=2000)
+    out = tmp_path / "whole.nc"
+    out.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(300))  # a copy that broke off
+    result = run_cli_ok(capsys, "sim", "sweep", str(config_path), "--out", str(out))
+    assert f"results file {out} is not a readable netCDF file (OSError); moved it to" in result.stderr
+    assert (tmp_path / "whole.nc.damaged").exists()
+    assert load(out).drop_attrs().identical(reference.drop_attrs())
+
+
+def test_two_sweeps_on_one_output_leave_one_correct_result(tmp_path, reference):
+    config_path = write_config(tmp_path, steps=2000)
+    out = tmp_path / "twice.nc"
+    command = [sys.executable, "-m", "tms_dropout", "sim", "sweep", str(config_path), "--out", str(out)]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lock = sweeps.chunk_folder(out) / "sweep.lock"
+    deadline = time.monotonic() + 120
+    while not (sweeps.chunk_folder(out) / "manifest.json").exists():  # the first holds the lock by then
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    second = subprocess.run(command, capture_output=True, text=True)
+    assert second.returncode == 2
+    assert second.stderr == f"error: another process is already working on {out} (it holds {lock}); " + (
+        "wait for it to finish, or write somewhere else\n"
+    )
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    assert load(out).drop_attrs().identical(reference.drop_attrs())
+
+
+def test_a_damaged_kernel_cache_is_written_again(tmp_path, monkeypatch):
+    from sim import fused
+
+    monkeypatch.setenv("TMS_DROPOUT_CACHE", str(tmp_path))
+    monkeypatch.setattr(fused, "_KERNELS", {})
+    fused._kernels(2, 1)
+    (cached,) = (tmp_path / "kernels").glob("fused_2x1_*.py")
+    good = cached.read_text()
+    cached.write_text(good[: len(good) // 2])  # truncated
+    monkeypatch.setattr(fused, "_KERNELS", {})
+    fused._kernels(2, 1)
+    assert cached.read_text() == good
 
 
 def test_shards_merge_to_the_same_dataset(capsys, tmp_path, reference):

@@ -55,7 +55,7 @@ class Progress:
         self.bar = None
         self.interval = line_interval()
         self.start = self.last = time.perf_counter()
-        self.lines = 0
+        self.lines, self.last_done = 0, None
         if self.enabled and self.stream.isatty():
             from tqdm.auto import tqdm
 
@@ -100,15 +100,16 @@ class Progress:
             file=self.stream,
             flush=True,
         )
-        self.last = now
+        self.last, self.last_done = now, self.done
         self.lines += 1
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        elif self.enabled and (self.lines or time.perf_counter() - self.start >= self.interval):
-            self._line()
+        elif self.enabled and self.last_done != self.done:
+            if self.lines or time.perf_counter() - self.start >= self.interval:
+                self._line()
         self.enabled = False
 
     def __enter__(self) -> Progress:

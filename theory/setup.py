@@ -37,11 +37,16 @@ def real_array(name: str, value) -> np.ndarray:
     try:
         array = np.asarray(value)
     except ValueError:
-        raise InputError(f"{name} is ragged (rows of different lengths); it must be a rectangular array") from None
+        raise InputError(
+            f"{name} is ragged (rows of different lengths); it must be a rectangular array"
+        ) from None
     if array.dtype == object:
         raise InputError(f"{name} is ragged or holds non-numbers; it must be a rectangular array of numbers")
     if array.dtype.kind not in "iuf":
-        raise InputError(f"{name} has entries of type {array.dtype}; they must be real numbers")
+        kind = {"b": "booleans", "c": "complex numbers", "U": "text", "S": "text"}.get(
+            array.dtype.kind, "non-numbers"
+        )
+        raise InputError(f"{name} holds {kind}; it must hold real numbers")
     array = array.astype(np.float64)
     if not np.all(np.isfinite(array)):
         raise InputError(f"{name} contains NaN or infinite entries; it must be finite")
