@@ -13,7 +13,7 @@ import xarray as xr  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from theory.phase_plots import PALETTE  # noqa: E402
+from theory.phase_plots import PALETTE, finish, phase_caption, plain_log_axis  # noqa: E402
 
 _UNCLASSIFIED_COLOUR = "#000000"
 
@@ -57,32 +57,29 @@ def plot_phase_maps(ds: xr.Dataset, out: str | Path) -> Path:
         )
         miss = ~cell.agree_empirical.values
         yy, dd = np.nonzero(miss)
-        ax.plot(D[dd], Y[yy], "x", color="w", ms=3, mew=0.8)
+        ax.plot(D[dd], Y[yy], "x", color="w", ms=5, mew=1.2)
         agree = float(cell.agree_empirical.values.mean())
-        ax.set_title(f"{title}: empirical = analytic at {agree:.0%} of cells", fontsize=8)
-        ax.set_xscale("log")
-        ax.set_yscale(yscale)
+        ax.set_title(f"{title}: trained = theory at {agree:.0%} of cells", fontsize=9)
+        plain_log_axis(ax, "x")
+        if yscale == "log":
+            plain_log_axis(ax, "y")
         ax.set_xlabel("density 1 - S", fontsize=8)
-        ax.set_ylabel(ylabel, fontsize=7)
+        ax.set_ylabel(ylabel, fontsize=8)
         ax.tick_params(labelsize=7)
     present = sorted(set(np.unique(ds.empirical_phase.values)) | set(np.unique(ds.analytic_phase.values)))
-    fig.legend(
-        [Patch(color=colours[i]) for i in present] + [plt.Line2D([], [], color="k")],
-        [labels[i] for i in present] + ["analytic boundary"],
-        loc="upper center",
-        ncol=min(len(present) + 1, 4),
-        fontsize=7,
-        frameon=False,
-    )
     n, m, seeds = ds.attrs["n_features"], ds.attrs["n_hidden"], ds.seed.size
-    fig.suptitle(
-        f"{n} features in {m} dim(s): label of the lowest-loss of {seeds} trained models per cell "
-        "(x: differs from the analytic phase)",
-        y=0.02,
-        fontsize=8,
+    handles = [Patch(color=colours[i]) for i in present]
+    handles += [plt.Line2D([], [], color="k"), plt.Line2D([], [], ls="", marker="x", color="0.3", mew=1.2)]
+    names = [labels[i] for i in present]
+    return finish(
+        fig,
+        out,
+        f"{n} features in {m} dim(s): the geometry of the lowest-loss of {seeds} trained models per cell",
+        handles,
+        names + ["theory's phase boundary", "trained label differs from theory's"],
+        phase_caption(names),
+        ncol=4,
     )
-    fig.tight_layout(rect=(0, 0.04, 1, 0.86 if len(present) > 3 else 0.92))
-    return _save(fig, out)
 
 
 def plot_edge(ds: xr.Dataset, out: str | Path, at: float = 1.0) -> Path:
@@ -106,20 +103,10 @@ def plot_edge(ds: xr.Dataset, out: str | Path, at: float = 1.0) -> Path:
         ms=7,
         label="lowest loss over seeds",
     )
-    ax.set_yscale("log")
+    plain_log_axis(ax, "y")
     ax.set_ylim(ds.density.values.min() * 0.8, ds.density.values.max() * 1.25)
     ax.set_xlabel("dropout p", fontsize=8)
     ax.set_ylabel("largest density with superposition", fontsize=8)
-    ax.set_title(f"where superposition first appears, {axis} = {value:.3g}", fontsize=9)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, out)
-
-
-def _save(fig, out) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
-    return out
+    return finish(fig, out, f"Where superposition first appears ({axis} = {value:.3g})")

@@ -1,4 +1,4 @@
-"""The dropout study's experiments, re-measured with sim's trainer (DESIGN.md section 1).
+"""The dropout study's experiments, re-measured with sim's trainer (docs/model.md section 1).
 
     python scripts/study.py [--out runs/study] [--steps 10000] [--budgets 3000 30000]
 
@@ -14,7 +14,7 @@ model's loss" models, and writes to OUT:
     6_privileged_basis.png            neuron alignment and hidden kurtosis against p
     report.md                         the numbers behind each claim, per seed
 
-Nothing is tuned: the settings are the notebook's (DESIGN.md section 3).
+Nothing is tuned: the settings are the notebook's (docs/model.md section 4).
 --budgets re-runs experiment 1 at other step counts, to see which claims
 depend on the training budget.
 """

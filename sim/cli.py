@@ -120,7 +120,9 @@ def submit_command(config, out, device, shards, cluster, partition, timeout_min,
     default=None,
     help="PNG to write (default: RUN with .png).",
 )
-@click.option("--seed", type=int, default=None, help="Which seed to draw (default: the first).")
+@click.option(
+    "--seed", type=int, default=None, help="Which seed to draw (default: every seed; W^T W plots: the first)."
+)
 @click.option(
     "--importance", type=float, default=None, help="Which r or importance_decay (default: the first)."
 )

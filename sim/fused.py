@@ -1,6 +1,6 @@
 """A fused CPU trainer for small models (numba): each instance's whole loop in one compiled kernel.
 
-The same model, data law, objective and optimiser as sim.trainer (DESIGN.md
+The same model, data law, objective and optimiser as sim.trainer (docs/model.md
 section 2, the TMS notebook's loop: batch mean of the per-feature mean of
 I_i (x_i - x'_i)^2, AdamW with torch's update, weight decay on W and b);
 only the arithmetic is organised differently. For small n and m the batched
@@ -115,7 +115,7 @@ def _batch_source(n: int, m: int) -> str:
     so the per-sample work stays in registers (a generic loop over small
     arrays runs about 2x slower: the compiler cannot rule out aliasing).
     It returns (state, batch loss): the loss is the batch mean of the
-    importance-weighted sum over features (DESIGN.md L); gW, gb receive the
+    importance-weighted sum over features (docs/model.md, the loss L); gW, gb receive the
     gradient of the TMS objective, L / n.
     """
     F, H = range(n), range(m)

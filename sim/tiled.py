@@ -1,7 +1,7 @@
 """A tiled CPU trainer (numba): each instance's batch in cache-sized tiles, vectorised over samples.
 
 The same model, data law, objective and optimiser as sim.trainer and
-sim.fused (DESIGN.md section 2; the TMS notebook's loop: batch mean of the
+sim.fused (docs/model.md section 2; the TMS notebook's loop: batch mean of the
 per-feature mean of I_i (x_i - x'_i)^2, AdamW with torch's update, weight
 decay on W and b). Where sim.fused computes one sample at a time in scalar
 registers (best for the smallest models, whose empty samples it skips),
@@ -72,7 +72,7 @@ def _batch(W, b, density, inv_density, importance, keep, batch, state, gW, gb, w
     """One batch at (W, b): its gradient of the TMS objective into gW, gb; returns (state, batch loss).
 
     The loss is the batch mean of the importance-weighted sum over features
-    (DESIGN.md L); the gradient is that of L / n. `work` holds the tile
+    (docs/model.md, the loss L); the gradient is that of L / n. `work` holds the tile
     buffers (tile_buffers).
     """
     U, X, S, H, A, D, Y, W32, b32, d32, id32, imp32 = work

@@ -1,6 +1,6 @@
 """Batched training of the toy models: one instance per Setup, all at once.
 
-The model, the data and the objective are DESIGN.md section 2 and the TMS
+The model, the data and the objective are docs/model.md section 2 and the TMS
 notebook's loop (section 3): xavier-normal init over the (instances, n, m)
 tensor, b = 0, AdamW (lr 1e-3, weight decay 0.01), constant lr, batch 1024,
 the per-feature mean of the importance-weighted squared error as the
@@ -45,7 +45,7 @@ MAX_ACTIVE_BOUNDS = 2
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Trained instances. Losses are sums over features (DESIGN.md L), importance-weighted.
+    """Trained instances. Losses are sums over features (docs/model.md, the loss L), importance-weighted.
 
     W: (instances, m, n); b: (instances, n); loss_history: (instances, len(log_steps)),
     the training batch's loss at each logged step.
@@ -76,11 +76,27 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class ExpectedLosses:
-    """Per-instance expected loss bracket; lower == upper when exact."""
+    """Each instance's expected loss under its setup's dropout (sum over features, importance-weighted).
+
+    For n_features <= EXACT_LOSS_MAX_FEATURES it is theory's exact loss:
+    `loss`, and lower == upper == loss. Larger models get a rigorous bracket
+    lower <= L <= upper from active sets of at most MAX_ACTIVE_BOUNDS
+    features (theory.expected_loss_bounds), and `loss` is an error.
+    """
 
     lower: np.ndarray
     upper: np.ndarray
     exact: bool
+
+    @property
+    def loss(self) -> np.ndarray:
+        """The exact expected loss of each instance (only where it was computed exactly)."""
+        if not self.exact:
+            raise InputError(
+                f"the exact loss is computed for at most {EXACT_LOSS_MAX_FEATURES} features; "
+                "this is a bracket: use .lower and .upper"
+            )
+        return self.lower
 
 
 def expected_losses(setups: Sequence[Setup], W: np.ndarray, b: np.ndarray) -> ExpectedLosses:

@@ -70,7 +70,7 @@ def test_triangle_with_rotation_matches_exact_loss():
 
 
 def test_p0_limit_reproduces_the_published_closed_forms():
-    # DESIGN.md section 3, symbolically: densities s, importances (1, r), p = 0, fixed biases.
+    # docs/model.md section 4, symbolically: densities s, importances (1, r), p = 0, fixed biases.
     s, r = sp.symbols("s r", positive=True)
     n = 2
     subs = {

@@ -64,7 +64,8 @@ def test_bad_setup_is_one_clear_error(changes, message):
         (
             [[1e160, 1.0]],
             np.zeros(2),
-            "the exact loss overflows float64 for these parameters (largest |W| = 1e+160, |b| = 0); scale them down",
+            "the exact loss overflows float64 for these parameters (largest |W| = 1e+160, |b| = 0); "
+            "scale them down",
         ),
     ],
 )
@@ -118,7 +119,8 @@ def test_training_refuses_setups_of_different_shapes():
         (["--W", '[["1", 2]]'], "error: W holds text; it must hold real numbers"),
         (
             ["--W", "[[1e160, 1]]"],
-            "error: the exact loss overflows float64 for these parameters (largest |W| = 1e+160, |b| = 0); scale them down",
+            "error: the exact loss overflows float64 for these parameters (largest |W| = 1e+160, |b| = 0); "
+            "scale them down",
         ),
     ],
 )

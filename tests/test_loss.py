@@ -42,7 +42,7 @@ def test_exact_loss_matches_monte_carlo(problem, seed):
 @pytest.mark.parametrize("s", [0.05, 0.3, 0.57, 0.9])
 @pytest.mark.parametrize("r", [0.2, 1.0, 3.0])
 def test_p0_matches_published_closed_forms(s, r):
-    # DESIGN.md section 3: 2 features in 1 dim, importances (1, r), density s.
+    # docs/model.md section 4: 2 features in 1 dim, importances (1, r), density s.
     setup = Setup(2, 1, sparsity=1 - s, importance=[1.0, r])
     drop_first = expected_loss(setup, [[0.0, 1.0]], [s / 2, 0.0])
     drop_extra = expected_loss(setup, [[1.0, 0.0]], [0.0, s / 2])
@@ -57,7 +57,8 @@ def test_p0_matches_published_closed_forms(s, r):
 def linear_loss(setup, W, b):
     """E_x E_mask sum_i I_i (x_i - (W^T h)_i - b_i)^2 from the moments of x alone.
 
-    DESIGN.md's identity: ||x - b - W^T W x||_I^2 + p/(1-p) sum_k (sum_i I_i W_ki^2)(W_k . x)^2.
+    docs/model.md's identity (section 2):
+    ||x - b - W^T W x||_I^2 + p/(1-p) sum_k (sum_i I_i W_ki^2)(W_k . x)^2.
     """
     d = setup.density
     weight = np.diag(setup.importance_array)

@@ -135,7 +135,8 @@ def test_merge_checks_every_chunk_it_joins(capsys, tmp_path):
     chunk.write_bytes(chunk.read_bytes()[:-100])
     result = run_cli(capsys, "sim", "merge", str(config_path), "--out", str(out))
     assert result.returncode == 2
-    assert f"chunk 4 ({chunk}) is damaged (its checksum does not match the manifest's); not used" in result.stderr
+    named = f"chunk 4 ({chunk}) is damaged (its checksum does not match the manifest's); not used"
+    assert named in result.stderr
     assert "error: 1 of 6 chunks are missing or damaged (4)" in result.stderr
     assert not out.exists()
 

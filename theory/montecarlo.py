@@ -1,6 +1,6 @@
 """Monte Carlo estimate of the expected loss: the independent reference.
 
-Samples the model of DESIGN.md section 2 literally (features, dropout masks,
+Samples the model of docs/model.md section 2 literally (features, dropout masks,
 ReLU) in numpy, so it shares no code with the exact computation.
 """
 

@@ -336,7 +336,7 @@ def completeness(
 
 
 def published_p0_losses(density, ratio) -> dict[str, np.ndarray]:
-    """DESIGN.md section 3's fixed candidates for 2 features in 1 dim at p = 0, from the closed forms.
+    """docs/model.md section 4's fixed candidates for 2 features in 1 dim at p = 0, from the closed forms.
 
     W = [1, 0] (bias of the dropped feature s/2), [0, 1] (likewise), [1, -1]
     (biases 0), evaluated by the catalogue's closed forms: (density, r) grids.

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 PALETTE = [
     "#d9d9d9", "#fdae61", "#abd9e9", "#2c7bb6", "#d7191c", "#1a9641",
@@ -19,8 +20,62 @@ PALETTE = [
 ]  # fmt: skip
 
 
+#: What a phase's name means, for the figures' captions (docs/model.md section 6).
+PHASE_NOTES = {
+    "ignore": "ignore: not represented, the bias holds the mean",
+    "dedicated": "dedicated i: feature i has a direction of its own",
+    "antipodal": "antipodal: two features on one direction, opposite signs",
+    "same-sign pair": "same-sign pair: two features on one direction, same sign, the bias cancels their "
+    "interference (optimal only when dense; elsewhere a local minimum of training)",
+    "free vertices": "free vertices: every vertex its own norm and bias",
+    "free angles": "free angles: every vertex its own norm, angle and bias",
+    "unclassified": "unclassified: no catalogue geometry fits the trained model",
+}
+
+
+def phase_caption(labels) -> str:
+    """The meaning of each kind of phase named in `labels`, one clause each, for a figure's caption."""
+    notes = [note for key, note in PHASE_NOTES.items() if any(key in str(label) for label in labels)]
+    return "; ".join(notes)
+
+
+def plain_log_axis(ax, axis: str = "x") -> None:
+    """A log axis labelled in plain numbers (0.01, 0.02, 0.05, 0.1, ...), the same on every figure."""
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
+def finish(fig, out, title: str, handles=(), labels=(), caption: str = "", ncol: int = 4) -> Path:
+    """Title on top, the legend under it, a caption below the panels; saved as PNG with nothing clipped."""
+    fig.tight_layout()
+    if handles:  # the title heads the legend, so the two never overlap
+        fig.legend(
+            list(handles),
+            list(labels),
+            loc="lower center",
+            bbox_to_anchor=(0.5, 1.0),
+            ncol=min(len(handles), ncol),
+            fontsize=8,
+            frameon=False,
+            title=title,
+            title_fontproperties={"size": 10},
+        )
+    else:
+        fig.suptitle(title, y=1.0, va="bottom", fontsize=10)
+    if caption:
+        fig.text(0.5, 0.0, caption, ha="center", va="top", fontsize=7.5, wrap=True)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=130, bbox_inches="tight", pad_inches=0.15)
+    plt.close(fig)
+    return out
+
+
 def _published_boundary(r: np.ndarray) -> np.ndarray:
-    """DESIGN.md section 3 (p = 0, fixed biases): antipodal wins iff s < min(4r/(2+5r), 4/(5+2r))."""
+    """docs/model.md section 4 (p = 0, fixed biases): antipodal wins iff s < min(4r/(2+5r), 4/(5+2r))."""
     return np.minimum(4 * r / (2 + 5 * r), 4 / (5 + 2 * r))
 
 
@@ -34,6 +89,7 @@ def plot_phase_diagram(ds: xr.Dataset, out: str | Path) -> Path:
     D, R = ds.density.values, ds.r.values
     levels = np.arange(len(names) - 1) + 0.5
     line_styles = ["-", "--", ":", "-."]
+    boundary_labels = []
     for k, p in enumerate(ps):
         ax = axes[k]
         phase = ds.phase.sel(p=p).values.T  # (r, density)
@@ -42,34 +98,39 @@ def plot_phase_diagram(ds: xr.Dataset, out: str | Path) -> Path:
         if p == 0 and int(ds.attrs["n_features"]) == 2 and int(ds.attrs["n_hidden"]) == 1:
             ax.plot(_published_boundary(R), R, "w--", lw=1.2, label="published, fixed biases")
             ax.legend(loc="lower left", fontsize=6)
-        axes[-1].contour(
-            D,
-            R,
-            phase,
-            levels=levels,
-            colors=[f"C{k}"],
-            linewidths=1,
-            linestyles=line_styles[k % len(line_styles)],
-        )
+        bounded = np.unique(phase).size > 1
+        if bounded:
+            axes[-1].contour(
+                D,
+                R,
+                phase,
+                levels=levels,
+                colors=[f"C{k}"],
+                linewidths=1,
+                linestyles=line_styles[k % len(line_styles)],
+            )
+        boundary_labels.append(f"p = {p:g}" if bounded else f"p = {p:g}: none (one phase)")
         ax.set_title(f"p = {p:g}", fontsize=9)
     for ax in axes:
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        plain_log_axis(ax, "x")
+        plain_log_axis(ax, "y")
         ax.set_xlabel("density 1 - S", fontsize=8)
-        ax.set_ylabel("relative importance r of the last feature", fontsize=7)
+        ax.set_ylabel("relative importance r of the last feature", fontsize=8)
         ax.tick_params(labelsize=7)
-    axes[-1].set_title("boundaries by p", fontsize=9)
+    axes[-1].set_title("phase boundaries, by p", fontsize=9)
     axes[-1].legend(
         [plt.Line2D([], [], color=f"C{k}", ls=line_styles[k % len(line_styles)]) for k in range(len(ps))],
-        [f"p = {p:g}" for p in ps],
+        boundary_labels,
         fontsize=7,
         loc="lower left",
     )
     n, m = ds.attrs["n_features"], ds.attrs["n_hidden"]
-    title = f"optimal geometry, {n} features in {m} dim(s), every parameter optimised"
+    title = f"Optimal geometry of {n} features in {m} dim(s) under dropout p (every parameter optimised)"
     present = np.unique(ds.phase.values)
-    labels, colours = [names[i] for i in present], [PALETTE[i] for i in present]
-    return _legend_title_save(fig, labels, colours, ncol=None, title=title, top=0.92, out=out)
+    labels = [names[i] for i in present]
+    return finish(
+        fig, out, title, [Patch(color=PALETTE[i]) for i in present], labels, phase_caption(labels), ncol=6
+    )
 
 
 def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:
@@ -101,7 +162,7 @@ def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:
     axes[2].set_ylabel("largest angle, represented feature to nearest neuron (deg)", fontsize=8)
     axes[2].set_title("0: every feature neuron-aligned", fontsize=9)
     for ax in axes:
-        ax.set_xscale("log")
+        plain_log_axis(ax, "x")
         ax.set_xlabel("density 1 - S", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[1].legend(fontsize=7)
@@ -109,27 +170,6 @@ def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:
         importance = f"importance {float(ds.attrs['decay']):g}**i"
     else:
         importance = "importance (" + ", ".join(f"{v:.3g}" for v in ds.importance.values) + ")"
-    title = f"{n} features in {m} dims, {importance}, every parameter optimised"
-    return _legend_title_save(
-        fig, [names[i] for i in present], colours, ncol=4, title=title, top=0.88, out=out
-    )
-
-
-def _legend_title_save(fig, labels, colours, ncol, title: str, top: float, out) -> Path:
-    """Legend of the phases present (labels, their colours; at most ncol columns), title below, PNG
-    written to out."""
-    fig.legend(
-        [Patch(color=c) for c in colours],
-        labels,
-        loc="upper center",
-        ncol=len(labels) if ncol is None else min(len(labels), ncol),
-        fontsize=8,
-        frameon=False,
-    )
-    fig.suptitle(title, y=0.02, fontsize=9)
-    fig.tight_layout(rect=(0, 0.04, 1, top))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
-    return out
+    title = f"Optimal geometry of {n} features in {m} dims, {importance}, under dropout p"
+    labels = [names[i] for i in present]
+    return finish(fig, out, title, [Patch(color=c) for c in colours], labels, phase_caption(labels), ncol=3)

@@ -1,4 +1,4 @@
-"""The problem definition every layer shares (DESIGN.md section 2).
+"""The problem definition every layer shares (docs/model.md section 2).
 
     x_i  = 0 with probability S_i, else Uniform[0, 1], independent
     h    = (mask * (W x)) / (1 - p),   mask_j ~ Bernoulli(1 - p)
