@@ -25,6 +25,7 @@ def test_sum_over_blocks_is_the_exact_loss_of_the_assembled_model(four_in_three)
     assert (ds.represented.values >= 1).all()
 
 
+@pytest.mark.slow
 def test_a_structure_is_the_best_of_its_arrangements_fitted_whole(four_in_three):
     """triangle + dedicated in 4 in 3: both arrangements, the triangle regular, with free vertices and with
     free angles, each fitted as one geometry on the exact loss."""

@@ -5,10 +5,12 @@ import itertools
 import mpmath
 import numpy as np
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from theory.cube import truncated_power_moment
+
+from .strategies import signed_magnitudes
 
 
 def reference(b, c, q):
@@ -38,19 +40,15 @@ def J(b, c, q):
     ).item()
 
 
-coefficient = st.one_of(
-    st.just(0.0),
-    st.floats(-3, 3, allow_nan=False),
-    st.builds(
-        lambda mantissa, exponent: mantissa * 10.0**exponent,
-        st.floats(-1, 1, allow_nan=False),
-        st.integers(-14, -3),
-    ),
-)
-
-
+@settings(max_examples=150)
 @given(
-    b=st.floats(-3, 3, allow_nan=False), c=st.lists(coefficient, min_size=0, max_size=5), q=st.integers(1, 3)
+    b=st.floats(-3, 3, allow_nan=False),
+    # at least two non-zero coefficients, magnitudes from 1e-14 to 1e2, zeros among them
+    c=st.tuples(
+        st.lists(signed_magnitudes(-14, 2, zero=False), min_size=2, max_size=5),
+        st.lists(st.just(0.0), max_size=2),
+    ).map(lambda parts: parts[0] + parts[1]),
+    q=st.integers(1, 3),
 )
 def test_truncated_power_moment_matches_high_precision_reference(b, c, q):
     exact = reference(b, c, q)

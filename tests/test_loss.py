@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 from theory import (
     Setup,
@@ -16,27 +15,17 @@ from theory import (
     monte_carlo_loss,
 )
 
-
-@st.composite
-def problems(draw, max_n=3, max_m=2):
-    n = draw(st.integers(1, max_n))
-    m = draw(st.integers(1, max_m))
-    unit = st.floats(0, 1)
-    sparsity = draw(st.one_of(unit, arrays(float, n, elements=unit)))
-    importance = draw(arrays(float, n, elements=st.floats(0, 2)))
-    p = draw(st.floats(0, 0.9))
-    W = draw(arrays(float, (m, n), elements=st.floats(-2, 2)))
-    b = draw(arrays(float, n, elements=st.floats(-1, 1)))
-    return Setup(n, m, sparsity=sparsity, importance=importance, p=p), W, b
+from .strategies import problems
 
 
-@settings(max_examples=30)
+@settings(max_examples=40)
 @given(problems(), st.integers(0, 2**31))
 def test_exact_loss_matches_monte_carlo(problem, seed):
     setup, W, b = problem
     exact = float(expected_loss(setup, W, b))
     mc = monte_carlo_loss(setup, W, b, n_samples=200_000, seed=seed)
-    assert abs(exact - mc.mean) <= 4 * mc.stderr + 1e-12 * (1 + abs(exact))
+    # 4.5 standard errors: with random seeds, a false alarm about once in 4,000 runs of 40 examples
+    assert abs(exact - mc.mean) <= 4.5 * mc.stderr + 1e-12 * (1 + abs(exact))
 
 
 @pytest.mark.parametrize("s", [0.05, 0.3, 0.57, 0.9])
@@ -72,7 +61,7 @@ def linear_loss(setup, W, b):
     return reconstruction + variance
 
 
-@settings(max_examples=40)
+@settings(max_examples=60)
 @given(problems(max_n=4, max_m=3))
 def test_linear_identity_where_relu_never_clips(problem):
     setup, W, b = problem
@@ -90,7 +79,7 @@ def test_single_feature_under_dropout_closed_form(p, w):
     assert float(expected_loss(setup, [[w]], [0.0])) == pytest.approx(expected, rel=1e-12)
 
 
-@settings(max_examples=15)
+@settings(max_examples=20)
 @given(problems(max_n=3, max_m=2))
 def test_gradient_matches_finite_differences(problem):
     setup, W, b = problem

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from theory import InputError, Setup, minimize_loss
+from theory.geometries import catalogue
 from theory.phase import _rank, completeness, optimal, phase_diagram, published_p0_losses
 
 
@@ -17,7 +18,10 @@ def test_catalogue_optimum_matches_global_minimum_of_exact_loss(density, r, p):
     exact_min = minimize_loss(setup, n_starts=16).loss
     assert best.loss == pytest.approx(best.closed_form_loss, rel=1e-10)
     assert best.loss == pytest.approx(exact_min, rel=1e-5)
-    assert best.margin >= 0
+    # The runner-up is the optimum of the catalogue without the winner, fitted on its own.
+    rest = optimal(setup, tuple(g for g in catalogue(2, 1) if g.name != best.name))
+    assert best.runner_up == rest.name
+    assert best.margin == pytest.approx(rest.closed_form_loss - best.closed_form_loss, rel=1e-6)
 
 
 def test_published_p0_boundary_is_reproduced_to_grid_resolution():
@@ -47,7 +51,9 @@ def test_small_phase_diagram_is_consistent_and_checked_by_the_exact_loss():
     ds = phase_diagram(2, 1, [0.05, 0.5, 1.0], [0.3, 3.0], [0.0, 0.4], check_cells=6)
     assert dict(ds.phase.sizes) == {"p": 2, "density": 3, "r": 2}
     np.testing.assert_allclose(ds.exact_loss, ds.optimal_loss, rtol=1e-10)
-    assert np.all(ds.margin >= 0)
+    # margin: the runner-up geometry's own loss over the winner's, read from the per-geometry losses
+    runner_up_loss = ds.loss.isel(geometry=ds.runner_up).values
+    np.testing.assert_allclose(ds.margin, runner_up_loss - ds.optimal_loss.values, rtol=1e-9, atol=1e-15)
     assert float(ds.optimal_loss.min()) > 0
     checked = completeness(ds, cells_per_p=2, n_starts=8)
     sampled = np.isfinite(checked.exact_minimum)

@@ -91,6 +91,7 @@ def test_family_jacobian_matches_finite_differences():
         np.testing.assert_allclose(jac[0, :, j], numeric, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_five_in_two_diagram_pentagon_at_p0_pairs_at_p04_and_exact_losses_agree():
     names = ("pentagon", "two antipodal, ignore 4", "two dedicated", "pentagon, free vertices")
     geometries = tuple(g for g in candidates(5, 2) if g.name in names)
@@ -170,9 +171,14 @@ def test_five_in_two_command_writes_dataset_and_figure(capsys, tmp_path):
     assert dict(ds.phase.sizes) == {"p": 1, "density": 2}
     assert len(ds.geometry) == len(candidates(5, 2))
     assert "superposition onset" in result.stdout
-    # dense inputs under dropout: all five features weakly coded around their means beat every geometry
-    assert bool(ds.missing_phase.sel(density=1.0, p=0.4))
-    assert "MISSING PHASE" in result.stdout
+    # Dense inputs under dropout: all five features weakly coded around their means. The pentagon with
+    # free angles holds that optimum: the exact loss's global minimum does not beat it.
+    assert str(ds.geometry.values[int(ds.phase.sel(density=1.0, p=0.4))]) == "pentagon, free angles"
+    assert not bool(ds.missing_phase.sel(density=1.0, p=0.4))
+    assert float(ds.exact_minimum.sel(density=1.0, p=0.4)) == pytest.approx(
+        float(ds.optimal_loss.sel(density=1.0, p=0.4)), rel=1e-6
+    )
+    assert "density 1: catalogue" in result.stdout and "MISSING PHASE" not in result.stdout
     assert (tmp_path / "pd.png").stat().st_size > 10_000
 
 

@@ -1,11 +1,15 @@
 """The batched trainer: its pieces against torch's, its models against theory."""
 
+import dataclasses
+import inspect
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from sim import sampled_loss, train
+from sim.config import TrainConfig
 from sim.trainer import _Batched, _Batches, _FlatAdamW, tms_init
 from theory import Setup, minimize_loss
 
@@ -147,3 +151,29 @@ def test_snapshot_is_the_model_at_the_step_its_loss_was_reached():
     np.testing.assert_array_equal(full.snapshot_b[i], short.b[i])
     assert full.loss_history[i, full.log_steps.tolist().index(step)] <= 0.12
     assert (full.loss_history[i, full.log_steps < step] > 0.12).all()
+
+
+def test_training_defaults_are_the_tms_notebooks():
+    """AdamW lr 1e-3, weight decay 0.01 (torch's default), batch 1024, 10,000 steps: train and configs."""
+    notebook = dict(steps=10_000, batch=1024, lr=1e-3, weight_decay=0.01)
+    defaults = inspect.signature(train).parameters
+    assert {name: defaults[name].default for name in notebook} == notebook
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    assert {name: fields[name] for name in notebook} == notebook
+    assert torch.optim.AdamW([torch.zeros(1)]).defaults["weight_decay"] == notebook["weight_decay"]
+
+
+@pytest.mark.parametrize("backend", ["torch", "tiled", "fused"])
+def test_each_optimiser_setting_changes_the_trained_model(backend):
+    """Every trainer uses the lr, weight decay and batch it is given (none is ignored or hard-coded)."""
+    setups = [Setup(2, 1, sparsity=0.5, importance=[1.0, 0.7], p=p) for p in (0.0, 0.3)]
+
+    def run(**changes):
+        return train(setups, steps=300, seed=2, progress=False, backend=backend, **changes).W
+
+    base = run()
+    np.testing.assert_array_equal(run(), base)  # deterministic, so any difference below is the setting's
+    for change in (dict(weight_decay=0.1), dict(lr=2e-3), dict(batch=512)):
+        assert np.abs(run(**change) - base).max() > 1e-4, change
+    # weight decay shrinks the weights: ten times the notebook's decay gives smaller norms
+    assert np.linalg.norm(run(weight_decay=0.1)) < np.linalg.norm(base)
