@@ -13,7 +13,7 @@ import xarray as xr  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from theory.phase_plots import PALETTE, finish, phase_caption, plain_log_axis  # noqa: E402
+from theory.phase_plots import PALETTE, cell_edges, finish, phase_caption, plain_log_axis  # noqa: E402
 
 _UNCLASSIFIED_COLOUR = "#000000"
 
@@ -46,7 +46,8 @@ def plot_phase_maps(ds: xr.Dataset, out: str | Path) -> Path:
         panels = [(f"{axis} = {value:g}", cell, ds.p.values, "dropout p", "linear")]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels) + 0.8, 3.9), squeeze=False)
     for ax, (title, cell, Y, ylabel, yscale) in zip(axes[0], panels, strict=True):
-        ax.pcolormesh(D, Y, cell.empirical_phase.values, cmap=cmap, norm=norm, shading="nearest")
+        edges = cell_edges(Y, log=yscale == "log")
+        ax.pcolormesh(cell_edges(D), edges, cell.empirical_phase.values, cmap=cmap, norm=norm)
         ax.contour(
             D,
             Y,

@@ -39,6 +39,20 @@ def phase_caption(labels) -> str:
     return "; ".join(notes)
 
 
+def cell_edges(values, log: bool = True) -> np.ndarray:
+    """Edges of the cells centred on `values` (midpoints; geometric on a log axis), so that a grid with a
+    single value along an axis still gets a cell of visible size."""
+    values = np.asarray(values, dtype=float)
+    points = np.log(values) if log else values
+    if points.size == 1:
+        half = np.log(1.5) if log else 0.5
+        edges = np.array([points[0] - half, points[0] + half])
+    else:
+        middle = (points[1:] + points[:-1]) / 2
+        edges = np.concatenate([[2 * points[0] - middle[0]], middle, [2 * points[-1] - middle[-1]]])
+    return np.exp(edges) if log else edges
+
+
 def plain_log_axis(ax, axis: str = "x") -> None:
     """A log axis labelled in plain numbers (0.01, 0.02, 0.05, 0.1, ...), the same on every figure."""
     target = ax.xaxis if axis == "x" else ax.yaxis
@@ -93,7 +107,7 @@ def plot_phase_diagram(ds: xr.Dataset, out: str | Path) -> Path:
     for k, p in enumerate(ps):
         ax = axes[k]
         phase = ds.phase.sel(p=p).values.T  # (r, density)
-        ax.pcolormesh(D, R, phase, cmap=cmap, norm=norm, shading="nearest")
+        ax.pcolormesh(cell_edges(D), cell_edges(R), phase, cmap=cmap, norm=norm)
         ax.contour(D, R, phase, levels=levels, colors="k", linewidths=0.8)
         if p == 0 and int(ds.attrs["n_features"]) == 2 and int(ds.attrs["n_hidden"]) == 1:
             ax.plot(_published_boundary(R), R, "w--", lw=1.2, label="published, fixed biases")
@@ -138,14 +152,15 @@ def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:
     represented, angle to neurons. Colours go to the phases present, in index order."""
     names = [str(g) for g in ds.geometry.values]
     present = np.unique(ds.phase.values)
-    colours = [PALETTE[i % len(PALETTE)] for i in range(len(present))]
+    colours = [PALETTE[(i + 1) % len(PALETTE)] for i in range(len(present))]  # grey is "ignore all"
     cmap = ListedColormap(colours)
     norm = BoundaryNorm(np.arange(len(present) + 1) - 0.5, len(present))
     ps, D = ds.p.values, ds.density.values
     rows = np.arange(len(ps))
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     ax = axes[0]
-    ax.pcolormesh(D, rows, np.searchsorted(present, ds.phase.values), cmap=cmap, norm=norm, shading="nearest")
+    phases = np.searchsorted(present, ds.phase.values)
+    ax.pcolormesh(cell_edges(D), cell_edges(rows, log=False), phases, cmap=cmap, norm=norm)
     onset = ds.superposition_onset.values
     ax.plot(onset, rows, "kx", ms=7, label="superposition onset")
     ax.set_yticks(rows, [f"{p:g}" for p in ps])
