@@ -257,7 +257,7 @@ class Store:
         """Save a finished chunk, then record its checksum."""
         results.save(chunk, self.path(index))
         digest = storage.sha256(self.path(index))
-        with storage.exclusive(self.folder / "manifest.lock", self.manifest_path):
+        with storage.exclusive(self.folder / "manifest.lock", self.manifest_path, wait=True):
             manifest = _read_manifest(self.folder)
             manifest.setdefault("checksums", {})[str(index)] = digest
             storage.save_text(json.dumps(manifest, sort_keys=True), self.manifest_path)

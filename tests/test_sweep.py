@@ -304,3 +304,27 @@ def test_importance_axis_may_be_log_spaced(tmp_path):
         path.write_text(CONFIG.format(steps=10).replace("r = [0.5, 2.0]", f"r = {bad}"))
         with pytest.raises(InputError, match=r"grid.r = .* must be a list of numbers or \{ log"):
             TrainConfig.from_toml(path)
+
+
+def test_shards_finishing_together_wait_for_the_manifest_instead_of_failing(tmp_path):
+    """While one shard records its chunk's checksum, another shard's record waits, then lands too."""
+    config_path, out, folder = _all_chunks(tmp_path, "shards.nc")
+    config = TrainConfig.from_toml(config_path)
+    store = sweeps.Store(folder, sweeps.plan(config, "cpu"), log=quiet)
+    chunk = xr.load_dataset(store.path(0))
+    recorded = json.loads(store.manifest_path.read_text())["checksums"]
+    del recorded["0"]
+    store.manifest_path.write_text(
+        json.dumps({**sweeps.Plan(config, 4, "cpu").manifest(), "checksums": recorded})
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import fcntl, time; f = open({str(folder / 'manifest.lock')!r}, 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(1.5)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    started = time.monotonic()
+    store.write(0, chunk)
+    assert time.monotonic() - started > 0.5  # it waited for the other writer
+    holder.wait()
+    assert set(json.loads(store.manifest_path.read_text())["checksums"]) == {str(i) for i in range(6)}

@@ -63,17 +63,19 @@ def sha256(path: str | Path) -> str:
 
 
 @contextmanager
-def exclusive(lock_path: str | Path, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on `lock_path` for the block; if another process holds it, an InputError.
+def exclusive(lock_path: str | Path, what: str, wait: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path` for the block.
 
-    The lock is the kernel's (flock): it is released when the process ends,
-    however it ends, so a killed run never leaves a stale lock behind.
+    If another process holds it: with wait=False an InputError naming it,
+    with wait=True wait for it (for short critical sections). The lock is
+    the kernel's (flock): it is released when the process ends, however it
+    ends, so a killed run never leaves a stale lock behind.
     """
     lock_path = Path(lock_path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
             if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
