@@ -510,7 +510,7 @@ def train(
                 if on_steps is not None:
                     on_steps(step + 1 - bar.done)
                 bar.update(step + 1 - bar.done)
-                if bar.bar is not None:
+                if bar.drawn:
                     bar.set_postfix(loss=f"{history[:, logged - 1].mean().item():.4g}")
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)

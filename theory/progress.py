@@ -79,6 +79,11 @@ class Progress:
         elif self.enabled and time.perf_counter() - self.last >= self.interval:
             self._line()
 
+    @property
+    def drawn(self) -> bool:
+        """True when a terminal bar is shown (worth computing figures for set_postfix)."""
+        return self.bar is not None
+
     def set_postfix(self, **values) -> None:
         """Extra figures on the bar (terminal only)."""
         if self.bar is not None:
