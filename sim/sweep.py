@@ -183,7 +183,7 @@ class Store:
     def __init__(self, folder: Path, plan_: Plan, log=print, unsound: str = "it will be trained again"):
         self.folder, self.plan, self.log, self.unsound = folder, plan_, log, unsound
         self.plan_manifest = plan_.manifest()
-        self.reported: set[int] = set()
+        self.sound: set[int] | None = None  # found by done()
 
     def path(self, index: int) -> Path:
         return self.folder / f"chunk-{index:05d}.nc"
@@ -230,7 +230,7 @@ class Store:
         return {int(k): v for k, v in found.get("checksums", {}).items()}
 
     def problem(self, index: int, recorded: dict[int, str]) -> str | None:
-        """Why chunk `index` cannot be used ('missing', ...), or None when it is sound."""
+        """Why chunk `index`'s file or record cannot be used, or None when it is sound or not begun."""
         path = self.path(index)
         if not path.exists():
             return "missing" if index in recorded else None
@@ -241,17 +241,19 @@ class Store:
         return None
 
     def done(self) -> set[int]:
-        """The chunks whose files are sound; each unsound one is named in one line (once)."""
+        """The chunks whose files are sound: checked (and each unsound one named in one line) on the first
+        call, then kept up to date by write()."""
+        if self.sound is not None:
+            return set(self.sound)
         recorded = self.checksums()
-        sound = set()
+        self.sound = set()
         for index in range(self.plan.n_chunks):
             why = self.problem(index, recorded)
-            if why is None and self.path(index).exists():
-                sound.add(index)
-            elif why is not None and index not in self.reported:
-                self.reported.add(index)
+            if why is not None:
                 self.log(f"chunk {index} ({self.path(index)}) is {why}; {self.unsound}")
-        return sound
+            elif index in recorded:
+                self.sound.add(index)
+        return set(self.sound)
 
     def write(self, index: int, chunk: xr.Dataset) -> None:
         """Save a finished chunk, then record its checksum."""
@@ -261,12 +263,13 @@ class Store:
             manifest = _read_manifest(self.folder)
             manifest.setdefault("checksums", {})[str(index)] = digest
             storage.save_text(json.dumps(manifest, sort_keys=True), self.manifest_path)
+        if self.sound is not None:
+            self.sound.add(index)
 
     def read(self, index: int) -> xr.Dataset:
-        """A sound chunk's Dataset; a damaged one is an InputError naming it."""
-        why = self.problem(index, self.checksums()) or (None if self.path(index).exists() else "missing")
-        if why is not None:
-            raise InputError(f"chunk {index} ({self.path(index)}) is {why}; run its shard again")
+        """The Dataset of a chunk that done() found sound; any other is an InputError naming it."""
+        if index not in self.done():
+            raise InputError(f"chunk {index} ({self.path(index)}) is missing or damaged; run its shard again")
         chunk = xr.load_dataset(self.path(index))
         if chunk.attrs.get("kind") != CHUNK_KIND or json.loads(chunk.attrs.get("manifest", "null")) != (
             self.plan_manifest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import click
 
@@ -145,6 +146,8 @@ def phase_diagram_command(
         raise InputError(f"--points = {points} is not allowed; it must be at least 2")
     p = ("0,0.1,0.2,0.3,0.4,0.5" if problem == "5x2" else "0,0.15,0.4") if p is None else p
     decay = (0.7 if problem == "20x5" else 0.9) if decay is None else decay
+    if not (math.isfinite(decay) and 0 < decay <= 1):
+        raise InputError(f"--decay = {decay} is not allowed; it must be in (0, 1]")
     densities = np.geomspace(*_range("density", density_range), points)
     if densities.max() > 1:
         raise InputError(f"--density = {density_range!r}: a density is at most 1")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from theory.errors import InputError
 from theory.storage import save_dataset
 
 
@@ -49,9 +48,6 @@ def density_diagram(n, m, decay, densities, ps, completeness, out, figure):
     from theory.phase_plots import plot_density_diagram
     from theory.sparsity_phase import completeness as check_completeness
     from theory.sparsity_phase import density_diagram as fit_density_diagram
-
-    if not (np.isfinite(decay) and 0 < decay <= 1):
-        raise InputError(f"--decay = {decay} is not allowed; it must be in (0, 1]")
 
     ds = fit_density_diagram(n, m, decay ** np.arange(n), densities, ps)
     if completeness:
