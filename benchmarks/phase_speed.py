@@ -19,8 +19,7 @@ import warnings
 import numpy as np
 from scipy.optimize import minimize
 
-from theory import Setup, expected_loss_and_grad
-from theory.phase import phase_diagram
+from theory import Grid, Setup, expected_loss_and_grad, phase_diagram
 
 PS = (0.0, 0.15, 0.4)
 
@@ -46,7 +45,7 @@ def main():
     density = np.geomspace(0.01, 1, args.points)
     ratio = np.geomspace(0.1, 10, args.points)
     start = time.perf_counter()
-    ds = phase_diagram(2, 1, density, ratio, PS)
+    ds = phase_diagram(Grid(2, 1, sparsity=tuple(1 - density), p=PS, r=tuple(ratio)))
     ours = time.perf_counter() - start
     cells = ds.phase.size
     rng = np.random.default_rng(0)
@@ -57,10 +56,10 @@ def main():
     start = time.perf_counter()
     naive_losses = []
     for i, j, p in sample:
-        setup = Setup(2, 1, sparsity=1 - density[i], importance=[1.0, ratio[j]], p=p)
+        setup = Setup(2, 1, sparsity=1 - density[i], importance=[1.0, ratio[j]], p=p)  # cell (p, j, i)
         naive_losses.append(naive_cell(setup, rng))
     naive_per_cell = (time.perf_counter() - start) / len(sample)
-    ours_at_sample = [float(ds.optimal_loss.sel(p=p).values[i, j]) for i, j, p in sample]
+    ours_at_sample = [float(ds.optimal_loss.sel(p=p).values[j, i]) for i, j, p in sample]
     worse = np.mean(np.array(naive_losses) > np.array(ours_at_sample) * (1 + 1e-6))
     print(f"phase diagram, 2 features in 1 dim, {args.points} x {args.points} x {len(PS)} = {cells} cells")
     print(

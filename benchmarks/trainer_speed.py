@@ -26,9 +26,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 from tms_reference import ReferenceModel, reference_optimize  # noqa: E402
 
 from sim import train  # noqa: E402
-from sim.config import tms_sparsities  # noqa: E402
 from sim.trainer import _Batched, _FlatAdamW  # noqa: E402
 from theory import Setup  # noqa: E402
+from theory.grid import tms_sparsities  # noqa: E402
 
 
 def reference_steps_per_second(steps: int, n=20, m=5, instances=10, p=0.4) -> float:

@@ -37,15 +37,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from theory import InputError, Setup, expected_loss, expected_loss_and_grad
+from theory.candidates import geometries as named_geometries
+from theory.closed_fit import closed_form
 from theory.geometries import (
     Geometry,
-    catalogue,
     counter_clockwise,
     polygon_blocks,
     polygon_vertices,
     with_vertex_orders,
 )
-from theory.phase import closed_form
 
 UNCLASSIFIED = "unclassified"
 #: A geometry fits when its relative residual is at most this ...
@@ -224,7 +224,9 @@ def classify(
     W, b = setup.check_parameters(W, b)
     if W.ndim != 2 or b.ndim != 1:
         raise InputError(f"classify takes one model: W (m, n) and b (n,); got {W.shape} and {b.shape}")
-    geometries = catalogue(setup.n_features, setup.n_hidden) if geometries is None else tuple(geometries)
+    if geometries is None:
+        geometries = named_geometries(setup.n_features, setup.n_hidden)
+    geometries = tuple(geometries)
     # Without dropout every rotation of the hidden space is a symmetry (with one neuron: only the sign).
     rotations = setup.p == 0 and setup.n_hidden > 1
     fits = [fit(g, W, b, rotations=rotations) for g in geometries]

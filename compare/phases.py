@@ -2,14 +2,12 @@
 
 compare_phases(config) trains (or reads) the config's sweep, classifies every
 trained model (compare.classify), computes theory's phase diagram on the same
-grid, and returns one Dataset over (p, importance axis, density) and seed. The
-importance axis is the config's: r (importance (1, ..., 1, r)) or
-importance_decay (importance_i = d**i; one value gives a (density, p) diagram,
-as for 5 features in 2 dims). Theory's diagram is theory.phase.phase_diagram
-where every candidate has a closed form (2 in 1), else
-theory.sparsity_phase.density_diagram per importance value (polygons fitted on
-the exact loss, in every vertex order); the candidates are
-theory.sparsity_phase.candidates, and the classifier uses the same ones.
+grid (theory.phase_diagram on the config's theory.Grid), and returns one
+Dataset over the grid's dims (p, importance axis, sparsity; density a
+coordinate) and seed. The importance axis is the config's: r (importance
+(1, ..., 1, r)) or importance_decay (importance_i = d**i; one value gives a
+(density, p) diagram, as for 5 features in 2 dims). The candidates are
+theory.catalogue's named geometries, and the classifier uses the same ones.
 
 - the empirical optimum: the lowest exact loss over seeds, its label;
 - single runs: each seed's label; the majority label and its fraction;
@@ -41,10 +39,11 @@ from sim.config import TrainConfig
 from sim.results import load, load_kind
 from sim.sweep import initial_weights, sweep
 from theory import InputError, Setup
-from theory.geometries import Geometry, catalogue
-from theory.phase import phase_diagram
+from theory.candidates import NAMED, catalogue
+from theory.diagram import phase_diagram
+from theory.geometries import Geometry
+from theory.metrics import polygon_name
 from theory.progress import Progress
-from theory.sparsity_phase import candidates, density_diagram, needs_exact
 
 KIND = "tms-dropout phase comparison"
 
@@ -57,22 +56,19 @@ def check_config(config: TrainConfig) -> str:
             "compare phases needs an importance axis: grid.r (the last feature's relative importance) or "
             "grid.importance_decay (one value, e.g. [0.9], for a (density, p) diagram)"
         )
-    if axis == "r" and any(v != 1.0 for v in config.importance):
+    if (config.n_features, config.n_hidden) not in NAMED:
         raise InputError(
-            f"compare phases needs model.importance all ones (theory's diagram uses (1, ..., 1, r)); "
-            f"got {list(config.importance)}"
+            f"compare phases classifies trained models into named geometries: no catalogue for "
+            f"n_features = {config.n_features}, n_hidden = {config.n_hidden} (only "
+            f"{', '.join(f'{n} in {m}' for n, m in NAMED)})"
         )
-    catalogue(config.n_features, config.n_hidden)  # an InputError for a shape with no catalogue
     return axis
 
 
 def superposed(names, n_hidden: int, n_features: int) -> np.ndarray:
     """For each label: does it represent more features than there are neurons?"""
-    geometries = {g.name: g for g in candidates(n_features, n_hidden)}
+    geometries = {g.name: g for g in catalogue(n_features, n_hidden)}
     return np.array([name in geometries and geometries[name].represented > n_hidden for name in names])
-
-
-_POLYGON_NAMES = {3: "triangle", 5: "pentagon", 6: "hexagon"}
 
 
 def structure(geometry: Geometry | None, vertices) -> str:
@@ -95,7 +91,7 @@ def structure(geometry: Geometry | None, vertices) -> str:
             if len(order) == 4:
                 pairs += [tuple(sorted(order[0::2])), tuple(sorted(order[1::2]))]
             else:
-                name = _POLYGON_NAMES.get(len(block.features), f"{len(block.features)}-gon")
+                name = polygon_name(len(block.features))
                 parts.append(f"{name} {' '.join(map(str, sorted(block.features)))}")
         elif block.kind == "antipodal":
             pairs.append(tuple(sorted(block.features)))
@@ -154,7 +150,7 @@ def _edge(is_superposed: np.ndarray, density: np.ndarray) -> np.ndarray:
 def _classify_many(job):
     """(labels, confidences, bias sharing, vertex orders) of many models: one worker's share of the grid."""
     n, m, setups, W, b = job
-    geometries = candidates(n, m)
+    geometries = catalogue(n, m)
     labels, confidence, sharing = [], np.empty(len(setups)), np.empty((len(setups), n), dtype=bool)
     vertices = np.full((len(setups), n), -1)
     for c, (sparsity, importance, p) in enumerate(setups):
@@ -167,35 +163,9 @@ def _classify_many(job):
     return labels, confidence, sharing, vertices
 
 
-def analytic_diagram(
-    config: TrainConfig, density: np.ndarray, values: np.ndarray, ps: np.ndarray, log=print, progress=None
-):
-    """Theory's optimum on the comparison's grid: a Dataset over (p, importance axis, density)."""
-    n, m, axis = config.n_features, config.n_hidden, config.importance_axis
-    geometries = candidates(n, m)
-    if axis == "r" and not any(needs_exact(g) for g in geometries):
-        ds = phase_diagram(n, m, density, values, ps, progress=progress).transpose("p", "r", "density", ...)
-        no_polygons = np.full(ds.phase.shape + (len(geometries), n), -1)
-        ds["vertex_order"] = (("p", "r", "density", "geometry", "vertex"), no_polygons)
-        return ds
-    parts = []
-    with Progress.of(progress, len(values) * len(ps) * len(density), "analytic phases", "cell") as bar:
-        for value in values:
-            log(
-                f"  {axis} = {value:g}: polygons fitted on the exact loss, "
-                f"{len(density)} densities x {len(ps)} p"
-            )
-            part = density_diagram(
-                n,
-                m,
-                config.importance_for(float(value)),
-                density,
-                ps,
-                geometries=geometries,
-                progress=bar,
-            )
-            parts.append(part[["phase", "optimal_loss", "margin", "vertex_order"]].drop_vars(["sparsity"]))
-    return xr.concat(parts, dim=xr.DataArray(values, dims=axis)).transpose("p", axis, "density", ...)
+def analytic_diagram(config: TrainConfig, progress=None) -> xr.Dataset:
+    """Theory's optimum on the config's grid (theory.phase_diagram): the same dims as the sweep's."""
+    return phase_diagram(config.grid, catalogue(config.n_features, config.n_hidden), progress=progress)
 
 
 def compare_phases(
@@ -205,18 +175,16 @@ def compare_phases(
     axis = check_config(config)
     n, m = config.n_features, config.n_hidden
     sweep(config, runs, device=device, progress=progress, log=log)
-    trained = load(runs).transpose("seed", "p", axis, "sparsity", "hidden", "feature", "step")
+    grid = config.grid
+    trained = load(runs).transpose("seed", *grid.dims, "hidden", "feature", "step")
     if "expected_loss" not in trained:
         raise InputError(f"{runs} has no exact expected loss (n_features = {n} > 8)")
-    density = 1.0 - trained.sparsity.values
-    order = np.argsort(density)
-    density = density[order]
-    trained = trained.isel(sparsity=order)
+    density = grid.density
     ps, rs, seeds = trained.p.values, trained[axis].values, trained.seed.values
     shape = (len(seeds), len(ps), len(rs), len(density))
 
     log(f"analytic phase diagram: {len(ps)} p x {len(rs)} {axis} x {len(density)} densities")
-    analytic = analytic_diagram(config, density, rs, ps, log=log, progress=progress)
+    analytic = analytic_diagram(config, progress=progress)
     geometry_names = [str(g) for g in analytic.geometry.values]
     labels = geometry_names + [UNCLASSIFIED]
     index = {name: i for i, name in enumerate(labels)}
@@ -225,13 +193,10 @@ def compare_phases(
     b = trained.b.values
     # Each model's starting W (sim.sweep.initial_weights is deterministic per cell): evidence for
     # local minima, e.g. 2 features in 1 dim started with both weights of one sign.
-    order_in_sweep = np.arange(config.n_cells).reshape(len(seeds), len(ps), len(rs), len(config.sparsity))[
-        ..., order
-    ]
-    init_W = initial_weights(config, order_in_sweep.ravel()).reshape(shape + (m, n))
+    init_W = initial_weights(config, np.arange(config.n_cells)).reshape(shape + (m, n))
     log(f"classifying {int(np.prod(shape))} trained models")
     setups = [
-        (float(1 - density[i]), config.importance_for(float(rs[j])), float(ps[k]))
+        (float(grid.sparsity[i]), grid.importance_for(float(rs[j])), float(ps[k]))
         for s, k, j, i in np.ndindex(*shape)  # C order, as W and b reshape below
     ]
     tasks = np.array_split(np.arange(len(setups)), max(1, min(len(setups) // 200, 64)))
@@ -264,88 +229,91 @@ def compare_phases(
     optimum = analytic.optimal_loss.values
     # Within one grid step of an analytic boundary: over (importance, density) per p, or over
     # (p, density) when there is a single importance value.
-    near = _near_boundary(phase) if len(rs) > 1 else _near_boundary(phase[:, 0, :])[:, None, :]
+    by_density = np.argsort(density)
+    ordered = phase[..., by_density]
+    near = _near_boundary(ordered) if len(rs) > 1 else _near_boundary(ordered[:, 0, :])[:, None, :]
+    near = near[..., np.argsort(by_density)]
     is_sup = superposed(labels, m, n)
     analytic_vertices = np.take_along_axis(analytic.vertex_order.values, phase[..., None, None], -2)[
         ..., 0, :
     ]
-    by_name = {g.name: g for g in candidates(n, m)}
+    by_name = {g.name: g for g in catalogue(n, m)}
     analytic_shape = _structures(labels, by_name, phase, analytic_vertices)
     seed_shape = _structures(labels, by_name, label, vertex_order)
     empirical_shape = np.take_along_axis(seed_shape, best_seed[None], 0)[0]
     family = np.vectorize(shape_family, otypes=[str])
-    grid = ("p", axis, "density")
+    dims = grid.dims
     ds = xr.Dataset(
         {
-            "analytic_phase": (grid, phase, {"description": "index into label"}),
-            "analytic_loss": (grid, optimum, {"description": "theory's optimal loss"}),
-            "analytic_margin": (grid, analytic.margin.values),
+            "analytic_phase": (dims, phase, {"description": "index into label"}),
+            "analytic_loss": (dims, optimum, {"description": "theory's optimal loss"}),
+            "analytic_margin": (dims, analytic.margin.values),
             "near_boundary": (
-                grid,
+                dims,
                 near,
                 {
                     "description": "an analytic boundary within one grid step (8 neighbours over "
                     "(importance, density), or over (p, density) with one importance value)"
                 },
             ),
-            "seed_label": (("seed", *grid), label, {"description": "index into label"}),
-            "seed_confidence": (("seed", *grid), confidence),
+            "seed_label": (("seed", *dims), label, {"description": "index into label"}),
+            "seed_confidence": (("seed", *dims), confidence),
             "seed_loss": (
-                ("seed", *grid),
+                ("seed", *dims),
                 loss,
                 {"description": "exact loss of the trained model"},
             ),
             "seed_loss_gap": (
-                ("seed", *grid),
+                ("seed", *dims),
                 (loss - optimum[None]) / optimum[None],
                 {"description": "(trained exact loss - analytic optimum) / analytic optimum"},
             ),
-            "seed_bias_sharing": (("seed", *grid, "feature"), bias_sharing),
+            "seed_bias_sharing": (("seed", *dims, "feature"), bias_sharing),
             "seed_init_W": (
-                ("seed", *grid, "hidden", "feature"),
+                ("seed", *dims, "hidden", "feature"),
                 init_W,
                 {"description": "each model's initial W (sim.sweep.initial_weights)"},
             ),
             "empirical_phase": (
-                grid,
+                dims,
                 empirical,
                 {"description": "label of the lowest-loss model over seeds (index into label)"},
             ),
-            "empirical_seed": (grid, seeds[best_seed]),
+            "empirical_seed": (dims, seeds[best_seed]),
             "loss_gap": (
-                grid,
+                dims,
                 (best_loss - optimum) / optimum,
                 {"description": "(lowest trained exact loss - analytic optimum) / analytic optimum"},
             ),
             "majority_phase": (
-                grid,
+                dims,
                 majority,
                 {"description": "most common single-run label"},
             ),
-            "majority_fraction": (grid, majority_fraction),
-            "agree_empirical": (grid, empirical == phase),
-            "agree_majority": (grid, majority == phase),
+            "majority_fraction": (dims, majority_fraction),
+            "agree_empirical": (dims, empirical == phase),
+            "agree_majority": (dims, majority == phase),
             "single_run_agreement": (
-                grid,
+                dims,
                 (label == phase[None]).mean(0),
                 {"description": "fraction of seeds whose label is the analytic phase"},
             ),
             "analytic_structure": (
-                grid,
+                dims,
                 analytic_shape,
                 {
                     "description": "the analytic phase's shape (compare.phases.structure: a square is two "
                     "antipodal pairs, free vertices or angles the regular shape)"
                 },
             ),  # fmt: skip
-            "seed_structure": (("seed", *grid), seed_shape),
+            "seed_structure": (("seed", *dims), seed_shape),
             "agree_structure": (
-                grid,
+                dims,
                 empirical_shape == analytic_shape,
                 {"description": "the lowest-loss model has the analytic phase's shape"},
             ),
             "agree_family": (
-                grid,
+                dims,
                 family(empirical_shape) == family(analytic_shape),
                 {
                     "description": "the lowest-loss model's shape equals the analytic one up to which "
@@ -353,7 +321,7 @@ def compare_phases(
                 },
             ),  # fmt: skip
             "single_run_structure_agreement": (
-                grid,
+                dims,
                 (seed_shape == analytic_shape[None]).mean(0),
                 {"description": "fraction of seeds with the analytic phase's shape"},
             ),
@@ -365,21 +333,19 @@ def compare_phases(
             "edge_empirical": (("p", axis), _edge(is_sup[empirical], density)),
             "edge_seed": (("seed", "p", axis), _edge(is_sup[label], density)),
             "analytic_vertex_order": (
-                (*grid, "vertex"),
+                (*dims, "vertex"),
                 analytic_vertices,
                 {"description": "the analytic phase's polygon features counter-clockwise (-1: none)"},
             ),
             "seed_vertex_order": (
-                ("seed", *grid, "vertex"),
+                ("seed", *dims, "vertex"),
                 vertex_order,
                 {"description": "each trained model's polygon features counter-clockwise (-1: none)"},
             ),
         },
         coords={
             "seed": seeds,
-            "p": ps,
-            axis: rs,
-            "density": density,
+            **grid.coords(),
             "hidden": np.arange(m),
             "feature": np.arange(n),
             "vertex": np.arange(n),

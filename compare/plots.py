@@ -30,6 +30,7 @@ def plot_phase_maps(ds: xr.Dataset, out: str | Path) -> Path:
     One panel per p over (density, importance axis); with a single importance
     value, one panel over (density, p).
     """
+    ds = ds.sortby(ds.density)
     labels = [str(v) for v in ds.label.values]
     colours = PALETTE[: len(labels) - 1] + [_UNCLASSIFIED_COLOUR]
     cmap = ListedColormap(colours)

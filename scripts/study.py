@@ -31,11 +31,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from sim import metrics, sweep, train  # noqa: E402
+from sim import sweep, train  # noqa: E402
 from sim.config import TrainConfig  # noqa: E402
 from sim.plots import feature_embeddings, norms_and_gram  # noqa: E402
 from sim.results import config_of, load  # noqa: E402
-from theory import Setup  # noqa: E402
+from theory import Setup, metrics  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "study"
 #: A feature counts as represented when ||W_i|| exceeds this.

@@ -6,7 +6,6 @@ Public names are imported on first use (theory.lazy): torch and numba are slow t
 from theory.lazy import lazy_exports
 
 _PUBLIC = {
-    "metrics": "sim.metrics",
     **dict.fromkeys(
         ["ExpectedLosses", "TrainResult", "expected_losses", "sampled_loss", "train"], "sim.trainer"
     ),

@@ -14,8 +14,10 @@ import xarray as xr  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 
-from sim import metrics  # noqa: E402
-from theory import InputError  # noqa: E402
+from theory import (
+    InputError,  # noqa: E402
+    metrics,  # noqa: E402
+)
 
 
 def _density_label(sparsity: float) -> str:

@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from sim import metrics
 from sim.config import TrainConfig
-from theory import InputError
+from theory import InputError, metrics
 from theory.storage import save_dataset
 
 RUN_KIND = "tms-dropout train run"
@@ -56,10 +55,11 @@ def sweep_dataset(
 ) -> xr.Dataset:
     """One Dataset for a sweep: arrays over the config's cells (in cell order) put on its grid dims.
 
-    Dims: the grid's axes (seed, p, [r | importance_decay], sparsity), then
-    hidden, feature, step. Metrics are computed here, from the stored W.
+    Dims: seed, then the grid's (theory.grid.Grid.dims: p, [r | importance_decay],
+    sparsity, with density a coordinate on sparsity), then hidden, feature, step.
+    Metrics are computed here, from the stored W.
     """
-    axes = config.grid()
+    axes = config.axes
     dims = tuple(axes)
     shape = tuple(len(v) for v in axes.values())
     n, m = config.n_features, config.n_hidden
@@ -68,7 +68,7 @@ def sweep_dataset(
     with_dropout = "with dropout (the training objective)"
     importance_axis = config.importance_axis
     labels = axes.get(importance_axis, [None])
-    importance = np.array([config.importance_for(label) for label in labels])
+    importance = np.array([config.grid.importance_for(label) for label in labels])
     ds = xr.Dataset(
         {
             "W": (dims + ("hidden", "feature"), W),
@@ -94,7 +94,13 @@ def sweep_dataset(
                 importance if importance_axis else importance[0],
             ),
         },
-        coords={**axes, "hidden": np.arange(m), "feature": np.arange(n), "step": np.asarray(log_steps)},
+        coords={
+            "seed": axes["seed"],
+            **config.grid.coords(),
+            "hidden": np.arange(m),
+            "feature": np.arange(n),
+            "step": np.asarray(log_steps),
+        },
         attrs={
             "kind": RUN_KIND,
             "config": json.dumps(config.to_dict()),
@@ -125,7 +131,7 @@ def sweep_dataset(
     ds["sparsity"].attrs["description"] = "probability that a feature is zero (density = 1 - sparsity)"
     ds["p"].attrs["description"] = "dropout rate on the hidden layer"
     if importance_axis == "r":
-        ds["r"].attrs["description"] = "the last feature's importance relative to the model's"
+        ds["r"].attrs["description"] = "importance of the last feature; the others' is 1"
     elif importance_axis == "importance_decay":
         ds["importance_decay"].attrs["description"] = "importance_i = importance_decay**i"
     return ds

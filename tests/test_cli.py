@@ -11,9 +11,8 @@ import xarray as xr
 
 from sim.config import TrainConfig
 from sim.results import config_of, load
+from tests.cli_helpers import run_cli
 from theory.progress import Progress
-
-from .cli_helpers import run_cli
 
 CONFIG = """
 [model]
@@ -133,12 +132,48 @@ def test_theory_phase_diagram_command_writes_dataset_and_figure(capsys, tmp_path
     )
     assert result.returncode == 0, result.stderr
     ds = xr.load_dataset(out)
-    assert dict(ds.phase.sizes) == {"p": 2, "density": 4, "r": 4}
-    assert "p = 0.4: cells per phase" in result.stdout
-    assert "completeness: " in result.stdout
+    assert dict(ds.phase.sizes) == {"p": 2, "r": 4, "sparsity": 4}
+    assert "p = 0.4, r = 10 (density: phase)" in result.stdout
+    assert "completeness, density 1: catalogue" in result.stdout
     assert (tmp_path / "pd.png").stat().st_size > 10_000
     bad = run_cli(capsys, "theory", "phase-diagram", "--density", "1:0.1", "--out", str(out))
     assert bad.returncode == 2 and "must have 0 < LOW < HIGH" in bad.stderr
+
+
+ONE_GRID = """
+[model]
+n_features = 3
+n_hidden = 2
+
+[grid]
+sparsity = [0.97, 0.5]
+r = [0.5, 2.0]
+p = [0.0, 0.3]
+seeds = [0, 1]
+
+[train]
+steps = 200
+"""
+
+
+def test_one_config_gives_theory_and_sim_the_same_dims(capsys, tmp_path):
+    """The same TOML drives `theory phase-diagram` and `sim sweep`: their shared dims have the same names,
+    order and coordinates, so the Datasets align exactly with no renaming or sorting."""
+    config = tmp_path / "grid.toml"
+    config.write_text(ONE_GRID)
+    theory_out, sim_out = tmp_path / "th.nc", tmp_path / "sim.nc"
+    result = run_cli(capsys, "theory", "phase-diagram", str(config), "--out", str(theory_out))
+    assert result.returncode == 0, result.stderr
+    result = run_cli(capsys, "sim", "sweep", str(config), "--out", str(sim_out))
+    assert result.returncode == 0, result.stderr
+    theory_ds, sim_ds = xr.load_dataset(theory_out), xr.load_dataset(sim_out)
+    assert theory_ds.phase.dims == ("p", "r", "sparsity") == sim_ds.sampled_loss.dims[1:]
+    theory_ds, sim_ds = xr.align(theory_ds, sim_ds, join="exact")
+    np.testing.assert_array_equal(theory_ds.density.values, sim_ds.density.values)
+    # the trained models never beat theory's optimum (exact loss, every cell)
+    assert (sim_ds.expected_loss >= theory_ds.optimal_loss * (1 - 1e-6)).all()
+    bad = run_cli(capsys, "theory", "phase-diagram", str(config), "--p", "0.1", "--out", str(theory_out))
+    assert bad.returncode == 2 and "CONFIG describes the grid; leave out --p" in bad.stderr
 
 
 def test_long_runs_logged_to_a_file_write_progress_lines(tmp_path):
@@ -172,8 +207,9 @@ def test_long_runs_logged_to_a_file_write_progress_lines(tmp_path):
         [sys.executable, "-m", "tms_dropout", *args], capture_output=True, text=True, env=env
     )
     assert result.returncode == 0, result.stderr
-    cells = [line for line in result.stderr.splitlines() if line.startswith("phase diagram: ")]
-    assert [line.split()[2] for line in cells] == ["9/18", "18/18"]  # after each p's 9 cells
+    cells = [line for line in result.stderr.splitlines() if line.startswith("closed-form fits: ")]
+    # after each (p, geometry): 9 cells, 5 geometries, 2 p
+    assert [line.split()[2] for line in cells] == [f"{9 * k}/90" for k in range(1, 11)]
 
 
 def test_progress_switch(capsys):

@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from sim import train
+from tests.cli_helpers import run_cli
 from theory import InputError, Setup, expected_loss, expected_loss_bounds
-
-from .cli_helpers import run_cli
 
 GOOD = dict(n_features=2, n_hidden=1)
 

@@ -15,6 +15,10 @@ _PUBLIC = {
     **dict.fromkeys(["MonteCarloLoss", "monte_carlo_loss"], "theory.montecarlo"),
     **dict.fromkeys(["LossMinimum", "minimize_loss"], "theory.optimize"),
     "Setup": "theory.setup",
+    "Grid": "theory.grid",
+    **dict.fromkeys(["Optimum", "completeness", "optimal", "phase_diagram"], "theory.diagram"),
+    "catalogue": "theory.candidates",
+    "metrics": "theory.metrics",
 }
 __all__ = ["InputError", *sorted(_PUBLIC)]
 __getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

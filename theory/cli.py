@@ -84,14 +84,49 @@ def _range(name: str, text: str) -> tuple[float, float]:
     return low, high
 
 
+#: --problem's defaults: points per axis, p, importance decay (None: an r axis).
+SHORTHANDS = {
+    "2x1": (60, "0,0.15,0.4", None),
+    "3x2": (12, "0,0.15,0.4", None),
+    "5x2": (12, "0,0.1,0.2,0.3,0.4,0.5", 0.9),
+    "20x5": (12, "0,0.15,0.4", 0.7),
+}
+
+
+def shorthand_grid(problem, density_range, r_range, decay, points, p):
+    """The Grid --problem and its flags describe (numpy only)."""
+    import numpy as np
+
+    from theory.grid import Grid
+
+    n, m = (int(v) for v in problem.split("x"))
+    default_points, default_p, default_decay = SHORTHANDS[problem]
+    points = default_points if points is None else points
+    if points < 2:
+        raise InputError(f"--points = {points} is not allowed; it must be at least 2")
+    densities = np.geomspace(*_range("density", density_range), points)
+    if densities.max() > 1:
+        raise InputError(f"--density = {density_range!r}: a density is at most 1")
+    ps = np.atleast_1d(_numbers("p", default_p if p is None else p)).astype(float)
+    if default_decay is None:
+        if decay is not None:
+            raise InputError(f"--decay is for 5x2 and 20x5; {problem} has an r axis (--r)")
+        ratios = np.geomspace(*_range("r", r_range), points)
+        return Grid(n, m, sparsity=tuple(1 - densities), p=tuple(ps), r=tuple(ratios))
+    decay = default_decay if decay is None else decay
+    if not (math.isfinite(decay) and 0 < decay <= 1):
+        raise InputError(f"--decay = {decay} is not allowed; it must be in (0, 1]")
+    return Grid(n, m, sparsity=tuple(1 - densities), p=tuple(ps), importance=tuple(decay ** np.arange(n)))
+
+
 @group.command("phase-diagram")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option(
     "--problem",
-    type=click.Choice(["2x1", "3x2", "5x2", "20x5"]),
-    default="2x1",
-    show_default=True,
-    help="n features x m hidden. 2x1 and 3x2: a (density, r) diagram per p; 5x2: one (density, p) "
-    "diagram; 20x5: one (density, p) diagram of composites of blocks (theory.composite_phase).",
+    type=click.Choice(list(SHORTHANDS)),
+    default=None,
+    help="Without CONFIG: a grid for n features x m hidden. 2x1, 3x2: (density, r) per p; 5x2, 20x5: "
+    "(density, p) at importance DECAY**i [default: 2x1].",
 )
 @click.option("--density", "density_range", default="0.01:1", show_default=True, help="LOW:HIGH, log-spaced.")
 @click.option(
@@ -107,58 +142,52 @@ def _range(name: str, text: str) -> tuple[float, float]:
     default=None,
     help="5x2, 20x5: importance of feature i is DECAY**i [default: 5x2 0.9, 20x5 0.7 (the TMS article)].",
 )
+@click.option("--points", type=int, default=None, help="Grid points per axis [default: 2x1 60, others 12].")
+@click.option(
+    "--p", "p", default=None, help="Dropout rates (comma list) [default: 0,0.15,0.4; 5x2: 0,0.1,...,0.5]."
+)
 @click.option(
     "--max-polygon",
     type=int,
     default=5,
     show_default=True,
-    help="20x5: the largest k-gon block (3 to 6; 2: none); each k is one (k, 2) diagram, every vertex order.",
-)
-@click.option(
-    "--points", type=int, default=None, help="Grid points per axis [default: 60; 5x2: 12 densities]."
-)
-@click.option(
-    "--p", "p", default=None, help="Dropout rates (comma list) [default: 0,0.15,0.4; 5x2: 0,0.1,...,0.5]."
+    help="Composites (every problem but 2x1, 3x2, 5x2): the largest k-gon block (3 to 6; 2: none).",
 )
 @click.option(
     "--completeness",
     type=int,
     default=0,
     show_default=True,
-    help="Cells (5x2: densities) per p at which to minimise the exact loss over all W, b.",
+    help="Cells per p at which to minimise the exact loss over all W, b (at most 8 features).",
 )
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="netCDF file to write.")
 @click.option("--figure", type=click.Path(dir_okay=False), default=None, help="PNG (default: OUT with .png).")
+@click.pass_context
 def phase_diagram_command(
-    problem, density_range, r_range, decay, max_polygon, points, p, completeness, out, figure
+    ctx, config, problem, density_range, r_range, decay, points, p, max_polygon, completeness, out, figure
 ):
-    """Analytic phase diagram: the catalogue's optimal geometry at every cell, every parameter optimised."""
+    """Analytic phase diagram over CONFIG's grid ([model] and [grid], as `sim sweep` reads them; seeds
+    and the other tables are ignored), or over --problem's: the catalogue's optimal candidate at every
+    cell, every parameter optimised. Its dims match the sweep's of the same config."""
     from pathlib import Path
 
-    import numpy as np
+    from click.core import ParameterSource
 
-    from theory import diagram_runs as runs
+    from theory.grid import Grid
 
-    n, m = (int(v) for v in problem.split("x"))
-    by_density = problem in ("5x2", "20x5")
-    points = (12 if by_density else 60) if points is None else points
-    if points < 2:
-        raise InputError(f"--points = {points} is not allowed; it must be at least 2")
-    p = ("0,0.1,0.2,0.3,0.4,0.5" if problem == "5x2" else "0,0.15,0.4") if p is None else p
-    decay = (0.7 if problem == "20x5" else 0.9) if decay is None else decay
-    if not (math.isfinite(decay) and 0 < decay <= 1):
-        raise InputError(f"--decay = {decay} is not allowed; it must be in (0, 1]")
-    densities = np.geomspace(*_range("density", density_range), points)
-    if densities.max() > 1:
-        raise InputError(f"--density = {density_range!r}: a density is at most 1")
-    ps = np.atleast_1d(_numbers("p", p)).astype(float)
-    out = Path(out)
-    if problem == "20x5":
-        if completeness:
-            raise InputError("--completeness needs the exact loss over all W, b: 2x1, 3x2 and 5x2 only")
-        runs.composite_diagram(n, m, decay, max_polygon, densities, ps, out, figure)
-    elif problem == "5x2":
-        runs.density_diagram(n, m, decay, densities, ps, completeness, out, figure)
+    grid_flags = ("problem", "density_range", "r_range", "decay", "points", "p")
+    given = [f for f in grid_flags if ctx.get_parameter_source(f) == ParameterSource.COMMANDLINE]
+    if config is not None:
+        if given:
+            raise InputError(f"CONFIG describes the grid; leave out {', '.join('--' + g for g in given)}")
+        grid = Grid.from_toml(config)
     else:
-        ratios = np.geomspace(*_range("r", r_range), points)
-        runs.ratio_diagram(n, m, densities, ratios, ps, completeness, out, figure)
+        grid = shorthand_grid(problem or "2x1", density_range, r_range, decay, points, p)
+    if completeness and grid.n_features > 8:
+        raise InputError("--completeness needs the exact loss over all W, b: at most 8 features")
+    if not 2 <= max_polygon <= 6:
+        raise InputError(f"--max-polygon = {max_polygon} is not allowed; it must be 2 (no polygons) to 6")
+
+    from theory import diagram_runs
+
+    diagram_runs.run(grid, Path(out), Path(figure) if figure else None, max_polygon, completeness)

@@ -6,35 +6,30 @@ answers --help and input errors without importing numpy, sympy or torch).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import numpy as np
 
-from theory.storage import save_dataset
 
-
-def ratio_diagram(n, m, densities, ratios, ps, completeness, out, figure):
-    """2x1, 3x2: a (density, r) diagram per p from the closed forms (theory.phase)."""
-    from theory.phase import completeness as check_completeness
-    from theory.phase import phase_diagram
+def run(grid, out: Path, figure: Path | None, max_polygon: int, completeness: int) -> None:
+    """theory.phase_diagram on grid, with completeness cells per p; write OUT and its figure; summarise."""
+    from theory.candidates import catalogue
+    from theory.diagram import completeness as check_completeness
+    from theory.diagram import phase_diagram
     from theory.phase_plots import plot_phase_diagram
+    from theory.storage import save_dataset
 
-    ds = phase_diagram(n, m, densities, ratios, ps)
+    ds = phase_diagram(grid, catalogue(grid.n_features, grid.n_hidden, max_polygon))
     if completeness:
-        ds = check_completeness(ds, cells_per_p=completeness)
+        ds = check_completeness(ds, cells=completeness)
     save_dataset(ds, out)
     figure = plot_phase_diagram(ds, figure or out.with_suffix(".png"))
     click.echo(f"wrote {out} and {figure}")
-    for k, p_value in enumerate(ds.p.values):
-        counts = {
-            str(ds.geometry.values[i]): int((ds.phase.values[k] == i).sum())
-            for i in np.unique(ds.phase.values[k])
-        }
-        click.echo(f"p = {p_value:g}: cells per phase {counts}")
-    if completeness:
-        click.echo(
-            f"completeness: {int(ds.missing_phase.sum())} of {int(np.isfinite(ds.exact_minimum).sum())} "
-            "sampled cells have an exact minimum below the catalogue's best"
-        )
+    if "assumptions" in ds.attrs:
+        click.echo(f"assumptions: {ds.attrs['assumptions']}")
+    for line in summary(ds):
+        click.echo(line)
 
 
 def _order(vertices) -> str:
@@ -43,55 +38,38 @@ def _order(vertices) -> str:
     return f" [{' '.join(map(str, vertices))}]" if vertices else ""
 
 
-def density_diagram(n, m, decay, densities, ps, completeness, out, figure):
-    """5x2: one (density, p) diagram, polygons fitted on the exact loss (theory.sparsity_phase)."""
-    from theory.phase_plots import plot_density_diagram
-    from theory.sparsity_phase import completeness as check_completeness
-    from theory.sparsity_phase import density_diagram as fit_density_diagram
+def summary(ds) -> list[str]:
+    """Per p and importance value: each density's phase (or, on large grids, cells per phase), the
+    superposition onset, and the completeness check where it was run."""
+    from theory.phase_plots import importance_axis
 
-    ds = fit_density_diagram(n, m, decay ** np.arange(n), densities, ps)
-    if completeness:
-        ds = check_completeness(ds, cells_per_p=completeness)
-    save_dataset(ds, out)
-    figure = plot_density_diagram(ds, figure or out.with_suffix(".png"))
-    click.echo(f"wrote {out} and {figure}")
-    names = ds.geometry.values
-    for k, p_value in enumerate(ds.p.values):
-        phases = " | ".join(
-            f"{d:.3g}: {names[g]}{_order(ds.vertex_order.values[k, i, g])}"
-            for i, (d, g) in enumerate(zip(ds.density.values, ds.phase.values[k], strict=True))
-        )
-        click.echo(f"p = {p_value:g} (density: phase) {phases}")
-        click.echo(f"  superposition onset: density {float(ds.superposition_onset.values[k]):.3g}")
-    if completeness:
-        for k, i in zip(*np.nonzero(np.isfinite(ds.exact_minimum.values)), strict=True):
-            best, exact = float(ds.optimal_loss.values[k, i]), float(ds.exact_minimum.values[k, i])
-            flag = "MISSING PHASE" if bool(ds.missing_phase.values[k, i]) else "ok"
-            click.echo(
-                f"completeness p = {ds.p.values[k]:g}, density {ds.density.values[i]:.3g}: catalogue "
-                f"{best:.8g}, exact minimum {exact:.8g} ({(best - exact) / exact:+.2e} relative) {flag}"
-            )
-
-
-def composite_diagram(n, m, decay, max_polygon, densities, ps, out, figure):
-    """20x5: one (density, p) diagram of composites of blocks (theory.composite_phase)."""
-    from theory.composite_phase import composite_diagram as fit_composite_diagram
-    from theory.phase_plots import plot_density_diagram
-
-    ds = fit_composite_diagram(n, m, decay, densities, ps, max_polygon=max_polygon)
-    save_dataset(ds, out)
-    figure = plot_density_diagram(ds, figure or out.with_suffix(".png"))
-    click.echo(f"wrote {out} and {figure}")
-    click.echo(f"assumptions: {ds.attrs['assumptions']}")
-    names = ds.geometry.values
-    for k, p_value in enumerate(ds.p.values):
-        click.echo(
-            f"p = {p_value:g}: superposition onset density {float(ds.superposition_onset.values[k]):.3g}"
-        )
-        for i, d in enumerate(ds.density.values):
-            click.echo(
-                f"  density {d:.3g}: {names[ds.phase.values[k, i]]} ({int(ds.represented.values[k, i])} "
-                f"features, {float(ds.dimensions_per_feature.values[k, i]):.3g} dims/feature; runner-up "
-                f"{names[ds.runner_up.values[k, i]]} +{float(ds.margin.values[k, i]):.2g}): "
-                f"{ds.composite.values[k, i]}"
-            )
+    axis = importance_axis(ds)
+    names = [str(g) for g in ds.geometry.values]
+    lines = []
+    view = ds.transpose("p", *([axis] if axis else []), "sparsity", ...)
+    labels = view[axis].values if axis else [None]
+    for k, p in enumerate(view.p.values):
+        for a, label in enumerate(labels):
+            cell = view.isel(p=k, **({axis: a} if axis else {}))
+            where = f"p = {p:g}" + (f", {axis} = {label:.4g}" if axis else "")
+            phase = cell.phase.values
+            if phase.size <= 30:
+                parts = []
+                for i, g in enumerate(phase):
+                    text = f"{names[g]} ({cell.composite.values[i]})" if "composite" in cell else names[g]
+                    order = "" if "composite" in cell else _order(cell.vertex_order.values[i, g])
+                    parts.append(f"{cell.density.values[i]:.3g}: {text}{order}")
+                lines.append(f"{where} (density: phase) " + " | ".join(parts))
+            else:
+                counts = {names[g]: int((phase == g).sum()) for g in np.unique(phase)}
+                lines.append(f"{where}: cells per phase {counts}")
+            lines.append(f"  superposition onset: density {float(cell.superposition_onset):.3g}")
+            if "exact_minimum" in cell:
+                for i in np.flatnonzero(np.isfinite(cell.exact_minimum.values)):
+                    best, exact = float(cell.optimal_loss.values[i]), float(cell.exact_minimum.values[i])
+                    flag = "MISSING PHASE" if bool(cell.missing_phase.values[i]) else "ok"
+                    lines.append(
+                        f"  completeness, density {cell.density.values[i]:.3g}: catalogue {best:.8g}, exact "
+                        f"minimum {exact:.8g} ({(best - exact) / exact:+.2e} relative) {flag}"
+                    )
+    return lines

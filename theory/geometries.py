@@ -265,62 +265,6 @@ def setup_args(setup: Setup) -> np.ndarray:
     return np.array([*setup.density, *setup.importance, setup.p])
 
 
-def catalogue(n_features: int, n_hidden: int) -> tuple[Geometry, ...]:
-    """The standard candidates for the problems the theory studies: (2, 1), (3, 2), (5, 2)."""
-    shape = (n_features, n_hidden)
-    G = Geometry
-    if shape == (2, 1):
-        return (
-            G("ignore all", 2, 1, (ignore(0), ignore(1))),
-            G("dedicated 0", 2, 1, (dedicated(0, 0), ignore(1))),
-            G("dedicated 1", 2, 1, (dedicated(1, 0), ignore(0))),
-            G("antipodal", 2, 1, (antipodal(0, 1, 0),)),
-            G("same-sign pair", 2, 1, (parallel(0, 1, 0),)),
-        )
-    if shape == (3, 2):
-        return (
-            G("ignore all", 3, 2, (ignore(0), ignore(1), ignore(2))),
-            G("dedicated 0", 3, 2, (dedicated(0, 0), ignore(1), ignore(2))),
-            G("dedicated 0 1", 3, 2, (dedicated(0, 0), dedicated(1, 1), ignore(2))),
-            G("antipodal 0 1, ignore 2", 3, 2, (antipodal(0, 1, 0), ignore(2))),
-            G("antipodal 0 2, ignore 1", 3, 2, (antipodal(0, 2, 0), ignore(1))),
-            G("antipodal 1 2, dedicated 0", 3, 2, (dedicated(0, 0), antipodal(1, 2, 1))),
-            G("antipodal 0 2, dedicated 1", 3, 2, (antipodal(0, 2, 0), dedicated(1, 1))),
-            G("antipodal 0 1, dedicated 2", 3, 2, (antipodal(0, 1, 0), dedicated(2, 1))),
-            G("triangle", 3, 2, (polygon((0, 1, 2)),)),
-        )
-    if shape == (5, 2):
-        return (
-            G("pentagon", 5, 2, (polygon(range(5)),)),
-            G("square, ignore 4", 5, 2, (polygon(range(4)), ignore(4))),
-            G("two antipodal, ignore 4", 5, 2, (antipodal(0, 2, 0), antipodal(1, 3, 1), ignore(4))),
-            G("two dedicated", 5, 2, (dedicated(0, 0), dedicated(1, 1), ignore(2), ignore(3), ignore(4))),
-            G(
-                "antipodal 0 1, dedicated 2",
-                5,
-                2,
-                (antipodal(0, 1, 0), dedicated(2, 1), ignore(3), ignore(4)),
-            ),
-            G("triangle, ignore 3 4", 5, 2, (polygon(range(3)), ignore(3), ignore(4))),
-        )
-    raise InputError(
-        f"no catalogue for n_features = {n_features}, n_hidden = {n_hidden}; "
-        "build a Geometry from blocks instead"
-    )
-
-
-def geometry(name: str, n_features: int, n_hidden: int) -> Geometry:
-    """A catalogue geometry by name."""
-    options = catalogue(n_features, n_hidden)
-    for g in options:
-        if g.name == name:
-            return g
-    raise InputError(
-        f"unknown geometry {name!r} for ({n_features}, {n_hidden}); "
-        f"allowed: {', '.join(repr(g.name) for g in options)}"
-    )
-
-
 @dataclass
 class Evaluation:
     """A batched evaluation: loss, gradient and Hessian (None unless asked for), regime index per cell."""

@@ -93,23 +93,39 @@ def _published_boundary(r: np.ndarray) -> np.ndarray:
     return np.minimum(4 * r / (2 + 5 * r), 4 / (5 + 2 * r))
 
 
+def importance_axis(ds: xr.Dataset) -> str | None:
+    """The diagram's importance axis ('r' or 'importance_decay'), or None."""
+    return next((axis for axis in ("r", "importance_decay") if axis in ds.dims), None)
+
+
 def plot_phase_diagram(ds: xr.Dataset, out: str | Path) -> Path:
+    """theory.phase_diagram's figure: maps over (density, importance) per p when the grid has several
+    importance values, else the (density, p) diagram."""
+    ds = ds.sortby(ds.density)
+    axis = importance_axis(ds)
+    if axis is None or ds[axis].size == 1:
+        return plot_density_diagram(ds.squeeze(axis) if axis else ds, out)
+    return plot_importance_maps(ds, axis, out)
+
+
+def plot_importance_maps(ds: xr.Dataset, axis: str, out: str | Path) -> Path:
+    """One (density, importance) map per p, and every p's boundaries in one panel."""
     names = [str(g) for g in ds.geometry.values]
     cmap = ListedColormap(PALETTE[: len(names)])
     norm = BoundaryNorm(np.arange(len(names) + 1) - 0.5, len(names))
     ps = ds.p.values
     fig, axes = plt.subplots(1, len(ps) + 1, figsize=(3.6 * (len(ps) + 1), 3.6), squeeze=False)
     axes = axes[0]
-    D, R = ds.density.values, ds.r.values
+    D, R = ds.density.values, ds[axis].values
     levels = np.arange(len(names) - 1) + 0.5
     line_styles = ["-", "--", ":", "-."]
     boundary_labels = []
     for k, p in enumerate(ps):
         ax = axes[k]
-        phase = ds.phase.sel(p=p).values.T  # (r, density)
+        phase = ds.phase.sel(p=p).transpose(axis, "sparsity").values
         ax.pcolormesh(cell_edges(D), cell_edges(R), phase, cmap=cmap, norm=norm)
         ax.contour(D, R, phase, levels=levels, colors="k", linewidths=0.8)
-        if p == 0 and int(ds.attrs["n_features"]) == 2 and int(ds.attrs["n_hidden"]) == 1:
+        if p == 0 and axis == "r" and int(ds.attrs["n_features"]) == 2 and int(ds.attrs["n_hidden"]) == 1:
             ax.plot(_published_boundary(R), R, "w--", lw=1.2, label="published, fixed biases")
             ax.legend(loc="lower left", fontsize=6)
         bounded = np.unique(phase).size > 1
@@ -129,7 +145,10 @@ def plot_phase_diagram(ds: xr.Dataset, out: str | Path) -> Path:
         plain_log_axis(ax, "x")
         plain_log_axis(ax, "y")
         ax.set_xlabel("density 1 - S", fontsize=8)
-        ax.set_ylabel("relative importance r of the last feature", fontsize=8)
+        ax.set_ylabel(
+            "relative importance r of the last feature" if axis == "r" else "importance decay d (I_i = d**i)",
+            fontsize=8,
+        )
         ax.tick_params(labelsize=7)
     axes[-1].set_title("phase boundaries, by p", fontsize=9)
     axes[-1].legend(
@@ -148,8 +167,9 @@ def plot_phase_diagram(ds: xr.Dataset, out: str | Path) -> Path:
 
 
 def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:
-    """A (density, p) diagram (theory.sparsity_phase, theory.composite_phase): phase map, features
-    represented, angle to neurons. Colours go to the phases present, in index order."""
+    """A (density, p) diagram at one importance profile: phase map, features represented, angle to
+    neurons. Colours go to the phases present, in index order."""
+    ds = ds.sortby(ds.density).transpose("p", "sparsity", ...)
     names = [str(g) for g in ds.geometry.values]
     present = np.unique(ds.phase.values)
     colours = [PALETTE[(i + 1) % len(PALETTE)] for i in range(len(present))]  # grey is "ignore all"
@@ -181,8 +201,8 @@ def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:
         ax.set_xlabel("density 1 - S", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[1].legend(fontsize=7)
-    if "decay" in ds.attrs:
-        importance = f"importance {float(ds.attrs['decay']):g}**i"
+    if "importance_decay" in ds.coords:
+        importance = f"importance {float(ds.importance_decay):g}**i"
     else:
         importance = "importance (" + ", ".join(f"{v:.3g}" for v in ds.importance.values) + ")"
     title = f"Optimal geometry of {n} features in {m} dims, {importance}, under dropout p"

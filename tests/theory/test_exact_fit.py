@@ -6,20 +6,14 @@ import xarray as xr
 from scipy.optimize import minimize, rosen, rosen_der
 
 from tests.cli_helpers import run_cli
-from theory import InputError, Setup, expected_loss_and_grad, minimize_loss
-from theory.geometries import geometry
+from tests.theory.diagrams import diagram
+from theory import InputError, Setup, catalogue, expected_loss_and_grad, minimize_loss
+from theory.candidates import geometry
+from theory.closed_fit import starts
+from theory.exact_fit import Family, fit_exact
 from theory.loss import expected_loss_and_grad_many
+from theory.metrics import max_angle_to_neuron, superposition_onset
 from theory.optimize import minimize_lockstep
-from theory.phase import starts
-from theory.sparsity_phase import (
-    Family,
-    candidates,
-    completeness,
-    density_diagram,
-    fit_exact,
-    max_angle_to_neuron,
-    superposition_onset,
-)
 
 DECAY = 0.9 ** np.arange(5)
 
@@ -79,7 +73,7 @@ def test_lockstep_passes_an_evaluation_error_to_the_caller():
 
 
 def test_family_jacobian_matches_finite_differences():
-    family = Family(candidates(5, 2)[-2])  # the pentagon with free vertices
+    family = Family(catalogue(5, 2)[-2])  # the pentagon with free vertices
     theta = np.random.default_rng(2).uniform(0.2, 1.0, size=len(family.params))
     W, b, jac = family(theta)
     step = 1e-7
@@ -94,8 +88,8 @@ def test_family_jacobian_matches_finite_differences():
 @pytest.mark.slow
 def test_five_in_two_diagram_pentagon_at_p0_pairs_at_p04_and_exact_losses_agree():
     names = ("pentagon", "two antipodal, ignore 4", "two dedicated", "pentagon, free vertices")
-    geometries = tuple(g for g in candidates(5, 2) if g.name in names)
-    ds = density_diagram(5, 2, DECAY, [0.1, 0.02], [0.0, 0.4], geometries=geometries)
+    geometries = tuple(g for g in catalogue(5, 2) if g.name in names)
+    ds = diagram(5, 2, [0.1, 0.02], [0.0, 0.4], importance=DECAY, candidates=geometries)
     phase = ds.geometry.values[ds.phase.values]
     # TMS: the pentagon at p = 0; dropout at p = 0.4 keeps two neuron-aligned antipodal pairs at density 0.1.
     assert phase[0, 0] == phase[0, 1] == "pentagon, free vertices"
@@ -143,21 +137,15 @@ def test_onset_and_angle_summaries():
 
 def test_bad_inputs_are_one_clear_error(capsys, tmp_path):
     pentagon = geometry("pentagon", 5, 2)
-    with pytest.raises(InputError, match="density grid is empty"):
-        density_diagram(5, 2, DECAY, [], [0.0])
-    with pytest.raises(InputError, match="p grid has values outside"):
-        density_diagram(5, 2, DECAY, [0.1], [1.0])
-    with pytest.raises(InputError, match="importance must be 5"):
-        density_diagram(5, 2, [1.0, 2.0], [0.1], [0.0])
-    with pytest.raises(InputError, match="at least two geometries"):
-        density_diagram(5, 2, DECAY, [0.1], [0.0], geometries=(pentagon,))
+    with pytest.raises(InputError, match="model.importance has 2 values; it needs one per feature"):
+        diagram(5, 2, [0.1], [0.0], importance=[1.0, 2.0])
+    with pytest.raises(InputError, match="at least 2 candidates"):
+        diagram(5, 2, [0.1], [0.0], importance=DECAY, candidates=(pentagon,))
     with pytest.raises(InputError, match="is for \\(5, 2\\), not \\(3, 2\\)"):
-        density_diagram(3, 2, np.ones(3), [0.1], [0.0], geometries=(pentagon, pentagon))
+        diagram(3, 2, [0.1], [0.0], candidates=(pentagon, pentagon))
     out = str(tmp_path / "pd.nc")
     bad = run_cli(capsys, "theory", "phase-diagram", "--problem", "5x2", "--decay", "0", "--out", out)
     assert bad.returncode == 2 and "--decay = 0.0 is not allowed" in bad.stderr
-    with pytest.raises(InputError, match="cells_per_p = 0 is not allowed"):
-        completeness(xr.Dataset(), cells_per_p=0)
 
 
 @pytest.mark.slow
@@ -167,9 +155,9 @@ def test_five_in_two_command_writes_dataset_and_figure(capsys, tmp_path):
     args += ("--out", str(out))
     result = run_cli(capsys, "theory", "phase-diagram", *args)
     assert result.returncode == 0, result.stderr
-    ds = xr.load_dataset(out)
+    ds = xr.load_dataset(out).swap_dims(sparsity="density")
     assert dict(ds.phase.sizes) == {"p": 1, "density": 2}
-    assert len(ds.geometry) == len(candidates(5, 2))
+    assert len(ds.geometry) == len(catalogue(5, 2))
     assert "superposition onset" in result.stdout
     # Dense inputs under dropout: all five features weakly coded around their means. The pentagon with
     # free angles holds that optimum: the exact loss's global minimum does not beat it.
@@ -178,7 +166,7 @@ def test_five_in_two_command_writes_dataset_and_figure(capsys, tmp_path):
     assert float(ds.exact_minimum.sel(density=1.0, p=0.4)) == pytest.approx(
         float(ds.optimal_loss.sel(density=1.0, p=0.4)), rel=1e-6
     )
-    assert "density 1: catalogue" in result.stdout and "MISSING PHASE" not in result.stdout
+    assert "completeness, density 1: catalogue" in result.stdout and "MISSING PHASE" not in result.stdout
     assert (tmp_path / "pd.png").stat().st_size > 10_000
 
 
@@ -187,9 +175,9 @@ def test_three_in_two_under_dropout_the_optimal_triangle_is_isosceles():
     biases by about 1%, and an 8-start minimisation over all of W and b. The optimum is symmetric in the
     two equal features, and the important one sits on the diagonal between the neurons."""
     names = ("triangle", "triangle, free vertices", "triangle, free angles")
-    geometries = tuple(g for g in candidates(3, 2) if g.name in names)
+    geometries = tuple(g for g in catalogue(3, 2) if g.name in names)
     importance = [1.0, 1.0, 1.26]
-    ds = density_diagram(3, 2, importance, [0.123], [0.4], geometries=geometries)
+    ds = diagram(3, 2, [0.123], [0.4], importance=importance, candidates=geometries)
     assert ds.geometry.values[ds.phase.values[0, 0]] == "triangle, free angles"
     losses = ds.loss.values[0, 0]
     assert losses[2] < losses[1] * (1 - 5e-3) and losses[1] <= losses[0]

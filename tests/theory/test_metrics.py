@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sim import metrics
+from theory import metrics
 
 
 def polygon(k, m=2):

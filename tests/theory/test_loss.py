@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.strategies import problems
 from theory import (
     Setup,
     expected_loss,
@@ -14,8 +15,6 @@ from theory import (
     expected_loss_bounds,
     monte_carlo_loss,
 )
-
-from .strategies import problems
 
 
 @settings(max_examples=40)

@@ -5,11 +5,22 @@ import numpy as np
 import pytest
 
 from tests.cli_helpers import run_cli
-from theory import InputError, Setup
-from theory.composite_phase import composite_diagram, shapes, structure_name, structures
+from tests.theory.diagrams import diagram
+from theory import Grid, InputError, Setup, catalogue, phase_diagram
+from theory.composite import composites
 from theory.geometries import Geometry, dedicated, free_polygon, irregular_polygon, polygon
 from theory.montecarlo import monte_carlo_loss
-from theory.sparsity_phase import candidates, density_diagram
+
+
+def composite_diagram(n, m, decay, density, p, max_polygon=5):
+    """The composites' diagram at importance decay**i, indexed by density."""
+    return diagram(
+        n, m, density, p, importance=decay ** np.arange(n), candidates=catalogue_of(n, m, max_polygon)
+    )
+
+
+def catalogue_of(n, m, max_polygon):
+    return composites(n, m, max_polygon)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +48,9 @@ def test_a_structure_is_the_best_of_its_arrangements_fitted_whole(four_in_three)
             G(f"dedicated 0, triangle 1 2 3{name}", 4, 3, (dedicated(0, 0), block((1, 2, 3), (1, 2)))),
         ]
     ds = four_in_three
-    reference = density_diagram(4, 3, 0.8 ** np.arange(4), ds.density.values, ds.p.values, tuple(whole))
+    reference = diagram(
+        4, 3, ds.density.values, ds.p.values, importance=0.8 ** np.arange(4), candidates=whole
+    )
     names = list(ds.geometry.values)
     composite = ds.loss.values[..., names.index("triangle + dedicated")]
     np.testing.assert_allclose(composite, reference.loss.values.min(-1), rtol=1e-6)
@@ -46,19 +59,19 @@ def test_a_structure_is_the_best_of_its_arrangements_fitted_whole(four_in_three)
 def test_three_in_two_matches_the_catalogue_where_it_has_the_same_geometries():
     density, p = [0.03, 0.3, 1.0], [0.0, 0.4]
     ds = composite_diagram(3, 2, 0.6, density, p, max_polygon=3)
-    catalogue = density_diagram(3, 2, 0.6 ** np.arange(3), density, p, candidates(3, 2))
+    named = diagram(3, 2, density, p, importance=0.6 ** np.arange(3), candidates=catalogue(3, 2))
     # the catalogue also has non-consecutive assignments (antipodal 0 2, dedicated 1): never worse
-    assert (catalogue.optimal_loss.values <= ds.optimal_loss.values * (1 + 1e-7)).all()
+    assert (named.optimal_loss.values <= ds.optimal_loss.values * (1 + 1e-7)).all()
     same = {
         "triangle": ["triangle, free vertices", "triangle, free angles"],
         "pair + dedicated": ["antipodal 0 1, dedicated 2", "antipodal 1 2, dedicated 0"],
         "2 dedicated": ["dedicated 0 1"],
         "dedicated": ["dedicated 0"],
     }
-    cat_names = list(catalogue.geometry.values)
+    cat_names = list(named.geometry.values)
     antipodal = ds.block_kind.sel(shape="pair").values == "antipodal"  # the catalogue has no same-sign pair
     for ours, theirs in same.items():
-        expected = catalogue.loss.values[..., [cat_names.index(t) for t in theirs]].min(-1)
+        expected = named.loss.values[..., [cat_names.index(t) for t in theirs]].min(-1)
         found = ds.loss.sel(geometry=ours).values
         assert (found <= expected * (1 + 1e-7)).all(), ours
         where = antipodal if "pair" in ours else np.ones_like(antipodal)
@@ -79,36 +92,35 @@ def test_twenty_in_five_against_monte_carlo():
 
 
 def test_structures_fit_the_problem():
-    options = shapes(5)
-    combos = structures(20, 5, options)
-    assert combos[0] == () and len(set(combos)) == len(combos)
-    assert all(sum(options[s].neurons for s in c) <= 5 for c in combos)
-    names = [structure_name(c, options) for c in combos]
+    combos = composites(20, 5, 5)
+    assert combos[0].shapes == () and len(set(combos)) == len(combos)
+    assert all(sum(s.neurons for s in c.shapes) <= 5 for c in combos)
+    names = [c.name for c in combos]
     assert len(set(names)) == len(names)
     assert "2 pentagons + dedicated" in names and "5 dedicated" in names
     # 2 features in 1 neuron: ignore all, dedicated, pair
-    assert [structure_name(c, shapes(2)) for c in structures(2, 1, shapes(2))] == [
-        "ignore all",
-        "dedicated",
-        "pair",
-    ]
+    assert [c.name for c in composites(2, 1, 2)] == ["ignore all", "dedicated", "pair"]
     # 3 features, 3 neurons: no structure represents more than 3 features
-    assert all(sum(options[s].features for s in c) <= 3 for c in structures(3, 3, options))
+    assert all(c.represented <= 3 for c in composites(3, 3, 5))
+    # every (n, m) beyond the named problems gets composites
+    assert catalogue(20, 5) == composites(20, 5, 5)
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    "importance, max_polygon, message",
     [
-        ({"decay": 0.0}, "decay"),
-        ({"decay": 1.5}, "decay"),
-        ({"max_polygon": 7}, "max_polygon"),
-        ({"n_features": 0}, "n_features"),
+        (0.0 ** np.arange(4), 3, "decay"),
+        (1.5 ** np.arange(4), 3, "decay in \\(0, 1\\]"),
+        ([1.0, 0.5, 0.9, 0.1], 3, "c \\* decay\\*\\*i"),
+        (np.ones(4), 7, "max_polygon"),
     ],
 )
-def test_bad_input_is_one_line(kwargs, message):
-    args = {"n_features": 4, "n_hidden": 2, "decay": 0.9, "density": [0.1], "p": [0.0]} | kwargs
+def test_bad_input_is_one_line(importance, max_polygon, message):
     with pytest.raises(InputError, match=message):
-        composite_diagram(**args)
+        grid = Grid(4, 2, sparsity=(0.9,), importance=tuple(importance))
+        phase_diagram(grid, catalogue(4, 2, max_polygon))
+    with pytest.raises(InputError, match="n_features = 0"):
+        Grid(0, 2, sparsity=(0.9,))
 
 
 def test_cli_twenty_in_five(tmp_path, capsys):
@@ -132,7 +144,10 @@ def test_cli_twenty_in_five(tmp_path, capsys):
     )
     assert result.returncode == 0, result.stderr
     assert out.exists() and out.with_suffix(".png").exists()
-    assert "density 1: 5 dedicated" in result.stdout
+    assert (
+        "| 1: 5 dedicated (dedicated 0, dedicated 1, dedicated 2, dedicated 3, dedicated 4, ignore 5-19)"
+        in (result.stdout)
+    )
     bad = run_cli(
         capsys, "theory", "phase-diagram", "--problem", "20x5", "--completeness", "1", "--out", str(out)
     )

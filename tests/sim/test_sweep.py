@@ -14,15 +14,13 @@ import xarray as xr
 from sim import sweep as sweeps
 from sim.config import TrainConfig
 from sim.results import load
+from tests.cli_helpers import run_cli
 from theory import InputError, storage
-
-from .cli_helpers import run_cli
 
 CONFIG = """
 [model]
 n_features = 3
 n_hidden = 2
-importance = {{ decay = 0.8 }}
 
 [grid]
 sparsity = {{ tms = 3 }}
@@ -61,7 +59,7 @@ def reference(tmp_path_factory):
 def test_sweep_has_the_grid_dims_and_every_cell_its_own_setup(reference):
     ds = reference
     assert dict(ds.W.sizes) == {"seed": 2, "p": 2, "r": 2, "sparsity": 3, "hidden": 2, "feature": 3}
-    np.testing.assert_allclose(ds.importance.sel(r=2.0), [1.0, 0.8, 0.64 * 2.0])
+    np.testing.assert_allclose(ds.importance.sel(r=2.0), [1.0, 1.0, 2.0])  # r: importance (1, ..., 1, r)
     # Each cell is trained on its own problem: the exact loss is theory's for that cell's setup.
     from theory import Setup, expected_loss
 
@@ -304,6 +302,12 @@ def test_importance_axis_may_be_log_spaced(tmp_path):
         path.write_text(CONFIG.format(steps=10).replace("r = [0.5, 2.0]", f"r = {bad}"))
         with pytest.raises(InputError, match=r"grid.r = .* must be a list of numbers or \{ log"):
             TrainConfig.from_toml(path)
+    # r has one meaning, importance (1, ..., 1, r): a model importance with it is refused
+    path.write_text(
+        CONFIG.format(steps=10).replace("n_hidden = 2", "n_hidden = 2\nimportance = [1.0, 0.8, 0.6]")
+    )
+    with pytest.raises(InputError, match=r"log.toml: grid.r sets the importance to \(1, ..., 1, r\)"):
+        TrainConfig.from_toml(path)
 
 
 def test_shards_finishing_together_wait_for_the_manifest_instead_of_failing(tmp_path):

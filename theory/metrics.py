@@ -85,3 +85,33 @@ def hidden_kurtosis(W, x, directions: int = 64, seed: int = 0) -> tuple[np.ndarr
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     along = np.einsum("dm,...ms->...ds", u, h)
     return np.nanmean(excess_kurtosis(h), -1), np.nanmean(excess_kurtosis(along), -1)
+
+
+def max_angle_to_neuron(W, tolerance: float = 1e-6) -> np.ndarray:
+    """Largest angle (degrees) from a represented column of W (..., m, n) to its nearest neuron axis.
+
+    A column is represented when its norm exceeds tolerance; NaN when none is.
+    """
+    W = np.asarray(W, dtype=np.float64)
+    norms = np.linalg.norm(W, axis=-2)
+    cosine = np.abs(W).max(-2) / np.where(norms > tolerance, norms, 1.0)
+    angles = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+    angles = np.where(norms > tolerance, angles, -np.inf)
+    out = angles.max(-1)
+    return np.where(np.isfinite(out), out, np.nan)
+
+
+def superposition_onset(density, represented, n_hidden: int) -> np.ndarray:
+    """The largest density (last axis of represented (..., D)) at which more features are represented
+    than there are neurons; NaN where none is."""
+    inside = np.asarray(represented) > n_hidden
+    values = np.where(inside, np.asarray(density, dtype=float), -np.inf).max(-1)
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+#: Names of the k-gons, k = 3..6.
+POLYGON_NAMES = {3: "triangle", 4: "square", 5: "pentagon", 6: "hexagon"}
+
+
+def polygon_name(k: int) -> str:
+    return POLYGON_NAMES.get(k, f"{k}-gon")

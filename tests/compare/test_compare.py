@@ -16,8 +16,8 @@ from compare.phases import (
 from sim.config import TrainConfig
 from sim.sweep import initial_weights
 from tests.cli_helpers import run_cli
-from theory import InputError
-from theory.sparsity_phase import candidates, density_diagram
+from tests.theory.diagrams import diagram
+from theory import InputError, catalogue
 
 CONFIG = """
 [model]
@@ -55,7 +55,7 @@ def test_config_must_match_the_analytic_grid():
     with pytest.raises(InputError, match="needs an importance axis"):
         check_config(TrainConfig(**base))
     assert check_config(TrainConfig(**{**base, "importance_decay": (0.9,)})) == "importance_decay"
-    with pytest.raises(InputError, match="importance all ones"):
+    with pytest.raises(InputError, match="grid.r sets the importance to"):
         check_config(TrainConfig(**{**base, "importance": (1.0, 0.5), "r": (1.0,)}))
     with pytest.raises(InputError, match="no catalogue"):
         check_config(
@@ -78,7 +78,7 @@ def test_compare_phases_end_to_end(tmp_path, capsys):
     ):
         assert path.exists(), path
     ds = load_comparison(out)
-    assert dict(ds.sizes)["seed"] == 2 and dict(ds.sizes)["density"] == 4 and dict(ds.sizes)["r"] == 2
+    assert dict(ds.sizes)["seed"] == 2 and dict(ds.sizes)["sparsity"] == 4 and dict(ds.sizes)["r"] == 2
     labels = list(ds.label.values)
     assert labels[-1] == "unclassified" and "antipodal" in labels
     # The empirical optimum is the lowest-loss seed, and its gap is computed from it.
@@ -137,23 +137,25 @@ steps = 4000
 
 
 def test_three_in_two_with_the_triangle_fitted_on_the_exact_loss(tmp_path):
-    """3 in 2 has a polygon (the triangle): theory's side is density_diagram per r (the same numbers as
-    running it alone), and training agrees with it where the margin is wide."""
+    """3 in 2 has a polygon (the triangle): theory's side is theory.phase_diagram on the config's grid (the
+    same numbers as running it alone at each r), and training agrees with it where the margin is wide."""
     config = tmp_path / "three.toml"
     config.write_text(THREE_IN_TWO)
     ds = compare_phases(TrainConfig.from_toml(config), tmp_path / "runs.nc", log=lambda m: None)
     labels = list(ds.label.values)
     assert "triangle" in labels and ds.attrs["importance_axis"] == "r"
     for r in (0.5, 2.0):
-        alone = density_diagram(3, 2, [1.0, 1.0, r], ds.density.values, [0.0])
-        np.testing.assert_allclose(ds.analytic_loss.sel(r=r).values, alone.optimal_loss.values, rtol=1e-9)
-        np.testing.assert_array_equal(ds.analytic_phase.sel(r=r).values, alone.phase.values)
+        alone = diagram(3, 2, ds.density.values, [0.0], importance=[1.0, 1.0, r]).isel(p=0)
+        np.testing.assert_allclose(
+            ds.analytic_loss.sel(r=r, p=0.0).values, alone.optimal_loss.values, rtol=1e-9
+        )
+        np.testing.assert_array_equal(ds.analytic_phase.sel(r=r, p=0.0).values, alone.phase.values)
     assert (ds.seed_loss_gap >= -1e-6).all()  # no trained model beats theory's optimum
     # sparse: theory puts the most important feature on its own neuron (feature 2 at r = 2, feature 0
     # at r = 0.5) and pairs the others; every trained model there is some pair and dedicated feature,
     # in whatever rotation of the plane (a symmetry at p = 0), or the triangle
     for r, phase in ((2.0, "antipodal 0 1, dedicated 2"), (0.5, "antipodal 1 2, dedicated 0")):
-        cell = ds.sel(p=0.0, r=r).isel(density=0)
+        cell = ds.sel(p=0.0, r=r).isel(sparsity=0)
         assert labels[cell.analytic_phase.item()] == phase
         for index in cell.seed_label.values:
             assert "dedicated" in labels[index] or labels[index].startswith("triangle"), labels[index]
@@ -161,7 +163,7 @@ def test_three_in_two_with_the_triangle_fitted_on_the_exact_loss(tmp_path):
 
 def test_structure_names_one_shape_once():
     """A square is two antipodal pairs (its diagonals); free vertices keep the regular shape."""
-    geometries = {g.name: g for g in candidates(5, 2)}
+    geometries = {g.name: g for g in catalogue(5, 2)}
     square = structure(geometries["square, ignore 4"], [0, 1, 3, 2, -1])
     assert square == structure(geometries["antipodal 0 3 and 1 2, ignore 4"], [-1] * 5)
     assert square == structure(geometries["square, free vertices, ignore 4"], [0, 2, 3, 1, -1])
@@ -174,7 +176,7 @@ def test_structure_names_one_shape_once():
     assert structure(geometries["antipodal 0 1, dedicated 2"], [-1] * 5) == "antipodal 0 1, dedicated 2"
     assert structure(geometries["two dedicated"], [-1] * 5) == "dedicated 0, dedicated 1"
     assert structure(None, []) == "unclassified"
-    two = {g.name: g for g in candidates(2, 1)}
+    two = {g.name: g for g in catalogue(2, 1)}
     assert structure(two["ignore all"], [-1, -1]) == "ignore all"
     assert structure(two["same-sign pair"], [-1, -1]) == "same-sign 0 1"
     assert (

@@ -1,0 +1,291 @@
+"""Composite candidates for any n features in m neurons, from blocks: 20 in 5.
+
+A composite geometry puts each block on its own features and its own neurons.
+Then the loss is a sum over blocks, exactly: a feature's output y_i sees only
+its block's features and the dropout masks of its block's neurons, which are
+independent of everything else, so the expectation over the rest integrates
+out. An ignored feature costs I_i Var(x_i) = I_i (s/3 - s^2/4) (bias at its
+mean s/2, s the density). And the loss is linear in the importances, so a
+block on features f..f+k-1 with importance decay**i costs decay**f times the
+same block on features 0..k-1 (its optimum unchanged).
+
+So one fit per block shape gives every composite of every size:
+
+- shapes: dedicated (1 feature, 1 neuron); pair (2 on 1: antipodal or
+  same-sign); k-gon for k = 3..max_polygon in a plane of 2 neurons (regular
+  in every vertex order, free norms and biases per vertex, or free angles
+  too), each fitted (theory.fits.fit_geometries) on features 0..k-1
+  (importance decay**i), the best kind per cell kept;
+- structures: every multiset of shapes on at most m neurons and n features;
+- arrangements: each structure's blocks in every order, on consecutive
+  features from the most important, the rest ignored.
+
+A Composite candidate is one structure; its loss is its best arrangement's.
+Restrictions, stated in the phase diagram's attrs (ASSUMPTIONS):
+blocks are planar (no tetrahedra or other 3-d shapes), take runs of
+consecutive features in importance order, and the ignored features are
+the least important. Importance must be c * decay**i.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from theory.errors import InputError
+from theory.fits import Fits, fit_geometries, rank
+from theory.geometries import (
+    Geometry,
+    antipodal,
+    dedicated,
+    free_polygon,
+    irregular_polygon,
+    parallel,
+    polygon,
+)
+from theory.metrics import POLYGON_NAMES
+from theory.progress import Progress
+from theory.setup import Setup
+
+ASSUMPTIONS = (
+    "blocks on disjoint features and neurons (the loss is then a sum over blocks, exactly); planar blocks "
+    "only (dedicated, pair on one neuron, k-gon in a plane of two neurons); each block on consecutive "
+    "features in importance order; the least important features ignored"
+)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A block shape: `features` features on `neurons` neurons, fitted as the best of its kinds."""
+
+    name: str
+    features: int
+    neurons: int
+
+    def geometries(self) -> tuple[Geometry, ...]:
+        """The kinds this shape is fitted as, on features 0.. and neurons 0.."""
+        k, G = self.features, Geometry
+        if (k, self.neurons) == (1, 1):
+            return (G("dedicated", 1, 1, (dedicated(0, 0),)),)
+        if (k, self.neurons) == (2, 1):
+            return (G("antipodal", 2, 1, (antipodal(0, 1, 0),)), G("same-sign", 2, 1, (parallel(0, 1, 0),)))
+        name = POLYGON_NAMES[k]
+        return (
+            G(name, k, 2, (polygon(range(k)),)),
+            G(f"{name}, free vertices", k, 2, (free_polygon(range(k)),)),
+            G(f"{name}, free angles", k, 2, (irregular_polygon(range(k)),)),
+        )
+
+
+def shapes(max_polygon: int) -> tuple[Shape, ...]:
+    if not 2 <= max_polygon <= max(POLYGON_NAMES):
+        raise InputError(f"max_polygon = {max_polygon} is not allowed; it must be 2 (no polygons) to 6")
+    polygons = tuple(Shape(POLYGON_NAMES[k], k, 2) for k in range(3, max_polygon + 1))
+    return (Shape("dedicated", 1, 1), Shape("pair", 2, 1)) + polygons
+
+
+@dataclass(frozen=True)
+class Composite:
+    """A candidate made of blocks: a multiset of shapes (largest first) on n_features in n_hidden."""
+
+    shapes: tuple[Shape, ...]
+    n_features: int
+    n_hidden: int
+
+    @property
+    def name(self) -> str:
+        """'pentagon + 2 pairs' (largest shapes first); 'ignore all' for none."""
+        if not self.shapes:
+            return "ignore all"
+        parts = []
+        for shape in dict.fromkeys(self.shapes):
+            count = self.shapes.count(shape)
+            plural = "" if shape.name == "dedicated" else "s"
+            parts.append(shape.name if count == 1 else f"{count} {shape.name}{plural}")
+        return " + ".join(parts)
+
+    @property
+    def represented(self) -> int:
+        return sum(s.features for s in self.shapes)
+
+    @property
+    def complexity(self) -> int:
+        """Ties go to the fewest features represented, then the fewest polygons (at p = 0 a square is two
+        antipodal pairs)."""
+        return sum(10 * s.features + (s.neurons == 2) for s in self.shapes)
+
+    def arrangements(self) -> list[tuple[Shape, ...]]:
+        return sorted(set(itertools.permutations(self.shapes)), key=lambda a: [_order_key(s) for s in a])
+
+
+def _order_key(shape: Shape) -> tuple[int, int]:
+    return (shape.features, shape.neurons)
+
+
+def composites(n_features: int, n_hidden: int, max_polygon: int = 5) -> tuple[Composite, ...]:
+    """Every multiset of shapes on at most n_hidden neurons and n_features features; 'ignore all' first."""
+    options = shapes(max_polygon)
+    out = [()]
+    for size in range(1, n_hidden + 1):
+        for combo in itertools.combinations_with_replacement(range(len(options)), size):
+            if (
+                sum(options[s].neurons for s in combo) <= n_hidden
+                and sum(options[s].features for s in combo) <= n_features
+            ):
+                out.append(combo)
+    ordered = [sorted(combo, key=lambda s: (-options[s].features, s)) for combo in out]
+    return tuple(Composite(tuple(options[s] for s in combo), n_features, n_hidden) for combo in ordered)
+
+
+@dataclass
+class BlockFit:
+    """One shape's best kind per cell (P, D) on features 0..k-1: loss, W, b, kind, vertex order."""
+
+    loss: np.ndarray  # (P, D)
+    W: np.ndarray  # (P, D, neurons, features)
+    b: np.ndarray  # (P, D, features)
+    kind: np.ndarray  # (P, D) of str
+    order: np.ndarray  # (P, D, features): vertex order, -1 for non-polygons
+
+
+def fit_shape(shape: Shape, decay: float, density, ps, progress=None) -> BlockFit:
+    """The shape's kinds fitted over (p, density) on features 0..k-1 (importance decay**i); the best kept."""
+    geometries = shape.geometries()
+    k = shape.features
+    setups = np.empty((len(ps), len(density)), dtype=object)
+    for q, i in np.ndindex(*setups.shape):
+        setups[q, i] = Setup(
+            k, shape.neurons, sparsity=1 - density[i], importance=decay ** np.arange(k), p=ps[q]
+        )
+    fits = fit_geometries(geometries, setups, progress)
+    best = rank(fits.loss, [len(g.parameters()) for g in geometries]).phase
+    cells = best.size
+    W = np.empty((cells, shape.neurons, k))
+    b = np.empty((cells, k))
+    for j in range(len(geometries)):
+        mine = np.flatnonzero(best.ravel() == j)
+        if mine.size:
+            W[mine], b[mine] = fits.solution(j, mine)
+    return BlockFit(
+        np.take_along_axis(fits.loss, best[..., None], -1)[..., 0],
+        W.reshape(best.shape + (shape.neurons, k)),
+        b.reshape(best.shape + (k,)),
+        np.array([g.name for g in geometries])[best],
+        np.take_along_axis(fits.vertex_order, best[..., None, None], -2)[..., 0, :],
+    )
+
+
+def ignore_loss(density: np.ndarray) -> np.ndarray:
+    """Var(x) of a feature of this density: the loss of ignoring it (bias at its mean), importance 1."""
+    return density / 3 - density**2 / 4
+
+
+def geometric_decay(importance) -> float:
+    """decay when importance is c * decay**i (c > 0); else an InputError."""
+    importance = np.asarray(importance, dtype=float)
+    decay = importance[1] / importance[0] if len(importance) > 1 and importance[0] > 0 else 1.0
+    if importance[0] <= 0 or not np.allclose(
+        importance, importance[0] * decay ** np.arange(len(importance)), rtol=1e-12
+    ):
+        raise InputError(
+            f"composite candidates need importance c * decay**i (c > 0, decay in (0, 1]); "
+            f"got {list(importance)}"
+        )
+    if not 0 < decay <= 1:
+        raise InputError(
+            f"composite candidates need decay in (0, 1]; importance {list(importance)} has {decay:g}"
+        )
+    return float(decay)
+
+
+def fit(candidates: list[Composite], setups: np.ndarray, progress=None) -> Fits:
+    """Every composite's least loss (best arrangement) at every cell of setups (P, ..., D)."""
+    P, D = setups.shape[0], setups.shape[-1]
+    grid = setups.reshape(P, -1, D)
+    A = grid.shape[1]
+    n, m = candidates[0].n_features, candidates[0].n_hidden
+    options = sorted({s for c in candidates for s in c.shapes}, key=_order_key)
+    density = np.array([1.0 - setup.sparsity[0] for setup in grid[0, 0]])
+    ps = np.array([setup.p for setup in grid[:, 0, 0]])
+    loss = np.full((P, A, D, len(candidates)), np.inf)
+    arrangement = np.empty((P, A, D, len(candidates)), dtype=object)
+    blocks: list[dict[Shape, BlockFit]] = []
+    with Progress.of(
+        progress, A * P * D * sum(len(s.geometries()) for s in options), "block fits", "cell"
+    ) as bar:
+        for a in range(A):
+            importance = np.asarray(grid[0, a, 0].importance)
+            fitted = {s: fit_shape(s, geometric_decay(importance), density, ps, bar) for s in options}
+            blocks.append(fitted)
+            ignored = importance[:, None, None] * ignore_loss(density)[None, None, :]  # (n, 1, D)
+            tail = np.concatenate([np.cumsum(ignored[::-1], 0)[::-1], np.zeros_like(ignored[:1])])
+            for c, candidate in enumerate(candidates):
+                for order in candidate.arrangements():
+                    total, first = np.zeros((P, D)), 0
+                    for s in order:
+                        total = total + importance[first] * fitted[s].loss
+                        first += s.features
+                    total = total + tail[first]
+                    better = total < loss[:, a, :, c]
+                    loss[:, a, :, c] = np.where(better, total, loss[:, a, :, c])
+                    for k, i in zip(*np.nonzero(better), strict=True):
+                        arrangement[k, a, i, c] = order
+
+    def assemble(j: int, flat_cells: np.ndarray):
+        out = []
+        for cell in flat_cells:
+            k, a, i = np.unravel_index(cell, (P, A, D))
+            out.append(_assemble(arrangement[k, a, i, j], blocks[a], (k, i), (m, n), density[i]))
+        return out
+
+    def solution(j, flat_cells):
+        parts = assemble(j, flat_cells)
+        return np.array([W for W, _, _ in parts]).reshape(-1, m, n), np.array(
+            [b for _, b, _ in parts]
+        ).reshape(-1, n)
+
+    def describe(j, flat_cells):
+        return [text for _, _, text in assemble(j, flat_cells)]
+
+    lead = setups.shape[1:-1]
+    block_loss = np.stack([np.stack([blocks[a][s].loss for a in range(A)], 1) for s in options])
+    block_kind = np.stack([np.stack([blocks[a][s].kind for a in range(A)], 1) for s in options])
+    shaped = (len(options), P, *lead, D)
+    return Fits(
+        loss=loss.reshape(setups.shape + (len(candidates),)),
+        theta=np.full(setups.shape + (len(candidates), 0), np.nan),
+        vertex_order=np.full(setups.shape + (len(candidates), n), -1),
+        solution=solution,
+        extra={
+            "block_loss": (
+                ("shape",),
+                block_loss.reshape(shaped),
+                {"description": "each shape's best loss on features 0..k-1 (importance decay**i)"},
+            ),
+            "block_kind": (("shape",), block_kind.reshape(shaped).astype(str), {}),
+        },
+        describe=describe,
+        coords={"shape": [s.name for s in options]},
+    )
+
+
+def _assemble(arrangement, fitted: dict[Shape, BlockFit], index, shape: tuple[int, int], density: float):
+    """The composite's W (m, n), b (n) and description at one cell (p, density index): blocks on
+    consecutive features and neurons in arrangement order, the rest ignored (bias at the mean)."""
+    n_hidden, n_features = shape
+    W = np.zeros(shape)
+    b = np.full(n_features, density / 2)
+    first, neuron, parts = 0, 0, []
+    for s in arrangement:
+        k, c, block = s.features, s.neurons, fitted[s]
+        W[neuron : neuron + c, first : first + k] = block.W[index]
+        b[first : first + k] = block.b[index]
+        order = [int(v) + first for v in block.order[index] if v >= 0]
+        features = order if order else range(first, first + k)
+        parts.append(f"{block.kind[index]} {' '.join(map(str, features))}")
+        first, neuron = first + k, neuron + c
+    if first < n_features:
+        parts.append(f"ignore {first}" + (f"-{n_features - 1}" if first < n_features - 1 else ""))
+    return W, b, ", ".join(parts)

@@ -1,0 +1,339 @@
+"""Which candidate is optimal: at one setup (optimal) or over a whole grid (phase_diagram).
+
+One pipeline for every problem. Each candidate is fitted the way it is
+fitted (theory.fits.fit_geometries: closed form or exact loss;
+theory.composite.fit: a sum of fitted blocks), then ranked here, once: the
+phase is the candidate of least loss (ties within theory.fits.TIE go to the
+least complexity), with the runner-up and the margin. The winner's (W, b) is
+scored by the exact loss (theory.expected_loss) in every cell where the exact
+loss is computable, a check on the fits; completeness() minimises the exact
+loss over all of W and b at sample cells to find phases the catalogue misses.
+
+Every Dataset has the grid's dims (theory.grid.Grid.dims: p, [r |
+importance_decay], sparsity, density a coordinate on sparsity), so it aligns
+with a sweep of the same grid as is.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from theory import composite
+from theory.candidates import catalogue, complexity
+from theory.composite import ASSUMPTIONS, Composite
+from theory.errors import InputError
+from theory.fits import TIE, Fits, fit_geometries, fitted_on, join, rank
+from theory.grid import Grid
+from theory.loss import MAX_EXACT_FEATURES, expected_loss_and_grad_many
+from theory.metrics import max_angle_to_neuron, superposition_onset
+from theory.optimize import minimize_loss
+from theory.progress import Progress
+from theory.setup import Setup
+
+KIND = "tms-dropout phase diagram"
+
+
+def _check(candidates, n_features: int, n_hidden: int, least: int = 2) -> tuple:
+    candidates = catalogue(n_features, n_hidden) if candidates is None else tuple(candidates)
+    if len(candidates) < least:
+        raise InputError(f"a phase diagram needs at least {least} candidates to compare")
+    for c in candidates:
+        if (c.n_features, c.n_hidden) != (n_features, n_hidden):
+            raise InputError(
+                f"candidate {c.name!r} is for ({c.n_features}, {c.n_hidden}), not ({n_features}, {n_hidden})"
+            )
+    return candidates
+
+
+def fit_candidates(candidates, setups: np.ndarray, progress=None) -> Fits:
+    """Every candidate's least loss at every cell of setups (P, ..., D), each fitted its own way."""
+    blocks = [j for j, c in enumerate(candidates) if isinstance(c, Composite)]
+    named = [j for j, c in enumerate(candidates) if not isinstance(c, Composite)]
+    parts = []
+    if named:
+        parts.append((named, fit_geometries([candidates[j] for j in named], setups, progress)))
+    if blocks:
+        parts.append((blocks, composite.fit([candidates[j] for j in blocks], setups, progress)))
+    return join(parts, len(candidates))
+
+
+@dataclass(frozen=True)
+class Optimum:
+    """The best candidate for one setup, its parameters and (W, b), with the runner-up."""
+
+    name: str
+    params: dict[str, float]
+    W: np.ndarray
+    b: np.ndarray
+    loss: float  # exact loss of (W, b), theory.expected_loss (NaN beyond MAX_EXACT_FEATURES features)
+    fitted_loss: float  # the loss the candidate was fitted on
+    runner_up: str
+    runner_up_loss: float
+
+    @property
+    def margin(self) -> float:
+        return self.runner_up_loss - self.fitted_loss
+
+
+def optimal(setup: Setup, candidates=None, progress: bool | None = False) -> Optimum:
+    """The candidate of least loss for one setup (default: theory.catalogue), and the runner-up."""
+    if not isinstance(setup, Setup):
+        raise InputError(f"optimal needs a theory.Setup, got {type(setup).__name__}")
+    candidates = _check(candidates, setup.n_features, setup.n_hidden)
+    cells = np.empty((1, 1), dtype=object)
+    cells[0, 0] = setup
+    fits = fit_candidates(candidates, cells, progress)
+    ranking = rank(fits.loss, [complexity(c) for c in candidates])
+    best, second = int(ranking.phase[0, 0]), int(ranking.runner_up[0, 0])
+    W, b = (x[0] for x in fits.solution(best, np.array([0])))
+    names = [] if isinstance(candidates[best], Composite) else [t.name for t in candidates[best].parameters()]
+    exact = np.nan
+    if setup.n_features <= MAX_EXACT_FEATURES:
+        exact = float(expected_loss_and_grad_many([setup], W[None], b[None]).loss[0])
+    return Optimum(
+        name=candidates[best].name,
+        params={name: float(v) for name, v in zip(names, fits.theta[0, 0, best], strict=False)},
+        W=W,
+        b=b,
+        loss=exact,
+        fitted_loss=float(fits.loss[0, 0, best]),
+        runner_up=candidates[second].name,
+        runner_up_loss=float(fits.loss[0, 0, second]),
+    )
+
+
+def fitted_on_any(candidate) -> str | None:
+    """'closed form', 'exact loss' or 'sum of blocks'."""
+    return "sum of blocks" if isinstance(candidate, Composite) else fitted_on(candidate)
+
+
+def phase_diagram(grid: Grid, candidates=None, progress=None) -> xr.Dataset:
+    """The optimal candidate at every cell of grid (default candidates: theory.catalogue).
+
+    Returns a Dataset over grid.dims: each candidate's least loss (`loss`, dim
+    geometry), `phase`, `runner_up` (indices into geometry), `margin`,
+    `optimal_loss`, the optimum's `W`, `b` and their `exact_loss`, the
+    features it represents, `dimensions_per_feature`, `max_angle_to_neuron`,
+    `superposition_onset` per (p, importance); `theta` and `vertex_order` of
+    every candidate; for composites the winning arrangement (`composite`) and
+    each block shape's fit. progress: None (a bar on a terminal, else a line
+    every ~10 s), False, or a theory.progress.Progress.
+    """
+    if not isinstance(grid, Grid):
+        raise InputError(f"phase_diagram needs a theory.Grid, got {type(grid).__name__}")
+    candidates = _check(candidates, grid.n_features, grid.n_hidden)
+    setups = grid.setups()
+    fits = fit_candidates(candidates, setups, progress)
+    return _dataset(grid, candidates, setups, fits)
+
+
+def _winners(candidates, fits: Fits, phase: np.ndarray, m: int, n: int):
+    """The phase's W (C, m, n), b (C, n) and description (C,) over flat cells C."""
+    flat = phase.ravel()
+    W, b = np.empty((flat.size, m, n)), np.empty((flat.size, n))
+    text = np.full(flat.size, "", dtype=object)
+    for j in np.unique(flat):
+        cells = np.flatnonzero(flat == j)
+        W[cells], b[cells] = fits.solution(int(j), cells)
+        if fits.describe is not None:
+            text[cells] = fits.describe(int(j), cells)
+    return W, b, text
+
+
+def _dataset(grid: Grid, candidates, setups: np.ndarray, fits: Fits) -> xr.Dataset:
+    n, m = grid.n_features, grid.n_hidden
+    full = setups.shape  # (P, A, D)
+    shape = grid.shape  # without the importance axis when the grid has none
+    dims = grid.dims
+    ranking = rank(fits.loss, [complexity(c) for c in candidates])
+    W, b, text = _winners(candidates, fits, ranking.phase, m, n)
+    exact = np.full(W.shape[0], np.nan)
+    if n <= MAX_EXACT_FEATURES:
+        exact = expected_loss_and_grad_many(list(setups.ravel()), W, b).loss
+    represented = np.array([candidates[j].represented for j in ranking.phase.ravel()]).reshape(full)
+    frobenius = (W**2).sum((-1, -2))
+
+    def grid_shaped(values, tail=()):
+        return np.asarray(values).reshape(shape + tuple(tail))
+
+    variables = {
+        "loss": (
+            dims + ("geometry",),
+            grid_shaped(fits.loss, [len(candidates)]),
+            {
+                "description": "each candidate's least loss over its parameters (see attrs['fitted_on'])",
+                "convention": "sum over features, importance-weighted",
+            },
+        ),
+        "phase": (
+            dims,
+            grid_shaped(ranking.phase),
+            {"description": f"index into geometry: least loss (ties within {TIE} relative: attrs['ties'])"},
+        ),
+        "runner_up": (
+            dims,
+            grid_shaped(ranking.runner_up),
+            {"description": "least-loss candidate not tied with the phase"},
+        ),
+        "margin": (
+            dims,
+            grid_shaped(ranking.margin),
+            {"description": "runner-up's loss minus the optimum's"},
+        ),
+        "optimal_loss": (
+            dims,
+            grid_shaped(np.nanmin(np.where(np.isfinite(fits.loss), fits.loss, np.nan), -1)),
+        ),
+        "exact_loss": (
+            dims,
+            grid_shaped(exact),
+            {
+                "description": "theory.expected_loss of the optimal (W, b): a check on the fits (NaN "
+                f"beyond {MAX_EXACT_FEATURES} features)"
+            },
+        ),
+        "W": (dims + ("hidden", "feature"), grid_shaped(W, [m, n])),
+        "b": (dims + ("feature",), grid_shaped(b, [n])),
+        "represented": (dims, grid_shaped(represented), {"description": "features the optimum represents"}),
+        "dimensions_per_feature": (
+            dims,
+            grid_shaped(m / np.where(frobenius > 0, frobenius, np.nan)),
+            {"description": "m / ||W||_F^2 (TMS): 1 / (features per dimension)"},
+        ),
+        "max_angle_to_neuron": (
+            dims,
+            grid_shaped(max_angle_to_neuron(W)),
+            {
+                "description": "largest angle between a represented feature's W column and its nearest "
+                "neuron axis: 0 when every feature is neuron-aligned",
+                "units": "degrees",
+            },
+        ),
+        "superposition_onset": (
+            dims[:-1],
+            superposition_onset(grid.density, represented, m).reshape(shape[:-1]),
+            {
+                "description": "largest density at which the optimum represents more features than neurons "
+                "(NaN: nowhere on the grid)"
+            },
+        ),
+        "vertex_order": (
+            dims + ("geometry", "vertex"),
+            grid_shaped(fits.vertex_order, [len(candidates), n]),
+            {
+                "description": "each polygon's features in the fitted vertex order (counter-clockwise from "
+                "neuron 0 towards neuron 1, one polygon block after another; -1: none)"
+            },
+        ),
+        "importance": (
+            ((grid.importance_axis,) if grid.importance_axis else ()) + ("feature",),
+            np.array([grid.importance_for(label) for label in grid.labels]).reshape(shape[1:-1] + (n,)),
+        ),
+    }
+    if fits.theta.shape[-1]:
+        variables["theta"] = (
+            dims + ("geometry", "param"),
+            grid_shaped(fits.theta, fits.theta.shape[-2:]),
+            {"description": "optimised parameters; names per candidate in attrs['parameters']"},
+        )
+    if fits.describe is not None:
+        variables["composite"] = (
+            dims,
+            grid_shaped(text.astype(str)),
+            {"description": "the optimum: each block's kind and features (polygons in vertex order)"},
+        )
+    for name, (lead, values, attrs) in fits.extra.items():
+        variables[name] = (lead + dims, values.reshape(values.shape[: len(lead)] + shape), attrs)
+    attrs = {
+        "kind": KIND,
+        "n_features": n,
+        "n_hidden": m,
+        "grid": json.dumps(grid.to_dict()),
+        "parameters": json.dumps(
+            {c.name: [] if isinstance(c, Composite) else [t.name for t in c.parameters()] for c in candidates}
+        ),
+        "fitted_on": json.dumps({c.name: fitted_on_any(c) for c in candidates}),
+        "ties": "candidates within TIE of the least loss go to the least complexity: a geometry's "
+        "parameter count; a composite's features represented, then polygons (at p = 0 a square is "
+        "two antipodal pairs)",
+    }
+    if any(isinstance(c, Composite) for c in candidates):
+        attrs["assumptions"] = ASSUMPTIONS
+    ds = xr.Dataset(
+        variables,
+        coords={
+            **grid.coords(),
+            "geometry": [c.name for c in candidates],
+            "param": np.arange(fits.theta.shape[-1]),
+            "vertex": np.arange(n),
+            "hidden": np.arange(m),
+            "feature": np.arange(n),
+            **fits.coords,
+        },
+        attrs=attrs,
+    )
+    ds["sparsity"].attrs["description"] = "probability that a feature is zero (density = 1 - sparsity)"
+    ds["p"].attrs["description"] = "dropout rate on the hidden layer"
+    if grid.importance_axis == "r":
+        ds["r"].attrs["description"] = "importance of the last feature; the others' is 1"
+    elif grid.importance_axis == "importance_decay":
+        ds["importance_decay"].attrs["description"] = "importance_i = importance_decay**i"
+    return ds
+
+
+def grid_of(ds: xr.Dataset) -> Grid:
+    """The Grid a phase diagram was computed on."""
+    if ds.attrs.get("kind") != KIND or "grid" not in ds.attrs:
+        raise InputError("not a phase diagram of theory.phase_diagram (no grid in its attrs)")
+    return Grid(**json.loads(ds.attrs["grid"]))
+
+
+def completeness(
+    ds: xr.Dataset,
+    cells: int = 2,
+    n_starts: int = 8,
+    seed: int = 0,
+    tolerance: float = 1e-6,
+    progress: bool | None = None,
+) -> xr.Dataset:
+    """Minimise the exact loss over all of W and b at `cells` cells per p (evenly spaced over the
+    importance values and densities in grid order, the last included); flag where it beats the
+    candidates (a phase they are missing).
+
+    Adds `exact_minimum` (NaN where not sampled) and `missing_phase` (exact
+    minimum below the best candidate's by more than tolerance, relative).
+    """
+    if isinstance(cells, bool) or not isinstance(cells, int) or cells < 1:
+        raise InputError(f"completeness cells = {cells!r} is not allowed; it must be an integer >= 1")
+    grid = grid_of(ds)
+    if grid.n_features > MAX_EXACT_FEATURES:
+        raise InputError(
+            f"completeness needs the exact loss over all W, b: at most {MAX_EXACT_FEATURES} features, "
+            f"not {grid.n_features}"
+        )
+    per_p = len(grid.labels) * len(grid.sparsity)
+    picks = np.unique(np.linspace(per_p - 1, 0, min(cells, per_p)).round().astype(int))
+    minimum = np.full((len(grid.p), per_p), np.nan)
+    with Progress(len(grid.p) * len(picks), "completeness", "cell", show=progress) as bar:
+        for k, p in enumerate(grid.p):
+            for c in picks:
+                a, i = np.unravel_index(c, (len(grid.labels), len(grid.sparsity)))
+                setup = grid.setup(p, grid.labels[a], grid.sparsity[i])
+                minimum[k, c] = minimize_loss(setup, n_starts=n_starts, seed=seed).loss
+                bar.update()
+    out = ds.copy()
+    out["exact_minimum"] = (
+        ds.optimal_loss.dims,
+        minimum.reshape(ds.optimal_loss.shape),
+        {"description": "least exact loss over all W, b (multistart L-BFGS-B); NaN where not sampled"},
+    )
+    gap = (out.optimal_loss - out.exact_minimum) / np.maximum(out.exact_minimum, 1e-300)
+    out["missing_phase"] = gap > tolerance
+    out["missing_phase"].attrs["description"] = (
+        f"exact minimum below the catalogue's best by > {tolerance} relative"
+    )
+    return out

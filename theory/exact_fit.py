@@ -1,0 +1,343 @@
+"""Fitting candidates on the exact loss: polygons, in every vertex order, warm-started along density.
+
+A polygon under dropout meets dozens of ReLU regimes, each costly to derive
+symbolically, so geometries with a polygon block are fitted on the exact loss
+itself: its gradient with respect to W and b (theory.loss.expected_loss_and_grad_many),
+chained through the sympy Jacobian of W(theta), b(theta), one L-BFGS-B run per
+(row, geometry, vertex order, start), all runs' evaluations batched
+(theory.optimize.minimize_lockstep). Along the density axis (the last axis of
+the cells) each cell starts from a few fixed starts and from the previous
+cell's optimum.
+
+Regular polygons are fitted in every vertex order. A free polygon (free
+vertices) whose regular counterpart is a candidate, and an irregular one (free
+angles) whose free counterpart is, are fitted a stage later, once: in the order
+their parent found best at that cell, starting from its optimum (the free fit
+in all orders would cost 12x for a pentagon).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from theory.closed_fit import parameter_roles, starts
+from theory.fits import Fits
+from theory.geometries import Block, Geometry, polygon_blocks, polygon_vertices, vertex_variants
+from theory.loss import expected_loss_and_grad_many
+from theory.optimize import minimize_lockstep
+from theory.progress import Progress
+from theory.setup import Setup
+
+
+class Family:
+    """One geometry's W(theta), b(theta) and their Jacobian, vectorised over many thetas."""
+
+    def __init__(self, geometry: Geometry):
+        self.geometry = geometry
+        W, b = geometry.matrices()
+        self.params = geometry.parameters()
+        entries = sp.Matrix(list(W) + list(b))
+        self._values = sp.lambdify(self.params, list(entries), "numpy")
+        self._jacobian = sp.lambdify(self.params, list(entries.jacobian(self.params)), "numpy")
+        self.shape = (geometry.n_hidden, geometry.n_features)
+        #: norms are non-negative; biases and angles are free
+        self.bounds = [(0.0, None) if role == "norm" else (None, None) for role in parameter_roles(geometry)]
+
+    def __call__(self, thetas: np.ndarray):
+        """(W (N, m, n), b (N, n), Jacobian (N, m n + n, P)) at thetas (N, P)."""
+        thetas = np.atleast_2d(thetas)
+        N, P = thetas.shape
+        m, n = self.shape
+        columns = list(thetas.T)
+        values = np.stack([np.broadcast_to(np.asarray(v, float), (N,)) for v in self._values(*columns)], 1)
+        jac = np.stack([np.broadcast_to(np.asarray(v, float), (N,)) for v in self._jacobian(*columns)], 1)
+        return values[:, : m * n].reshape(N, m, n), values[:, m * n :], jac.reshape(N, m * n + n, P)
+
+
+def fit_exact(
+    families: list[Family], setups: list[Setup], start_sets: list[list[np.ndarray]], gtol: float = 1e-9
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each (setup, family)'s least exact loss over its starts: losses (S, F) and thetas [[theta]].
+
+    start_sets[s * F + f]: the starts of family f at setup s.
+    """
+    jobs = [
+        (s, f, x)
+        for s in range(len(setups))
+        for f in range(len(families))
+        for x in start_sets[s * len(families) + f]
+    ]
+
+    def evaluate(xs, rows):
+        W = np.empty((len(rows), *families[0].shape))
+        b = np.empty((len(rows), families[0].shape[1]))
+        jacobians = [None] * len(rows)
+        family_of = np.array([jobs[row][1] for row in rows])
+        for f in np.unique(family_of):
+            mine = np.flatnonzero(family_of == f)
+            W[mine], b[mine], jac = families[f](np.stack([xs[k] for k in mine]))
+            for k, J in zip(mine, jac, strict=True):
+                jacobians[k] = J
+        result = expected_loss_and_grad_many([setups[jobs[row][0]] for row in rows], W, b)
+        entries = np.concatenate([result.grad_W.reshape(len(rows), -1), result.grad_b], axis=1)
+        return result.loss, [entries[k] @ jacobians[k] for k in range(len(rows))]
+
+    runs = minimize_lockstep(
+        evaluate,
+        [x for _, _, x in jobs],
+        bounds=[families[f].bounds for _, f, _ in jobs],
+        options={"gtol": gtol},
+    )
+    losses = np.full((len(setups), len(families)), np.inf)
+    thetas = [[None] * len(families) for _ in setups]
+    for (s, f, _), run in zip(jobs, runs, strict=True):
+        if np.isfinite(run.fun) and run.fun < losses[s, f]:
+            losses[s, f], thetas[s][f] = run.fun, run.x
+    return losses, thetas
+
+
+def constrained(geometry: Geometry) -> Geometry:
+    """The geometry one step more constrained: free angles -> free vertices -> regular polygon."""
+    step = {"irregular polygon": "free polygon", "free polygon": "polygon"}
+    blocks = tuple(
+        Block(step.get(block.kind, block.kind), block.features, block.neurons) for block in geometry.blocks
+    )
+    return Geometry(f"{geometry.name} (constrained)", geometry.n_features, geometry.n_hidden, blocks)
+
+
+class Orders:
+    """One exact-fitted geometry in each vertex order of its polygons: a Family per order.
+
+    Parameter names do not depend on the order (theory.geometries.Block.label), so
+    every order's theta maps to the geometry's own parameter order (canonical).
+    """
+
+    def __init__(self, geometry: Geometry):
+        self.geometry = geometry
+        self.variants = vertex_variants(geometry)
+        self._families = {}
+        names = [t.name for t in geometry.parameters()]
+        self._positions = [np.array([names.index(t.name) for t in v.parameters()]) for v in self.variants]
+        self.names = names
+
+    def family(self, v: int) -> Family:
+        """Order v's Family, built on first use (a free pentagon's sympy Jacobian takes a while)."""
+        if v not in self._families:
+            self._families[v] = Family(self.variants[v])
+        return self._families[v]
+
+    def canonical(self, v: int, theta: np.ndarray) -> np.ndarray:
+        out = np.empty(len(self.names))
+        out[self._positions[v]] = theta
+        return out
+
+    def in_order(self, v: int, theta: np.ndarray) -> np.ndarray:
+        return np.asarray(theta)[self._positions[v]]
+
+    def vertices(self, v: int) -> list[int]:
+        """The polygon blocks' features in variant v's order, one block after another."""
+        return [f for i in polygon_blocks(self.variants[v]) for f in self.variants[v].blocks[i].features]
+
+    def index(self, vertices) -> int:
+        """The variant whose polygons have these vertex orders (0 when the geometry has no order to
+        choose: an irregular polygon takes any)."""
+        if len(self.variants) == 1:
+            return 0
+        return [self.vertices(v) for v in range(len(self.variants))].index(list(vertices))
+
+
+def _from_parent(child: Orders, parent: Orders, theta: np.ndarray, vertices) -> np.ndarray:
+    """A start for a less constrained geometry from its parent's optimum theta (parent's parameter
+    order), in the child's parameter order: a free polygon's vertices take the shared norm and bias;
+    an irregular polygon's vertex angles are the parent's phi + 2 pi t / k, t the vertex's place in
+    the parent's order `vertices` (its polygons' features, one block after another)."""
+    values = dict(zip(parent.names, theta, strict=True))
+    block_of = {f: block for block in child.geometry.blocks for f in block.features}
+    place = {f: t for block in child.geometry.blocks for t, f in enumerate(_block_vertices(block, vertices))}
+    out = []
+    for name in child.names:
+        kind, rest = name.split("_", 1)
+        if name in values or not rest.isdigit():
+            out.append(values[name])
+            continue
+        block = block_of[int(rest)]
+        shared = values.get(f"{kind}_{block.label}")
+        if kind == "phi":
+            shared = values[f"phi_{block.label}"] + 2 * np.pi * place[int(rest)] / len(block.features)
+        out.append(shared)
+    return np.array(out, dtype=float)
+
+
+def _block_vertices(block: Block, vertices) -> list[int]:
+    """The block's features in the order they appear in `vertices` (its own order if absent)."""
+    mine = [f for f in vertices if f in block.features]
+    return mine if len(mine) == len(block.features) else list(block.features)
+
+
+def _rotated_start(geometry: Geometry) -> np.ndarray:
+    """The default start with every polygon turned to pi / 4 (as in theory.closed_fit.starts)."""
+    return np.where(parameter_roles(geometry) == "angle", np.pi / 4, geometry.start())
+
+
+def _warm_starts(geometry: Geometry, previous) -> list[np.ndarray]:
+    """After the first cell: the previous cell's optimum, the default start, a shorter one, a rotated one."""
+    return [previous, geometry.start(), starts(geometry)[1], _rotated_start(geometry)]
+
+
+def _order_starts(orders: Orders, v_best: int | None, previous, last: dict) -> dict[int, list[np.ndarray]]:
+    """Starts per vertex order of a regular polygon geometry at one (cell, p).
+
+    At the first cell (v_best None): the block's own order from every fixed start, the others from
+    two. Later: the previous cell's best order warm-started from `previous` (its optimum, in the
+    geometry's parameter order), every other order from its own last optimum (last[v]).
+    """
+    out = {}
+    for v, variant in enumerate(orders.variants):
+        if v_best is None:
+            out[v] = list(starts(variant)) if v == 0 else [variant.start(), _rotated_start(variant)]
+        elif v == v_best:
+            out[v] = _warm_starts(variant, orders.in_order(v, previous))
+        else:
+            out[v] = [last[v]]
+    return out
+
+
+def _free_starts(free: Orders, v: int, seed, previous) -> list[np.ndarray]:
+    """Starts of a free polygon in order v: its parent's optimum `seed` (free parameter order), then
+    two fixed starts at the first cell (none for an irregular polygon: its fixed starts put every
+    vertex at one angle), or the previous cell's optimum with its vertices moved to this order."""
+    first = [free.in_order(v, seed)]
+    if previous is None and any(block.kind == "irregular polygon" for block in free.geometry.blocks):
+        return first
+    if previous is None:
+        return first + [free.variants[v].start(), starts(free.variants[v])[1]]
+    return first + [free.in_order(v, previous)]
+
+
+def _fit_orders(
+    group: list[Orders], setups: list[Setup], start_sets: dict[tuple[int, int, int], list[np.ndarray]]
+) -> tuple[np.ndarray, list[list[np.ndarray]], np.ndarray, dict]:
+    """Fit every (setup, geometry, order) that has starts (start_sets[s, e, v]); per (setup, geometry):
+    the least loss (S, E), its theta in the geometry's parameter order, the order's index (S, E), and
+    every fitted (s, e, v)'s theta in the geometry's parameter order."""
+    flat = sorted({(e, v) for _, e, v in start_sets})
+    families = [group[e].family(v) for e, v in flat]
+    found, thetas = fit_exact(
+        families, setups, [start_sets.get((s, e, v), []) for s in range(len(setups)) for e, v in flat]
+    )
+    loss = np.full((len(setups), len(group)), np.inf)
+    best = np.zeros((len(setups), len(group)), dtype=int)
+    theta = [[None] * len(group) for _ in setups]
+    each = {}
+    for s in range(len(setups)):
+        for f, (e, v) in enumerate(flat):
+            if thetas[s][f] is None:
+                continue
+            each[s, e, v] = group[e].canonical(v, thetas[s][f])
+            if found[s, f] < loss[s, e]:
+                loss[s, e], best[s, e], theta[s][e] = found[s, f], v, each[s, e, v]
+    return loss, theta, best, each
+
+
+def fit(geometries: list[Geometry], setups: np.ndarray, progress=None) -> Fits:
+    """Every geometry's least exact loss at every cell of setups (..., D), walking the last axis."""
+    lead, D = setups.shape[:-1], setups.shape[-1]
+    rows = setups.reshape(-1, D)
+    Q = rows.shape[0]
+    n = geometries[0].n_features
+    counts = [len(g.parameters()) for g in geometries]
+    shape = (Q, D)
+    losses = np.full(shape + (len(geometries),), np.nan)
+    theta = np.full(shape + (len(geometries), max(counts)), np.nan)
+    exact = list(range(len(geometries)))
+    parent_of = {}
+    for j in exact:
+        counterpart = constrained(geometries[j]).blocks
+        parents = [i for i in exact if geometries[i].blocks == counterpart and i != j]
+        if parents:
+            parent_of[j] = parents[0]
+
+    def depth(j):
+        return 0 if j not in parent_of else 1 + depth(parent_of[j])
+
+    orders = {j: Orders(geometries[j]) for j in exact}
+    stages = [
+        [j for j in exact if depth(j) == level] for level in range(1 + max(map(depth, exact), default=0))
+    ]
+    order_index = np.zeros(shape + (len(geometries),), dtype=int)  # into orders[j].variants
+    last = {}  # (k, j, v) -> theta of the last optimum found in order v
+    with Progress.of(progress, Q * D * len(geometries), "exact-loss fits", "cell") as bar:
+        for i in range(D):
+            cell_setups = list(rows[:, i])
+            for stage in stages:
+                start_sets = {}
+                for k in range(Q):
+                    for e, j in enumerate(stage):
+                        previous = theta[k, i - 1, j, : counts[j]] if i > 0 else None
+                        if j in parent_of:  # one order: the parent's best here
+                            r = parent_of[j]
+                            vertices = orders[r].vertices(order_index[k, i, r])
+                            v = orders[j].index(vertices)
+                            seed = _from_parent(orders[j], orders[r], theta[k, i, r, : counts[r]], vertices)
+                            start_sets[k, e, v] = _free_starts(orders[j], v, seed, previous)
+                            continue
+                        own = {v: last[k, j, v] for v in range(len(orders[j].variants)) if (k, j, v) in last}
+                        v_best = order_index[k, i - 1, j] if i > 0 else None
+                        for v, x in _order_starts(orders[j], v_best, previous, own).items():
+                            start_sets[k, e, v] = x
+                found, thetas, best, each = _fit_orders([orders[j] for j in stage], cell_setups, start_sets)
+                for (k, e, v), x in each.items():
+                    last[k, stage[e], v] = x
+                for k in range(Q):
+                    for e, j in enumerate(stage):
+                        losses[k, i, j] = found[k, e]
+                        theta[k, i, j, : counts[j]] = thetas[k][e]
+                        order_index[k, i, j] = best[k, e]
+            bar.update(Q * len(geometries))
+
+    W_each, b_each = _optima(geometries, orders, theta, order_index, counts)
+    vertex_order = np.full(shape + (len(geometries), n), -1)
+    for j in exact:
+        for index in np.ndindex(*shape):
+            vertices = polygon_vertices(orders[j].variants[order_index[index + (j,)]], W_each[index + (j,)])
+            vertex_order[index + (j, slice(0, len(vertices)))] = vertices
+
+    def solution(j: int, flat_cells: np.ndarray):
+        m = geometries[j].n_hidden
+        return W_each.reshape(-1, len(geometries), m, n)[flat_cells, j], b_each.reshape(
+            -1, len(geometries), n
+        )[flat_cells, j]
+
+    return Fits(
+        loss=losses.reshape(lead + (D, len(geometries))),
+        theta=theta.reshape(lead + (D, len(geometries), max(counts))),
+        vertex_order=vertex_order.reshape(lead + (D, len(geometries), n)),
+        solution=solution,
+    )
+
+
+def _optima(geometries, orders: dict, theta: np.ndarray, order_index: np.ndarray, counts) -> tuple:
+    """Every geometry's optimal W (P, D, G, m, n) and b (P, D, G, n) from its fitted parameters
+    (polygon geometries in each cell's best vertex order)."""
+    P, D, G = theta.shape[:3]
+    m, n = geometries[0].n_hidden, geometries[0].n_features
+    W = np.full((P, D, G, m, n), np.nan)
+    b = np.full((P, D, G, n), np.nan)
+    for g, geometry in enumerate(geometries):
+        x = theta[:, :, g, : counts[g]]
+        if g not in orders:
+            W[:, :, g], b[:, :, g], _ = _reshaped(Family(geometry), x)
+            continue
+        for v in np.unique(order_index[:, :, g]):
+            cells = order_index[:, :, g] == v
+            Wv, bv, _ = orders[g].family(v)(np.stack([orders[g].in_order(v, t) for t in x[cells]]))
+            W[cells, g], b[cells, g] = Wv, bv
+    return W, b
+
+
+def _reshaped(family: Family, x: np.ndarray):
+    """family at thetas (..., P), shaped back to the leading dimensions."""
+    W, b, jac = family(x.reshape(-1, x.shape[-1]))
+    lead = x.shape[:-1]
+    return W.reshape(lead + W.shape[1:]), b.reshape(lead + b.shape[1:]), jac

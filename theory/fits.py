@@ -1,0 +1,108 @@
+"""Fits: what a fitter returns for its candidates over a grid's cells, for theory.diagram to rank."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Fits:
+    """One fitter's results for G candidates over cells of shape C (p first).
+
+    solution(j, flat_cells) -> (W (N, m, n), b (N, n)): candidate j's optimum
+    at cells given as flat indices into C (built on demand: only winners need it).
+    extra: Dataset variables only this kind of candidate has, name -> (dims, values, attrs),
+    the dims after the grid's.
+    """
+
+    loss: np.ndarray  # C + (G,)
+    theta: np.ndarray  # C + (G, K), NaN-padded
+    vertex_order: np.ndarray  # C + (G, n): polygons' features counter-clockwise, -1 for none
+    solution: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]]
+    extra: dict = field(default_factory=dict)
+    describe: Callable[[int, np.ndarray], list[str]] | None = None
+    coords: dict = field(default_factory=dict)
+
+
+#: Candidates within this relative loss of the least are tied: the families are
+#: nested (an antipodal pair with one norm at 0 is a dedicated feature), so the
+#: phase is the tied candidate of least complexity (for a geometry: its parameter count).
+TIE = 1e-9
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Per cell: the phase and the runner-up (indices into the candidates) and the margin between them."""
+
+    phase: np.ndarray
+    runner_up: np.ndarray
+    margin: np.ndarray
+
+
+def rank(losses: np.ndarray, complexity) -> Ranking:
+    """Phase, runner-up and margin from losses (..., G); a failed (NaN) fit never wins; ties (TIE)
+    go to the least complexity."""
+    losses = np.where(np.isfinite(losses), losses, np.inf)
+    best = losses.min(-1, keepdims=True)
+    tied = losses <= best * (1 + TIE) + 1e-15
+    simplest = np.where(tied, np.asarray(complexity, dtype=float), np.inf)
+    phase = np.argmin(simplest, axis=-1)
+    others = np.where(tied, np.inf, losses)
+    runner_up = np.argmin(others, axis=-1)
+    margin = np.take_along_axis(others, runner_up[..., None], -1)[..., 0] - best[..., 0]
+    return Ranking(phase, runner_up, margin)
+
+
+def fitted_on(geometry) -> str:
+    """How a geometry is fitted: 'exact loss' (it has a polygon block) or 'closed form'."""
+    return "exact loss" if any(block.kind.endswith("polygon") for block in geometry.blocks) else "closed form"
+
+
+def fit_geometries(geometries, setups: np.ndarray, progress=None) -> Fits:
+    """Every geometry fitted the way it is fitted (fitted_on), over cells setups (P, ..., D), joined."""
+    from theory import closed_fit, exact_fit
+
+    groups = {"closed form": closed_fit.fit, "exact loss": exact_fit.fit}
+    parts = []
+    for kind, fitter in groups.items():
+        members = [j for j, g in enumerate(geometries) if fitted_on(g) == kind]
+        if members:
+            parts.append((members, fitter([geometries[j] for j in members], setups, progress)))
+    return join(parts, len(geometries))
+
+
+def join(parts: list[tuple[list[int], Fits]], count: int) -> Fits:
+    """Fits of disjoint candidate groups (their indices, their Fits) as one Fits over all count."""
+    if len(parts) == 1 and parts[0][0] == list(range(count)):
+        return parts[0][1]
+    cells = parts[0][1].loss.shape[:-1]
+    K = max(f.theta.shape[-1] for _, f in parts)
+    n = parts[0][1].vertex_order.shape[-1]
+    loss = np.full(cells + (count,), np.nan)
+    theta = np.full(cells + (count, K), np.nan)
+    vertex_order = np.full(cells + (count, n), -1)
+    owner = {}
+    for members, fits in parts:
+        loss[..., members] = fits.loss
+        theta[..., members, : fits.theta.shape[-1]] = fits.theta
+        vertex_order[..., members, :] = fits.vertex_order
+        for e, j in enumerate(members):
+            owner[j] = (fits, e)
+
+    def solution(j, flat_cells):
+        fits, e = owner[j]
+        return fits.solution(e, flat_cells)
+
+    describe = None
+    if all(fits.describe for _, fits in parts):
+
+        def describe(j, flat_cells):
+            fits, e = owner[j]
+            return fits.describe(e, flat_cells)
+
+    extra = {k: v for _, fits in parts for k, v in fits.extra.items()}
+    coords = {k: v for _, fits in parts for k, v in fits.coords.items()}
+    return Fits(loss, theta, vertex_order, solution, extra, describe, coords)
