@@ -43,8 +43,6 @@ def main():
     parser.add_argument("--rtol", type=float, default=1e-9)
     args = parser.parse_args()
     old, new = by_density(xr.load_dataset(args.old)), by_density(xr.load_dataset(args.new))
-    if "axis" in old.attrs.get("importance_axis", ""):
-        pass
     old, new = xr.align(old, new, join="inner", exclude={"geometry", "label", "param", "vertex", "shape"})
     phase_var, loss_var = ("phase", "optimal_loss") if "phase" in old else ("analytic_phase", "analytic_loss")
     a, b = names(old, phase_var), names(new, phase_var)

@@ -161,8 +161,7 @@ def _flatten(raw: dict) -> dict:
     if unknown:
         raise InputError(f"unknown tables {sorted(unknown)}; allowed: [model], [grid], [train], [sweep]")
     out = grid_fields(raw)
-    # the grid's own checks (importance length, value ranges) before sim's
-    out["importance"] = Grid(**out).importance
+    out["importance"] = out["importance"] or [1.0] * out["n_features"]  # TrainConfig keeps it explicit
     train = table(raw, "train", {"steps", "batch", "lr", "weight_decay", "device", "backend", "log_every"})
     sweep = table(raw, "sweep", {"chunk"})
     out["seeds"] = raw.get("grid", {}).get("seeds", [0])

@@ -27,16 +27,10 @@ def closed_form(geometry: Geometry) -> ClosedForm:
     return _CLOSED[geometry]
 
 
-def parameter_roles(geometry: Geometry) -> np.ndarray:
-    """Each parameter's role, read from its name: 'norm' (w_*, r_*), 'bias' (b_*) or 'angle' (phi_*)."""
-    roles = {"w": "norm", "r": "norm", "b": "bias", "phi": "angle"}
-    return np.array([roles[t.name.split("_")[0]] for t in geometry.parameters()])
-
-
 def starts(geometry: Geometry) -> np.ndarray:
     """Fixed starting points (S, P): default, shorter and longer norms, a positive bias, uneven, rotated."""
     base = geometry.start()
-    role = parameter_roles(geometry)
+    role = geometry.roles()
     norm, bias, angle = role == "norm", role == "bias", role == "angle"
     variants = [base, np.where(norm, 0.5, base), np.where(norm, 1.3, base), np.where(bias, 0.1, base)]
     # Dense optima put the biases near the features' means (0.5 when always active).
@@ -62,12 +56,13 @@ def fit(geometries: list[Geometry], setups: np.ndarray, progress=None) -> Fits:
     n = geometries[0].n_features
     loss = np.full((P, cells, len(geometries)), np.nan)
     theta = np.full((P, cells, len(geometries), max(counts)), np.nan)
+    fixed_starts = [starts(g) for g in geometries]
     previous: dict[str, np.ndarray] = {}
     with Progress.of(progress, P * cells * len(geometries), "closed-form fits", "cell") as bar:
         for k in range(P):
             args = np.stack([setup_args(s) for s in setups[k].ravel()])
             for j, g in enumerate(geometries):
-                fixed = np.broadcast_to(starts(g), (cells,) + starts(g).shape)
+                fixed = np.broadcast_to(fixed_starts[j], (cells,) + fixed_starts[j].shape)
                 if g.name in previous:
                     fixed = np.concatenate([fixed, previous[g.name][:, None, :]], axis=1)
                 found = fit_geometry(closed_form(g), args, fixed)

@@ -131,7 +131,7 @@ def phase_diagram(grid: Grid, candidates=None, progress=None) -> xr.Dataset:
     return _dataset(grid, candidates, setups, fits)
 
 
-def _winners(candidates, fits: Fits, phase: np.ndarray, m: int, n: int):
+def _winners(fits: Fits, phase: np.ndarray, m: int, n: int):
     """The phase's W (C, m, n), b (C, n) and description (C,) over flat cells C."""
     flat = phase.ravel()
     W, b = np.empty((flat.size, m, n)), np.empty((flat.size, n))
@@ -150,7 +150,7 @@ def _dataset(grid: Grid, candidates, setups: np.ndarray, fits: Fits) -> xr.Datas
     shape = grid.shape  # without the importance axis when the grid has none
     dims = grid.dims
     ranking = rank(fits.loss, [complexity(c) for c in candidates])
-    W, b, text = _winners(candidates, fits, ranking.phase, m, n)
+    W, b, text = _winners(fits, ranking.phase, m, n)
     exact = np.full(W.shape[0], np.nan)
     if n <= MAX_EXACT_FEATURES:
         exact = expected_loss_and_grad_many(list(setups.ravel()), W, b).loss

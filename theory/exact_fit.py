@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from theory.closed_fit import parameter_roles, starts
+from theory.closed_fit import starts
 from theory.fits import Fits
 from theory.geometries import Block, Geometry, polygon_blocks, polygon_vertices, vertex_variants
 from theory.loss import expected_loss_and_grad_many
@@ -42,7 +42,7 @@ class Family:
         self._jacobian = sp.lambdify(self.params, list(entries.jacobian(self.params)), "numpy")
         self.shape = (geometry.n_hidden, geometry.n_features)
         #: norms are non-negative; biases and angles are free
-        self.bounds = [(0.0, None) if role == "norm" else (None, None) for role in parameter_roles(geometry)]
+        self.bounds = [(0.0, None) if role == "norm" else (None, None) for role in geometry.roles()]
 
     def __call__(self, thetas: np.ndarray):
         """(W (N, m, n), b (N, n), Jacobian (N, m n + n, P)) at thetas (N, P)."""
@@ -177,7 +177,7 @@ def _block_vertices(block: Block, vertices) -> list[int]:
 
 def _rotated_start(geometry: Geometry) -> np.ndarray:
     """The default start with every polygon turned to pi / 4 (as in theory.closed_fit.starts)."""
-    return np.where(parameter_roles(geometry) == "angle", np.pi / 4, geometry.start())
+    return np.where(geometry.roles() == "angle", np.pi / 4, geometry.start())
 
 
 def _warm_starts(geometry: Geometry, previous) -> list[np.ndarray]:
@@ -250,7 +250,7 @@ def fit(geometries: list[Geometry], setups: np.ndarray, progress=None) -> Fits:
     shape = (Q, D)
     losses = np.full(shape + (len(geometries),), np.nan)
     theta = np.full(shape + (len(geometries), max(counts)), np.nan)
-    exact = list(range(len(geometries)))
+    exact = range(len(geometries))
     parent_of = {}
     for j in exact:
         counterpart = constrained(geometries[j]).blocks

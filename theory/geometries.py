@@ -135,11 +135,20 @@ class Geometry:
 
     def start(self) -> np.ndarray:
         """A default starting point: unit norms, zero biases, polygons at angle 0.1."""
-        values = []
-        for symbol in self.parameters():
-            kind = symbol.name.split("_")[0]
-            values.append({"w": 1.0, "r": 1.0, "b": 0.0, "phi": 0.1}[kind])
-        return np.array(values)
+        return np.array([{"norm": 1.0, "bias": 0.0, "angle": 0.1}[role] for role in self.roles()])
+
+    def roles(self) -> np.ndarray:
+        """Each parameter's role: 'norm' (>= 0), 'bias' or 'angle'."""
+        return parameter_roles(self.parameters())
+
+
+#: A parameter's role, read from its symbol's name (w_*, r_*: norms; b_*: biases; phi_*: angles).
+_ROLES = {"w": "norm", "r": "norm", "b": "bias", "phi": "angle"}
+
+
+def parameter_roles(parameters) -> np.ndarray:
+    """The roles of sympy parameter symbols ('norm', 'bias' or 'angle'), in their order."""
+    return np.array([_ROLES[t.name.split("_")[0]] for t in parameters])
 
 
 def _block_parts(blocks, n, m):

@@ -172,7 +172,7 @@ def fit_geometry(closed, setup_args: np.ndarray, starts: np.ndarray, iterations:
     n_starts, count = starts.shape[1:]
     theta = starts.reshape(cells * n_starts, count).astype(float).copy()
     args = np.repeat(setup_args, n_starts, axis=0)
-    nonnegative = np.array([t.name.split("_")[0] in ("w", "r") for t in closed.parameters()])  # norms
+    nonnegative = closed.geometry.roles() == "norm"
     theta[:, nonnegative] = np.abs(theta[:, nonnegative])
     result = closed.evaluate(theta, args, order=2)
     value, grad, hess, regime = result.value, result.grad, result.hess, result.regime

@@ -15,12 +15,8 @@ from theory.montecarlo import monte_carlo_loss
 def composite_diagram(n, m, decay, density, p, max_polygon=5):
     """The composites' diagram at importance decay**i, indexed by density."""
     return diagram(
-        n, m, density, p, importance=decay ** np.arange(n), candidates=catalogue_of(n, m, max_polygon)
+        n, m, density, p, importance=decay ** np.arange(n), candidates=composites(n, m, max_polygon)
     )
-
-
-def catalogue_of(n, m, max_polygon):
-    return composites(n, m, max_polygon)
 
 
 @pytest.fixture(scope="module")
