@@ -7,7 +7,8 @@ from theory.lazy import lazy_exports
 
 _PUBLIC = {
     **dict.fromkeys(
-        ["ExpectedLosses", "TrainResult", "expected_losses", "sampled_loss", "train"], "sim.trainer"
+        ["ExpectedLosses", "SampledLoss", "TrainResult", "expected_losses", "sampled_loss", "train"],
+        "sim.trainer",
     ),
 }
 __all__ = sorted(_PUBLIC)

@@ -138,7 +138,7 @@ def train_chunk(plan_: Plan, index: int, on_steps=None) -> xr.Dataset:
         on_steps=on_steps,
         backend=plan_.backend,
     )
-    sampled, stderr = sampled_loss(
+    sampled = sampled_loss(
         setups,
         result.W,
         result.b,
@@ -153,8 +153,8 @@ def train_chunk(plan_: Plan, index: int, on_steps=None) -> xr.Dataset:
             "W": (("cell", "hidden", "feature"), result.W),
             "b": (("cell", "feature"), result.b),
             "loss_history": (("cell", "step"), result.loss_history),
-            "sampled_loss": ("cell", sampled),
-            "sampled_loss_stderr": ("cell", stderr),
+            "sampled_loss": ("cell", sampled.mean),
+            "sampled_loss_stderr": ("cell", sampled.stderr),
             "expected_loss_lower": ("cell", expected.lower),
             "expected_loss_upper": ("cell", expected.upper),
         },

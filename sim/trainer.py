@@ -541,6 +541,15 @@ def train(
     )
 
 
+@dataclass(frozen=True)
+class SampledLoss:
+    """Each instance's loss (sum over features) on fresh samples, with its standard error."""
+
+    mean: np.ndarray  # (instances,)
+    stderr: np.ndarray  # (instances,)
+    n_samples: int
+
+
 def sampled_loss(
     setups: Sequence[Setup],
     W,
@@ -550,10 +559,10 @@ def sampled_loss(
     seed: int = 1,
     device: str = "cpu",
     backend: str = "torch",
-) -> tuple[np.ndarray, np.ndarray]:
+) -> SampledLoss:
     """Each instance's loss (sum over features) on fresh samples through the training forward pass.
 
-    Returns (mean, standard error), each (instances,). backend as in train().
+    backend as in train().
     """
     setups = tuple(setups)
     dev = resolve_device(device)
@@ -561,9 +570,10 @@ def sampled_loss(
     if backend in NUMBA_BACKENDS:
         from sim import fused
 
-        return fused.sampled_loss(
+        mean, stderr = fused.sampled_loss(
             setups, W, b, n_samples=n_samples, seed=seed, kernels=_numba_kernels(backend)
         )
+        return SampledLoss(mean, stderr, n_samples)
     model = _Batched(setups, dev)
     Wt = torch.as_tensor(np.asarray(W), dtype=torch.float32, device=dev)
     bt = torch.as_tensor(np.asarray(b), dtype=torch.float32, device=dev)
@@ -583,4 +593,4 @@ def sampled_loss(
             done += size
     mean = total / n_samples
     var = (total_sq / n_samples - mean**2).clamp(min=0)
-    return mean.cpu().numpy(), (var / (n_samples - 1)).sqrt().cpu().numpy()
+    return SampledLoss(mean.cpu().numpy(), (var / (n_samples - 1)).sqrt().cpu().numpy(), n_samples)

@@ -139,3 +139,15 @@ def test_the_exact_loss_of_large_but_representable_weights_is_finite_and_scales_
     W = np.array([[1.0, -1.0]])
     big, small = expected_loss(setup, 1e20 * W, [0.0, 0.0]), expected_loss(setup, 1e10 * W, [0.0, 0.0])
     assert np.isfinite(big) and float(big / small) == pytest.approx(1e40, rel=1e-9)
+
+
+def test_monte_carlo_takes_one_model_and_enough_samples():
+    from theory import monte_carlo_loss
+
+    setup = Setup(2, 1, sparsity=0.5)
+    with pytest.raises(
+        InputError, match=r"a single model: W \(m, n\) and b \(n,\); got \(3, 1, 2\) and \(3, 2\)"
+    ):
+        monte_carlo_loss(setup, np.ones((3, 1, 2)), np.zeros((3, 2)))
+    with pytest.raises(InputError, match="n_samples = 1 is not allowed; it must be an integer >= 2"):
+        monte_carlo_loss(setup, [[1.0, -1.0]], [0.0, 0.0], n_samples=1)

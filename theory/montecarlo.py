@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from theory.errors import InputError
 from theory.setup import Setup
 
 
@@ -28,7 +29,11 @@ def monte_carlo_loss(
     """Estimate L for one (W, b): W (m, n), b (n,)."""
     W, b = setup.check_parameters(W, b)
     if W.ndim != 2 or b.ndim != 1:
-        raise ValueError("monte_carlo_loss takes a single model: W (m, n), b (n,)")
+        raise InputError(
+            f"monte_carlo_loss takes a single model: W (m, n) and b (n,); got {W.shape} and {b.shape}"
+        )
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
+        raise InputError(f"n_samples = {n_samples!r} is not allowed; it must be an integer >= 2")
     rng = np.random.default_rng(seed)
     density = setup.density
     importance = setup.importance_array
