@@ -75,7 +75,7 @@ def _batch(W, b, density, inv_density, importance, keep, batch, state, gW, gb, w
     (docs/model.md, the loss L); the gradient is that of L / n. `work` holds the tile
     buffers (tile_buffers).
     """
-    U, X, S, H, A, D, Y, W32, b32, d32, id32, imp32 = work
+    U, X, S, H, A, D, Y, L, W32, b32, d32, id32, imp32 = work
     m, n = W.shape
     dropout = keep < 1.0
     rows = n + m if dropout else n
@@ -125,13 +125,11 @@ def _batch(W, b, density, inv_density, importance, keep, batch, state, gW, gb, w
                 for t in range(T):
                     Y[t] += w * H[k, t]
             Ii = imp32[i]
-            square = np.float32(0.0)
             for t in range(T):
                 y, x = Y[t], X[i, t]
                 e = y - x if y > 0.0 else -x
-                square += e * e
+                L[t] = Ii * e * e if i == 0 else L[t] + Ii * e * e
                 A[i, t] = Ii * e if y > 0.0 else np.float32(0.0)
-            total += Ii * square
             edge = np.float32(0.0)
             for t in range(T):
                 edge += A[i, t]
@@ -141,6 +139,7 @@ def _batch(W, b, density, inv_density, importance, keep, batch, state, gW, gb, w
                 for t in range(T):
                     dot += A[i, t] * H[k, t]
                 gW[k, i] += dot
+        total += _sequential_sum(L, T)
         # through h: dh = scale * W a; grad W += dh x^T
         for k in range(m):
             for t in range(T):
@@ -166,6 +165,17 @@ def _batch(W, b, density, inv_density, importance, keep, batch, state, gW, gb, w
     return state, total / batch
 
 
+@nb.njit(inline="never")
+def _sequential_sum(values, count):
+    """values[:count] summed in order, in float64. Compiled without fast-math, so no compilation may
+    reassociate it: a reassociated loss sum came out differently from a fresh compile than from
+    numba's cache, and a resumed sweep must reproduce an uninterrupted one bit for bit."""
+    total = 0.0
+    for t in range(count):
+        total += values[t]
+    return total
+
+
 @nb.njit(inline="always")
 def tile_buffers(m, n):
     """The per-thread tile buffers _batch works in."""
@@ -178,6 +188,7 @@ def tile_buffers(m, n):
         np.empty((n, TILE), f32),  # A: importance-weighted output error where y > 0
         np.empty(TILE, f32),  # D: one row of the gradient at h
         np.empty(TILE, f32),  # Y: one row of the pre-activation
+        np.empty(TILE, f32),  # L: each sample's importance-weighted squared error
         np.empty((m, n), f32),
         np.empty(n, f32),
         np.empty(n, f32),

@@ -1,5 +1,9 @@
 """The numba trainers (sim.fused, sim.tiled) against theory's exact gradient and the torch trainer."""
 
+import os
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -105,3 +109,32 @@ def test_backend_choice_and_errors():
             resolve_backend(backend, torch.device("cuda"), 2, 1)
     with pytest.raises(InputError, match="unknown; allowed: auto, torch, fused, tiled"):
         train([Setup(2, 1)], steps=1, progress=False, backend="numpy")
+
+
+_SAME_IN_EVERY_PROCESS = """
+import numpy as np
+from sim import sampled_loss, train
+from theory import Setup
+
+setups = [Setup(3, 2, sparsity=s, importance=[1.0, 0.8, 0.64], p=0.4) for s in (0.5, 0.9)]
+result = train(setups, steps=200, seed=0, backend="tiled", progress=False)
+sampled = sampled_loss(setups, result.W, result.b, n_samples=100_000, backend="tiled")
+print(repr(result.W.tolist()), repr(result.loss_history.tolist()), repr(sampled.mean.tolist()))
+"""
+
+
+@pytest.mark.slow
+def test_a_fresh_compile_and_a_cached_kernel_give_the_same_numbers(tmp_path):
+    """The first process compiles the kernels, the second loads them from numba's cache: a resumed sweep
+    mixes both, so their numbers must agree bit for bit (reassociated sums once made the loss differ)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", _SAME_IN_EVERY_PROCESS], capture_output=True, text=True, env=env
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    assert any((tmp_path / "numba").rglob("*tiled*.nbi"))  # the second run had a cache to load
+    assert runs[0].stdout == runs[1].stdout
