@@ -154,15 +154,24 @@ def _counter_clockwise(geometry: Geometry, W: np.ndarray) -> Geometry:
 PROCRUSTES_ROUNDS = 8
 
 
-def fit(geometry: Geometry, W: np.ndarray, b: np.ndarray, rotations: bool = False):
+@dataclass(frozen=True)
+class Projection:
+    """A model's best projection onto one geometry."""
+
+    residual: float  # relative to max(||(W, b)||, 1)
+    W: np.ndarray  # the fitted W, in the model's frame
+    b: np.ndarray
+    params: dict[str, float]
+    neuron_of: tuple[int, ...]  # the model neuron of each geometry neuron
+    vertices: tuple[int, ...]  # the polygons' vertex order in the geometry's frame
+
+
+def fit(geometry: Geometry, W: np.ndarray, b: np.ndarray, rotations: bool = False) -> Projection:
     """Best projection of (W, b) onto the geometry over the model's symmetries.
 
     The symmetries are the neuron signed permutations; with rotations=True (no dropout: the loss
     depends on W only through W^T W) every orthogonal map of the hidden space, found by
     alternating projection and orthogonal Procrustes from each signed permutation.
-    Returns (residual relative to max(||(W, b)||, 1), fitted W in the model's frame, fitted b,
-    params, the model neuron of each geometry neuron, the polygons' vertex order in the
-    geometry's frame).
     """
     # Relative to the model's size, or to one unit-norm feature when smaller (a model that
     # ignores everything is all noise relative to itself).
@@ -177,10 +186,10 @@ def fit(geometry: Geometry, W: np.ndarray, b: np.ndarray, rotations: bool = Fals
             values = _fit_block_params(ordered, framed, b)
             W_fit, b_fit = closed.numeric_W_b([values[t.name] for t in closed.parameters()])
             residual = np.sqrt(np.sum((framed - W_fit) ** 2) + np.sum((b - b_fit) ** 2)) / scale
-            if best is None or residual < best[0]:
+            if best is None or residual < best.residual:
                 vertices = tuple(polygon_vertices(ordered, framed))
                 neurons = tuple(int(k) for k in np.abs(Q).argmax(1))
-                best = (residual, Q.T @ W_fit, b_fit, values, neurons, vertices)
+                best = Projection(residual, Q.T @ W_fit, b_fit, values, neurons, vertices)
             if rotations:
                 U, _, Vt = np.linalg.svd(W_fit @ W.T)  # the orthogonal Q minimising ||Q W - W_fit||
                 Q, previous = U @ Vt, Q
@@ -230,7 +239,7 @@ def classify(
     # Without dropout every rotation of the hidden space is a symmetry (with one neuron: only the sign).
     rotations = setup.p == 0 and setup.n_hidden > 1
     fits = [fit(g, W, b, rotations=rotations) for g in geometries]
-    W_fit, b_fit = np.stack([f[1] for f in fits]), np.stack([f[2] for f in fits])
+    W_fit, b_fit = np.stack([f.W for f in fits]), np.stack([f.b for f in fits])
     at_model = expected_loss_and_grad(setup, W, b)
     loss = float(at_model.loss)
     # What the projection costs: the loss change, or its part beyond first order if smaller. At a
@@ -240,7 +249,7 @@ def classify(
     linear = np.einsum("gij,ij->g", W_fit - W, at_model.grad_W)
     linear = linear + np.einsum("gi,i->g", b_fit - b, at_model.grad_b)
     excess = np.minimum(change, change - linear) / max(loss, 1e-12)
-    residual = np.array([f[0] for f in fits])
+    residual = np.array([f.residual for f in fits])
     # How far past its thresholds each geometry is: <= 1 fits.
     badness = np.maximum(residual / residual_max, np.maximum(excess, 0.0) / excess_max)
     badness = np.where([_degenerate(g, W_fit[i]) for i, g in enumerate(geometries)], np.inf, badness)
@@ -260,7 +269,12 @@ def classify(
         ]
         confidence = float(np.clip(min([1.0 - badness[chosen], *simpler]), 0.0, 1.0))
         g = geometries[chosen]
-        label, params, neuron_of, vertices = g.name, *fits[chosen][3:6]
+        label, params, neuron_of, vertices = (
+            g.name,
+            fits[chosen].params,
+            fits[chosen].neuron_of,
+            fits[chosen].vertices,
+        )
         rotation = float("nan")
         roles = {}
         for block in g.blocks:
