@@ -15,30 +15,27 @@ tensors through memory; here every sample lives in registers:
 - dropout draws one uniform per hidden unit for the other samples;
 - forward, backward and AdamW in float64.
 
-Randomness: SplitMix64, one stream per instance, seeded from (seed, the
+Randomness: SplitMix64 (sim.splitmix), one stream per instance, seeded from (seed, the
 instance's index): the numbers do not depend on the thread count, and an
 instance's run depends only on its seed, index and setup. The stream differs
 from sim.trainer's (SFC64 batches), the distribution of every batch does not.
 
 Use it through sim.trainer.train(..., backend="fused"); `backend="auto"`
 picks it on CPU for models with n * m <= FUSED_MAX_SIZE (2 features in 1
-dim, the phase-diagram workload), and sim.tiled above. FusedRun and
-batch_gradients also drive sim.tiled's kernels, which take the same arguments.
+dim, the phase-diagram workload), and sim.tiled above. The kernels are run by
+sim.kernel_run, which states their arguments.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import math
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-import numba as nb
-import numpy as np
-
+from sim.kernel_run import Kernels
 from theory import storage
 
 #: Largest n_features * n_hidden for which backend="auto" takes the fused kernel on CPU; larger models
@@ -47,65 +44,6 @@ from theory import storage
 #: [0.001, 0.01] 8-11x (it skips the empty samples, tiled computes them). 5 in 2: fused 0.05x tiled.
 #: Kept at 2 so that the 2-in-1 comparison sweeps (log-spaced densities down to 0.01) keep their stream.
 FUSED_MAX_SIZE = 2
-
-#: A batch whose samples are empty (no active feature) with probability above this skips them
-#: (geometric gaps) instead of drawing every feature of every sample.
-SPARSE_ABOVE = 0.5
-#: setup_arrays' mode: how a batch's empty samples are drawn.
-DENSE, SPARSE, NEVER = 0, 1, 2
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
-_UNIT = 2.0**-53
-
-
-@nb.njit(inline="always")
-def _uniform(state):
-    """SplitMix64: (next state, a uniform double on [0, 1) from the top 53 bits)."""
-    state = state + _GOLDEN
-    z = state
-    z = (z ^ (z >> _S30)) * _MIX1
-    z = (z ^ (z >> _S27)) * _MIX2
-    z = z ^ (z >> _S31)
-    return state, float(z >> _S11) * _UNIT
-
-
-@nb.njit(inline="always")
-def adamw(params, grad, exp_avg, exp_sq, step, lr, weight_decay, beta1, beta2, eps):
-    """torch.optim.AdamW's single-tensor update on flat float64 arrays, step count `step` (from 1)."""
-    c1 = 1.0 - beta1**step
-    c2 = math.sqrt(1.0 - beta2**step)
-    decay = 1.0 - lr * weight_decay
-    for q in range(params.size):
-        g = grad[q]
-        exp_avg[q] += (1.0 - beta1) * (g - exp_avg[q])
-        exp_sq[q] = beta2 * exp_sq[q] + (1.0 - beta2) * g * g
-        params[q] = params[q] * decay - lr / c1 * exp_avg[q] / (math.sqrt(exp_sq[q]) / c2 + eps)
-
-
-@nb.njit(inline="always")
-def finish_step(
-    inst, t, loss, gW, gb, W, b, exp_avg_W, exp_avg_b, exp_sq_W, exp_sq_b, lr, weight_decay, beta1, beta2,
-    eps, log_slot, history, threshold, snap_W, snap_b, snap_step,
-):  # fmt: skip
-    """After step t's batch of instance inst: log its loss (and snapshot W, b), then AdamW on W and b.
-
-    Shared by the train_block kernels of sim.fused and sim.tiled.
-    """
-    Wi, bi = W[inst], b[inst]
-    size = Wi.size
-    slot = log_slot[t]
-    if slot >= 0:
-        history[inst, slot] = loss
-        if snap_step[inst] < 0 and loss <= threshold[inst]:
-            snap_W[inst] = Wi
-            snap_b[inst] = bi
-            snap_step[inst] = t
-    adamw(Wi.reshape(size), gW.reshape(size), exp_avg_W[inst].reshape(size), exp_sq_W[inst].reshape(size),
-          t + 1, lr, weight_decay, beta1, beta2, eps)  # fmt: skip
-    adamw(bi, gb, exp_avg_b[inst], exp_sq_b[inst], t + 1, lr, weight_decay, beta1, beta2, eps)
 
 
 def _batch_source(n: int, m: int) -> str:
@@ -253,13 +191,14 @@ import math
 import numba as nb
 import numpy as np
 
-from sim.fused import DENSE, NEVER, _uniform, finish_step
+from sim.kernel_run import DENSE, NEVER, finish_step
+from sim.splitmix import uniform as _uniform
 
 
 @nb.njit(inline="always", cache=True)
 """
 
-_KERNELS: dict[tuple[int, int], tuple] = {}
+_KERNELS: dict[tuple[int, int], Kernels] = {}
 
 
 def _cache_folder() -> Path:
@@ -277,8 +216,8 @@ def _cache_folder() -> Path:
         return fallback
 
 
-def _kernels(n: int, m: int):
-    """(train_block, gradients) for (n, m): a generated module, compiled once and cached on disk.
+def kernels(n: int, m: int) -> Kernels:
+    """The kernels for (n, m): a generated module, compiled once and cached on disk.
 
     The first use of a shape compiles for 10-30 s; later processes load the cache.
     """
@@ -293,110 +232,5 @@ def _kernels(n: int, m: int):
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # numba's cache finds the module by name when it loads
         spec.loader.exec_module(module)
-        _KERNELS[(n, m)] = (module.train_block, module.gradients)
+        _KERNELS[(n, m)] = Kernels(module.train_block, module.gradients)
     return _KERNELS[(n, m)]
-
-
-def seed_states(seed: int, instances: int) -> np.ndarray:
-    """Each instance's SplitMix64 state, from (seed, instance index)."""
-    return np.array(
-        [np.random.SeedSequence([int(seed), i]).generate_state(1, np.uint64)[0] for i in range(instances)],
-        dtype=np.uint64,
-    )
-
-
-def setup_arrays(setups):
-    """The kernels' per-instance inputs, in their argument order.
-
-    density, 1 / density (0 where the density is 0), importance: (I, n); keep = 1 - p: (I,);
-    how empty samples are drawn, mode (I,): DENSE (every sample drawn), SPARSE (empty samples
-    skipped, P(empty) > SPARSE_ABOVE) or NEVER (every sample empty); for SPARSE, 1 / log P(empty)
-    (I,) and the law of the first active feature given one is active, its CDF over features
-    0..n-2: P(first = j | some) = d_j prod_{i<j} (1 - d_i) / (1 - P(empty)), (I, max(n - 1, 1)).
-    """
-    density = np.array([s.density for s in setups], dtype=np.float64)
-    inv_density = np.divide(1.0, density, out=np.zeros_like(density), where=density > 0)
-    importance = np.array([s.importance_array for s in setups], dtype=np.float64)
-    keep = np.array([1.0 - s.p for s in setups], dtype=np.float64)
-    p_empty = np.prod(1.0 - density, axis=1)
-    mode = np.where(p_empty >= 1.0, NEVER, np.where(p_empty > SPARSE_ABOVE, SPARSE, DENSE)).astype(np.int64)
-    sparse = mode == SPARSE
-    inv_log_empty = np.zeros(len(setups))
-    inv_log_empty[sparse] = 1.0 / np.log(p_empty[sparse])
-    none_before = np.cumprod(np.c_[np.ones(len(setups)), 1.0 - density[:, :-1]], axis=1)
-    first_cdf = np.zeros((len(setups), max(density.shape[1] - 1, 1)))
-    cdf = np.cumsum(density * none_before, axis=1)[:, :-1] / np.where(sparse, 1.0 - p_empty, 1.0)[:, None]
-    first_cdf[:, : cdf.shape[1]] = cdf
-    return density, inv_density, importance, keep, mode, inv_log_empty, first_cdf
-
-
-def batch_gradients(setups, W, b, *, batch: int, batches: int, seed: int = 0, kernels=None):
-    """Per-batch gradients of the TMS objective and batch losses at fixed (W, b), from the kernel.
-
-    kernels: (train_block, gradients) of another kernel with these arguments (sim.tiled.KERNELS);
-    None: this module's, generated for (n, m).
-    Returns (gW (I, batches, m, n), gb (I, batches, n), loss (I, batches)).
-    """
-    W = np.ascontiguousarray(W, dtype=np.float64)
-    b = np.ascontiguousarray(b, dtype=np.float64)
-    instances, m, n = W.shape
-    out_gW = np.empty((instances, batches, m, n))
-    out_gb = np.empty((instances, batches, n))
-    out_loss = np.empty((instances, batches))
-    gradients = (kernels or _kernels(n, m))[1]
-    gradients(
-        W, b, seed_states(seed, instances), *setup_arrays(setups), batch, batches, out_gW, out_gb, out_loss
-    )
-    return out_gW, out_gb, out_loss
-
-
-def sampled_loss(setups, W, b, *, n_samples: int, seed: int, batch: int = 1000, kernels=None):
-    """Each instance's loss (sum over features) on n_samples fresh samples: (mean, standard error).
-
-    The samples are drawn in batches of `batch`; the standard error is that of
-    the mean of the batch means.
-    """
-    batches = max(2, math.ceil(n_samples / batch))
-    _, _, loss = batch_gradients(setups, W, b, batch=batch, batches=batches, seed=seed, kernels=kernels)
-    return loss.mean(1), loss.std(1, ddof=1) / math.sqrt(batches)
-
-
-class FusedRun:
-    """The state of a fused training run, advanced block by block (so progress can be shown)."""
-
-    def __init__(
-        self, setups, init_W, *, batch, lr, weight_decay, seed, log_steps, snapshot_below=None, kernels=None
-    ):
-        instances = len(setups)
-        self.W = np.array(init_W, dtype=np.float64)
-        m, n = self.W.shape[1:]
-        self.b = np.zeros((instances, n))
-        self.exp_avg_W = np.zeros_like(self.W)
-        self.exp_avg_b = np.zeros_like(self.b)
-        self.exp_sq_W = np.zeros_like(self.W)
-        self.exp_sq_b = np.zeros_like(self.b)
-        self.states = seed_states(seed, instances)
-        self.arrays = setup_arrays(setups)
-        self._train_block = (kernels or _kernels(n, m))[0]
-        self.batch, self.lr, self.weight_decay = int(batch), float(lr), float(weight_decay)
-        steps = int(log_steps[-1]) + 1
-        self.log_slot = np.full(steps, -1, dtype=np.int64)
-        self.log_slot[np.asarray(log_steps)] = np.arange(len(log_steps))
-        self.history = np.zeros((instances, len(log_steps)))
-        self.threshold = (
-            np.full(instances, -np.inf) if snapshot_below is None else np.asarray(snapshot_below, float)
-        )
-        self.snap_W = np.zeros_like(self.W)
-        self.snap_b = np.zeros_like(self.b)
-        self.snap_step = np.full(instances, -1, dtype=np.int64)
-        self.done = 0
-
-    def advance(self, steps: int) -> None:
-        last = min(self.done + steps, len(self.log_slot))
-        self._train_block(
-            self.W, self.b, self.exp_avg_W, self.exp_avg_b, self.exp_sq_W, self.exp_sq_b, self.states,
-            *self.arrays, self.done, last, self.batch, self.lr,
-            self.weight_decay, 0.9, 0.999, 1e-8, self.log_slot, self.history, self.threshold,
-            self.snap_W, self.snap_b, self.snap_step,
-        )  # fmt: skip
-        self.done = last

@@ -15,7 +15,7 @@ compiler vectorises (8 float32 lanes with AVX2):
 - x_i = u / P_i where u < P_i (one uniform per feature, as sim.trainer);
   the dropout scale is 1 / (1 - p) where u < 1 - p, else 0;
 - forward, backward in float32 within the tile (torch's precision), tile
-  sums added into float64 gradients; AdamW in float64 (sim.fused's update).
+  sums added into float64 gradients; AdamW in float64 (sim.kernel_run.finish_step).
 
 A tile never leaves the L1/L2 cache: nothing of the batch is written to
 memory, which is what bounds the torch trainer on CPU (it streams
@@ -32,16 +32,14 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from sim.fused import finish_step
+from sim.kernel_run import Kernels, finish_step
+from sim.splitmix import GOLDEN, mix
 
 #: Samples per tile. The tile's working set is about (2 n + 2 m + 4) * TILE * 4 bytes
 #: (20 features, 5 hidden: 27 KiB), inside a core's L1/L2 cache.
 TILE = 128
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_S30, _S27, _S31, _S40, _S8 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(40), np.uint64(8)
+_S40, _S8 = np.uint64(40), np.uint64(8)
 _LOW24 = np.uint64(0xFFFFFF)
 _UNIT24 = np.float32(2.0**-24)
 #: The float rules relaxed so that the tile loops vectorise (sums reassociated, multiply-adds fused);
@@ -49,22 +47,14 @@ _UNIT24 = np.float32(2.0**-24)
 FAST = {"reassoc", "contract", "nsz"}
 
 
-@nb.njit(inline="always")
-def _mix(z):
-    """SplitMix64's output function."""
-    z = (z ^ (z >> _S30)) * _MIX1
-    z = (z ^ (z >> _S27)) * _MIX2
-    return z ^ (z >> _S31)
-
-
 @nb.njit(fastmath=FAST, inline="always")
 def _draw(state, U, pairs):
     """2 * pairs uniforms on [0, 1) (24-bit grid) into U[:2 * pairs]; returns the advanced state."""
     for q in range(pairs):
-        z = _mix(state + np.uint64(q + 1) * _GOLDEN)
+        z = mix(state + np.uint64(q + 1) * GOLDEN)
         U[q] = np.float32(z >> _S40) * _UNIT24
         U[q + pairs] = np.float32((z >> _S8) & _LOW24) * _UNIT24
-    return state + np.uint64(pairs) * _GOLDEN
+    return state + np.uint64(pairs) * GOLDEN
 
 
 @nb.njit(fastmath=FAST, inline="always")
@@ -203,9 +193,9 @@ def train_block(
     mode, inv_log_empty, first_cdf, first, last, batch_size, lr, weight_decay, beta1, beta2, eps, log_slot,
     history, threshold, snap_W, snap_b, snap_step,
 ):  # fmt: skip
-    """Steps first..last-1 (0-based) of every instance, in place; sim.fused.train_block's arguments.
+    """Steps first..last-1 (0-based) of every instance, in place; the arguments of sim.kernel_run.
 
-    (mode, inv_log_empty, first_cdf: sim.fused's empty-sample skipping, unused here.)
+    (mode, inv_log_empty, first_cdf: the law of empty samples, which this kernel draws like any other.)
     """
     instances, m, n = W.shape
     for inst in nb.prange(instances):
@@ -249,5 +239,5 @@ def gradients(
         states[inst] = state
 
 
-#: (train_block, gradients), in the form sim.fused.FusedRun and sim.fused.batch_gradients take.
-KERNELS = (train_block, gradients)
+#: This backend's kernels, as sim.kernel_run runs them.
+KERNELS = Kernels(train_block, gradients)

@@ -319,7 +319,7 @@ def tms_init(instances: int, n: int, m: int, generator: torch.Generator) -> torc
     return W.transpose(1, 2).contiguous()
 
 
-#: The backends compiled with numba (CPU only), run through sim.fused.FusedRun.
+#: The backends compiled with numba (CPU only), run through sim.kernel_run.KernelRun.
 NUMBA_BACKENDS = ("fused", "tiled")
 
 
@@ -338,15 +338,6 @@ def resolve_backend(backend: str, device: torch.device, n: int, m: int) -> str:
     return backend
 
 
-def _numba_kernels(backend: str):
-    """The compiled kernels of a numba backend, as sim.fused.FusedRun takes them (None: fused's own)."""
-    if backend == "tiled":
-        from sim.tiled import KERNELS
-
-        return KERNELS
-    return None
-
-
 def _check_snapshot(snapshot_below, instances):
     if snapshot_below is not None and np.shape(snapshot_below) != (instances,):
         raise InputError(f"snapshot_below has shape {np.shape(snapshot_below)}; expected ({instances},)")
@@ -360,7 +351,7 @@ def _train_numba(
     backend, setups, steps, batch, lr, weight_decay, seed, log_every, init, progress, on_steps, snapshot_below
 ):
     """train() with a numba backend: 'fused' (sim.fused) or 'tiled' (sim.tiled)."""
-    from sim.fused import FusedRun
+    from sim.kernel_run import KernelRun, numba_kernels
 
     instances, n, m = len(setups), setups[0].n_features, setups[0].n_hidden
     if init is None:
@@ -370,9 +361,9 @@ def _train_numba(
     _check_snapshot(snapshot_below, instances)
     log_steps = _log_steps(steps, log_every)
     # float32 start, as the torch backend's, so that both begin from the same W.
-    run = FusedRun(
-        setups, np.asarray(init, dtype=np.float32), batch=batch, lr=lr, weight_decay=weight_decay,
-        seed=int(seed), log_steps=log_steps, snapshot_below=snapshot_below, kernels=_numba_kernels(backend),
+    run = KernelRun(
+        setups, np.asarray(init, dtype=np.float32), numba_kernels(backend, n, m), batch=batch, lr=lr,
+        weight_decay=weight_decay, seed=int(seed), log_steps=log_steps, snapshot_below=snapshot_below,
     )  # fmt: skip
     start = time.perf_counter()
     with Progress(steps, "train", "step", show=progress) as bar:
@@ -568,11 +559,10 @@ def sampled_loss(
     dev = resolve_device(device)
     backend = resolve_backend(backend, dev, setups[0].n_features, setups[0].n_hidden)
     if backend in NUMBA_BACKENDS:
-        from sim import fused
+        from sim import kernel_run
 
-        mean, stderr = fused.sampled_loss(
-            setups, W, b, n_samples=n_samples, seed=seed, kernels=_numba_kernels(backend)
-        )
+        kernels = kernel_run.numba_kernels(backend, setups[0].n_features, setups[0].n_hidden)
+        mean, stderr = kernel_run.sampled_loss(setups, W, b, kernels, n_samples=n_samples, seed=seed)
         return SampledLoss(mean, stderr, n_samples)
     model = _Batched(setups, dev)
     Wt = torch.as_tensor(np.asarray(W), dtype=torch.float32, device=dev)

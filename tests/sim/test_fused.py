@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from sim import train
-from sim.fused import SPARSE_ABOVE, batch_gradients
-from sim.tiled import KERNELS as TILED
+from sim.kernel_run import SPARSE_ABOVE, batch_gradients, numba_kernels
 from sim.trainer import resolve_backend
 from theory import InputError, Setup, expected_loss, expected_loss_and_grad, minimize_loss
 
@@ -23,7 +22,6 @@ GRADIENT_CASES = [("fused", *case, 1024) for case in CASES] + [
     ("tiled", 6, 3, 0.3, 0.4, 1000),
     ("tiled", 5, 2, 0.1, 0.2, 200),
 ]
-NUMBA_KERNELS = {"fused": None, "tiled": TILED}
 
 
 def test_the_cases_cover_both_sampling_paths():
@@ -39,9 +37,10 @@ def test_batch_gradient_is_unbiased_for_the_exact_gradient(backend, n, m, densit
     setup = Setup(n, m, sparsity=1 - density, importance=0.8 ** np.arange(n), p=p)
     W = rng.normal(0, 0.7, (m, n))
     b = rng.normal(0, 0.2, n)
-    gW, gb, loss = batch_gradients(
-        [setup], W[None], b[None], batch=batch, batches=1500, seed=5, kernels=NUMBA_KERNELS[backend]
+    batches = batch_gradients(
+        [setup], W[None], b[None], numba_kernels(backend, n, m), batch=batch, batches=1500, seed=5
     )
+    gW, gb, loss = batches.gW, batches.gb, batches.loss
     exact = expected_loss_and_grad(setup, W, b)
     for estimate, truth in ((gW[0] * n, exact.grad_W), (gb[0] * n, exact.grad_b), (loss[0], exact.loss)):
         mean = estimate.mean(0)
