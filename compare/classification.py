@@ -60,14 +60,6 @@ IRREGULAR_ANGLE_MIN = 15.0
 #: A represented feature whose bias is above this shares its representation with the bias.
 BIAS_SHARING_MIN = 0.01
 
-_ROLES = {
-    "ignore": "ignored",
-    "dedicated": "dedicated",
-    "antipodal": "antipodal pair",
-    "parallel": "same-sign pair",
-    "polygon": "polygon",
-}
-
 
 @dataclass(frozen=True)
 class FeatureRole:
@@ -109,37 +101,7 @@ def _fit_block_params(geometry: Geometry, W: np.ndarray, b: np.ndarray) -> dict[
     """The geometry's parameters by projection of (W, b), W already in the geometry's neuron frame."""
     values: dict[str, float] = {}
     for block in geometry.blocks:
-        if block.kind == "ignore":
-            (f,) = block.features
-            values[f"b_{f}"] = b[f]
-        elif block.kind in ("dedicated", "antipodal", "parallel"):
-            (k,) = block.neurons
-            signs = (1.0, 1.0) if block.kind == "parallel" else (1.0, -1.0)
-            for sign, f in zip(signs, block.features, strict=False):
-                values[f"w_{f}"] = max(sign * W[k, f], 0.0)
-                values[f"b_{f}"] = b[f]
-        elif block.kind == "irregular polygon":  # every vertex its own norm, angle and bias
-            k1, k2 = block.neurons
-            for f in block.features:
-                values[f"r_{f}"] = float(np.hypot(W[k1, f], W[k2, f]))
-                values[f"phi_{f}"] = float(np.arctan2(W[k2, f], W[k1, f]))
-                values[f"b_{f}"] = b[f]
-        else:  # a polygon, its vertices in the block's order counter-clockwise
-            k1, k2 = block.neurons
-            count = len(block.features)
-            z = np.array([W[k1, f] + 1j * W[k2, f] for f in block.features])
-            turns = np.exp(2j * np.pi * np.arange(count) / count)
-            c = np.mean(z / turns)
-            phi = float(np.angle(c))
-            values[f"phi_{block.label}"] = phi
-            if block.kind == "polygon":
-                values[f"r_{block.label}"] = abs(c)
-                values[f"b_{block.label}"] = float(np.mean(b[list(block.features)]))
-            else:  # free vertices: each norm the column's length along its vertex direction
-                along = np.real(z / (turns * np.exp(1j * phi)))
-                for f, r in zip(block.features, along, strict=True):
-                    values[f"r_{f}"] = max(float(r), 0.0)
-                    values[f"b_{f}"] = b[f]
+        values.update(block.type.project(block, W, b))
     return values
 
 
@@ -201,7 +163,7 @@ def fit(geometry: Geometry, W: np.ndarray, b: np.ndarray, rotations: bool = Fals
 def _degenerate(geometry: Geometry, W: np.ndarray) -> bool:
     """Whether an irregular polygon block of the fit is no k-gon: a vertex missing or two coinciding."""
     for block in geometry.blocks:
-        if block.kind != "irregular polygon":
+        if not block.type.polygon or block.type.ordered:  # only free angles can degenerate
             continue
         columns = W[:, list(block.features)]
         norms = np.linalg.norm(columns, axis=0)
@@ -279,8 +241,8 @@ def classify(
         roles = {}
         for block in g.blocks:
             neurons = tuple(neuron_of[k] for k in block.neurons)
-            is_polygon = block.kind.endswith("polygon")
-            role = f"{len(block.features)}-gon" if is_polygon else _ROLES[block.kind]
+            is_polygon = block.type.polygon
+            role = block.type.feature_role(block)
             for f in block.features:
                 roles[f] = (role, neurons)
             if is_polygon and np.isnan(rotation):

@@ -39,6 +39,7 @@ from sim.config import TrainConfig
 from sim.results import load, load_kind
 from sim.sweep import initial_weights, sweep
 from theory import InputError, Setup
+from theory.blocks import Antipodal, Dedicated, Parallel
 from theory.candidates import NAMED, catalogue
 from theory.diagram import phase_diagram
 from theory.geometries import Geometry
@@ -85,7 +86,8 @@ def structure(geometry: Geometry | None, vertices) -> str:
     vertices = [int(v) for v in vertices if v >= 0]
     pairs, parts, offset = [], [], 0
     for block in geometry.blocks:
-        if block.kind.endswith("polygon"):
+        kind = block.type
+        if kind.polygon:
             order = vertices[offset : offset + len(block.features)]
             offset += len(block.features)
             if len(order) == 4:
@@ -93,11 +95,11 @@ def structure(geometry: Geometry | None, vertices) -> str:
             else:
                 name = polygon_name(len(block.features))
                 parts.append(f"{name} {' '.join(map(str, sorted(block.features)))}")
-        elif block.kind == "antipodal":
+        elif isinstance(kind, Antipodal):
             pairs.append(tuple(sorted(block.features)))
-        elif block.kind == "dedicated":
+        elif isinstance(kind, Dedicated):
             parts.append(f"dedicated {block.features[0]}")
-        elif block.kind == "parallel":
+        elif isinstance(kind, Parallel):
             parts.append(f"same-sign {block.features[0]} {block.features[1]}")
     if pairs:
         parts.insert(0, "antipodal " + " and ".join(f"{a} {b}" for a, b in sorted(pairs)))

@@ -8,18 +8,10 @@ count of features they represent and a complexity (ties go to the least).
 
 from __future__ import annotations
 
+from theory.blocks import antipodal, dedicated, free_polygon, ignore, irregular_polygon, parallel, polygon
 from theory.composite import Composite, composites
 from theory.errors import InputError
-from theory.geometries import (
-    Geometry,
-    antipodal,
-    dedicated,
-    free_polygon,
-    ignore,
-    irregular_polygon,
-    parallel,
-    polygon,
-)
+from theory.geometries import Geometry
 
 #: The problems with named geometries; every other (n, m) gets composites of blocks.
 NAMED = ((2, 1), (3, 2), (5, 2))

@@ -34,17 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from theory.blocks import antipodal, dedicated, free_polygon, irregular_polygon, parallel, polygon
 from theory.errors import InputError
 from theory.fits import Fits, fit_geometries, rank
-from theory.geometries import (
-    Geometry,
-    antipodal,
-    dedicated,
-    free_polygon,
-    irregular_polygon,
-    parallel,
-    polygon,
-)
+from theory.geometries import Geometry
 from theory.metrics import POLYGON_NAMES
 from theory.progress import Progress
 from theory.setup import Setup

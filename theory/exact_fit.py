@@ -21,9 +21,10 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from theory.blocks import Block
 from theory.closed_fit import starts
 from theory.fits import Fits
-from theory.geometries import Block, Geometry, polygon_blocks, polygon_vertices, vertex_variants
+from theory.geometries import Geometry, polygon_blocks, polygon_vertices, vertex_variants
 from theory.loss import expected_loss_and_grad_many
 from theory.optimize import minimize_lockstep
 from theory.progress import Progress
@@ -99,10 +100,7 @@ def fit_exact(
 
 def constrained(geometry: Geometry) -> Geometry:
     """The geometry one step more constrained: free angles -> free vertices -> regular polygon."""
-    step = {"irregular polygon": "free polygon", "free polygon": "polygon"}
-    blocks = tuple(
-        Block(step.get(block.kind, block.kind), block.features, block.neurons) for block in geometry.blocks
-    )
+    blocks = tuple(block.constrained() for block in geometry.blocks)
     return Geometry(f"{geometry.name} (constrained)", geometry.n_features, geometry.n_hidden, blocks)
 
 
@@ -208,7 +206,7 @@ def _free_starts(free: Orders, v: int, seed, previous) -> list[np.ndarray]:
     two fixed starts at the first cell (none for an irregular polygon: its fixed starts put every
     vertex at one angle), or the previous cell's optimum with its vertices moved to this order."""
     first = [free.in_order(v, seed)]
-    if previous is None and any(block.kind == "irregular polygon" for block in free.geometry.blocks):
+    if previous is None and any(b.type.polygon and not b.type.ordered for b in free.geometry.blocks):
         return first
     if previous is None:
         return first + [free.variants[v].start(), starts(free.variants[v])[1]]

@@ -1,23 +1,6 @@
 """The geometry catalogue: named families W(theta), b(theta) and their closed-form losses.
 
-A geometry is a composite of blocks, each on its own features and neurons:
-
-- ignore(f): feature f not represented; its bias b_f free (optimum: its mean);
-- dedicated(f, k): feature f alone on neuron k, norm w_f and bias b_f free;
-- antipodal(f, g, k): features f and g on neuron k with opposite signs,
-  norms w_f, w_g and biases b_f, b_g free;
-- parallel(f, g, k): the same with equal signs (with the biases offsetting
-  each other: the dense optimum at p = 0 that the completeness check found);
-- polygon(features, (k1, k2)): a regular k-gon in the plane of neurons k1, k2,
-  shared norm r, shared bias, and the angle phi of its first vertex from
-  neuron k1 (with dropout the loss depends on phi: the privileged basis);
-- free_polygon(features, (k1, k2)): the same angles, but each vertex its own
-  norm r_f and bias b_f (features of unequal importance);
-- irregular_polygon(features, (k1, k2)): each vertex its own angle phi_f too
-  (every placement of these features in the plane; under dropout the optimal
-  triangle of 3 in 2 is isosceles, not equilateral). It has no vertex order
-  of its own: fitted from a free polygon's optimum, its order is read off W
-  (counter_clockwise).
+A geometry is a composite of blocks (theory.blocks), each on its own features and neurons.
 
 ClosedForm(geometry) gives the loss from theory.symbolic, one regime at a
 time: each evaluation checks the regime's conditions, and a point outside
@@ -32,69 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
+from theory.blocks import Block
 from theory.errors import InputError
 from theory.loss import expected_loss
 from theory.setup import Setup
 from theory.symbolic import RegimeLoss, density_symbols, derive_loss, importance_symbols, p_symbol
-
-BLOCK_KINDS = ("ignore", "dedicated", "antipodal", "parallel", "polygon", "free polygon", "irregular polygon")
-
-
-@dataclass(frozen=True)
-class Block:
-    kind: str
-    features: tuple[int, ...]
-    neurons: tuple[int, ...] = ()
-
-    def __post_init__(self):
-        if self.kind not in BLOCK_KINDS:
-            raise InputError(f"block kind {self.kind!r} is unknown; allowed: {', '.join(BLOCK_KINDS)}")
-        wanted = {"ignore": (1, 0), "dedicated": (1, 1), "antipodal": (2, 1), "parallel": (2, 1)}
-        if self.kind in wanted and (len(self.features), len(self.neurons)) != wanted[self.kind]:
-            f, k = wanted[self.kind]
-            raise InputError(f"a {self.kind} block takes {f} feature(s) and {k} neuron(s)")
-        if self.kind.endswith("polygon") and (not 2 <= len(self.features) <= 6 or len(self.neurons) != 2):
-            raise InputError(f"a {self.kind} block takes 2 to 6 features and 2 neurons")
-
-    @property
-    def label(self) -> str:
-        """The block's features, sorted: its parameter names do not depend on a polygon's vertex order."""
-        return "_".join(str(f) for f in sorted(self.features))
-
-    def canonical(self) -> Geometry:
-        """This block alone: features 0..k-1 on neurons 0.. (one neuron, unused, for ignore)."""
-        features = tuple(range(len(self.features)))
-        neurons = tuple(range(len(self.neurons)))
-        block = Block(self.kind, features, neurons)
-        return Geometry(f"{self.kind} block", len(features), max(1, len(neurons)), (block,))
-
-
-def ignore(f: int) -> Block:
-    return Block("ignore", (f,))
-
-
-def dedicated(f: int, neuron: int) -> Block:
-    return Block("dedicated", (f,), (neuron,))
-
-
-def antipodal(f: int, g: int, neuron: int) -> Block:
-    return Block("antipodal", (f, g), (neuron,))
-
-
-def parallel(f: int, g: int, neuron: int) -> Block:
-    return Block("parallel", (f, g), (neuron,))
-
-
-def polygon(features, neurons=(0, 1)) -> Block:
-    return Block("polygon", tuple(features), tuple(neurons))
-
-
-def free_polygon(features, neurons=(0, 1)) -> Block:
-    return Block("free polygon", tuple(features), tuple(neurons))
-
-
-def irregular_polygon(features, neurons=(0, 1)) -> Block:
-    return Block("irregular polygon", tuple(features), tuple(neurons))
 
 
 @dataclass(frozen=True)
@@ -123,7 +48,7 @@ class Geometry:
     @property
     def represented(self) -> int:
         """How many features the geometry gives a direction: all but the ignored ones."""
-        return sum(len(block.features) for block in self.blocks if block.kind != "ignore")
+        return sum(len(block.features) for block in self.blocks if block.type.represents)
 
     def parameters(self) -> tuple[sp.Symbol, ...]:
         return tuple(_block_parts(self.blocks, self.n_features, self.n_hidden)[2])
@@ -152,56 +77,21 @@ def parameter_roles(parameters) -> np.ndarray:
 
 
 def _block_parts(blocks, n, m):
+    """W (m, n) and b (n, 1) as sympy matrices, and the parameters, block after block."""
     W = sp.zeros(m, n)
     b = sp.zeros(n, 1)
     params: list[sp.Symbol] = []
     for block in blocks:
-        if block.kind == "ignore":
-            (f,) = block.features
-            b[f] = sp.Symbol(f"b_{f}", real=True)
-            params.append(b[f])
-        elif block.kind in ("dedicated", "antipodal", "parallel"):
-            (k,) = block.neurons
-            signs = (1, 1) if block.kind == "parallel" else (1, -1)
-            for sign, f in zip(signs, block.features, strict=False):
-                w = sp.Symbol(f"w_{f}", positive=True)
-                W[k, f] = sign * w
-                b[f] = sp.Symbol(f"b_{f}", real=True)
-                params.extend([w, b[f]])
-        elif block.kind == "polygon":
-            k1, k2 = block.neurons
-            r = sp.Symbol(f"r_{block.label}", positive=True)
-            bias = sp.Symbol(f"b_{block.label}", real=True)
-            phi = sp.Symbol(f"phi_{block.label}", real=True)
-            count = len(block.features)
-            for t, f in enumerate(block.features):
-                angle = phi + 2 * sp.pi * t / count
-                W[k1, f] = r * sp.cos(angle)
-                W[k2, f] = r * sp.sin(angle)
-                b[f] = bias
-            params.extend([r, bias, phi])
-        elif block.kind == "irregular polygon":
-            k1, k2 = block.neurons
-            for f in block.features:
-                r = sp.Symbol(f"r_{f}", positive=True)
-                angle = sp.Symbol(f"phi_{f}", real=True)
-                W[k1, f] = r * sp.cos(angle)
-                W[k2, f] = r * sp.sin(angle)
-                b[f] = sp.Symbol(f"b_{f}", real=True)
-                params.extend([r, b[f], angle])
-        else:  # free polygon
-            k1, k2 = block.neurons
-            phi = sp.Symbol(f"phi_{block.label}", real=True)
-            count = len(block.features)
-            for t, f in enumerate(block.features):
-                r = sp.Symbol(f"r_{f}", positive=True)
-                angle = phi + 2 * sp.pi * t / count
-                W[k1, f] = r * sp.cos(angle)
-                W[k2, f] = r * sp.sin(angle)
-                b[f] = sp.Symbol(f"b_{f}", real=True)
-                params.extend([r, b[f]])
-            params.append(phi)
+        params.extend(block.type.parametrise(block, W, b))
     return W, b, params
+
+
+def canonical_geometry(block: Block) -> Geometry:
+    """This block alone: features 0..k-1 on neurons 0.. (one neuron, unused, for ignore)."""
+    features = tuple(range(len(block.features)))
+    neurons = tuple(range(len(block.neurons)))
+    alone = Block(block.kind, features, neurons)
+    return Geometry(f"{block.kind} block", len(features), max(1, len(neurons)), (alone,))
 
 
 def cyclic_orders(features) -> list[tuple[int, ...]]:
@@ -224,7 +114,7 @@ def cyclic_orders(features) -> list[tuple[int, ...]]:
 def polygon_blocks(geometry: Geometry) -> list[int]:
     """Indices of the geometry's polygon blocks with a vertex order (regular or free; an irregular
     polygon's order is wherever its angles put the vertices)."""
-    return [i for i, block in enumerate(geometry.blocks) if block.kind in ("polygon", "free polygon")]
+    return [i for i, block in enumerate(geometry.blocks) if block.type.ordered]
 
 
 def counter_clockwise(block: Block, W: np.ndarray) -> tuple[int, ...]:
@@ -240,9 +130,9 @@ def polygon_vertices(geometry: Geometry, W: np.ndarray) -> list[int]:
     polygon's in its block's order, an irregular one's read off W (counter-clockwise)."""
     out = []
     for block in geometry.blocks:
-        if block.kind in ("polygon", "free polygon"):
+        if block.type.ordered:
             out += block.features
-        elif block.kind == "irregular polygon":
+        elif block.type.polygon:
             out += counter_clockwise(block, W) if np.isfinite(W).all() else block.features
     return [int(f) for f in out]
 
@@ -515,7 +405,7 @@ class ClosedForm:
         n = geometry.n_features
         parts, offset = [], 0
         for block in geometry.blocks:
-            canonical = block.canonical()
+            canonical = canonical_geometry(block)
             count = len(canonical.parameters())
             features = np.array(block.features)
             columns = np.concatenate([features, n + features, [2 * n]])

@@ -7,8 +7,9 @@ import pytest
 from tests.cli_helpers import run_cli
 from tests.theory.diagrams import diagram
 from theory import Grid, InputError, Setup, catalogue, phase_diagram
+from theory.blocks import dedicated, free_polygon, irregular_polygon, polygon
 from theory.composite import composites
-from theory.geometries import Geometry, dedicated, free_polygon, irregular_polygon, polygon
+from theory.geometries import Geometry
 from theory.montecarlo import monte_carlo_loss
 
 

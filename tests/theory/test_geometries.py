@@ -7,17 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from theory import InputError, Setup, expected_loss
+from theory.blocks import antipodal, dedicated, ignore, polygon
 from theory.candidates import geometries as named
 from theory.candidates import geometry
 from theory.fits import fitted_on
 from theory.geometries import (
     ClosedForm,
     Geometry,
-    antipodal,
     cyclic_orders,
-    dedicated,
-    ignore,
-    polygon,
     vertex_variants,
     with_vertex_orders,
 )

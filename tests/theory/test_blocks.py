@@ -1,0 +1,51 @@
+"""Block kinds: each kind's projection (what classification uses) inverts its parametrisation."""
+
+import numpy as np
+import pytest
+
+from theory.blocks import KINDS, Block
+from theory.geometries import canonical_geometry
+
+
+def _block(name: str, features: int) -> Block:
+    shape = KINDS[name].shape
+    neurons = shape[1] if shape else 2
+    return Block(name, tuple(range(shape[0] if shape else features)), tuple(range(neurons)))
+
+
+@pytest.mark.parametrize(
+    "name, features", [(name, k) for name in KINDS for k in ((3, 5) if KINDS[name].polygon else (None,))]
+)
+def test_projection_inverts_the_parametrisation(name, features):
+    geometry = canonical_geometry(_block(name, features))
+    block = geometry.blocks[0]
+    rng = np.random.default_rng(len(name) * 7 + (features or 0))
+    theta = {}
+    for symbol, role in zip(geometry.parameters(), geometry.roles(), strict=True):
+        theta[symbol.name] = {
+            "norm": rng.uniform(0.3, 1.5),
+            "bias": rng.uniform(-0.3, 0.3),
+            "angle": rng.uniform(-3.0, 3.0),
+        }[role]
+    W, b = geometry.matrices()
+    values = {s: theta[s.name] for s in geometry.parameters()}
+    W = np.array(W.subs(values).evalf(), dtype=float)
+    b = np.array(b.subs(values).evalf(), dtype=float).ravel()
+    found = block.type.project(block, W, b)
+    assert set(found) == set(theta)
+    for key, value in theta.items():
+        assert found[key] == pytest.approx(value, abs=1e-12), key
+
+
+def test_every_kind_knows_its_shape_role_and_next_constraint():
+    assert [k for k in KINDS if KINDS[k].polygon] == ["polygon", "free polygon", "irregular polygon"]
+    assert Block("irregular polygon", (0, 1, 2), (0, 1)).constrained().kind == "free polygon"
+    assert Block("free polygon", (0, 1, 2), (0, 1)).constrained().constrained().kind == "polygon"
+    assert (
+        Block("antipodal", (0, 1), (0,)).type.feature_role(Block("antipodal", (0, 1), (0,)))
+        == "antipodal pair"
+    )
+    assert Block("polygon", (0, 1, 2, 3), (0, 1)).type.feature_role(
+        Block("polygon", (0, 1, 2, 3), (0, 1))
+    ) == ("4-gon")
+    assert not KINDS["ignore"].represents and KINDS["dedicated"].represents

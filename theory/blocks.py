@@ -1,0 +1,285 @@
+"""Blocks: the pieces a geometry is made of, each kind an object that owns everything about it.
+
+A Block puts `features` on `neurons` as one kind:
+
+- ignore(f): feature f not represented; its bias b_f free (optimum: its mean);
+- dedicated(f, k): feature f alone on neuron k, norm w_f and bias b_f free;
+- antipodal(f, g, k): features f and g on neuron k with opposite signs,
+  norms w_f, w_g and biases b_f, b_g free;
+- parallel(f, g, k): the same with equal signs (with the biases offsetting
+  each other: the dense optimum at p = 0 that the completeness check found);
+- polygon(features, (k1, k2)): a regular k-gon in the plane of neurons k1, k2,
+  shared norm r, shared bias, and the angle phi of its first vertex from
+  neuron k1 (with dropout the loss depends on phi: the privileged basis);
+- free_polygon(features, (k1, k2)): the same angles, but each vertex its own
+  norm r_f and bias b_f (features of unequal importance);
+- irregular_polygon(features, (k1, k2)): each vertex its own angle phi_f too
+  (every placement of these features in the plane). It has no vertex order of
+  its own: its order is read off W (counter-clockwise).
+
+Each kind (a Kind) holds its shape rules, its parametrisation W(theta), b(theta)
+(`parametrise`), its inverse, the projection of a trained (W, b) onto it that
+classification uses (`project`), the role its features play, and which kind is
+one step more constrained. Parameter names carry their role: w_* and r_* are
+norms (>= 0), b_* biases, phi_* angles. Adding a kind is a subclass and an entry
+in KINDS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+
+from theory.errors import InputError
+
+
+class Kind:
+    """What a block of one kind is; subclasses fill in the parametrisation and its inverse."""
+
+    name: str
+    #: (features, neurons) a block of this kind takes, or None: see check()
+    shape: tuple[int, int] | None = None
+    #: a planar k-gon (2 neurons): fitted on the exact loss, named by its vertex count
+    polygon = False
+    #: whether its vertices come in a fixed order (regular and free polygons), fitted in every order
+    ordered = False
+    #: the kind one step more constrained (free angles -> free vertices -> regular), if any
+    constrained: str | None = None
+    #: what each of its features is, for classification
+    role = ""
+    #: whether its features are represented (have a direction in the hidden space)
+    represents = True
+
+    def check(self, block: Block) -> None:
+        if self.shape and (len(block.features), len(block.neurons)) != self.shape:
+            f, k = self.shape
+            raise InputError(f"a {self.name} block takes {f} feature(s) and {k} neuron(s)")
+
+    def feature_role(self, block: Block) -> str:
+        return self.role
+
+    def parametrise(self, block: Block, W: sp.Matrix, b: sp.Matrix) -> list[sp.Symbol]:
+        """Fill the block's entries of W (m, n) and b (n, 1); return its parameters in order."""
+        raise NotImplementedError
+
+    def project(self, block: Block, W: np.ndarray, b: np.ndarray) -> dict[str, float]:
+        """The parameters whose W(theta), b(theta) are nearest (W, b), W in the block's neuron frame."""
+        raise NotImplementedError
+
+
+class Ignore(Kind):
+    name, shape, role, represents = "ignore", (1, 0), "ignored", False
+
+    def parametrise(self, block, W, b):
+        (f,) = block.features
+        b[f] = sp.Symbol(f"b_{f}", real=True)
+        return [b[f]]
+
+    def project(self, block, W, b):
+        (f,) = block.features
+        return {f"b_{f}": b[f]}
+
+
+class OnOneNeuron(Kind):
+    """Features on one neuron with fixed signs, each its own norm and bias."""
+
+    signs: tuple[float, ...] = ()
+
+    def parametrise(self, block, W, b):
+        (k,) = block.neurons
+        params = []
+        for sign, f in zip(self.signs, block.features, strict=True):
+            w = sp.Symbol(f"w_{f}", positive=True)
+            W[k, f] = int(sign) * w
+            b[f] = sp.Symbol(f"b_{f}", real=True)
+            params.extend([w, b[f]])
+        return params
+
+    def project(self, block, W, b):
+        (k,) = block.neurons
+        values = {}
+        for sign, f in zip(self.signs, block.features, strict=True):
+            values[f"w_{f}"] = max(sign * W[k, f], 0.0)
+            values[f"b_{f}"] = b[f]
+        return values
+
+
+class Dedicated(OnOneNeuron):
+    name, shape, role, signs = "dedicated", (1, 1), "dedicated", (1.0,)
+
+
+class Antipodal(OnOneNeuron):
+    name, shape, role, signs = "antipodal", (2, 1), "antipodal pair", (1.0, -1.0)
+
+
+class Parallel(OnOneNeuron):
+    name, shape, role, signs = "parallel", (2, 1), "same-sign pair", (1.0, 1.0)
+
+
+class Planar(Kind):
+    """A k-gon in the plane of two neurons."""
+
+    polygon = True
+
+    def check(self, block):
+        if not 2 <= len(block.features) <= 6 or len(block.neurons) != 2:
+            raise InputError(f"a {self.name} block takes 2 to 6 features and 2 neurons")
+
+    def feature_role(self, block):
+        return f"{len(block.features)}-gon"
+
+    @staticmethod
+    def _fit_turns(block, W):
+        """The block's columns as complex numbers z, the vertices' turns, and the mean rotation c."""
+        k1, k2 = block.neurons
+        count = len(block.features)
+        z = np.array([W[k1, f] + 1j * W[k2, f] for f in block.features])
+        turns = np.exp(2j * np.pi * np.arange(count) / count)
+        return z, turns, np.mean(z / turns)
+
+
+class Polygon(Planar):
+    """Regular: one norm r, one bias, the first vertex at angle phi, the rest 2 pi t / k further."""
+
+    name, ordered = "polygon", True
+
+    def parametrise(self, block, W, b):
+        k1, k2 = block.neurons
+        r = sp.Symbol(f"r_{block.label}", positive=True)
+        bias = sp.Symbol(f"b_{block.label}", real=True)
+        phi = sp.Symbol(f"phi_{block.label}", real=True)
+        count = len(block.features)
+        for t, f in enumerate(block.features):
+            angle = phi + 2 * sp.pi * t / count
+            W[k1, f] = r * sp.cos(angle)
+            W[k2, f] = r * sp.sin(angle)
+            b[f] = bias
+        return [r, bias, phi]
+
+    def project(self, block, W, b):
+        _, _, c = self._fit_turns(block, W)
+        return {
+            f"phi_{block.label}": float(np.angle(c)),
+            f"r_{block.label}": abs(c),
+            f"b_{block.label}": float(np.mean(b[list(block.features)])),
+        }
+
+
+class FreePolygon(Planar):
+    """The regular polygon's angles, each vertex its own norm r_f and bias b_f."""
+
+    name, ordered, constrained = "free polygon", True, "polygon"
+
+    def parametrise(self, block, W, b):
+        k1, k2 = block.neurons
+        phi = sp.Symbol(f"phi_{block.label}", real=True)
+        count = len(block.features)
+        params = []
+        for t, f in enumerate(block.features):
+            r = sp.Symbol(f"r_{f}", positive=True)
+            angle = phi + 2 * sp.pi * t / count
+            W[k1, f] = r * sp.cos(angle)
+            W[k2, f] = r * sp.sin(angle)
+            b[f] = sp.Symbol(f"b_{f}", real=True)
+            params.extend([r, b[f]])
+        return params + [phi]
+
+    def project(self, block, W, b):
+        z, turns, c = self._fit_turns(block, W)
+        phi = float(np.angle(c))
+        values = {f"phi_{block.label}": phi}
+        along = np.real(z / (turns * np.exp(1j * phi)))  # each norm: the column's length along its vertex
+        for f, r in zip(block.features, along, strict=True):
+            values[f"r_{f}"] = max(float(r), 0.0)
+            values[f"b_{f}"] = b[f]
+        return values
+
+
+class IrregularPolygon(Planar):
+    """Every vertex its own norm r_f, angle phi_f and bias b_f; no vertex order of its own."""
+
+    name, constrained = "irregular polygon", "free polygon"
+
+    def parametrise(self, block, W, b):
+        k1, k2 = block.neurons
+        params = []
+        for f in block.features:
+            r = sp.Symbol(f"r_{f}", positive=True)
+            angle = sp.Symbol(f"phi_{f}", real=True)
+            W[k1, f] = r * sp.cos(angle)
+            W[k2, f] = r * sp.sin(angle)
+            b[f] = sp.Symbol(f"b_{f}", real=True)
+            params.extend([r, b[f], angle])
+        return params
+
+    def project(self, block, W, b):
+        k1, k2 = block.neurons
+        values = {}
+        for f in block.features:
+            values[f"r_{f}"] = float(np.hypot(W[k1, f], W[k2, f]))
+            values[f"phi_{f}"] = float(np.arctan2(W[k2, f], W[k1, f]))
+            values[f"b_{f}"] = b[f]
+        return values
+
+
+#: Every kind, by name.
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (Ignore(), Dedicated(), Antipodal(), Parallel(), Polygon(), FreePolygon(), IrregularPolygon())
+}
+
+
+@dataclass(frozen=True)
+class Block:
+    kind: str
+    features: tuple[int, ...]
+    neurons: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise InputError(f"block kind {self.kind!r} is unknown; allowed: {', '.join(KINDS)}")
+        self.type.check(self)
+
+    @property
+    def type(self) -> Kind:
+        """The block's kind, as the object that knows it."""
+        return KINDS[self.kind]
+
+    @property
+    def label(self) -> str:
+        """The block's features, sorted: its parameter names do not depend on a polygon's vertex order."""
+        return "_".join(str(f) for f in sorted(self.features))
+
+    def constrained(self) -> Block:
+        """The block one step more constrained (itself when there is none)."""
+        return Block(self.type.constrained or self.kind, self.features, self.neurons)
+
+
+def ignore(f: int) -> Block:
+    return Block("ignore", (f,))
+
+
+def dedicated(f: int, neuron: int) -> Block:
+    return Block("dedicated", (f,), (neuron,))
+
+
+def antipodal(f: int, g: int, neuron: int) -> Block:
+    return Block("antipodal", (f, g), (neuron,))
+
+
+def parallel(f: int, g: int, neuron: int) -> Block:
+    return Block("parallel", (f, g), (neuron,))
+
+
+def polygon(features, neurons=(0, 1)) -> Block:
+    return Block("polygon", tuple(features), tuple(neurons))
+
+
+def free_polygon(features, neurons=(0, 1)) -> Block:
+    return Block("free polygon", tuple(features), tuple(neurons))
+
+
+def irregular_polygon(features, neurons=(0, 1)) -> Block:
+    return Block("irregular polygon", tuple(features), tuple(neurons))
