@@ -347,23 +347,26 @@ def _log_steps(steps: int, log_every: int) -> list[int]:
     return [s for s in range(steps) if s % log_every == 0 or s == steps - 1]
 
 
+def _initial_W(init, seed: int, instances: int, n: int, m: int) -> np.ndarray:
+    """The starting W (instances, m, n) in float32, every backend's: init, or tms_init from seed on
+    torch's CPU generator (so every device starts from the same W)."""
+    if init is None:
+        return tms_init(instances, n, m, torch.Generator().manual_seed(int(seed))).numpy()
+    if np.shape(init) != (instances, m, n):
+        raise InputError(f"init has shape {np.shape(init)}; expected {(instances, m, n)}")
+    return np.asarray(init, dtype=np.float32)
+
+
 def _train_numba(
-    backend, setups, steps, batch, lr, weight_decay, seed, log_every, init, progress, on_steps, snapshot_below
+    backend, setups, init, log_steps, steps, batch, lr, weight_decay, seed, progress, on_steps, snapshot_below
 ):
     """train() with a numba backend: 'fused' (sim.fused) or 'tiled' (sim.tiled)."""
     from sim.kernel_run import KernelRun, numba_kernels
 
-    instances, n, m = len(setups), setups[0].n_features, setups[0].n_hidden
-    if init is None:
-        init = tms_init(instances, n, m, torch.Generator().manual_seed(int(seed))).numpy()
-    elif np.shape(init) != (instances, m, n):
-        raise InputError(f"init has shape {np.shape(init)}; expected {(instances, m, n)}")
-    _check_snapshot(snapshot_below, instances)
-    log_steps = _log_steps(steps, log_every)
-    # float32 start, as the torch backend's, so that both begin from the same W.
+    n, m = setups[0].n_features, setups[0].n_hidden
     run = KernelRun(
-        setups, np.asarray(init, dtype=np.float32), numba_kernels(backend, n, m), batch=batch, lr=lr,
-        weight_decay=weight_decay, seed=int(seed), log_steps=log_steps, snapshot_below=snapshot_below,
+        setups, init, numba_kernels(backend, n, m), batch=batch, lr=lr, weight_decay=weight_decay,
+        seed=int(seed), log_steps=log_steps, snapshot_below=snapshot_below,
     )  # fmt: skip
     start = time.perf_counter()
     with Progress(steps, "train", "step", show=progress) as bar:
@@ -451,30 +454,29 @@ def train(
         raise InputError(f"weight_decay = {weight_decay!r} is not allowed; it must be a finite number >= 0")
     dev = resolve_device(device)
     steps, batch, log_every = int(steps), int(batch), int(log_every)
-    backend = resolve_backend(backend, dev, setups[0].n_features, setups[0].n_hidden)
+    n, m = setups[0].n_features, setups[0].n_hidden
+    backend = resolve_backend(backend, dev, n, m)
+    init = _initial_W(init, seed, len(setups), n, m)
+    _check_snapshot(snapshot_below, len(setups))
+    args = (setups, init, _log_steps(steps, log_every), steps, batch, lr, weight_decay, seed, progress)
     if backend in NUMBA_BACKENDS:
-        return _train_numba(
-            backend, setups, steps, batch, lr, weight_decay, seed, log_every, init, progress, on_steps,
-            snapshot_below,
-        )  # fmt: skip
+        return _train_numba(backend, *args, on_steps, snapshot_below)
+    return _train_torch(dev, *args, on_steps, snapshot_below)
 
+
+def _train_torch(
+    dev, setups, init, log_steps, steps, batch, lr, weight_decay, seed, progress, on_steps, snapshot_below
+):
+    """train() with the torch backend, on dev (CPU or CUDA)."""
     model = _Batched(setups, dev)
-    # The init comes from torch's CPU generator, so every device starts from the same W.
     instances = len(setups)
     optimizer = _FlatAdamW([(instances, model.m, model.n), (instances, model.n)], dev, lr, weight_decay)
     W, b = optimizer.param_views
     grad_W, grad_b = optimizer.grad_views
-    if init is None:
-        init = tms_init(instances, model.n, model.m, torch.Generator().manual_seed(int(seed)))
-    elif np.shape(init) != (instances, model.m, model.n):
-        raise InputError(f"init has shape {np.shape(init)}; expected {(instances, model.m, model.n)}")
-    W.copy_(torch.as_tensor(np.asarray(init, dtype=np.float32)))
-
-    log_steps = _log_steps(steps, log_every)
+    W.copy_(torch.as_tensor(init))
     history = torch.empty((len(setups), len(log_steps)), device=dev)
     snapshot = None
     if snapshot_below is not None:
-        _check_snapshot(snapshot_below, instances)
         threshold = torch.as_tensor(np.asarray(snapshot_below, dtype=np.float32), device=dev)
         snapshot = (torch.zeros_like(W), torch.zeros_like(b), torch.full((instances,), -1, device=dev))
     start = time.perf_counter()
