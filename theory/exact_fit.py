@@ -18,6 +18,8 @@ in all orders would cost 12x for a pentagon).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import sympy as sp
 
@@ -213,12 +215,21 @@ def _free_starts(free: Orders, v: int, seed, previous) -> list[np.ndarray]:
     return first + [free.in_order(v, previous)]
 
 
+@dataclass
+class OrderFits:
+    """Per (setup, geometry) of a stage: the best vertex order's loss, theta and index; and every
+    fitted (setup, geometry, order)'s theta. Thetas are in the geometry's own parameter order."""
+
+    loss: np.ndarray  # (S, E)
+    theta: list[list[np.ndarray | None]]  # [S][E]
+    order: np.ndarray  # (S, E): index into the geometry's Orders.variants
+    each: dict[tuple[int, int, int], np.ndarray]
+
+
 def _fit_orders(
     group: list[Orders], setups: list[Setup], start_sets: dict[tuple[int, int, int], list[np.ndarray]]
-) -> tuple[np.ndarray, list[list[np.ndarray]], np.ndarray, dict]:
-    """Fit every (setup, geometry, order) that has starts (start_sets[s, e, v]); per (setup, geometry):
-    the least loss (S, E), its theta in the geometry's parameter order, the order's index (S, E), and
-    every fitted (s, e, v)'s theta in the geometry's parameter order."""
+) -> OrderFits:
+    """Fit every (setup, geometry, order) that has starts (start_sets[s, e, v])."""
     flat = sorted({(e, v) for _, e, v in start_sets})
     families = [group[e].family(v) for e, v in flat]
     found, thetas = fit_exact(
@@ -235,7 +246,7 @@ def _fit_orders(
             each[s, e, v] = group[e].canonical(v, thetas[s][f])
             if found[s, f] < loss[s, e]:
                 loss[s, e], best[s, e], theta[s][e] = found[s, f], v, each[s, e, v]
-    return loss, theta, best, each
+    return OrderFits(loss, theta, best, each)
 
 
 def fit(geometries: list[Geometry], setups: np.ndarray, progress=None) -> Fits:
@@ -284,14 +295,14 @@ def fit(geometries: list[Geometry], setups: np.ndarray, progress=None) -> Fits:
                         v_best = order_index[k, i - 1, j] if i > 0 else None
                         for v, x in _order_starts(orders[j], v_best, previous, own).items():
                             start_sets[k, e, v] = x
-                found, thetas, best, each = _fit_orders([orders[j] for j in stage], cell_setups, start_sets)
-                for (k, e, v), x in each.items():
+                fitted = _fit_orders([orders[j] for j in stage], cell_setups, start_sets)
+                for (k, e, v), x in fitted.each.items():
                     last[k, stage[e], v] = x
                 for k in range(Q):
                     for e, j in enumerate(stage):
-                        losses[k, i, j] = found[k, e]
-                        theta[k, i, j, : counts[j]] = thetas[k][e]
-                        order_index[k, i, j] = best[k, e]
+                        losses[k, i, j] = fitted.loss[k, e]
+                        theta[k, i, j, : counts[j]] = fitted.theta[k][e]
+                        order_index[k, i, j] = fitted.order[k, e]
             bar.update(Q * len(geometries))
 
     W_each, b_each = _optima(geometries, orders, theta, order_index, counts)
