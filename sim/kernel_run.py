@@ -16,13 +16,20 @@ batch's empty samples (mode, inv_log_empty, first_cdf), which a kernel that draw
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import math
+import os
+import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numba as nb
 import numpy as np
 
 from sim.splitmix import seed_states
+from theory import storage
 
 #: A batch whose samples are empty (no active feature) with probability above this skips them
 #: (geometric gaps) instead of drawing every feature of every sample.
@@ -78,12 +85,96 @@ class Kernels:
 def numba_kernels(backend: str, n: int, m: int) -> Kernels:
     """The kernels of backend 'fused' (generated for (n, m)) or 'tiled'."""
     if backend == "tiled":
-        from sim.tiled import KERNELS
-
-        return KERNELS
-    from sim.fused import kernels
-
+        from sim.tiled import kernels
+    else:
+        from sim.fused import kernels
     return kernels(n, m)
+
+
+#: The two kernels around a backend's `batch` function, which computes one batch's gradient and loss:
+#: every backend's per-instance loop, written once. {flags}: extra numba options; {prelude}: the
+#: per-thread set-up; {arrays}: the per-instance arrays the batch function takes; {extra}: its
+#: further arguments.
+_LOOPS = """
+@nb.njit(parallel=True, cache=True{flags})
+def train_block(
+    W, b, exp_avg_W, exp_avg_b, exp_sq_W, exp_sq_b, states, density, inv_density, importance, keep,
+    mode, inv_log_empty, first_cdf, first, last, batch_size, lr, weight_decay, beta1, beta2, eps, log_slot,
+    history, threshold, snap_W, snap_b, snap_step,
+):
+    # Steps first..last-1 (0-based) of every instance; the state arrays are updated in place.
+    instances, m, n = W.shape
+    for inst in nb.prange(instances):
+        {prelude}gW = np.empty((m, n))
+        gb = np.empty(n)
+        Wi, bi = W[inst], b[inst]
+        state = states[inst]
+        for t in range(first, last):
+            state, loss = batch(Wi, bi, {arrays}, batch_size, state, gW, gb{extra})
+            finish_step(
+                inst, t, loss, gW, gb, W, b, exp_avg_W, exp_avg_b, exp_sq_W, exp_sq_b, lr, weight_decay,
+                beta1, beta2, eps, log_slot, history, threshold, snap_W, snap_b, snap_step,
+            )
+        states[inst] = state
+
+
+@nb.njit(parallel=True, cache=True{flags})
+def gradients(
+    W, b, states, density, inv_density, importance, keep, mode, inv_log_empty, first_cdf, batch_size, batches,
+    out_gW, out_gb, out_loss,
+):
+    # `batches` batches per instance at fixed (W, b): each batch's gradient and loss.
+    instances, m, n = W.shape
+    for inst in nb.prange(instances):
+        {prelude}gW = np.empty((m, n))
+        gb = np.empty(n)
+        state = states[inst]
+        for t in range(batches):
+            state, loss = batch(W[inst], b[inst], {arrays}, batch_size, state, gW, gb{extra})
+            out_gW[inst, t] = gW
+            out_gb[inst, t] = gb
+            out_loss[inst, t] = loss
+        states[inst] = state
+"""
+
+
+def cache_folder() -> Path:
+    """Where the generated kernels live: $TMS_DROPOUT_CACHE, or ~/.cache/tms-dropout/kernels."""
+    root = os.environ.get("TMS_DROPOUT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tms-dropout"
+    )
+    folder = Path(root) / "kernels"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    except OSError:
+        fallback = Path(tempfile.gettempdir()) / "tms-dropout-kernels"
+        fallback.mkdir(parents=True, exist_ok=True)
+        return fallback
+
+
+def compile_kernels(name: str, header: str, depends: tuple[str, ...], **loops: str) -> Kernels:
+    """A backend's kernels: `header` (imports, and a `batch` function or its import) and the loops
+    (_LOOPS filled with `loops`), written as a module in cache_folder() and imported, so that numba
+    caches the compiled code beside it; later processes load that cache.
+
+    The file's name carries a digest of its source and of the `depends` modules' files (the code it
+    imports): numba's cache sees only the file it compiled, so a change there makes a new file.
+    """
+    source = header + _LOOPS.format(**loops)
+    digest = hashlib.sha256(source.encode())
+    for module in depends:
+        digest.update(Path(importlib.util.find_spec(module).origin).read_bytes())
+    tag = digest.hexdigest()[:16]
+    path = cache_folder() / f"{name}_{tag}.py"
+    if not path.exists() or path.read_bytes() != source.encode():  # a damaged cache is written again
+        storage.save_text(source, path)
+    module_name = f"tms_dropout_{name}_{tag}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # numba's cache finds the module by name when it loads
+    spec.loader.exec_module(module)
+    return Kernels(module.train_block, module.gradients)
 
 
 @dataclass(frozen=True)
