@@ -29,7 +29,7 @@ from theory.errors import InputError
 from theory.fits import TIE, Fits, fit_geometries, fitted_on, join, rank
 from theory.grid import Grid
 from theory.loss import MAX_EXACT_FEATURES, expected_loss_and_grad_many
-from theory.metrics import max_angle_to_neuron, superposition_onset
+from theory.metrics import max_angle_to_neuron, represented, superposition_onset
 from theory.optimize import minimize_loss
 from theory.progress import Progress
 from theory.setup import Setup
@@ -154,7 +154,7 @@ def _dataset(grid: Grid, candidates, setups: np.ndarray, fits: Fits) -> xr.Datas
     exact = np.full(W.shape[0], np.nan)
     if n <= MAX_EXACT_FEATURES:
         exact = expected_loss_and_grad_many(list(setups.ravel()), W, b).loss
-    represented = np.array([candidates[j].represented for j in ranking.phase.ravel()]).reshape(full)
+    count = represented(W).reshape(full)
     frobenius = (W**2).sum((-1, -2))
 
     def grid_shaped(values, tail=()):
@@ -198,7 +198,11 @@ def _dataset(grid: Grid, candidates, setups: np.ndarray, fits: Fits) -> xr.Datas
         ),
         "W": (dims + ("hidden", "feature"), grid_shaped(W, [m, n])),
         "b": (dims + ("feature",), grid_shaped(b, [n])),
-        "represented": (dims, grid_shaped(represented), {"description": "features the optimum represents"}),
+        "represented": (
+            dims,
+            grid_shaped(count),
+            {"description": "features the optimum represents (a nonzero column of W)"},
+        ),
         "dimensions_per_feature": (
             dims,
             grid_shaped(m / np.where(frobenius > 0, frobenius, np.nan)),
@@ -215,7 +219,7 @@ def _dataset(grid: Grid, candidates, setups: np.ndarray, fits: Fits) -> xr.Datas
         ),
         "superposition_onset": (
             dims[:-1],
-            superposition_onset(grid.density, represented, m).reshape(shape[:-1]),
+            superposition_onset(grid.density, count, m).reshape(shape[:-1]),
             {
                 "description": "largest density at which the optimum represents more features than neurons "
                 "(NaN: nowhere on the grid)"

@@ -87,6 +87,11 @@ def hidden_kurtosis(W, x, directions: int = 64, seed: int = 0) -> tuple[np.ndarr
     return np.nanmean(excess_kurtosis(h), -1), np.nanmean(excess_kurtosis(along), -1)
 
 
+def represented(W, tolerance: float = 0.0) -> np.ndarray:
+    """How many features have a column of W (..., m, n) longer than tolerance: shape (...)."""
+    return (feature_norms(W) > tolerance).sum(-1)
+
+
 def max_angle_to_neuron(W, tolerance: float = 1e-6) -> np.ndarray:
     """Largest angle (degrees) from a represented column of W (..., m, n) to its nearest neuron axis.
 

@@ -54,3 +54,9 @@ def test_neuron_alignment_and_hidden_kurtosis_see_the_privileged_basis():
     assert rotated[0] < rotated[1]
     # A Gaussian has excess kurtosis 0.
     assert abs(metrics.excess_kurtosis(rng.standard_normal(200_000))) < 0.05
+
+
+def test_represented_counts_the_nonzero_columns():
+    W = np.array([[[1.0, 0.0, 0.0], [0.0, 0.0, 1e-9]], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+    np.testing.assert_array_equal(metrics.represented(W), [2, 0])
+    assert metrics.represented(W[0], tolerance=1e-6) == 1
