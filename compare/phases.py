@@ -43,7 +43,7 @@ from theory.blocks import Antipodal, Dedicated, Parallel
 from theory.candidates import NAMED, catalogue
 from theory.diagram import phase_diagram
 from theory.geometries import Geometry
-from theory.metrics import polygon_name
+from theory.metrics import polygon_name, superposition_onset
 from theory.progress import Progress
 
 KIND = "tms-dropout phase comparison"
@@ -131,7 +131,7 @@ def _structures(labels: list[str], geometries: dict, index: np.ndarray, vertices
     return out.astype(str)
 
 
-def _near_boundary(phase: np.ndarray) -> np.ndarray:
+def near_boundary(phase: np.ndarray) -> np.ndarray:
     """(..., r, density) phase -> cells with a different phase among their 8 neighbours."""
     near = np.zeros(phase.shape, dtype=bool)
     padded = np.pad(phase, [(0, 0)] * (phase.ndim - 2) + [(1, 1), (1, 1)], mode="edge")
@@ -141,12 +141,6 @@ def _near_boundary(phase: np.ndarray) -> np.ndarray:
             shifted = padded[..., 1 + dr : 1 + dr + rows, 1 + dc : 1 + dc + cols]
             near |= shifted != phase
     return near
-
-
-def _edge(is_superposed: np.ndarray, density: np.ndarray) -> np.ndarray:
-    """(..., density) booleans -> the largest density with superposition (NaN if none)."""
-    values = np.where(is_superposed, density, -np.inf).max(-1)
-    return np.where(np.isfinite(values), values, np.nan)
 
 
 def _classify_many(job):
@@ -233,7 +227,7 @@ def compare_phases(
     # (p, density) when there is a single importance value.
     by_density = np.argsort(density)
     ordered = phase[..., by_density]
-    near = _near_boundary(ordered) if len(rs) > 1 else _near_boundary(ordered[:, 0, :])[:, None, :]
+    near = near_boundary(ordered) if len(rs) > 1 else near_boundary(ordered[:, 0, :])[:, None, :]
     near = near[..., np.argsort(by_density)]
     is_sup = superposed(labels, m, n)
     analytic_vertices = np.take_along_axis(analytic.vertex_order.values, phase[..., None, None], -2)[
@@ -329,11 +323,11 @@ def compare_phases(
             ),
             "edge_analytic": (
                 ("p", axis),
-                _edge(is_sup[phase], density),
+                superposition_onset(density, is_sup[phase]),
                 {"description": "largest density at which the analytic optimum superposes (NaN: none)"},
             ),
-            "edge_empirical": (("p", axis), _edge(is_sup[empirical], density)),
-            "edge_seed": (("seed", "p", axis), _edge(is_sup[label], density)),
+            "edge_empirical": (("p", axis), superposition_onset(density, is_sup[empirical])),
+            "edge_seed": (("seed", "p", axis), superposition_onset(density, is_sup[label])),
             "analytic_vertex_order": (
                 (*dims, "vertex"),
                 analytic_vertices,

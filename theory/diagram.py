@@ -219,7 +219,7 @@ def _dataset(grid: Grid, candidates, setups: np.ndarray, fits: Fits) -> xr.Datas
         ),
         "superposition_onset": (
             dims[:-1],
-            superposition_onset(grid.density, count, m).reshape(shape[:-1]),
+            superposition_onset(grid.density, count > m).reshape(shape[:-1]),
             {
                 "description": "largest density at which the optimum represents more features than neurons "
                 "(NaN: nowhere on the grid)"

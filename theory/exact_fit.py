@@ -58,10 +58,18 @@ class Family:
         return values[:, : m * n].reshape(N, m, n), values[:, m * n :], jac.reshape(N, m * n + n, P)
 
 
+@dataclass
+class ExactFits:
+    """Each (setup, family)'s least exact loss over its starts and its theta (None: no start)."""
+
+    loss: np.ndarray  # (S, F)
+    theta: list[list[np.ndarray | None]]  # [S][F]
+
+
 def fit_exact(
     families: list[Family], setups: list[Setup], start_sets: list[list[np.ndarray]], gtol: float = 1e-9
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each (setup, family)'s least exact loss over its starts: losses (S, F) and thetas [[theta]].
+) -> ExactFits:
+    """Each (setup, family)'s least exact loss over its starts (L-BFGS-B on the exact loss, lockstep).
 
     start_sets[s * F + f]: the starts of family f at setup s.
     """
@@ -97,7 +105,7 @@ def fit_exact(
     for (s, f, _), run in zip(jobs, runs, strict=True):
         if np.isfinite(run.fun) and run.fun < losses[s, f]:
             losses[s, f], thetas[s][f] = run.fun, run.x
-    return losses, thetas
+    return ExactFits(losses, thetas)
 
 
 def constrained(geometry: Geometry) -> Geometry:
@@ -232,7 +240,7 @@ def _fit_orders(
     """Fit every (setup, geometry, order) that has starts (start_sets[s, e, v])."""
     flat = sorted({(e, v) for _, e, v in start_sets})
     families = [group[e].family(v) for e, v in flat]
-    found, thetas = fit_exact(
+    fits = fit_exact(
         families, setups, [start_sets.get((s, e, v), []) for s in range(len(setups)) for e, v in flat]
     )
     loss = np.full((len(setups), len(group)), np.inf)
@@ -241,11 +249,11 @@ def _fit_orders(
     each = {}
     for s in range(len(setups)):
         for f, (e, v) in enumerate(flat):
-            if thetas[s][f] is None:
+            if fits.theta[s][f] is None:
                 continue
-            each[s, e, v] = group[e].canonical(v, thetas[s][f])
-            if found[s, f] < loss[s, e]:
-                loss[s, e], best[s, e], theta[s][e] = found[s, f], v, each[s, e, v]
+            each[s, e, v] = group[e].canonical(v, fits.theta[s][f])
+            if fits.loss[s, f] < loss[s, e]:
+                loss[s, e], best[s, e], theta[s][e] = fits.loss[s, f], v, each[s, e, v]
     return OrderFits(loss, theta, best, each)
 
 

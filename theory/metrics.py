@@ -106,11 +106,10 @@ def max_angle_to_neuron(W, tolerance: float = 1e-6) -> np.ndarray:
     return np.where(np.isfinite(out), out, np.nan)
 
 
-def superposition_onset(density, represented, n_hidden: int) -> np.ndarray:
-    """The largest density (last axis of represented (..., D)) at which more features are represented
-    than there are neurons; NaN where none is."""
-    inside = np.asarray(represented) > n_hidden
-    values = np.where(inside, np.asarray(density, dtype=float), -np.inf).max(-1)
+def superposition_onset(density, superposed) -> np.ndarray:
+    """The largest density (last axis of superposed (..., D): more features represented than there
+    are neurons) at which there is superposition; NaN where there is none."""
+    values = np.where(superposed, np.asarray(density, dtype=float), -np.inf).max(-1)
     return np.where(np.isfinite(values), values, np.nan)
 
 

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 
 from compare.phases import (
-    _edge,
-    _near_boundary,
     check_config,
     compare_phases,
     load_comparison,
+    near_boundary,
     shape_family,
     structure,
     summary,
@@ -18,6 +17,7 @@ from sim.sweep import initial_weights
 from tests.cli_helpers import run_cli
 from tests.theory.diagrams import diagram
 from theory import InputError, catalogue
+from theory.metrics import superposition_onset
 
 CONFIG = """
 [model]
@@ -37,16 +37,16 @@ steps = 2000
 
 def test_near_boundary_marks_both_sides_within_one_step():
     phase = np.array([[0, 0, 0, 1, 1], [0, 0, 0, 0, 1]])
-    near = _near_boundary(phase)
+    near = near_boundary(phase)
     expected = np.array([[0, 0, 1, 1, 1], [0, 0, 1, 1, 1]], dtype=bool)
     np.testing.assert_array_equal(near, expected)
-    assert not _near_boundary(np.zeros((3, 3), dtype=int)).any()
+    assert not near_boundary(np.zeros((3, 3), dtype=int)).any()
 
 
 def test_edge_is_the_largest_superposed_density():
     density = np.array([0.1, 0.3, 1.0])
     sup = np.array([[True, True, False], [False, False, False], [True, False, True]])
-    edge = _edge(sup, density)
+    edge = superposition_onset(density, sup)
     assert edge[0] == 0.3 and np.isnan(edge[1]) and edge[2] == 1.0
 
 

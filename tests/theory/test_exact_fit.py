@@ -113,7 +113,7 @@ def test_five_in_two_diagram_pentagon_at_p0_pairs_at_p04_and_exact_losses_agree(
     order = ds.vertex_order.sel(geometry="pentagon").values[1, 1]
     assert sorted(order) == [0, 1, 2, 3, 4] and tuple(order) != (0, 1, 2, 3, 4)
     setup = Setup(5, 2, sparsity=0.98, importance=DECAY, p=0.4)
-    default_order, _ = fit_exact([Family(pentagon)], [setup], [list(starts(pentagon))])
+    default_order = fit_exact([Family(pentagon)], [setup], [list(starts(pentagon))]).loss
     in_order = float(ds.loss.sel(geometry="pentagon").values[1, 1])
     assert in_order < default_order[0, 0] * (1 - 1e-3)
     # the stored optimum's W is that order: features counter-clockwise from feature 0
@@ -127,7 +127,7 @@ def test_five_in_two_diagram_pentagon_at_p0_pairs_at_p04_and_exact_losses_agree(
 def test_onset_and_angle_summaries():
     density = np.array([0.01, 0.1, 0.5])
     represented = np.array([[5, 5, 2], [4, 2, 2], [2, 2, 2]])
-    onset = superposition_onset(density, represented, n_hidden=2)
+    onset = superposition_onset(density, represented > 2)
     np.testing.assert_array_equal(onset[:2], [0.1, 0.01])
     assert np.isnan(onset[2])
     W = np.array([[[1.0, 0.0, np.cos(np.pi / 6), 0.0]], [[0.0, 1.0, np.sin(np.pi / 6), 0.0]]])[:, 0]
