@@ -29,6 +29,7 @@ import os
 import re
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ from compare.classification import UNCLASSIFIED, classify
 from sim.config import TrainConfig
 from sim.results import load, load_kind
 from sim.sweep import initial_weights, sweep
-from theory import InputError, Setup
+from theory import InputError
 from theory.blocks import Antipodal, Dedicated, Parallel
 from theory.candidates import NAMED, catalogue
 from theory.diagram import phase_diagram
@@ -149,14 +150,52 @@ def _classify_many(job):
     geometries = catalogue(n, m)
     labels, confidence, sharing = [], np.empty(len(setups)), np.empty((len(setups), n), dtype=bool)
     vertices = np.full((len(setups), n), -1)
-    for c, (sparsity, importance, p) in enumerate(setups):
-        setup = Setup(n, m, sparsity=sparsity, importance=importance, p=p)
+    for c, setup in enumerate(setups):
         result = classify(setup, W[c], b[c], geometries=geometries)
         labels.append(result.label)
         confidence[c] = result.confidence
         sharing[c] = [f.bias_sharing for f in result.features]
         vertices[c, : len(result.vertex_order)] = result.vertex_order
     return labels, confidence, sharing, vertices
+
+
+@dataclass(frozen=True)
+class GridLabels:
+    """Every trained model's classification, over (seed, *grid dims)."""
+
+    label: np.ndarray  # index into the labels
+    confidence: np.ndarray
+    bias_sharing: np.ndarray  # (..., feature)
+    vertex_order: np.ndarray  # (..., vertex): polygon features counter-clockwise, -1: none
+
+
+def classify_grid(config: TrainConfig, W: np.ndarray, b: np.ndarray, labels: list[str], progress=None):
+    """compare.classify on every model of a sweep, W (seed, *grid, m, n), b (seed, *grid, n), in worker
+    processes (spawned: torch and numba are not fork-safe) of about 200 models each."""
+    grid, n, m = config.grid, config.n_features, config.n_hidden
+    shape = W.shape[:-2]
+    index = {name: i for i, name in enumerate(labels)}
+    cells = grid.setups().reshape(shape[1:])
+    setups = [cells[cell[1:]] for cell in np.ndindex(*shape)]  # C order, as W and b reshape
+    tasks = np.array_split(np.arange(len(setups)), max(1, min(len(setups) // 200, 64)))
+    flat_W, flat_b = W.reshape(-1, m, n), b.reshape(-1, n)
+    jobs = [(n, m, [setups[c] for c in cells], flat_W[cells], flat_b[cells]) for cells in tasks]
+    workers = max(1, min(os.cpu_count() or 1, len(jobs)))
+    parts = []
+    with Progress(len(setups), "classify", "model", show=progress) as bar, ExitStack() as stack:
+        mapper = map
+        if workers > 1:
+            spawn = multiprocessing.get_context("spawn")
+            mapper = stack.enter_context(ProcessPoolExecutor(workers, mp_context=spawn)).map
+        for part in mapper(_classify_many, jobs):
+            parts.append(part)
+            bar.update(len(part[0]))
+    return GridLabels(
+        np.concatenate([[index[name] for name in part[0]] for part in parts]).astype(np.int64).reshape(shape),
+        np.concatenate([part[1] for part in parts]).reshape(shape),
+        np.concatenate([part[2] for part in parts]).reshape(shape + (n,)),
+        np.concatenate([part[3] for part in parts]).reshape(shape + (n,)),
+    )
 
 
 def analytic_diagram(config: TrainConfig, progress=None) -> xr.Dataset:
@@ -183,37 +222,18 @@ def compare_phases(
     analytic = analytic_diagram(config, progress=progress)
     geometry_names = [str(g) for g in analytic.geometry.values]
     labels = geometry_names + [UNCLASSIFIED]
-    index = {name: i for i, name in enumerate(labels)}
 
-    W = trained.W.values
-    b = trained.b.values
     # Each model's starting W (sim.sweep.initial_weights is deterministic per cell): evidence for
     # local minima, e.g. 2 features in 1 dim started with both weights of one sign.
     init_W = initial_weights(config, np.arange(config.n_cells)).reshape(shape + (m, n))
     log(f"classifying {int(np.prod(shape))} trained models")
-    setups = [
-        (float(grid.sparsity[i]), grid.importance_for(float(rs[j])), float(ps[k]))
-        for s, k, j, i in np.ndindex(*shape)  # C order, as W and b reshape below
-    ]
-    tasks = np.array_split(np.arange(len(setups)), max(1, min(len(setups) // 200, 64)))
-    flat_W, flat_b = W.reshape(-1, m, n), b.reshape(-1, n)
-    jobs = [(n, m, [setups[c] for c in cells], flat_W[cells], flat_b[cells]) for cells in tasks]
-    workers = max(1, min(os.cpu_count() or 1, len(jobs)))
-    parts = []
-    with Progress(len(setups), "classify", "model", show=progress) as bar, ExitStack() as stack:
-        mapper = map
-        if workers > 1:
-            spawn = multiprocessing.get_context("spawn")
-            mapper = stack.enter_context(ProcessPoolExecutor(workers, mp_context=spawn)).map
-        for part in mapper(_classify_many, jobs):
-            parts.append(part)
-            bar.update(len(part[0]))
-    label = np.concatenate([np.array([index[name] for name in p[0]], dtype=np.int64) for p in parts]).reshape(
-        shape
+    found = classify_grid(config, trained.W.values, trained.b.values, labels, progress)
+    label, confidence, bias_sharing, vertex_order = (
+        found.label,
+        found.confidence,
+        found.bias_sharing,
+        found.vertex_order,
     )
-    confidence = np.concatenate([p[1] for p in parts]).reshape(shape)
-    bias_sharing = np.concatenate([p[2] for p in parts]).reshape(shape + (n,))
-    vertex_order = np.concatenate([p[3] for p in parts]).reshape(shape + (n,))
     loss = trained.expected_loss.values  # (seed, p, r, density)
     best_seed = np.argmin(loss, axis=0)
     empirical = np.take_along_axis(label, best_seed[None], 0)[0]
