@@ -29,14 +29,27 @@ class LossMinimum:
 def minimize_loss(setup: Setup, n_starts: int = 24, seed: int = 0, scale: float = 1.0) -> LossMinimum:
     """Minimise theory.expected_loss over W and b from n_starts random starts.
 
-    Each start is its own L-BFGS-B run (minimize_lockstep), the runs' exact
+    Each start is its own L-BFGS-B run (minimize_from), the runs' exact
     evaluations batched. W starts N(0, scale^2), b starts 0.
     """
     if isinstance(n_starts, bool) or not isinstance(n_starts, int) or n_starts < 1:
         raise InputError(f"n_starts = {n_starts!r} is not allowed; it must be an integer >= 1")
     m, n = setup.n_hidden, setup.n_features
     rng = np.random.default_rng(seed)
-    x0 = np.concatenate([rng.normal(0.0, scale, (n_starts, m * n)), np.zeros((n_starts, n))], axis=1)
+    return minimize_from(setup, rng.normal(0.0, scale, (n_starts, m, n)), np.zeros((n_starts, n)))
+
+
+def minimize_from(setup: Setup, W, b) -> LossMinimum:
+    """Local minimisations of theory.expected_loss over W and b, one L-BFGS-B run per start.
+
+    W (S, m, n) and b (S, n): S starts, their exact evaluations batched
+    (minimize_lockstep). Returns the best end point and every start's final loss.
+    """
+    W, b = setup.check_parameters(W, b)
+    if W.ndim != 3 or b.shape != (len(W), setup.n_features):
+        raise InputError(f"W {W.shape} and b {b.shape} must be starts (S, m, n) and (S, n)")
+    m, n = setup.n_hidden, setup.n_features
+    x0 = np.concatenate([W.reshape(len(W), m * n), b], axis=1)
 
     def unpack(theta):
         theta = np.asarray(theta).reshape(-1, m * n + n)

@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.strategies import signed_magnitudes
 from theory.cube import truncated_power_moment
+from theory.testing.strategies import signed_magnitudes
 
 
 def reference(b, c, q):

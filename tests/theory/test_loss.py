@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.strategies import problems
 from theory import (
     Setup,
     expected_loss,
@@ -15,6 +14,8 @@ from theory import (
     expected_loss_bounds,
     monte_carlo_loss,
 )
+from theory.testing import check_loss, strategies
+from theory.testing.strategies import problems
 
 
 @settings(max_examples=40)
@@ -60,12 +61,14 @@ def linear_loss(setup, W, b):
     return reconstruction + variance
 
 
-@settings(max_examples=60)
-@given(problems(max_n=4, max_m=3))
-def test_linear_identity_where_relu_never_clips(problem):
-    setup, W, b = problem
-    W, b = np.abs(W), np.abs(b)  # W^T h + b >= 0 for every x and mask: ReLU is the identity
-    assert float(expected_loss(setup, W, b)) == pytest.approx(linear_loss(setup, W, b), rel=1e-10, abs=1e-13)
+def nonnegative_models(setup):
+    """Models with W, b >= 0: W^T h + b >= 0 for every x and mask, so the ReLU is the identity."""
+    return strategies.models(setup).map(lambda model: (np.abs(model[0]), np.abs(model[1])))
+
+
+def test_linear_identity_where_relu_never_clips():
+    report = check_loss(linear_loss, (2, 4), (1, 3), models=nonnegative_models, examples=60, rel=1e-10)
+    assert report.cases == 60
 
 
 @pytest.mark.parametrize("p", [0.0, 0.15, 0.4, 0.9])
@@ -79,7 +82,7 @@ def test_single_feature_under_dropout_closed_form(p, w):
 
 
 @settings(max_examples=20)
-@given(problems(max_n=3, max_m=2))
+@given(problems())
 def test_gradient_matches_finite_differences(problem):
     setup, W, b = problem
     # With every neuron dropped or no feature active, y = b: at b_i = 0 the

@@ -5,10 +5,9 @@ import itertools
 import mpmath
 import numpy as np
 from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 from theory import Setup, expected_loss
+from theory.testing.strategies import problems
 
 from .test_cube import reference as cube_reference
 
@@ -49,21 +48,8 @@ def reference_loss(setup: Setup, W, b) -> mpmath.mpf:
         return total
 
 
-@st.composite
-def hard_problems(draw):
-    n = draw(st.integers(1, 3))
-    m = draw(st.integers(1, 3))  # m > n included
-    sparsity = draw(arrays(float, n, elements=st.sampled_from([0.0, 0.3, 0.9, 0.999, 1.0])))
-    importance = draw(arrays(float, n, elements=st.sampled_from([0.0, 0.1, 1.0, 7.0])))
-    p = draw(st.sampled_from([0.0, 0.15, 0.4, 0.8, 0.95]))
-    scale = draw(st.sampled_from([1e-6, 0.1, 1.0, 5.0]))
-    W = draw(arrays(float, (m, n), elements=st.floats(-1, 1))) * scale
-    b = draw(arrays(float, n, elements=st.floats(-2, 2)))
-    return Setup(n, m, sparsity=sparsity, importance=importance, p=p), W, b
-
-
 @settings(max_examples=25)
-@given(hard_problems())
+@given(problems((1, 3), (1, 3), max_magnitude=5.0))  # m > n included
 def test_exact_loss_matches_high_precision_enumeration(problem):
     setup, W, b = problem
     exact = float(expected_loss(setup, W, b))
