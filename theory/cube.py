@@ -19,6 +19,8 @@ small coefficient. Here instead:
    but only at nodes whose range [o, o + sum(rest) + a_d] straddles 0. There
    a_d is at least 1/(#remaining) of the range, so the difference loses a
    bounded number of digits whatever the smaller coefficients are.
+   A node that straddles 0 with a pivot below TINY_PIVOT (1e-140) is 0 to
+   far below rounding, and is taken as 0.
 3. Any node whose range does not straddle 0 is either 0 (range <= 0) or a
    polynomial moment (range >= 0), E[(o + sum_j a_j u_j)^q], summed from
    positive terms only: sum_r C(q, r) o^(q-r) mu_r with mu_r the raw moments
@@ -35,6 +37,17 @@ from __future__ import annotations
 import math
 
 import torch
+
+#: A node that straddles 0 with a pivot at most this is taken as 0. Its range is at most k times the
+#: pivot, so its value is below (k 1e-140)^q and its derivatives below (k 1e-140)^(q-1): far under the
+#: rounding of any term the loss adds it to. Dividing by such a pivot is what would not be harmless:
+#: the derivative of the divided difference divides by its square, which underflows to 0 below 1e-154
+#: (0/0: NaN).
+TINY_PIVOT = 1e-140
+#: Forms whose scale max(|b|, |c_j|) is below this are evaluated rescaled to 1 (see truncated_power_moment).
+RESCALE_BELOW = 1e-30
+#: Forms of scale below this are 0 (within 1e-100 of the kink at b = 0, c = 0).
+ZERO_SCALE = 1e-100
 
 
 def _powers(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -66,6 +79,24 @@ def truncated_power_moment(offset: torch.Tensor, coef: torch.Tensor, q: int) -> 
     """
     if q < 1:
         raise ValueError(f"q = {q} is not allowed; the order must be an integer >= 1")
+    # J_q is homogeneous of degree q: J_q(s b, s c) = s^q J_q(b, c). A form of tiny scale is
+    # evaluated at scale 1 (a constant s, so autograd's derivatives are the true ones, each of its
+    # own degree); else its powers and the squared pivots of the derivatives would underflow (0/0).
+    # A form of scale below ZERO_SCALE is taken as 0, with zero derivatives: it lies within 1e-100 of
+    # b = 0, c = 0, the kink of the loss, where the derivative is the one from b < 0.
+    scale = torch.maximum(offset.abs(), coef.abs().amax(-1) if coef.shape[-1] else offset.abs()).detach()
+    if not bool((scale < RESCALE_BELOW).any()):
+        return _moment(offset, coef, q)
+    zero = scale < ZERO_SCALE
+    scale = torch.where((scale < RESCALE_BELOW) & ~zero, scale, torch.ones_like(scale))
+    # zero forms enter as exact zeros, so that no 0/0 of theirs reaches the derivatives
+    offset = torch.where(zero, torch.zeros_like(offset), offset / scale)
+    coef = torch.where(zero[..., None], torch.zeros_like(coef), coef / scale[..., None])
+    return _moment(offset, coef, q) * scale**q
+
+
+def _moment(offset: torch.Tensor, coef: torch.Tensor, q: int) -> torch.Tensor:
+    """truncated_power_moment for a form of any scale that does not underflow."""
     k = coef.shape[-1]
     dtype, device = coef.dtype, coef.device
     negative = coef < 0
@@ -123,12 +154,12 @@ def truncated_power_moment(offset: torch.Tensor, coef: torch.Tensor, q: int) -> 
         for r in range(1, order + 1):
             polynomial = torch.addcmul(weights[..., r : r + 1], polynomial, o_pos)
         pivot = a[..., d : d + 1]
-        safe_pivot = torch.where(pivot > 0, pivot, torch.ones_like(pivot))
+        safe_pivot = torch.where(pivot > TINY_PIVOT, pivot, torch.ones_like(pivot))
         half = 2**d
         divided = (value[..., half:] - value[..., :half]) / ((order + 1) * safe_pivot)
         hi = o + suffix[..., d : d + 1]
         value = torch.where(
-            hi <= 0,
+            (hi <= 0) | ((o < 0) & (pivot <= TINY_PIVOT)),
             torch.zeros_like(o),
             torch.where(o >= 0, polynomial, divided),
         )

@@ -230,7 +230,8 @@ def expected_loss_and_grad(setup: Setup, W, b) -> LossAndGrad:
 
     L is continuously differentiable except where y_i has an atom at 0: with
     every neuron dropped or no feature active, y_i = b_i, so L has a kink at
-    b_i = 0 exactly. There the derivative returned is the one from b_i < 0.
+    b_i = 0 exactly. There the derivative returned is the one from b_i < 0, and so it is within 1e-100
+    of the kink (theory.cube.ZERO_SCALE: where b_i and every coefficient of y_i are below 1e-100).
     """
     _check_exact(setup)
     loss, gW, gb = _evaluate(setup, W, b, setup.n_features, with_grad=True)

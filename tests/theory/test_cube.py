@@ -4,11 +4,12 @@ import itertools
 
 import mpmath
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory.cube import truncated_power_moment
+from theory.cube import ZERO_SCALE, truncated_power_moment
 from theory.testing.strategies import signed_magnitudes
 
 
@@ -91,3 +92,38 @@ def test_batched_evaluation_equals_one_at_a_time():
     batched = truncated_power_moment(torch.tensor(b), torch.tensor(c), 2).numpy()
     single = np.array([[J(b[i, j], c[i, j], 2) for j in range(3)] for i in range(7)])
     np.testing.assert_allclose(batched, single, rtol=1e-14, atol=0)
+
+
+def _value_and_second_derivative(b: float, c: list[float]) -> tuple[float, float, float]:
+    """J_2, dJ_2/db and d2J_2/db2 by autograd (the exact loss differentiates J_2 twice)."""
+    offset = torch.tensor(b, dtype=torch.float64, requires_grad=True)
+    value = truncated_power_moment(offset, torch.tensor(c, dtype=torch.float64), 2)
+    (first,) = torch.autograd.grad(value, offset, create_graph=True)
+    (second,) = torch.autograd.grad(first, offset)
+    return float(value.detach()), float(first.detach()), float(second)
+
+
+@settings(max_examples=80)
+@given(
+    b=st.floats(-2, 2, allow_nan=False),
+    c=st.lists(signed_magnitudes(-3, 0.5), min_size=1, max_size=4),
+    exponent=st.floats(-200, 0),
+)
+def test_homogeneous_down_to_tiny_scales_with_finite_derivatives(b, c, exponent):
+    # J_2(s b, s c) = s^2 J_2(b, c): its first derivative has degree 1, its second degree 0. Without
+    # rescaling, a scale below ~1e-154 squared to 0 in the derivatives of the divided differences (0/0).
+    s = 10.0**exponent
+    value, first, second = _value_and_second_derivative(b, c)
+    small = _value_and_second_derivative(s * b, [s * x for x in c])
+    assert all(np.isfinite(small))
+    if s * max(abs(b), *map(abs, c)) < ZERO_SCALE:  # within 1e-100 of the kink: 0, the left derivative
+        assert small == (0.0, 0.0, 0.0)
+        return
+    assert small[0] == pytest.approx(s**2 * value, rel=1e-9, abs=1e-300)
+    assert small[1] == pytest.approx(s * first, rel=1e-9, abs=1e-300)
+    assert small[2] == pytest.approx(second, rel=1e-9, abs=1e-12)
+
+
+def test_forms_within_1e_100_of_the_kink_are_zero_with_the_left_derivative():
+    for s in (1e-101, 1e-160, 1e-300, 5e-324):
+        assert _value_and_second_derivative(-s, [s, s, s]) == (0.0, 0.0, 0.0)

@@ -166,3 +166,20 @@ def test_padded_and_per_size_buckets_agree(monkeypatch):
     np.testing.assert_allclose(padded.loss, per_size.loss, rtol=1e-13)
     np.testing.assert_allclose(padded.grad_W, per_size.grad_W, rtol=1e-11, atol=1e-14)
     np.testing.assert_allclose(padded.grad_b, per_size.grad_b, rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "W, b",
+    [
+        # found by the strategies: y_0's whole form is about 1e-164 (below 1e-154 its squared pivots
+        # underflowed and the loss came out NaN), and a coefficient of 1e-305 beside ones of 1e-4
+        ([[1.37145179e-164, 1.0, 1.0, 1.0]], [-1.37145179e-164, 0.0, 0.0, 0.0]),
+        ([[1e-4, -1e-4, 1.79160737e-305, 0.0]], [0.0, 0.0, 0.0, 0.0]),
+    ],
+)
+def test_forms_of_tiny_scale_are_finite_and_continuous(W, b):
+    setup = Setup(4, 1, sparsity=0.0)
+    result = expected_loss_and_grad(setup, W, b)
+    assert np.isfinite(result.grad_W).all() and np.isfinite(result.grad_b).all()
+    rounded = np.where(np.abs(W) < 1e-100, 0.0, W), np.where(np.abs(b) < 1e-100, 0.0, b)
+    assert float(result.loss) == pytest.approx(float(expected_loss(setup, *rounded)), rel=1e-14)

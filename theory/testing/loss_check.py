@@ -185,8 +185,10 @@ def _run(cases, claim, admit, *, examples, rel, abs_tol, monte_carlo, seed, exac
     except (Unsatisfiable, FailedHealthCheck) as error:
         raise InputError(
             f"`where` rejected almost every drawn case ({tally.rejected} rejected, {tally.cases} accepted), "
-            "so hypothesis gave up; draw inside the assumptions instead (pass setups= or models= strategies "
-            f"that satisfy them), or loosen `where` [{type(error).__name__}]"
+            "so hypothesis gave up. Draw inside the assumptions instead: setups= a strategy of Setups, "
+            "models= a function setup -> strategy of (W, b) (st.just((W, b)) for one model); for a family "
+            "of W, b in a few parameters, check_geometry_loss with a Geometry "
+            f"[{type(error).__name__}]"
         ) from None
     reference = "theory.expected_loss" if exact else "Monte Carlo"
     return LossCheck(

@@ -7,7 +7,7 @@ at a small example.
 
 What "hard" means here, and why each case is drawn on purpose:
 
-- magnitudes over many decades in one W (1e-8 .. 3, and exact zeros): the
+- magnitudes over many decades in one W (1e-8 .. 10, and exact zeros): the
   exact loss divides by the smallest coefficient and cancels against it;
 - ties and near-ties: two columns of W equal, opposite, or equal up to 1e-9
   (two features in one direction, an antipodal pair);
@@ -108,18 +108,19 @@ def setups(
 
 @st.composite
 def models(
-    draw, setup: Setup, min_magnitude: float = 1e-8, max_magnitude: float = 3.0, hard: bool = True
+    draw, setup: Setup, min_magnitude: float = 1e-8, max_magnitude: float = 10.0, hard: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """(W, b) for setup: W (n_hidden, n_features), b (n_features,).
 
-    W's entries are 0 or of either sign, log-uniform in magnitude over
-    [min_magnitude, max_magnitude]; b's are 0, uniform on [-1, 1], or (hard) at
+    W's entries are 0, uniform on [-1.5, 1.5], or of either sign and log-uniform
+    in magnitude over [min_magnitude, max_magnitude]; b's are 0, uniform on [-1, 1], or (hard) at
     a ReLU kink. With hard, two columns of W are also often tied: equal,
     opposite, or equal up to NEAR_TIE.
     """
     m, n = setup.n_hidden, setup.n_features
     low, high = math.log10(min_magnitude), math.log10(max_magnitude)
-    W = np.array(draw(st.lists(signed_magnitudes(low, high), min_size=m * n, max_size=m * n))).reshape(m, n)
+    entry = st.one_of(st.just(0.0), st.floats(-1.5, 1.5), signed_magnitudes(low, high, zero=False))
+    W = np.array(draw(st.lists(entry, min_size=m * n, max_size=m * n))).reshape(m, n)
     if hard and n >= 2:
         tie = draw(st.sampled_from(["none", "equal", "opposite", "near"]))
         if tie != "none":
