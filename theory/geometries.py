@@ -58,6 +58,19 @@ class Geometry:
         W, b, _ = _block_parts(self.blocks, self.n_features, self.n_hidden)
         return W, b
 
+    def numeric_W_b(self, theta) -> tuple[np.ndarray, np.ndarray]:
+        """W (m, n) and b (n,) at parameters theta (in the order of parameters()), as numpy arrays."""
+        if self not in _NUMERIC:
+            W, b = self.matrices()
+            params = self.parameters()
+            _NUMERIC[self] = (sp.lambdify(params, W, "numpy"), sp.lambdify(params, b, "numpy"))
+        W_of, b_of = _NUMERIC[self]
+        theta = np.asarray(theta, dtype=float)
+        return (
+            np.asarray(W_of(*theta), dtype=float).reshape(self.n_hidden, self.n_features),
+            np.asarray(b_of(*theta), dtype=float).ravel(),
+        )
+
     def start(self) -> np.ndarray:
         """A default starting point: unit norms, zero biases, polygons at angle 0.1."""
         return np.array([{"norm": 1.0, "bias": 0.0, "angle": 0.1}[role] for role in self.roles()])
@@ -66,6 +79,9 @@ class Geometry:
         """Each parameter's role: 'norm' (>= 0), 'bias' or 'angle'."""
         return parameter_roles(self.parameters())
 
+
+#: numeric_W_b's compiled W(theta), b(theta), per geometry.
+_NUMERIC: dict[Geometry, tuple] = {}
 
 #: A parameter's role, read from its symbol's name (w_*, r_*: norms; b_*: biases; phi_*: angles).
 _ROLES = {"w": "norm", "r": "norm", "b": "bias", "phi": "angle"}
@@ -399,9 +415,6 @@ class ClosedForm:
         self.geometry = geometry
         cache = _BLOCK_FORMS if cache is None else cache
         self._params = geometry.parameters()
-        W, b = geometry.matrices()
-        self._W_numeric = sp.lambdify(self._params, W, "numpy")
-        self._b_numeric = sp.lambdify(self._params, b, "numpy")
         n = geometry.n_features
         parts, offset = [], 0
         for block in geometry.blocks:
@@ -421,11 +434,7 @@ class ClosedForm:
         return self._params
 
     def numeric_W_b(self, theta) -> tuple[np.ndarray, np.ndarray]:
-        theta = np.asarray(theta, dtype=float)
-        return (
-            np.asarray(self._W_numeric(*theta), dtype=float),
-            np.asarray(self._b_numeric(*theta), dtype=float).ravel(),
-        )
+        return self.geometry.numeric_W_b(theta)
 
     def _check(self, setup: Setup) -> None:
         g = self.geometry

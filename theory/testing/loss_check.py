@@ -145,7 +145,9 @@ def _compare(claimed: float, case: Case, tally: _Tally, rel: float, abs_tol: flo
     tally.cases += 1
 
 
-def _run(cases, claim, admit, *, examples, rel, abs_tol, monte_carlo, seed, exact: bool) -> LossCheck:
+def _run(cases, f, where, arguments, *, examples, rel, abs_tol, monte_carlo, seed, exact: bool) -> LossCheck:
+    """Draw cases, keep those where `where` holds, compare f with the reference; arguments(case) gives
+    (args, kwargs) for f and where."""
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
         raise InputError(f"examples = {examples!r} is not allowed; it must be an integer >= 1")
     if monte_carlo is not None and (
@@ -159,6 +161,13 @@ def _run(cases, claim, admit, *, examples, rel, abs_tol, monte_carlo, seed, exac
         )
     tally = _Tally()
 
+    def claim(case: Case) -> float:
+        args, kwargs = arguments(case)
+        return _as_float(_call(f, case, "the claimed loss", args, kwargs), case)
+
+    def admit(case: Case) -> bool:
+        return where is None or _call(where, case, "where", *arguments(case))
+
     @settings(
         max_examples=examples,
         database=None,
@@ -169,11 +178,10 @@ def _run(cases, claim, admit, *, examples, rel, abs_tol, monte_carlo, seed, exac
     )
     @given(cases)
     def run(case: Case) -> None:
-        if admit is not None:
-            inside = admit(case)
-            if not inside:
-                tally.rejected += 1
-            assume(bool(inside))
+        inside = admit(case)
+        if not inside:
+            tally.rejected += 1
+        assume(bool(inside))
         _compare(claim(case), case, tally, rel, abs_tol, monte_carlo)
 
     if seed is not None:
@@ -263,20 +271,11 @@ def check_loss(
         W, b = draw(models(setup))
         return Case(setup, np.asarray(W, dtype=float), np.asarray(b, dtype=float))
 
-    def claim(case: Case) -> float:
-        value = _call(f, case, "the claimed loss", (case.setup, case.W.copy(), case.b.copy()), {})
-        return _as_float(value, case)
-
-    admit = None
-    if where is not None:
-
-        def admit(case: Case) -> bool:
-            return _call(where, case, "where", (case.setup, case.W.copy(), case.b.copy()), {})
-
     return _run(
         cases(),
-        claim,
-        admit,
+        f,
+        where,
+        lambda case: ((case.setup, case.W.copy(), case.b.copy()), {}),
         examples=examples,
         rel=rel,
         abs_tol=abs,
@@ -354,19 +353,11 @@ def check_geometry_loss(
         model = draw(parameters(geometry))
         return Case(setup, model.W, model.b, dict(model.params), geometry.name)
 
-    def claim(case: Case) -> float:
-        return _as_float(_call(f, case, "the claimed loss", (case.setup,), dict(case.params)), case)
-
-    admit = None
-    if where is not None:
-
-        def admit(case: Case) -> bool:
-            return _call(where, case, "where", (case.setup,), dict(case.params))
-
     return _run(
         cases(),
-        claim,
-        admit,
+        f,
+        where,
+        lambda case: ((case.setup,), dict(case.params)),
         examples=examples,
         rel=rel,
         abs_tol=abs,

@@ -23,7 +23,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import sympy as sp
 from hypothesis import strategies as st
 
 from theory.blocks import antipodal, dedicated, free_polygon, ignore, irregular_polygon, parallel, polygon
@@ -202,22 +201,6 @@ class GeometryModel:
     b: np.ndarray
 
 
-_NUMERIC: dict[Geometry, tuple] = {}
-
-
-def numeric(geometry: Geometry):
-    """(W, b) as numpy functions of the geometry's parameters, compiled once per geometry."""
-    if geometry not in _NUMERIC:
-        W, b = geometry.matrices()
-        params = geometry.parameters()
-        _NUMERIC[geometry] = (sp.lambdify(params, W, "numpy"), sp.lambdify(params, b, "numpy"))
-    W_of, b_of = _NUMERIC[geometry]
-    return lambda theta: (
-        np.asarray(W_of(*theta), dtype=float).reshape(geometry.n_hidden, geometry.n_features),
-        np.asarray(b_of(*theta), dtype=float).ravel(),
-    )
-
-
 def _parameter(role: str, vertices: int) -> st.SearchStrategy[float]:
     if role == "norm":  # >= 0: 0 exactly, tiny, or order one
         return st.one_of(
@@ -240,5 +223,5 @@ def geometry_models(draw, geometry: Geometry) -> GeometryModel:
     params = geometry.parameters()
     vertices = max((len(block.features) for block in geometry.blocks), default=1)
     theta = [draw(_parameter(role, vertices)) for role in geometry.roles()]
-    W, b = numeric(geometry)(theta)
+    W, b = geometry.numeric_W_b(theta)
     return GeometryModel(geometry, {t.name: v for t, v in zip(params, theta, strict=True)}, W, b)
