@@ -89,17 +89,23 @@ def test_gradient_matches_finite_differences(problem):
     # loss has a kink (see expected_loss_and_grad), so keep b_i away from it.
     b = np.where(np.abs(b) < 1e-3, 0.5, b)
     result = expected_loss_and_grad(setup, W, b)
-    eps = 1e-6
+
+    def central(array, which, index, eps):
+        up, down = array.copy(), array.copy()
+        up[index] += eps
+        down[index] -= eps
+        args_up = (up, b) if which == "W" else (W, up)
+        args_down = (down, b) if which == "W" else (W, down)
+        return (expected_loss(setup, *args_up) - expected_loss(setup, *args_down)) / (2 * eps)
+
     for array, grad, which in ((W, result.grad_W, "W"), (b, result.grad_b, "b")):
         for index in np.ndindex(array.shape):
-            up, down = array.copy(), array.copy()
-            up[index] += eps
-            down[index] -= eps
-            args_up = (up, b) if which == "W" else (W, up)
-            args_down = (down, b) if which == "W" else (W, down)
-            numeric = (expected_loss(setup, *args_up) - expected_loss(setup, *args_down)) / (2 * eps)
-            # The loss is C^1, and piecewise smooth: allow the finite difference's own error.
-            assert grad[index] == pytest.approx(numeric, abs=2e-6 * (1 + abs(numeric)))
+            numeric = central(array, which, index, 1e-6)
+            # The loss is C^1 and piecewise smooth. Where its second derivative jumps (a ReLU kink at a
+            # corner of the cube, which the strategies draw) the difference is off by O(eps), not
+            # O(eps^2): allow that error, estimated by halving eps.
+            error = abs(numeric - central(array, which, index, 5e-7))
+            assert grad[index] == pytest.approx(numeric, abs=2e-6 * (1 + abs(numeric)) + 2 * error)
 
 
 def test_batched_and_broadcast_evaluation_equals_one_at_a_time():
