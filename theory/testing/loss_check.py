@@ -42,7 +42,7 @@ class LossCheck:
 
     cases: int
     rejected: int
-    worst_relative_error: float  # |f - L| / max(|L|, L0), L0 the loss of the zero model (loss_scale)
+    worst_relative_error: float  # |f - L| / max(|L|, L0, abs / rel), L0 the zero model's loss (loss_scale)
     worst_case: Case | None
     monte_carlo_cases: int
     worst_z: float  # largest |claimed - Monte Carlo| in standard errors (0 without Monte Carlo)
@@ -110,7 +110,8 @@ def _compare(claimed: float, case: Case, tally: _Tally, rel: float, abs_tol: flo
         exact = float(expected_loss(setup, W, b))
         error = abs(claimed - exact)
         scale = max(abs(exact), loss_scale(setup))
-        relative = error / scale if scale else (0.0 if error == 0 else math.inf)
+        # relative to the scale, or to abs / rel where that is larger (where abs is what allows it)
+        relative = error / max(scale, abs_tol / rel) if rel > 0 else error / max(scale, 1e-300)
         if not error <= rel * scale + abs_tol:  # also catches NaN
             share = f"{error / abs(exact):.3g} of it" if exact else "it is 0"
             lines = [
