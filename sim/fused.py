@@ -31,9 +31,8 @@ from __future__ import annotations
 from sim.kernel_run import Kernels, compile_kernels
 
 #: Largest n_features * n_hidden for which backend="auto" takes the fused kernel on CPU; larger models
-#: take sim.tiled. Measured on 2 cores, 2 in 1, 2,000 instances: densities uniform on [0.01, 1]
-#: (benchmarks/trainer_speed.py) fused 0.3x tiled; log-uniform on [0.01, 1] 0.5x; log-uniform on
-#: [0.001, 0.01] 8-11x (it skips the empty samples, tiled computes them). 5 in 2: fused 0.05x tiled.
+#: take sim.tiled. Both skip empty samples; on 2 cores (benchmarks/empty_samples.py) fused is 0.4x
+#: tiled when dense and 1.2-1.6x at densities 0.03-0.001 for 2 in 1 (1-2x for 5 in 2 below 0.01).
 #: Kept at 2 so that the 2-in-1 comparison sweeps (log-spaced densities down to 0.01) keep their stream.
 FUSED_MAX_SIZE = 2
 

@@ -76,14 +76,16 @@ def finish_step(
 
 @dataclass(frozen=True)
 class Kernels:
-    """A numba backend's two kernels, with the arguments in this module's docstring."""
+    """A numba backend's two kernels, with the arguments in this module's docstring, and the
+    P(empty sample) above which they skip empty samples (setup_arrays' sparse_above)."""
 
     train_block: object
     gradients: object
+    sparse_above: float = SPARSE_ABOVE
 
 
 def numba_kernels(backend: str, n: int, m: int) -> Kernels:
-    """The kernels of backend 'fused' (generated for (n, m)) or 'tiled'."""
+    """The kernels of backend 'fused' (generated for (n, m)) or 'tiled', for models of shape (n, m)."""
     if backend == "tiled":
         from sim.tiled import kernels
     else:
@@ -186,12 +188,12 @@ class Batches:
     loss: np.ndarray  # (instances, batches)
 
 
-def setup_arrays(setups):
+def setup_arrays(setups, sparse_above: float = SPARSE_ABOVE):
     """The kernels' per-instance inputs, in their argument order.
 
     density, 1 / density (0 where the density is 0), importance: (I, n); keep = 1 - p: (I,);
     how empty samples are drawn, mode (I,): DENSE (every sample drawn), SPARSE (empty samples
-    skipped, P(empty) > SPARSE_ABOVE) or NEVER (every sample empty); for SPARSE, 1 / log P(empty)
+    skipped, P(empty) > sparse_above) or NEVER (every sample empty); for SPARSE, 1 / log P(empty)
     (I,) and the law of the first active feature given one is active, its CDF over features
     0..n-2: P(first = j | some) = d_j prod_{i<j} (1 - d_i) / (1 - P(empty)), (I, max(n - 1, 1)).
     """
@@ -200,7 +202,7 @@ def setup_arrays(setups):
     importance = np.array([s.importance_array for s in setups], dtype=np.float64)
     keep = np.array([1.0 - s.p for s in setups], dtype=np.float64)
     p_empty = np.prod(1.0 - density, axis=1)
-    mode = np.where(p_empty >= 1.0, NEVER, np.where(p_empty > SPARSE_ABOVE, SPARSE, DENSE)).astype(np.int64)
+    mode = np.where(p_empty >= 1.0, NEVER, np.where(p_empty > sparse_above, SPARSE, DENSE)).astype(np.int64)
     sparse = mode == SPARSE
     inv_log_empty = np.zeros(len(setups))
     inv_log_empty[sparse] = 1.0 / np.log(p_empty[sparse])
@@ -220,8 +222,9 @@ def batch_gradients(setups, W, b, kernels: Kernels, *, batch: int, batches: int,
     out_gb = np.empty((instances, batches, n))
     out_loss = np.empty((instances, batches))
     kernels.gradients(
-        W, b, seed_states(seed, instances), *setup_arrays(setups), batch, batches, out_gW, out_gb, out_loss
-    )
+        W, b, seed_states(seed, instances), *setup_arrays(setups, kernels.sparse_above), batch, batches,
+        out_gW, out_gb, out_loss,
+    )  # fmt: skip
     return Batches(out_gW, out_gb, out_loss)
 
 
@@ -261,7 +264,7 @@ class KernelRun:
         self.exp_sq_W = np.zeros_like(self.W)
         self.exp_sq_b = np.zeros_like(self.b)
         self.states = seed_states(seed, instances)
-        self.arrays = setup_arrays(setups)
+        self.arrays = setup_arrays(setups, kernels.sparse_above)
         self._train_block = kernels.train_block
         self.batch, self.lr, self.weight_decay = int(batch), float(lr), float(weight_decay)
         steps = int(log_steps[-1]) + 1
