@@ -238,16 +238,12 @@ def expected_loss_and_grad(setup: Setup, W, b) -> LossAndGrad:
     return LossAndGrad(loss=loss, grad_W=gW, grad_b=gb)
 
 
-def expected_loss_and_grad_many(setups, W, b) -> LossAndGrad:
-    """Exact L and its gradients for B models, each with its own setup, in one batched evaluation.
-
-    setups: a sequence of B Setups of one shape (n_features, n_hidden) that
-    may differ in sparsity, importance and p; W (B, m, n), b (B, n). The
-    phase diagrams fit many cells at once this way.
-    """
+def check_many(setups, W, b) -> tuple[tuple[Setup, ...], np.ndarray, np.ndarray]:
+    """B setups of one shape, within the exact loss's reach, and W (B, m, n), b (B, n) for them; or an
+    InputError."""
     setups = tuple(setups)
-    if not setups:
-        raise InputError("expected_loss_and_grad_many needs at least one setup")
+    if not setups or not all(isinstance(s, Setup) for s in setups):
+        raise InputError("the exact loss of many models needs a sequence of theory.Setup, one per model")
     W, b = setups[0].check_parameters(W, b)
     shapes = {(s.n_features, s.n_hidden) for s in setups}
     if len(shapes) > 1:
@@ -259,6 +255,17 @@ def expected_loss_and_grad_many(setups, W, b) -> LossAndGrad:
             f"W {W.shape} and b {b.shape} must be (B, m, n) and (B, n) with B = {len(setups)}, one per setup"
         )
     _check_exact(setups[0])
+    return setups, W, b
+
+
+def expected_loss_and_grad_many(setups, W, b) -> LossAndGrad:
+    """Exact L and its gradients for B models, each with its own setup, in one batched evaluation.
+
+    setups: a sequence of B Setups of one shape (n_features, n_hidden) that
+    may differ in sparsity, importance and p; W (B, m, n), b (B, n). The
+    phase diagrams fit many cells at once this way.
+    """
+    setups, W, b = check_many(setups, W, b)
     loss, gW, gb = _evaluate(setups, W, b, setups[0].n_features, with_grad=True)
     return LossAndGrad(loss=loss, grad_W=gW, grad_b=gb)
 

@@ -1,0 +1,56 @@
+"""The compiled exact loss against theory.expected_loss (torch), the reference."""
+
+import numpy as np
+import pytest
+
+from theory import InputError, Setup, expected_loss
+from theory.compiled_loss import expected_loss_compiled, expected_loss_many_compiled
+from theory.testing import check_loss
+
+
+def test_compiled_loss_is_the_exact_loss_on_the_hard_cases():
+    # tiny, zero and large weights, tied columns, biases at ReLU kinks, density 0 and 1, p up to 0.95
+    report = check_loss(
+        lambda setup, W, b: float(expected_loss_compiled(setup, W, b)),
+        (1, 4),
+        (1, 3),
+        examples=150,
+        rel=1e-12,
+    )
+    assert report.cases == 150
+
+
+def test_each_model_at_its_own_setup():
+    rng = np.random.default_rng(1)
+    setups = [
+        Setup(3, 2, sparsity=rng.uniform(0, 1, 3), importance=rng.uniform(0.1, 2, 3), p=p)
+        for p in (0.0, 0.15, 0.4, 0.9)
+    ]
+    W, b = rng.normal(size=(4, 2, 3)), rng.normal(scale=0.3, size=(4, 3))
+    many = expected_loss_many_compiled(setups, W, b)
+    one_by_one = [float(expected_loss(s, W[k], b[k])) for k, s in enumerate(setups)]
+    np.testing.assert_allclose(many, one_by_one, rtol=1e-13)
+    batched = expected_loss_compiled(setups[1], W, b[0])  # b broadcast against W's batch
+    np.testing.assert_allclose(batched, expected_loss(setups[1], W, b[0]), rtol=1e-13)
+
+
+def test_forms_of_tiny_scale_as_the_reference():
+    setup = Setup(4, 1, sparsity=0.0)
+    for W, b in (
+        ([[1.37145179e-164, 1.0, 1.0, 1.0]], [-1.37145179e-164, 0.0, 0.0, 0.0]),
+        ([[1e-40, 1.0, 1.0, 1.0]], [-1e-40, 0.0, 0.0, 0.0]),  # rescaled below 1e-30
+        ([[1e-4, -1e-4, 1.79160737e-305, 0.0]], [0.0, 0.0, 0.0, 0.0]),
+    ):
+        assert float(expected_loss_compiled(setup, W, b)) == pytest.approx(
+            float(expected_loss(setup, W, b)), rel=1e-14
+        )
+
+
+def test_bad_input_is_one_clear_error():
+    setup = Setup(2, 1, sparsity=0.5)
+    with pytest.raises(InputError, match="W has shape"):
+        expected_loss_compiled(setup, [[1.0, 2.0, 3.0]], [0.0, 0.0])
+    with pytest.raises(InputError, match="too large for the exact loss"):
+        expected_loss_compiled(Setup(13, 1), np.zeros((1, 13)), np.zeros(13))
+    with pytest.raises(InputError, match="different shapes"):
+        expected_loss_many_compiled([setup, Setup(3, 1)], np.zeros((2, 1, 2)), np.zeros((2, 2)))
