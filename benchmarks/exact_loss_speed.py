@@ -6,8 +6,8 @@ Unbatched: one (W, b) per call. Batched: --batch models per call, counted as
 that many evaluations. The Monte Carlo estimate (theory.monte_carlo_loss,
 numpy) of the same loss at 1e6 samples is timed in the same run, with its
 standard error beside the exact value's distance from it. Then the compiled
-value (theory.compiled_loss, numba) beside the torch one on the same models,
-with their largest relative difference.
+loss (theory.compiled_loss, numba), value and value with gradient, beside the
+torch ones on the same models, with their largest difference.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from theory import Setup, expected_loss, expected_loss_and_grad, monte_carlo_loss
-from theory.compiled_loss import expected_loss_compiled
+from theory.compiled_loss import expected_loss_and_grad_compiled, expected_loss_compiled
 
 SIZES = [(2, 1), (3, 2), (5, 2), (6, 2)]
 COMPILED_SIZES = [(2, 1), (3, 2), (5, 2), (6, 2), (8, 3)]
@@ -73,29 +73,39 @@ def main():
         )
     print("exact vs MC: how many times faster one exact evaluation is than one 1e6-sample estimate,")
     print("whose standard error is ~1e-3 relative; the exact value is exact to ~1e-12.")
-    print("the loss's value, compiled (theory.compiled_loss) against torch (theory.expected_loss):")
-    print(f"{'(n, m)':>7} {'torch/s':>9} {'compiled/s':>11} {'ratio':>6} {'batched torch/s':>16} "
-          f"{'compiled/s':>11} {'ratio':>6} {'max rel diff':>13}")  # fmt: skip
+    print("compiled (theory.compiled_loss) against torch (theory.expected_loss[_and_grad]), same models:")
+    print(f"{'(n, m)':>7} {'':>14} {'torch/s':>9} {'compiled/s':>11} {'ratio':>6} {'batched torch/s':>16} "
+          f"{'compiled/s':>11} {'ratio':>6} {'max diff':>9}")  # fmt: skip
     for n, m in COMPILED_SIZES:
         setup = Setup(n, m, sparsity=0.7, importance=0.9 ** np.arange(n), p=0.4)
         batch = args.batch if n < 8 else 16
         W = rng.normal(scale=0.7, size=(batch, m, n))
         b = rng.normal(scale=0.1, size=(batch, n))
-        times = {}
-        for name, fn in (("torch", expected_loss), ("compiled", expected_loss_compiled)):
-            times[name] = (
-                best_time(lambda fn=fn, setup=setup, W=W, b=b: fn(setup, W[0], b[0]), args.repeats),
-                best_time(lambda fn=fn, setup=setup, W=W, b=b: fn(setup, W, b), args.repeats) / batch,
+        pairs = {
+            "value": (expected_loss, expected_loss_compiled),
+            "with gradient": (expected_loss_and_grad, expected_loss_and_grad_compiled),
+        }
+        for what, (torch_fn, compiled_fn) in pairs.items():
+            times = []
+            for fn in (torch_fn, compiled_fn):
+                times.append(
+                    (
+                        best_time(lambda fn=fn, setup=setup, W=W, b=b: fn(setup, W[0], b[0]), args.repeats),
+                        best_time(lambda fn=fn, setup=setup, W=W, b=b: fn(setup, W, b), args.repeats) / batch,
+                    )
+                )
+            reference, compiled = torch_fn(setup, W, b), compiled_fn(setup, W, b)
+            if what == "value":
+                difference = np.max(np.abs(compiled - reference) / reference)
+            else:
+                difference = max(np.max(np.abs(compiled.grad_W - reference.grad_W)),
+                                 np.max(np.abs(compiled.grad_b - reference.grad_b)))  # fmt: skip
+            (t1, tb), (c1, cb) = times
+            print(
+                f"{str((n, m)):>7} {what:>14} {1 / t1:9.1f} {1 / c1:11.1f} {t1 / c1:5.0f}x {1 / tb:16.1f} "
+                f"{1 / cb:11.1f} {tb / cb:5.1f}x {difference:9.1e}"
             )
-        difference = np.max(
-            np.abs(expected_loss_compiled(setup, W, b) - expected_loss(setup, W, b))
-            / expected_loss(setup, W, b)
-        )
-        (t1, tb), (c1, cb) = times["torch"], times["compiled"]
-        print(
-            f"{str((n, m)):>7} {1 / t1:9.1f} {1 / c1:11.1f} {t1 / c1:5.0f}x {1 / tb:16.1f} {1 / cb:11.1f} "
-            f"{tb / cb:5.1f}x {difference:13.1e}"
-        )
+    print("max diff: the value's largest relative difference; the gradient's largest absolute one.")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,18 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
 
-from theory import InputError, Setup, expected_loss
-from theory.compiled_loss import expected_loss_compiled, expected_loss_many_compiled
+from theory import InputError, Setup, expected_loss, expected_loss_and_grad
+from theory.compiled_loss import (
+    expected_loss_and_grad_compiled,
+    expected_loss_and_grad_many_compiled,
+    expected_loss_compiled,
+    expected_loss_many_compiled,
+)
 from theory.testing import check_loss
+from theory.testing.loss_check import loss_scale
+from theory.testing.strategies import problems
 
 
 def test_compiled_loss_is_the_exact_loss_on_the_hard_cases():
@@ -54,3 +62,38 @@ def test_bad_input_is_one_clear_error():
         expected_loss_compiled(Setup(13, 1), np.zeros((1, 13)), np.zeros(13))
     with pytest.raises(InputError, match="different shapes"):
         expected_loss_many_compiled([setup, Setup(3, 1)], np.zeros((2, 1, 2)), np.zeros((2, 2)))
+
+
+@settings(max_examples=150)
+@given(problems((1, 4), (1, 3)))
+def test_compiled_gradient_is_the_exact_gradient_on_the_hard_cases(problem):
+    setup, W, b = problem
+    reference = expected_loss_and_grad(setup, W, b)
+    compiled = expected_loss_and_grad_compiled(setup, W, b)
+    assert float(compiled.loss) == pytest.approx(
+        float(reference.loss), rel=1e-12, abs=1e-14 * (1 + loss_scale(setup))
+    )
+    size = 1 + max(np.abs(reference.grad_W).max(), np.abs(reference.grad_b).max())
+    np.testing.assert_allclose(compiled.grad_W, reference.grad_W, rtol=0, atol=1e-11 * size)
+    np.testing.assert_allclose(compiled.grad_b, reference.grad_b, rtol=0, atol=1e-11 * size)
+
+
+def test_compiled_gradient_many_setups_and_finite_differences():
+    rng = np.random.default_rng(2)
+    setups = [
+        Setup(3, 2, sparsity=rng.uniform(0, 1, 3), importance=rng.uniform(0.1, 2, 3), p=p) for p in (0.0, 0.4)
+    ]
+    W, b = rng.normal(size=(2, 2, 3)), rng.normal(scale=0.3, size=(2, 3))
+    many = expected_loss_and_grad_many_compiled(setups, W, b)
+    for k, setup in enumerate(setups):
+        one = expected_loss_and_grad(setup, W[k], b[k])
+        np.testing.assert_allclose(many.grad_W[k], one.grad_W, atol=1e-13)
+        np.testing.assert_allclose(many.grad_b[k], one.grad_b, atol=1e-13)
+        eps = 1e-6
+        up, down = W[k].copy(), W[k].copy()
+        up[1, 2] += eps
+        down[1, 2] -= eps
+        numeric = (expected_loss_compiled(setup, up, b[k]) - expected_loss_compiled(setup, down, b[k])) / (
+            2 * eps
+        )
+        assert many.grad_W[k, 1, 2] == pytest.approx(float(numeric), rel=1e-6, abs=1e-9)
