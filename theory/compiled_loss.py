@@ -15,8 +15,8 @@ With grad, the pass also carries the gradients of both in (b, c) (vector
 forward mode: k + 1 components per node), so the loss's gradient
 d/d(b, c) [J_2 - dJ_2/dc_i] comes out of the same pass, and the chain through
 M = W^T diag(mask) W / (1 - p) gives dL/dW. theory.loss stays the reference it
-is tested against (tests/theory/test_compiled_loss.py); the fits do not use
-this yet.
+is tested against (tests/theory/test_compiled_loss.py). The exact-loss fits
+(theory.exact_fit) and the global search (theory.optimize) run on it.
 """
 
 from __future__ import annotations

@@ -243,9 +243,7 @@ def check_many(setups, W, b) -> tuple[tuple[Setup, ...], np.ndarray, np.ndarray]
     InputError."""
     setups = tuple(setups)
     if not setups or not all(isinstance(s, Setup) for s in setups):
-        raise InputError(
-            "the exact loss of many models needs at least one setup, a theory.Setup per model"
-        )
+        raise InputError("the exact loss of many models needs at least one setup, a theory.Setup per model")
     W, b = setups[0].check_parameters(W, b)
     shapes = {(s.n_features, s.n_hidden) for s in setups}
     if len(shapes) > 1:

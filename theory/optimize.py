@@ -1,4 +1,7 @@
-"""Global minimisation of the exact loss over all of W and b, by multistart L-BFGS."""
+"""Global minimisation of the exact loss over all of W and b, by multistart L-BFGS.
+
+The loss and its gradient come from theory.compiled_loss (numba), held against theory.loss.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import OptimizeResult, minimize
 
+from theory.compiled_loss import expected_loss_and_grad_compiled
 from theory.errors import InputError
-from theory.loss import expected_loss_and_grad
 from theory.setup import Setup
 
 
@@ -57,7 +60,7 @@ def minimize_from(setup: Setup, W, b) -> LossMinimum:
 
     def evaluate(xs, rows):
         W, b = unpack(np.stack(xs))
-        result = expected_loss_and_grad(setup, W, b)
+        result = expected_loss_and_grad_compiled(setup, W, b)
         return result.loss, np.concatenate([result.grad_W.reshape(len(xs), -1), result.grad_b], axis=1)
 
     runs = minimize_lockstep(evaluate, x0, options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-11})
