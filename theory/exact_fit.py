@@ -2,7 +2,7 @@
 
 A polygon under dropout meets dozens of ReLU regimes, each costly to derive
 symbolically, so geometries with a polygon block are fitted on the exact loss
-itself: its gradient with respect to W and b (theory.compiled_loss, held against theory.loss),
+itself: its gradient with respect to W and b (theory.loss.expected_loss_and_grad_many),
 chained through the sympy Jacobian of W(theta), b(theta), one L-BFGS-B run per
 (row, geometry, vertex order, start), all runs' evaluations batched
 (theory.optimize.minimize_lockstep). Along the density axis (the last axis of
@@ -25,9 +25,9 @@ import sympy as sp
 
 from theory.blocks import Block
 from theory.closed_fit import starts
-from theory.compiled_loss import expected_loss_and_grad_many_compiled
 from theory.fits import Fits
 from theory.geometries import Geometry, polygon_blocks, polygon_vertices, vertex_variants
+from theory.loss import expected_loss_and_grad_many
 from theory.optimize import minimize_lockstep
 from theory.progress import Progress
 from theory.setup import Setup
@@ -90,7 +90,7 @@ def fit_exact(
             W[mine], b[mine], jac = families[f](np.stack([xs[k] for k in mine]))
             for k, J in zip(mine, jac, strict=True):
                 jacobians[k] = J
-        result = expected_loss_and_grad_many_compiled([setups[jobs[row][0]] for row in rows], W, b)
+        result = expected_loss_and_grad_many([setups[jobs[row][0]] for row in rows], W, b)
         entries = np.concatenate([result.grad_W.reshape(len(rows), -1), result.grad_b], axis=1)
         return result.loss, [entries[k] @ jacobians[k] for k in range(len(rows))]
 
