@@ -9,8 +9,10 @@ from compare import UNCLASSIFIED, classify
 from compare.classification import EXCESS_MAX, RESIDUAL_MAX
 from theory import InputError, Setup, catalogue, optimal
 from theory.closed_fit import closed_form
+from theory.testing import strategies
 
 DENSITY = 0.2
+NOISE = 0.004
 
 
 def _catalogue_model(geometry, rng):
@@ -39,15 +41,21 @@ def _symmetry(m, rng):
 
 
 @settings(max_examples=25, deadline=None)
-@given(shape=st.sampled_from([(2, 1), (3, 2)]), index=st.integers(0, 8), seed=st.integers(0, 2**16))
-def test_noisy_catalogue_models_are_classified_back(shape, index, seed):
-    n, m = shape
-    geometries = catalogue(n, m)
-    geometry = geometries[index % len(geometries)]
+@given(
+    # the free triangles are left out: at random vertices they are any three vectors in the plane
+    geometry=st.sampled_from([(2, 1), (3, 2)])
+    .flatmap(lambda shape: strategies.geometries(*shape))
+    .filter(lambda g: "free" not in g.name),
+    seed=st.integers(0, 2**16),
+)
+def test_noisy_catalogue_models_are_classified_back(geometry, seed):
+    n, m = geometry.n_features, geometry.n_hidden
     rng = np.random.default_rng(seed)
     W, b = _catalogue_model(geometry, rng)
-    W = _symmetry(m, rng) @ W + rng.normal(0, 0.005, W.shape)
-    b = b + rng.normal(0, 0.005, b.shape)
+    # noise of 0.004: at 0.005 a regular triangle's loss excess crosses EXCESS_MAX (1e-3) in about 1.7% of
+    # draws (5 of seeds 0-299), and it is classified as the free-vertex triangle, as the rule says it should
+    W = _symmetry(m, rng) @ W + rng.normal(0, NOISE, W.shape)
+    b = b + rng.normal(0, NOISE, b.shape)
     setup = Setup(n, m, sparsity=1 - DENSITY, p=0.2)
     result = classify(setup, W, b)
     assert result.label == geometry.name, (result.label, result.residual, result.loss_excess)
