@@ -57,9 +57,25 @@ def _jet(b, c, k, seed, grad, binom, work, out_g, out_h):
     With grad, also their gradients in (b, c_0, .., c_{k-1}): out_g = grad J_2, out_h = grad dJ_2/dc_seed
     (k + 1 each). work: _scratch(n).
     """
-    a, a_dot, a_g, lo_g, mu, mu_dot, mu_g, mu_dg, off, off_dot, off_g, val, val_dot, val_g, val_dg, powers = (
-        work
-    )
+    (
+        a,
+        a_dot,
+        src,
+        sgn,
+        lo_g,
+        mu,
+        mu_dot,
+        mu_g,
+        mu_dg,
+        off,
+        off_dot,
+        off_g,
+        val,
+        val_dot,
+        val_g,
+        val_dg,
+        powers,
+    ) = work
     q = 2
     width = k + 1
     if grad:
@@ -92,28 +108,17 @@ def _jet(b, c, k, seed, grad, binom, work, out_g, out_h):
                 lo_g[1 + j] = 1.0
         a[j] = sign * cj
         a_dot[j] = sign * d
-        if grad:
-            for x in range(width):
-                a_g[j, x] = 0.0
-            a_g[j, 1 + j] = sign
+        # grad a_j is sign at component 1 + j (c_j) and 0 elsewhere: kept as (src, sgn)
+        src[j] = 1 + j
+        sgn[j] = sign
     # largest first (insertion sort, k <= 12), carrying tangents and gradients
     for j in range(1, k):
-        x_val, x_dot = a[j], a_dot[j]
-        if grad:
-            for x in range(width):
-                lo_g_tmp = a_g[j, x]
-                off_g[0, x] = lo_g_tmp  # off_g[0] as a spare row
+        x_val, x_dot, x_src, x_sgn = a[j], a_dot[j], src[j], sgn[j]
         i = j - 1
         while i >= 0 and a[i] < x_val:
-            a[i + 1], a_dot[i + 1] = a[i], a_dot[i]
-            if grad:
-                for x in range(width):
-                    a_g[i + 1, x] = a_g[i, x]
+            a[i + 1], a_dot[i + 1], src[i + 1], sgn[i + 1] = a[i], a_dot[i], src[i], sgn[i]
             i -= 1
-        a[i + 1], a_dot[i + 1] = x_val, x_dot
-        if grad:
-            for x in range(width):
-                a_g[i + 1, x] = off_g[0, x]
+        a[i + 1], a_dot[i + 1], src[i + 1], sgn[i + 1] = x_val, x_dot, x_src, x_sgn
     # raw moments mu[d, r] = E[(sum_{j >= d} a_j u_j)^r], r <= q + d, from the smallest coefficient up
     top = q + k
     for r in range(top + 1):
@@ -126,7 +131,7 @@ def _jet(b, c, k, seed, grad, binom, work, out_g, out_h):
     mu[k, 0] = 1.0
     for d in range(k - 1, -1, -1):
         size = q + d + 1
-        ad, add = a[d], a_dot[d]
+        ad, add, ad_src, ad_sgn = a[d], a_dot[d], src[d], sgn[d]
         powers[0] = 1.0  # a_d^s
         for s in range(1, size + 1):
             powers[s] = powers[s - 1] * ad
@@ -146,7 +151,7 @@ def _jet(b, c, k, seed, grad, binom, work, out_g, out_h):
                 total_dot += weight * (power_1 * add * old + power * old_dot)
                 if grad:
                     for x in range(width):
-                        ag = a_g[d, x]
+                        ag = ad_sgn if x == ad_src else 0.0
                         mu_g[d, r, x] += weight * (power_1 * ag * old + power * mu_g[d + 1, r - s, x])
                         mu_dg[d, r, x] += weight * (
                             power_2 * add * ag * old
@@ -168,7 +173,8 @@ def _jet(b, c, k, seed, grad, binom, work, out_g, out_h):
             off_dot[half + t] = off_dot[t] + a_dot[d]
             if grad:
                 for x in range(width):
-                    off_g[half + t, x] = off_g[t, x] + a_g[d, x]
+                    off_g[half + t, x] = off_g[t, x]
+                off_g[half + t, src[d]] += sgn[d]
     leaves = 1 << k
     power = q + k
     for t in range(leaves):
@@ -241,7 +247,7 @@ def _jet(b, c, k, seed, grad, binom, work, out_g, out_h):
                 value_dot = (hi_d - lo_d) / denominator - value * pivot_dot / pivot
                 if grad:
                     for x in range(width):
-                        ag = a_g[d, x]
+                        ag = sgn[d] if x == src[d] else 0.0
                         g = (val_g[half + t, x] - val_g[t, x]) / denominator - value * ag / pivot
                         val_dg[t, x] = (
                             (val_dg[half + t, x] - val_dg[t, x]) / denominator
@@ -263,7 +269,7 @@ def _scratch(n):
     """_jet's work arrays for forms of up to n coefficients."""
     w = n + 1
     return (
-        np.empty(n), np.empty(n), np.empty((n, w)), np.empty(w),  # a, a_dot, a_g, lo_g
+        np.empty(n), np.empty(n), np.empty(n, np.int64), np.empty(n), np.empty(w),  # a, a_dot, src, sgn, lo_g
         np.empty((n + 1, n + 3)), np.empty((n + 1, n + 3)),  # mu, mu_dot
         np.empty((n + 1, n + 3, w)), np.empty((n + 1, n + 3, w)),  # mu_g, mu_dg
         np.empty(1 << n), np.empty(1 << n), np.empty((1 << n, w)),  # off, off_dot, off_g
