@@ -28,7 +28,7 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
-from sim.splitmix import seed_states
+from sim.splitmix import seed_states, uniform
 from theory import storage
 
 #: A batch whose samples are empty (no active feature) with probability above this skips them
@@ -36,6 +36,23 @@ from theory import storage
 SPARSE_ABOVE = 0.5
 #: setup_arrays' mode: how a batch's empty samples are drawn.
 DENSE, SPARSE, NEVER = 0, 1, 2
+
+
+@nb.njit(inline="always")
+def next_nonempty(state, first_cdf, n, batch, done, empty, inv_log_empty):
+    """The next non-empty sample of a SPARSE batch (setup_arrays): a geometric gap of empty samples
+    before it (counted, not drawn), then its first active feature from first_cdf (features 0..n-2;
+    n - 1 if none of them). Returns (state, its first active feature, or -1 if the batch ends before
+    it; batch positions done; empty samples so far). Both numba backends draw empty samples so."""
+    state, u = uniform(state)
+    skip = int(math.log1p(-u) * inv_log_empty)
+    if skip >= batch - done:
+        return state, -1, batch, empty + batch - done
+    state, u = uniform(state)
+    first = 0
+    while first < n - 1 and u >= first_cdf[first]:
+        first += 1
+    return state, first, done + skip + 1, empty + skip
 
 
 @nb.njit(inline="always")

@@ -34,14 +34,13 @@ picks it on CPU for models with n * m > sim.fused.FUSED_MAX_SIZE.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import numba as nb
 import numpy as np
 
-from sim.kernel_run import NEVER, SPARSE, Kernels, compile_kernels
-from sim.splitmix import GOLDEN, mix, uniform
+from sim.kernel_run import NEVER, SPARSE, Kernels, compile_kernels, next_nonempty
+from sim.splitmix import GOLDEN, mix
 
 #: Samples per tile. The tile's working set is about (2 n + 2 m + 4) * TILE * 4 bytes
 #: (20 features, 5 hidden: 27 KiB), inside a core's L1/L2 cache.
@@ -75,7 +74,7 @@ def batch_gradient(
     (docs/model.md, the loss L); the gradient is that of L / n. `work` holds the tile
     buffers (tile_buffers). mode, inv_log_empty, first_cdf: the law of the empty
     samples (sim.kernel_run.setup_arrays); with mode SPARSE a tile holds only
-    non-empty samples (fill_sparse_tile), the empty ones are counted.
+    non-empty samples (_sparse_slots), the empty ones are counted.
     """
     U, X, S, H, A, D, Y, L, W32, b32, d32, id32, imp32, first = work
     m, n = W.shape
@@ -99,7 +98,9 @@ def batch_gradient(
     done = empty
     while done < batch:
         if mode == SPARSE:
-            state, T, done, empty = _sparse_slots(state, first, first_cdf, inv_log_empty, batch, done, empty)
+            state, T, done, empty = _sparse_slots(
+                state, first, first_cdf, n, inv_log_empty, batch, done, empty
+            )
             if T == 0:
                 break
             state = _draw(state, U, pairs)
@@ -188,26 +189,15 @@ def batch_gradient(
 
 
 @nb.njit(inline="always")
-def _sparse_slots(state, first, first_cdf, inv_log_empty, batch, done, empty):
-    """The next tile's non-empty samples, as sim.fused draws them: before each, a geometric number of
-    empty samples (counted, not drawn), then its first active feature from first_cdf. Returns
+def _sparse_slots(state, first, first_cdf, n, inv_log_empty, batch, done, empty):
+    """The next tile's non-empty samples (sim.kernel_run.next_nonempty, up to TILE of them). Returns
     (state, samples in the tile, batch positions done, empty samples so far); first[t] is sample t's
     first active feature."""
-    n_first = first_cdf.shape[0]
     T = 0
     while T < TILE and done < batch:
-        state, u = uniform(state)
-        skip = int(math.log1p(-u) * inv_log_empty)
-        if skip >= batch - done:
-            empty += batch - done
-            done = batch
+        state, f, done, empty = next_nonempty(state, first_cdf, n, batch, done, empty, inv_log_empty)
+        if f < 0:
             break
-        empty += skip
-        done += skip + 1
-        state, u = uniform(state)
-        f = 0
-        while f < n_first and u >= first_cdf[f]:
-            f += 1
         first[T] = f
         T += 1
     return state, T, done, empty
@@ -269,7 +259,7 @@ def sparse_above(n: int, m: int) -> float:
     return 1.0 / (1.1 + 0.018 * n * m)
 
 
-def kernels(n: int = 0, m: int = 0) -> Kernels:
+def kernels(n: int, m: int) -> Kernels:
     """This backend's kernels (one pair for every shape), as sim.kernel_run runs them, with the
     sparse_above of shape (n, m)."""
     if not _KERNELS:

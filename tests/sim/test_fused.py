@@ -24,6 +24,7 @@ GRADIENT_CASES = [("fused", *case, 1024) for case in CASES] + [
     ("tiled", 5, 2, 0.1, 0.2, 200),
     ("tiled", 8, 3, 0.02, 0.3, 1000),
     ("tiled", 2, 1, 0.0, 0.4, 300),
+    ("tiled", 1, 1, 0.05, 0.4, 1024),
 ]
 
 
