@@ -16,11 +16,7 @@ forward mode: k + 1 components per node), so the loss's gradient
 d/d(b, c) [J_2 - dJ_2/dc_i] comes out of the same pass, and the chain through
 M = W^T diag(mask) W / (1 - p) gives dL/dW. theory.loss stays the reference it
 is tested against (tests/theory/test_compiled_loss.py). The global search
-(theory.optimize) runs on it. The exact-loss fits (theory.exact_fit) do not
-yet: on it the 5-in-2 diagram took 72 s instead of 331 s, with the same phase
-in every cell, but its free polygons' fits landed in other local minima (the
-optimal loss 0.1% worse in 6 of 72 cells, better in 1): those fits need more
-starts before they can change engines.
+(theory.optimize) and the exact-loss fits (theory.exact_fit) run on it.
 """
 
 from __future__ import annotations

@@ -2,18 +2,22 @@
 
 A polygon under dropout meets dozens of ReLU regimes, each costly to derive
 symbolically, so geometries with a polygon block are fitted on the exact loss
-itself: its gradient with respect to W and b (theory.loss.expected_loss_and_grad_many),
-chained through the sympy Jacobian of W(theta), b(theta), one L-BFGS-B run per
-(row, geometry, vertex order, start), all runs' evaluations batched
+itself: its gradient with respect to W and b (theory.compiled_loss), chained
+through the sympy Jacobian of W(theta), b(theta), one L-BFGS-B run per (row, geometry,
+vertex order, start), all runs' evaluations batched
 (theory.optimize.minimize_lockstep). Along the density axis (the last axis of
 the cells) each cell starts from a few fixed starts and from the previous
-cell's optimum.
+cell's optimum; then, walking back down, from the next cell's optimum, kept
+where it is lower.
 
 Regular polygons are fitted in every vertex order. A free polygon (free
 vertices) whose regular counterpart is a candidate, and an irregular one (free
-angles) whose free counterpart is, are fitted a stage later, once: in the order
-their parent found best at that cell, starting from its optimum (the free fit
-in all orders would cost 12x for a pentagon).
+angles) whose free counterpart is, are fitted a stage later: from their
+parent's optima in its PARENT_ORDERS best orders at that cell, and from their
+own optimum at the neighbouring cell (the free fit from every order would cost
+12x for a pentagon). Why so many starts: the fits land in different local
+minima on the torch and the compiled loss, which agree to 1e-15, so a single
+chain of starts is not enough.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ import sympy as sp
 
 from theory.blocks import Block
 from theory.closed_fit import starts
+from theory.compiled_loss import expected_loss_and_grad_many_compiled
 from theory.fits import Fits
 from theory.geometries import Geometry, polygon_blocks, polygon_vertices, vertex_variants
-from theory.loss import expected_loss_and_grad_many
 from theory.optimize import minimize_lockstep
 from theory.progress import Progress
 from theory.setup import Setup
@@ -53,9 +57,17 @@ class Family:
         N, P = thetas.shape
         m, n = self.shape
         columns = list(thetas.T)
-        values = np.stack([np.broadcast_to(np.asarray(v, float), (N,)) for v in self._values(*columns)], 1)
-        jac = np.stack([np.broadcast_to(np.asarray(v, float), (N,)) for v in self._jacobian(*columns)], 1)
+        values = _columns(self._values(*columns), N)
+        jac = _columns(self._jacobian(*columns), N)
         return values[:, : m * n].reshape(N, m, n), values[:, m * n :], jac.reshape(N, m * n + n, P)
+
+
+def _columns(entries: list, N: int) -> np.ndarray:
+    """Lambdified entries (each an array (N,) or a constant) as one array (N, len(entries))."""
+    out = np.empty((N, len(entries)))
+    for e, v in enumerate(entries):
+        out[:, e] = v
+    return out
 
 
 @dataclass
@@ -66,8 +78,16 @@ class ExactFits:
     theta: list[list[np.ndarray | None]]  # [S][F]
 
 
+#: A less constrained geometry starts from its parent's optima in the parent's best few vertex orders
+#: at the cell (from the best one only, the fit's end point depends on the loss's last bits).
+PARENT_ORDERS = 3
+
+
 def fit_exact(
-    families: list[Family], setups: list[Setup], start_sets: list[list[np.ndarray]], gtol: float = 1e-9
+    families: list[Family],
+    setups: list[Setup],
+    start_sets: list[list[np.ndarray]],
+    gtol: float = 1e-9,
 ) -> ExactFits:
     """Each (setup, family)'s least exact loss over its starts (L-BFGS-B on the exact loss, lockstep).
 
@@ -90,7 +110,7 @@ def fit_exact(
             W[mine], b[mine], jac = families[f](np.stack([xs[k] for k in mine]))
             for k, J in zip(mine, jac, strict=True):
                 jacobians[k] = J
-        result = expected_loss_and_grad_many([setups[jobs[row][0]] for row in rows], W, b)
+        result = expected_loss_and_grad_many_compiled([setups[jobs[row][0]] for row in rows], W, b)
         entries = np.concatenate([result.grad_W.reshape(len(rows), -1), result.grad_b], axis=1)
         return result.loss, [entries[k] @ jacobians[k] for k in range(len(rows))]
 
@@ -231,17 +251,21 @@ class OrderFits:
     loss: np.ndarray  # (S, E)
     theta: list[list[np.ndarray | None]]  # [S][E]
     order: np.ndarray  # (S, E): index into the geometry's Orders.variants
-    each: dict[tuple[int, int, int], np.ndarray]
+    each: dict[tuple[int, int, int], tuple[float, np.ndarray]]  # (s, e, v) -> (loss, theta)
 
 
 def _fit_orders(
-    group: list[Orders], setups: list[Setup], start_sets: dict[tuple[int, int, int], list[np.ndarray]]
+    group: list[Orders],
+    setups: list[Setup],
+    start_sets: dict[tuple[int, int, int], list[np.ndarray]],
 ) -> OrderFits:
     """Fit every (setup, geometry, order) that has starts (start_sets[s, e, v])."""
     flat = sorted({(e, v) for _, e, v in start_sets})
     families = [group[e].family(v) for e, v in flat]
     fits = fit_exact(
-        families, setups, [start_sets.get((s, e, v), []) for s in range(len(setups)) for e, v in flat]
+        families,
+        setups,
+        [start_sets.get((s, e, v), []) for s in range(len(setups)) for e, v in flat],
     )
     loss = np.full((len(setups), len(group)), np.inf)
     best = np.zeros((len(setups), len(group)), dtype=int)
@@ -251,14 +275,15 @@ def _fit_orders(
         for f, (e, v) in enumerate(flat):
             if fits.theta[s][f] is None:
                 continue
-            each[s, e, v] = group[e].canonical(v, fits.theta[s][f])
+            each[s, e, v] = fits.loss[s, f], group[e].canonical(v, fits.theta[s][f])
             if fits.loss[s, f] < loss[s, e]:
-                loss[s, e], best[s, e], theta[s][e] = fits.loss[s, f], v, each[s, e, v]
+                loss[s, e], best[s, e], theta[s][e] = fits.loss[s, f], v, each[s, e, v][1]
     return OrderFits(loss, theta, best, each)
 
 
 def fit(geometries: list[Geometry], setups: np.ndarray, progress=None) -> Fits:
-    """Every geometry's least exact loss at every cell of setups (..., D), walking the last axis."""
+    """Every geometry's least exact loss at every cell of setups (..., D), walking the last axis up,
+    then back down (each cell also started from the next one's optimum, kept where it is lower)."""
     lead, D = setups.shape[:-1], setups.shape[-1]
     rows = setups.reshape(-1, D)
     Q = rows.shape[0]
@@ -284,20 +309,32 @@ def fit(geometries: list[Geometry], setups: np.ndarray, progress=None) -> Fits:
     ]
     order_index = np.zeros(shape + (len(geometries),), dtype=int)  # into orders[j].variants
     last = {}  # (k, j, v) -> theta of the last optimum found in order v
-    with Progress.of(progress, Q * D * len(geometries), "exact-loss fits", "cell") as bar:
+    with Progress.of(progress, Q * (2 * D - 1) * len(geometries), "exact-loss fits", "cell") as bar:
         for i in range(D):
             cell_setups = list(rows[:, i])
+            here = {}  # (k, j, v) -> (loss, theta) of every order fitted at this cell
             for stage in stages:
                 start_sets = {}
                 for k in range(Q):
                     for e, j in enumerate(stage):
                         previous = theta[k, i - 1, j, : counts[j]] if i > 0 else None
-                        if j in parent_of:  # one order: the parent's best here
+                        if j in parent_of:  # the parent's best orders here, from its optima in them
                             r = parent_of[j]
-                            vertices = orders[r].vertices(order_index[k, i, r])
-                            v = orders[j].index(vertices)
-                            seed = _from_parent(orders[j], orders[r], theta[k, i, r, : counts[r]], vertices)
-                            start_sets[k, e, v] = _free_starts(orders[j], v, seed, previous)
+                            ranked = sorted((here[x][0], x[2]) for x in here if x[:2] == (k, r))
+                            for place, (_, u) in enumerate(ranked[:PARENT_ORDERS]):
+                                vertices = orders[r].vertices(u)
+                                v = orders[j].index(vertices)
+                                seed = _from_parent(orders[j], orders[r], here[k, r, u][1], vertices)
+                                if place == 0:  # with the previous cell's optimum moved to this order
+                                    first = v
+                                    start_sets[k, e, v] = _free_starts(orders[j], v, seed, previous)
+                                else:
+                                    start_sets.setdefault((k, e, v), []).append(orders[j].in_order(v, seed))
+                            own = order_index[k, i - 1, j]
+                            if i > 0 and own != first:  # and in its own order there
+                                start_sets.setdefault((k, e, own), []).append(
+                                    orders[j].in_order(own, previous)
+                                )
                             continue
                         own = {v: last[k, j, v] for v in range(len(orders[j].variants)) if (k, j, v) in last}
                         v_best = order_index[k, i - 1, j] if i > 0 else None
@@ -305,12 +342,36 @@ def fit(geometries: list[Geometry], setups: np.ndarray, progress=None) -> Fits:
                             start_sets[k, e, v] = x
                 fitted = _fit_orders([orders[j] for j in stage], cell_setups, start_sets)
                 for (k, e, v), x in fitted.each.items():
-                    last[k, stage[e], v] = x
+                    last[k, stage[e], v] = x[1]
+                    here[k, stage[e], v] = x
                 for k in range(Q):
                     for e, j in enumerate(stage):
                         losses[k, i, j] = fitted.loss[k, e]
                         theta[k, i, j, : counts[j]] = fitted.theta[k][e]
                         order_index[k, i, j] = fitted.order[k, e]
+            bar.update(Q * len(geometries))
+        for i in range(D - 2, -1, -1):
+            cell_setups = list(rows[:, i])
+            for stage in stages:
+                start_sets = {}
+                for k in range(Q):
+                    for e, j in enumerate(stage):
+                        v = order_index[k, i + 1, j]
+                        if np.isfinite(losses[k, i + 1, j]):
+                            start_sets[k, e, v] = [orders[j].in_order(v, theta[k, i + 1, j, : counts[j]])]
+                        r = parent_of.get(j)
+                        if r is not None:  # and from the parent's optimum here (it may have moved down)
+                            vertices = orders[r].vertices(order_index[k, i, r])
+                            v = orders[j].index(vertices)
+                            seed = _from_parent(orders[j], orders[r], theta[k, i, r, : counts[r]], vertices)
+                            start_sets.setdefault((k, e, v), []).append(orders[j].in_order(v, seed))
+                fitted = _fit_orders([orders[j] for j in stage], cell_setups, start_sets)
+                for k in range(Q):
+                    for e, j in enumerate(stage):
+                        if fitted.loss[k, e] < losses[k, i, j]:
+                            losses[k, i, j] = fitted.loss[k, e]
+                            theta[k, i, j, : counts[j]] = fitted.theta[k][e]
+                            order_index[k, i, j] = fitted.order[k, e]
             bar.update(Q * len(geometries))
 
     W_each, b_each = _optima(geometries, orders, theta, order_index, counts)

@@ -1,0 +1,92 @@
+"""Analytic phase diagrams against an earlier version of the code, on the same grids, in one run.
+
+    python benchmarks/diagram_speed.py [--baseline 94be762] [--problems 5x2,20x5] [--rounds 1]
+
+Each --problems entry is `tms-dropout theory phase-diagram --problem P` on its
+default grid (5x2: 12 densities x p = 0, 0.1, ..., 0.5 at importance 0.9**i;
+20x5: 12 densities x p = 0, 0.15, 0.4, importance 0.7**i), run by this
+checkout and by --baseline (a git revision, checked out into a temporary
+worktree), alternately, each in its own process, --rounds times. Prints the
+median wall time of each, their ratio, and how the two diagrams' optimal
+losses compare cell by cell (the fits are local searches, so the new one
+should be lower or equal everywhere, never higher). The default baseline is
+the last version whose exact-loss fits ran on the torch loss, walking the
+density axis up only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMAND = "import sys; from tms_dropout.cli import main; main(sys.argv[1:])"
+
+
+def run(tree: Path, problem: str, out: Path) -> float:
+    """Seconds one phase-diagram command takes in the checkout at tree."""
+    env = dict(os.environ, PYTHONPATH=str(tree), TMS_DROPOUT_PROGRESS_SECONDS="600")
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", COMMAND, "theory", "phase-diagram", "--problem", problem, "--out", str(out)],
+        cwd=tree,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - start
+
+
+def compare(old: Path, new: Path) -> str:
+    """How the new diagram's optimal loss and phase compare with the old one's, cell by cell."""
+    a, b = xr.load_dataset(old), xr.load_dataset(new)
+    relative = (b.optimal_loss.values - a.optimal_loss.values) / a.optimal_loss.values
+    same = (a.geometry.values[a.phase.values] == b.geometry.values[b.phase.values]).mean()
+    return (
+        f"optimal loss lower in {(relative < -1e-9).sum()} of {relative.size} cells (by up to "
+        f"{-relative.min():.2%}), higher in {(relative > 1e-9).sum()} (largest {relative.max():.1e}); "
+        f"same phase in {same:.0%}"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--baseline", default="94be762", help="git revision to compare against")
+    parser.add_argument("--problems", default="5x2,20x5")
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        baseline = scratch / "baseline"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "-q", str(baseline), args.baseline], cwd=ROOT, check=True
+        )
+        try:
+            print(f"baseline {args.baseline} against this checkout; median of {args.rounds} round(s)")
+            print(f"{'problem':>8} {'baseline s':>11} {'this s':>8} {'ratio':>6}  numbers")
+            for problem in args.problems.split(","):
+                times = {"baseline": [], "this": []}
+                for _ in range(args.rounds):
+                    for name, tree in (("baseline", baseline), ("this", ROOT)):
+                        times[name].append(run(tree, problem, scratch / f"{name}_{problem}.nc"))
+                old, new = (statistics.median(times[k]) for k in ("baseline", "this"))
+                numbers = compare(scratch / f"baseline_{problem}.nc", scratch / f"this_{problem}.nc")
+                print(f"{problem:>8} {old:11.1f} {new:8.1f} {old / new:5.1f}x  {numbers}", flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, check=True)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
