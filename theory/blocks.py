@@ -43,6 +43,10 @@ class Kind:
     shape: tuple[int, int] | None = None
     #: a planar k-gon (2 neurons): fitted on the exact loss, named by its vertex count
     polygon = False
+    #: fitted on the exact loss (polygons and solids: their ReLU regimes are too many to derive)
+    exact = False
+    #: whether project() returns the parametrisation's own parameters (not just ones giving the same W)
+    unique_parameters = True
     #: whether its vertices come in a fixed order (regular and free polygons), fitted in every order
     ordered = False
     #: the kind one step more constrained (free angles -> free vertices -> regular), if any
@@ -121,7 +125,7 @@ class Parallel(OnOneNeuron):
 class Planar(Kind):
     """A k-gon in the plane of two neurons."""
 
-    polygon = True
+    polygon = exact = True
 
     def check(self, block):
         if not 2 <= len(block.features) <= 6 or len(block.neurons) != 2:
@@ -224,10 +228,119 @@ class IrregularPolygon(Planar):
         return values
 
 
+#: A regular tetrahedron's vertices, unit length, one per row.
+TETRAHEDRON = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
+
+
+def rotation(alpha, beta, gamma):
+    """R_z(alpha) R_y(beta) R_z(gamma) as a sympy Matrix (ZYZ Euler angles)."""
+
+    def z(t):
+        return sp.Matrix([[sp.cos(t), -sp.sin(t), 0], [sp.sin(t), sp.cos(t), 0], [0, 0, 1]])
+
+    y = sp.Matrix([[sp.cos(beta), 0, sp.sin(beta)], [0, 1, 0], [-sp.sin(beta), 0, sp.cos(beta)]])
+    return z(alpha) * y * z(gamma)
+
+
+class Solid(Kind):
+    """Four features at a regular tetrahedron's vertices in the space of three neurons, turned by ZYZ
+    Euler angles phi_*_a, phi_*_b, phi_*_c (with dropout the loss depends on the turn). Fitted on the
+    exact loss; its vertices are interchangeable (any order is a turn and a neuron's sign flip away)."""
+
+    shape, role, exact = (4, 3), "tetrahedron vertex", True
+    #: the Euler angles are one of several that give the same W (project returns the one in
+    #: beta in [0, pi], alpha, gamma in (-pi, pi])
+    unique_parameters = False
+
+    def _frame(self, block, W):
+        """The block's 3 x 4 columns."""
+        return np.array([[W[k, f] for f in block.features] for k in block.neurons])
+
+    def _angles(self, block):
+        return [sp.Symbol(f"phi_{block.label}_{x}", real=True) for x in "abc"]
+
+    def _place(self, block, W, norms, turn):
+        R = rotation(*turn)
+        for t, f in enumerate(block.features):
+            column = norms[t] * R * sp.Matrix(TETRAHEDRON[t].tolist()).applyfunc(sp.nsimplify)
+            for row, k in enumerate(block.neurons):
+                W[k, f] = column[row]
+
+    def _project_turn(self, block, W, norms):
+        """The rotation nearest the block's columns divided by their norms (Procrustes), as angles."""
+        M = self._frame(block, W) / np.maximum(norms, 1e-300) @ TETRAHEDRON
+        U, _, Vt = np.linalg.svd(M)
+        R = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+        beta = float(np.arccos(np.clip(R[2, 2], -1.0, 1.0)))
+        return {
+            f"phi_{block.label}_a": float(np.arctan2(R[1, 2], R[0, 2])),
+            f"phi_{block.label}_b": beta,
+            f"phi_{block.label}_c": float(np.arctan2(R[2, 1], -R[2, 0])),
+        }
+
+
+class Tetrahedron(Solid):
+    """Regular: one norm r, one bias."""
+
+    name = "tetrahedron"
+
+    def parametrise(self, block, W, b):
+        r = sp.Symbol(f"r_{block.label}", positive=True)
+        bias = sp.Symbol(f"b_{block.label}", real=True)
+        turn = self._angles(block)
+        self._place(block, W, [r] * 4, turn)
+        for f in block.features:
+            b[f] = bias
+        return [r, bias, *turn]
+
+    def project(self, block, W, b):
+        norms = np.linalg.norm(self._frame(block, W), axis=0)
+        return {
+            f"r_{block.label}": float(norms.mean()),
+            f"b_{block.label}": float(np.mean(b[list(block.features)])),
+            **self._project_turn(block, W, np.full(4, norms.mean())),
+        }
+
+
+class FreeTetrahedron(Solid):
+    """The regular tetrahedron's directions, each vertex its own norm r_f and bias b_f."""
+
+    name, constrained = "free tetrahedron", "tetrahedron"
+
+    def parametrise(self, block, W, b):
+        params, norms = [], []
+        for f in block.features:
+            r = sp.Symbol(f"r_{f}", positive=True)
+            b[f] = sp.Symbol(f"b_{f}", real=True)
+            norms.append(r)
+            params.extend([r, b[f]])
+        turn = self._angles(block)
+        self._place(block, W, norms, turn)
+        return params + turn
+
+    def project(self, block, W, b):
+        norms = np.linalg.norm(self._frame(block, W), axis=0)
+        values = {}
+        for f, r in zip(block.features, norms, strict=True):
+            values[f"r_{f}"] = float(r)
+            values[f"b_{f}"] = b[f]
+        return values | self._project_turn(block, W, norms)
+
+
 #: Every kind, by name.
 KINDS: dict[str, Kind] = {
     kind.name: kind
-    for kind in (Ignore(), Dedicated(), Antipodal(), Parallel(), Polygon(), FreePolygon(), IrregularPolygon())
+    for kind in (
+        Ignore(),
+        Dedicated(),
+        Antipodal(),
+        Parallel(),
+        Polygon(),
+        FreePolygon(),
+        IrregularPolygon(),
+        Tetrahedron(),
+        FreeTetrahedron(),
+    )
 }
 
 
@@ -283,3 +396,11 @@ def free_polygon(features, neurons=(0, 1)) -> Block:
 
 def irregular_polygon(features, neurons=(0, 1)) -> Block:
     return Block("irregular polygon", tuple(features), tuple(neurons))
+
+
+def tetrahedron(features, neurons=(0, 1, 2)) -> Block:
+    return Block("tetrahedron", tuple(features), tuple(neurons))
+
+
+def free_tetrahedron(features, neurons=(0, 1, 2)) -> Block:
+    return Block("free tetrahedron", tuple(features), tuple(neurons))

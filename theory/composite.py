@@ -14,17 +14,19 @@ So one fit per block shape gives every composite of every size:
 - shapes: dedicated (1 feature, 1 neuron); pair (2 on 1: antipodal or
   same-sign); k-gon for k = 3..max_polygon in a plane of 2 neurons (regular
   in every vertex order, free norms and biases per vertex, or free angles
-  too), each fitted (theory.fits.fit_geometries) on features 0..k-1
-  (importance decay**i), the best kind per cell kept;
+  too); tetrahedron (4 on 3 neurons, regular or free norms and biases per
+  vertex, turned by three angles); each fitted (theory.fits.fit_geometries)
+  on features 0..k-1 (importance decay**i), the best kind per cell kept;
 - structures: every multiset of shapes on at most m neurons and n features;
 - arrangements: each structure's blocks in every order, on consecutive
   features from the most important, the rest ignored.
 
 A Composite candidate is one structure; its loss is its best arrangement's.
 Restrictions, stated in the phase diagram's attrs (ASSUMPTIONS):
-blocks are planar (no tetrahedra or other 3-d shapes), take runs of
-consecutive features in importance order, and the ignored features are
-the least important. Importance must be c * decay**i.
+blocks are on at most 3 neurons (the only 3-d one the tetrahedron), no
+feature spans two blocks, blocks take runs of consecutive features in
+importance order, and the ignored features are the least important.
+Importance must be c * decay**i.
 """
 
 from __future__ import annotations
@@ -34,17 +36,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theory.blocks import antipodal, dedicated, free_polygon, irregular_polygon, parallel, polygon
+from theory import exact_fit
+from theory.blocks import (
+    antipodal,
+    dedicated,
+    free_polygon,
+    free_tetrahedron,
+    irregular_polygon,
+    parallel,
+    polygon,
+    tetrahedron,
+)
 from theory.errors import InputError
-from theory.fits import Fits, fit_geometries, rank
+from theory.fits import Fits, fit_geometries, fitted_on, rank
 from theory.geometries import Geometry
 from theory.metrics import POLYGON_NAMES
 from theory.progress import Progress
 from theory.setup import Setup
 
 ASSUMPTIONS = (
-    "blocks on disjoint features and neurons (the loss is then a sum over blocks, exactly); planar blocks "
-    "only (dedicated, pair on one neuron, k-gon in a plane of two neurons); each block on consecutive "
+    "blocks on disjoint features and neurons (the loss is then a sum over blocks, exactly): dedicated, "
+    "pair on one neuron, k-gon in a plane of two neurons, tetrahedron in three; each block on consecutive "
     "features in importance order; the least important features ignored"
 )
 
@@ -64,6 +76,11 @@ class Shape:
             return (G("dedicated", 1, 1, (dedicated(0, 0),)),)
         if (k, self.neurons) == (2, 1):
             return (G("antipodal", 2, 1, (antipodal(0, 1, 0),)), G("same-sign", 2, 1, (parallel(0, 1, 0),)))
+        if (k, self.neurons) == (4, 3):
+            return (
+                G("tetrahedron", 4, 3, (tetrahedron(range(4)),)),
+                G("tetrahedron, free vertices", 4, 3, (free_tetrahedron(range(4)),)),
+            )
         name = POLYGON_NAMES[k]
         return (
             G(name, k, 2, (polygon(range(k)),)),
@@ -76,7 +93,7 @@ def shapes(max_polygon: int) -> tuple[Shape, ...]:
     if not 2 <= max_polygon <= max(POLYGON_NAMES):
         raise InputError(f"max_polygon = {max_polygon} is not allowed; it must be 2 (no polygons) to 6")
     polygons = tuple(Shape(POLYGON_NAMES[k], k, 2) for k in range(3, max_polygon + 1))
-    return (Shape("dedicated", 1, 1), Shape("pair", 2, 1)) + polygons
+    return (Shape("dedicated", 1, 1), Shape("pair", 2, 1)) + polygons + (Shape("tetrahedron", 4, 3),)
 
 
 @dataclass(frozen=True)
@@ -205,9 +222,10 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None) -> Fits:
     loss = np.full((P, A, D, len(candidates)), np.inf)
     arrangement = np.empty((P, A, D, len(candidates)), dtype=object)
     blocks: list[dict[Shape, BlockFit]] = []
-    with Progress.of(
-        progress, A * P * D * sum(len(s.geometries()) for s in options), "block fits", "cell"
-    ) as bar:
+    per_row = sum(
+        exact_fit.work(D, D) if fitted_on(g) == "exact loss" else D for s in options for g in s.geometries()
+    )
+    with Progress.of(progress, A * P * per_row, "block fits", "cell") as bar:
         for a in range(A):
             importance = np.asarray(grid[0, a, 0].importance)
             fitted = {s: fit_shape(s, geometric_decay(importance), density, ps, bar) for s in options}

@@ -281,6 +281,11 @@ def _fit_orders(
     return OrderFits(loss, theta, best, each)
 
 
+def work(cells: int, D: int) -> int:
+    """Cell fits per geometry over `cells` cells whose last axis has D: the walk up and back down."""
+    return cells // D * (2 * D - 1)
+
+
 def fit(geometries: list[Geometry], setups: np.ndarray, progress=None) -> Fits:
     """Every geometry's least exact loss at every cell of setups (..., D), walking the last axis up,
     then back down (each cell also started from the next one's optimum, kept where it is lower)."""
@@ -309,7 +314,7 @@ def fit(geometries: list[Geometry], setups: np.ndarray, progress=None) -> Fits:
     ]
     order_index = np.zeros(shape + (len(geometries),), dtype=int)  # into orders[j].variants
     last = {}  # (k, j, v) -> theta of the last optimum found in order v
-    with Progress.of(progress, Q * (2 * D - 1) * len(geometries), "exact-loss fits", "cell") as bar:
+    with Progress.of(progress, work(Q * D, D) * len(geometries), "exact-loss fits", "cell") as bar:
         for i in range(D):
             cell_setups = list(rows[:, i])
             here = {}  # (k, j, v) -> (loss, theta) of every order fitted at this cell

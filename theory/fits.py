@@ -57,8 +57,8 @@ def rank(losses: np.ndarray, complexity) -> Ranking:
 
 
 def fitted_on(geometry) -> str:
-    """How a geometry is fitted: 'exact loss' (it has a polygon block) or 'closed form'."""
-    return "exact loss" if any(block.type.polygon for block in geometry.blocks) else "closed form"
+    """How a geometry is fitted: 'exact loss' (it has a polygon or a solid block) or 'closed form'."""
+    return "exact loss" if any(block.type.exact for block in geometry.blocks) else "closed form"
 
 
 def fit_geometries(geometries, setups: np.ndarray, progress=None) -> Fits:

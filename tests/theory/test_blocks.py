@@ -33,12 +33,22 @@ def test_projection_inverts_the_parametrisation(name, features):
     b = np.array(b.subs(values).evalf(), dtype=float).ravel()
     found = block.type.project(block, W, b)
     assert set(found) == set(theta)
+    if not block.type.unique_parameters:  # other parameters, the same W and b
+        W_found, b_found = geometry.numeric_W_b([found[s.name] for s in geometry.parameters()])
+        np.testing.assert_allclose(W_found, W, atol=1e-12)
+        np.testing.assert_allclose(b_found, b, atol=1e-12)
+        return
     for key, value in theta.items():
         assert found[key] == pytest.approx(value, abs=1e-12), key
 
 
 def test_every_kind_knows_its_shape_role_and_next_constraint():
     assert [k for k in KINDS if KINDS[k].polygon] == ["polygon", "free polygon", "irregular polygon"]
+    assert [k for k in KINDS if KINDS[k].exact and not KINDS[k].polygon] == [
+        "tetrahedron",
+        "free tetrahedron",
+    ]
+    assert Block("free tetrahedron", (0, 1, 2, 3), (0, 1, 2)).constrained().kind == "tetrahedron"
     assert Block("irregular polygon", (0, 1, 2), (0, 1)).constrained().kind == "free polygon"
     assert Block("free polygon", (0, 1, 2), (0, 1)).constrained().constrained().kind == "polygon"
     assert (

@@ -6,10 +6,11 @@ import pytest
 
 from tests.cli_helpers import run_cli
 from tests.theory.diagrams import diagram
-from theory import Grid, InputError, Setup, catalogue, phase_diagram
-from theory.blocks import dedicated, free_polygon, irregular_polygon, polygon
+from theory import Grid, InputError, Setup, catalogue, composite, phase_diagram
+from theory.blocks import dedicated, free_polygon, irregular_polygon, polygon, tetrahedron
 from theory.composite import composites
 from theory.geometries import Geometry
+from theory.loss import expected_loss_and_grad_many
 from theory.montecarlo import monte_carlo_loss
 
 
@@ -150,3 +151,22 @@ def test_cli_twenty_in_five(tmp_path, capsys):
     )
     assert bad.returncode != 0 and "completeness" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_tetrahedron_block_is_regular_and_its_composite_loss_is_the_assembled_models():
+    geometry = Geometry("tetrahedron", 4, 3, (tetrahedron(range(4)),))
+    W, _ = geometry.numeric_W_b([0.8, 0.1, 0.3, 1.1, -0.7])
+    np.testing.assert_allclose(np.linalg.norm(W, axis=0), 0.8)
+    cosines = (W.T @ W) / 0.64
+    np.testing.assert_allclose(cosines[~np.eye(4, dtype=bool)], -1 / 3, atol=1e-12)
+    candidates = [c for c in composites(5, 4, 3) if c.name in ("tetrahedron", "tetrahedron + dedicated")]
+    assert len(candidates) == 2
+    setups = np.array([[Setup(5, 4, sparsity=1 - d, importance=0.8 ** np.arange(5), p=p) for d in (0.1, 0.7)]
+                       for p in (0.0, 0.3)])  # fmt: skip
+    fits = composite.fit(candidates, setups)
+    for j in range(len(candidates)):
+        W, b = fits.solution(j, np.arange(setups.size))
+        exact = expected_loss_and_grad_many(list(setups.ravel()), W, b).loss
+        np.testing.assert_allclose(exact, fits.loss[..., j].ravel(), rtol=1e-10)
+        used = (np.abs(W) > 0).any(-1).sum(-1)  # neurons with a nonzero weight
+        assert (used == 3 + j).all(), used

@@ -1,0 +1,278 @@
+"""Trained 20-in-5 models against the composite theory, by loss, cell by cell.
+
+    python scripts/twenty_in_five.py [--out runs/twenty_in_five] [--config configs/study/twenty_in_five.toml]
+                                     [--samples 4000000]
+
+Trains (or resumes) the config's sweep (the study's: the TMS sparsity
+schedule, p = 0, 0.15, 0.4, importance 0.7**i, 0.9**i and 1, 3 seeds),
+computes theory's phase diagram on the same grid (composites of blocks on
+disjoint neurons, `theory.composite`), and puts them side by side:
+
+- the best trained model per cell: the seed of least stored sampled loss,
+  then re-scored on --samples fresh samples with another random stream (the
+  minimum over seeds of noisy estimates is biased low; the re-score is not),
+  with its standard error: 4e6 samples resolve about 0.1-0.2% of the loss;
+- theory's optimum (exact: the sum of its blocks' exact losses) and the ratio
+  trained / theory with its 2-standard-error range; a ratio below 0.995 whose
+  range stays below 1 is a cell where training beats the family, i.e. the
+  family is missing a geometry there;
+- what the trained optimum looks like: features represented (||W_i|| > 0.5),
+  the mean over them of the neurons each uses (participation ratio of its
+  column's squared entries; a composite block uses 1 or 2), the features
+  whose columns overlap another's (|cos| > 0.1), and the mean bias of the
+  represented features; and the theory optimum's composite.
+
+Writes OUT/comparison.nc (every number above per cell, with the config),
+OUT/comparison.md (the table) and OUT/comparison.png (ratio against
+density per p, one panel per importance profile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from sim import sweep  # noqa: E402
+from sim.config import TrainConfig  # noqa: E402
+from sim.results import load  # noqa: E402
+from sim.trainer import sampled_loss  # noqa: E402
+from theory import Setup, minimize_loss  # noqa: E402
+from theory.candidates import catalogue  # noqa: E402
+from theory.composite import ignore_loss  # noqa: E402
+from theory.diagram import phase_diagram  # noqa: E402
+from theory.storage import save_dataset, save_text  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+REPRESENTED = 0.5  # a feature is represented when ||W_i|| exceeds this
+OVERLAP = 0.1  # two represented columns overlap when |cos| exceeds this
+RESCORE_SEED = 12345  # the re-score's random streams (not the sweep's)
+BEATS = 0.995  # training beats the family below this ratio (and with its range below 1)
+
+
+def neurons_per_feature(W: np.ndarray) -> np.ndarray:
+    """Participation ratio of each column's squared entries: (sum W_hi^2)^2 / sum W_hi^4 (..., n)."""
+    squared = W**2
+    return squared.sum(-2) ** 2 / np.maximum((squared**2).sum(-2), 1e-300)
+
+
+def describe(W: np.ndarray, b: np.ndarray) -> dict:
+    """What one trained model (m, n) looks like."""
+    norms = np.linalg.norm(W, axis=0)
+    shown = norms > REPRESENTED
+    unit = W[:, shown] / norms[shown]
+    k = int(shown.sum())
+    signed = unit.T @ unit - np.eye(k)
+    return {
+        "represented": k,
+        "neurons_per_feature": float(neurons_per_feature(W)[shown].mean()) if k else np.nan,
+        "overlapping": int((np.abs(signed) > OVERLAP).any(axis=1).sum()),
+        "mean_cosine": float(signed.sum() / (k * (k - 1))) if k > 1 else np.nan,
+        "bias": float(b[shown].mean()) if k else np.nan,
+    }
+
+
+def compare(config: TrainConfig, runs: xr.Dataset, theory: xr.Dataset, samples: int) -> xr.Dataset:
+    dims = theory.optimal_loss.dims  # p, importance_decay, sparsity
+    best_seed = runs.sampled_loss.fillna(np.inf).argmin("seed")
+    W = runs.W.isel(seed=best_seed).transpose(*dims, "hidden", "feature").values
+    b = runs.b.isel(seed=best_seed).transpose(*dims, "feature").values
+    setups = config.grid.setups().reshape(-1)
+    flat_W, flat_b = W.reshape(-1, *W.shape[-2:]), b.reshape(-1, b.shape[-1])
+    scored = sampled_loss(list(setups), flat_W, flat_b, n_samples=samples, seed=RESCORE_SEED, backend="auto")
+    shape = theory.optimal_loss.shape
+    trained = scored.mean.reshape(shape)
+    stderr = scored.stderr.reshape(shape)
+    optimum = theory.optimal_loss.values
+    looks = [describe(w, v) for w, v in zip(flat_W, flat_b, strict=True)]
+    out = xr.Dataset(
+        {
+            "trained_loss": (dims, trained, {"description": f"best seed's loss on {samples} fresh samples"}),
+            "trained_stderr": (dims, stderr),
+            "best_seed": (dims, runs.seed.values[best_seed.transpose(*dims).values]),
+            "theory_loss": (
+                dims,
+                optimum,
+                {"description": "composite optimum: sum of its blocks' exact losses"},
+            ),
+            "ratio": (dims, trained / optimum, {"description": "trained / theory"}),
+            "ratio_low": (dims, (trained - 2 * stderr) / optimum),
+            "ratio_high": (dims, (trained + 2 * stderr) / optimum),
+            "theory_composite": (dims, theory.composite.values),
+            "theory_represented": (dims, theory.represented.values),
+        },
+        coords={d: theory[d] for d in dims} | {"density": theory.density},
+        attrs={"config": json.dumps(config.to_dict()), "samples": samples},
+    )
+    for key in looks[0]:
+        out[f"trained_{key}"] = (dims, np.array([x[key] for x in looks]).reshape(shape))
+    out["beats_theory"] = (out.ratio < BEATS) & (out.ratio_high < 1)
+    return out
+
+
+def table(ds: xr.Dataset) -> str:
+    axis = [d for d in ds.ratio.dims if d not in ("p", "sparsity")][0]
+    lines = [
+        "| importance | p | density | trained | theory | trained/theory (2 se) | represented (trained/"
+        "theory) | neurons per feature | overlapping | mean cosine | theory's composite |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in ds.p.values:
+        for a in ds[axis].values:
+            for s in ds.sparsity.values:
+                c = ds.sel(p=p, sparsity=s, **{axis: a})
+                flag = " **beats**" if bool(c.beats_theory) else ""
+                lines.append(
+                    f"| {profile(axis, a)} | {p:g} | {float(c.density):.3g} | {float(c.trained_loss):.5f} | "
+                    f"{float(c.theory_loss):.5f} | {float(c.ratio):.4f} ({float(c.ratio_low):.4f}-"
+                    f"{float(c.ratio_high):.4f}){flag} "
+                    f"| {int(c.trained_represented)}/{int(c.theory_represented)} "
+                    f"| {float(c.trained_neurons_per_feature):.2f} | {int(c.trained_overlapping)} "
+                    f"| {float(c.trained_mean_cosine):.2f} "
+                    f"| {str(c.theory_composite.values)} |"
+                )
+    return "\n".join(lines)
+
+
+def profile(axis: str, value: float) -> str:
+    """An importance profile in words: 'importance 0.7**i', 'uniform importance', 'r = 2'."""
+    if axis == "importance_decay":
+        return "uniform importance" if value == 1 else f"importance {value:g}**i"
+    return f"{axis} = {value:g}"
+
+
+def free_fits(ds: xr.Dataset, config: TrainConfig, k: int, starts: int = 8) -> xr.Dataset:
+    """At every cell where training beats the family: the k most important features with all of W
+    (m, k) and b free, minimised on the exact loss (theory.minimize_loss), the other n - k ignored
+    (bias at the mean, theory.composite.ignore_loss): does a geometry of k features spread over
+    every neuron account for the gap?"""
+    m = config.grid.n_hidden
+    loss = np.full(ds.ratio.shape, np.nan)
+    setups = config.grid.setups()
+    cells = list(zip(*np.nonzero(ds.beats_theory.values), strict=True))
+    for done, index in enumerate(cells):
+        setup = setups[index]
+        importance = np.asarray(setup.importance_array)
+        head = Setup(k, m, sparsity=setup.sparsity[:k], importance=importance[:k], p=setup.p)
+        tail = float((importance[k:] * ignore_loss(setup.density[k:])).sum())
+        loss[index] = minimize_loss(head, n_starts=starts).loss + tail
+        ratio = loss[index] / ds.trained_loss.values[index]
+        print(f"  free fit {done + 1}/{len(cells)}: {ratio:.4f} of trained", flush=True)
+    ds[f"free_{k}_loss"] = (
+        ds.ratio.dims,
+        loss,
+        {"description": f"the {k} most important features, all of W and b free (exact loss), the rest "
+         "ignored; only where training beats the family"},
+    )  # fmt: skip
+    ds[f"free_{k}_over_trained"] = ds[f"free_{k}_loss"] / ds.trained_loss
+    return ds
+
+
+def summary(ds: xr.Dataset) -> str:
+    """Per (p, importance profile): cells where training beats the family, the least ratio and where,
+    and cells where the best of the seeds stays above the family (ratio > 1.005 beyond 2 se)."""
+    axis = [d for d in ds.ratio.dims if d not in ("p", "sparsity")][0]
+    lines = []
+    for p in ds.p.values:
+        for a in ds[axis].values:
+            c = ds.sel(p=p, **{axis: a})
+            least = int(np.argmin(c.ratio.values))
+            beats, above = int(c.beats_theory.sum()), int((c.ratio_low > 1.005).sum())
+            ratio, density = c.ratio.values[least], float(c.density.values[least])
+            lines.append(
+                f"- p = {p:g}, {profile(axis, a)}: training beats the family in {beats} of {c.ratio.size} "
+                f"cells, least ratio {ratio:.3f} (density {density:.3g}); above it in {above}"
+            )
+            for name in [v for v in c.data_vars if v.startswith("free_") and v.endswith("_over_trained")]:
+                x = c[name].values
+                if np.isfinite(x).any():
+                    k = name.split("_")[1]
+                    lines.append(
+                        f"  - {k} features over all neurons, the rest ignored / trained: "
+                        + ", ".join(
+                            f"{v:.4f} (density {d:.3g})"
+                            for v, d in zip(x, c.density.values, strict=True)
+                            if np.isfinite(v)
+                        )
+                    )
+    return "\n".join(lines)
+
+
+def figure(ds: xr.Dataset, path: Path) -> None:
+    axis = [d for d in ds.ratio.dims if d not in ("p", "sparsity")][0]
+    values = ds[axis].values
+    fig, axes = plt.subplots(1, len(values), figsize=(4.2 * len(values), 3.8), sharey=True, squeeze=False)
+    for ax, a in zip(axes[0], values, strict=True):
+        for p in ds.p.values:
+            c = ds.sel(p=p, **{axis: a}).sortby("density")
+            line = ax.plot(c.density, c.ratio, marker="o", label=f"p = {p:g}")[0]
+            ax.fill_between(c.density, c.ratio_low, c.ratio_high, color=line.get_color(), alpha=0.25)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.axhline(BEATS, color="k", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_xlabel("feature density 1 - S")
+        ax.set_title(profile(axis, a))
+    axes[0, 0].set_ylabel("best trained loss / composite theory")
+    axes[0, 0].legend()
+    fig.suptitle("20 features in 5 dims: below 1, training beats the block family (band: 2 standard errors)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", default=str(ROOT / "configs" / "study" / "twenty_in_five.toml"))
+    parser.add_argument("--out", default="runs/twenty_in_five")
+    parser.add_argument("--samples", type=int, default=4_000_000)
+    parser.add_argument(
+        "--summary", action="store_true", help="only print the summary of an existing OUT/comparison.nc"
+    )
+    parser.add_argument(
+        "--free",
+        type=int,
+        default=0,
+        metavar="K",
+        help="where training beats the family, also fit the K most important features in all of W "
+        "(K <= 8; about 15 s a cell for K = 6)",
+    )
+    args = parser.parse_args()
+    if args.summary:
+        print(summary(xr.load_dataset(Path(args.out) / "comparison.nc")))
+        return
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = TrainConfig.from_toml(args.config)
+    runs_path = out / f"runs_{config.steps}.nc"
+    print(f"== training: {config.n_cells} models x {config.steps} steps -> {runs_path}")
+    sweep.sweep(config, runs_path)
+    print("== theory: composite phase diagram on the same grid")
+    grid = config.grid
+    theory = phase_diagram(grid, catalogue(grid.n_features, grid.n_hidden))
+    save_dataset(theory, out / "theory.nc")
+    print(f"== scoring the best seed of each cell on {args.samples} fresh samples")
+    ds = compare(config, load(runs_path), theory, args.samples)
+    if args.free:
+        print(f"== {args.free} features in all of W at the {int(ds.beats_theory.sum())} cells training wins")
+        ds = free_fits(ds, config, args.free)
+    save_dataset(ds, out / "comparison.nc")
+    save_text(table(ds) + "\n\n" + summary(ds) + "\n", out / "comparison.md")
+    figure(ds, out / "comparison.png")
+    beaten = int(ds.beats_theory.sum())
+    print(table(ds))
+    print(summary(ds))
+    print(f"training beats the family (ratio < {BEATS}, 2 se) in {beaten} of {ds.ratio.size} cells")
+    print(f"wrote {out / 'comparison.nc'}, {out / 'comparison.md'}, {out / 'comparison.png'}")
+
+
+if __name__ == "__main__":
+    main()
