@@ -15,7 +15,10 @@ A Block puts `features` on `neurons` as one kind:
   norm r_f and bias b_f (features of unequal importance);
 - irregular_polygon(features, (k1, k2)): each vertex its own angle phi_f too
   (every placement of these features in the plane). It has no vertex order of
-  its own: its order is read off W (counter-clockwise).
+  its own: its order is read off W (counter-clockwise);
+- tetrahedron(features, (k1, k2, k3)): 4 features at a regular tetrahedron's
+  vertices in the space of three neurons, shared norm and bias, turned by
+  three Euler angles; free_tetrahedron: each vertex its own norm and bias.
 
 Each kind (a Kind) holds its shape rules, its parametrisation W(theta), b(theta)
 (`parametrise`), its inverse, the projection of a trained (W, b) onto it that
