@@ -326,6 +326,7 @@ def fit(geometries: list[Geometry], setups: np.ndarray, progress=None) -> Fits:
                         if j in parent_of:  # the parent's best orders here, from its optima in them
                             r = parent_of[j]
                             ranked = sorted((here[x][0], x[2]) for x in here if x[:2] == (k, r))
+                            first = None
                             for place, (_, u) in enumerate(ranked[:PARENT_ORDERS]):
                                 vertices = orders[r].vertices(u)
                                 v = orders[j].index(vertices)
@@ -365,7 +366,7 @@ def fit(geometries: list[Geometry], setups: np.ndarray, progress=None) -> Fits:
                         if np.isfinite(losses[k, i + 1, j]):
                             start_sets[k, e, v] = [orders[j].in_order(v, theta[k, i + 1, j, : counts[j]])]
                         r = parent_of.get(j)
-                        if r is not None:  # and from the parent's optimum here (it may have moved down)
+                        if r is not None and np.isfinite(losses[k, i, r]):  # and from the parent's here
                             vertices = orders[r].vertices(order_index[k, i, r])
                             v = orders[j].index(vertices)
                             seed = _from_parent(orders[j], orders[r], theta[k, i, r, : counts[r]], vertices)
