@@ -44,7 +44,7 @@ from sim import sweep  # noqa: E402
 from sim.config import TrainConfig  # noqa: E402
 from sim.results import load  # noqa: E402
 from sim.trainer import sampled_loss  # noqa: E402
-from theory import Setup, minimize_loss  # noqa: E402
+from theory import Setup, metrics, minimize_loss  # noqa: E402
 from theory.candidates import catalogue  # noqa: E402
 from theory.composite import ignore_loss  # noqa: E402
 from theory.diagram import phase_diagram  # noqa: E402
@@ -57,22 +57,16 @@ RESCORE_SEED = 12345  # the re-score's random streams (not the sweep's)
 BEATS = 0.995  # training beats the family below this ratio (and with its range below 1)
 
 
-def neurons_per_feature(W: np.ndarray) -> np.ndarray:
-    """Participation ratio of each column's squared entries: (sum W_hi^2)^2 / sum W_hi^4 (..., n)."""
-    squared = W**2
-    return squared.sum(-2) ** 2 / np.maximum((squared**2).sum(-2), 1e-300)
-
-
 def describe(W: np.ndarray, b: np.ndarray) -> dict:
     """What one trained model (m, n) looks like."""
-    norms = np.linalg.norm(W, axis=0)
+    norms = metrics.feature_norms(W)
     shown = norms > REPRESENTED
     unit = W[:, shown] / norms[shown]
     k = int(shown.sum())
     signed = unit.T @ unit - np.eye(k)
     return {
         "represented": k,
-        "neurons_per_feature": float(neurons_per_feature(W)[shown].mean()) if k else np.nan,
+        "neurons_per_feature": float(metrics.neurons_per_feature(W)[shown].mean()) if k else np.nan,
         "overlapping": int((np.abs(signed) > OVERLAP).any(axis=1).sum()),
         "mean_cosine": float(signed.sum() / (k * (k - 1))) if k > 1 else np.nan,
         "bias": float(b[shown].mean()) if k else np.nan,

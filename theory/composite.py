@@ -223,7 +223,7 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None) -> Fits:
     arrangement = np.empty((P, A, D, len(candidates)), dtype=object)
     blocks: list[dict[Shape, BlockFit]] = []
     per_row = sum(
-        exact_fit.work(D, D) if fitted_on(g) == "exact loss" else D for s in options for g in s.geometries()
+        exact_fit.passes(D) if fitted_on(g) == "exact loss" else D for s in options for g in s.geometries()
     )
     with Progress.of(progress, A * P * per_row, "block fits", "cell") as bar:
         for a in range(A):

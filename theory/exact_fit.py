@@ -197,6 +197,13 @@ def _from_parent(child: Orders, parent: Orders, theta: np.ndarray, vertices) -> 
     return np.array(out, dtype=float)
 
 
+def _from_parent_order(child: Orders, parent: Orders, theta: np.ndarray, u: int) -> tuple[int, np.ndarray]:
+    """The child's vertex order matching the parent's order u, and _from_parent's start from the
+    parent's optimum theta in that order (in the child's own parameter order)."""
+    vertices = parent.vertices(u)
+    return child.index(vertices), _from_parent(child, parent, theta, vertices)
+
+
 def _block_vertices(block: Block, vertices) -> list[int]:
     """The block's features in the order they appear in `vertices` (its own order if absent)."""
     mine = [f for f in vertices if f in block.features]
@@ -281,9 +288,9 @@ def _fit_orders(
     return OrderFits(loss, theta, best, each)
 
 
-def work(cells: int, D: int) -> int:
-    """Cell fits per geometry over `cells` cells whose last axis has D: the walk up and back down."""
-    return cells // D * (2 * D - 1)
+def passes(D: int) -> int:
+    """Cell fits per geometry along a last axis of D cells: the walk up and back down."""
+    return 2 * D - 1
 
 
 def fit(geometries: list[Geometry], setups: np.ndarray, progress=None) -> Fits:
@@ -314,7 +321,7 @@ def fit(geometries: list[Geometry], setups: np.ndarray, progress=None) -> Fits:
     ]
     order_index = np.zeros(shape + (len(geometries),), dtype=int)  # into orders[j].variants
     last = {}  # (k, j, v) -> theta of the last optimum found in order v
-    with Progress.of(progress, work(Q * D, D) * len(geometries), "exact-loss fits", "cell") as bar:
+    with Progress.of(progress, Q * passes(D) * len(geometries), "exact-loss fits", "cell") as bar:
         for i in range(D):
             cell_setups = list(rows[:, i])
             here = {}  # (k, j, v) -> (loss, theta) of every order fitted at this cell
@@ -328,9 +335,7 @@ def fit(geometries: list[Geometry], setups: np.ndarray, progress=None) -> Fits:
                             ranked = sorted((here[x][0], x[2]) for x in here if x[:2] == (k, r))
                             first = None
                             for place, (_, u) in enumerate(ranked[:PARENT_ORDERS]):
-                                vertices = orders[r].vertices(u)
-                                v = orders[j].index(vertices)
-                                seed = _from_parent(orders[j], orders[r], here[k, r, u][1], vertices)
+                                v, seed = _from_parent_order(orders[j], orders[r], here[k, r, u][1], u)
                                 if place == 0:  # with the previous cell's optimum moved to this order
                                     first = v
                                     start_sets[k, e, v] = _free_starts(orders[j], v, seed, previous)
@@ -367,9 +372,8 @@ def fit(geometries: list[Geometry], setups: np.ndarray, progress=None) -> Fits:
                             start_sets[k, e, v] = [orders[j].in_order(v, theta[k, i + 1, j, : counts[j]])]
                         r = parent_of.get(j)
                         if r is not None and np.isfinite(losses[k, i, r]):  # and from the parent's here
-                            vertices = orders[r].vertices(order_index[k, i, r])
-                            v = orders[j].index(vertices)
-                            seed = _from_parent(orders[j], orders[r], theta[k, i, r, : counts[r]], vertices)
+                            u = order_index[k, i, r]
+                            v, seed = _from_parent_order(orders[j], orders[r], theta[k, i, r, : counts[r]], u)
                             start_sets.setdefault((k, e, v), []).append(orders[j].in_order(v, seed))
                 fitted = _fit_orders([orders[j] for j in stage], cell_setups, start_sets)
                 for k in range(Q):

@@ -60,6 +60,15 @@ def neuron_alignment(W) -> np.ndarray:
         return np.where(norms > 0, np.abs(W).max(-2) / norms, np.nan)
 
 
+def neurons_per_feature(W) -> np.ndarray:
+    """Participation ratio of each column's squared entries, (sum_k W_ki^2)^2 / sum_k W_ki^4, shape
+    (..., n): 1 for a feature on one neuron, m when spread evenly over all; NaN at zero norm."""
+    squared = np.asarray(W, dtype=np.float64) ** 2
+    fourth = (squared**2).sum(-2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(fourth > 0, squared.sum(-2) ** 2 / fourth, np.nan)
+
+
 def excess_kurtosis(values, axis=-1) -> np.ndarray:
     """E[(v - mean)^4] / var^2 - 3 along `axis` (0 for a Gaussian; large for sparse, heavy-tailed v)."""
     v = np.asarray(values, dtype=np.float64)

@@ -12,13 +12,6 @@ script = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(script)
 
 
-def test_neuron_aligned_features_use_one_neuron_and_spread_ones_all():
-    aligned = np.diag([0.9, 0.8, 1.1])
-    assert script.neurons_per_feature(aligned) == pytest.approx([1.0, 1.0, 1.0])
-    spread = np.full((4, 2), 0.5)  # each column evenly over 4 neurons
-    assert script.neurons_per_feature(spread) == pytest.approx([4.0, 4.0])
-
-
 def test_a_simplex_of_six_features_in_five_dims_has_mean_cosine_minus_one_fifth():
     vertices = np.eye(6) - 1 / 6  # a regular simplex in the plane sum = 0 of R^6
     basis = np.linalg.svd(vertices)[2][:5]  # its 5-dimensional span

@@ -60,3 +60,14 @@ def test_represented_counts_the_nonzero_columns():
     W = np.array([[[1.0, 0.0, 0.0], [0.0, 0.0, 1e-9]], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
     np.testing.assert_array_equal(metrics.represented(W), [2, 0])
     assert metrics.represented(W[0], tolerance=1e-6) == 1
+
+
+def test_neuron_aligned_features_use_one_neuron_and_spread_ones_all():
+    aligned = np.diag([0.9, 0.8, 1.1])
+    np.testing.assert_allclose(metrics.neurons_per_feature(aligned), [1.0, 1.0, 1.0])
+    spread = np.full((4, 2), 0.5)  # each column evenly over 4 neurons
+    np.testing.assert_allclose(metrics.neurons_per_feature(spread), [4.0, 4.0])
+    one_off = np.array([[1.0, 0.0], [1.0, 0.0]])  # the second feature has no direction
+    assert metrics.neurons_per_feature(one_off)[0] == 2.0 and np.isnan(
+        metrics.neurons_per_feature(one_off)[1]
+    )
