@@ -9,12 +9,14 @@ coefficient integrated out first, divided differences only where a node
 straddles 0, polynomial moments elsewhere, the same rescaling of tiny forms),
 written as loops over one form at a time. The derivative dJ_2/dc_i is carried
 forward through the recursion beside the value (a tangent in the direction of
-c_i), so one pass gives both. Float64 throughout.
+c_i), so one pass gives both. Float64 throughout. The mask that drops every
+unit leaves y = b+, whose term is summed in closed form.
 
-With grad, the pass also carries the gradients of both in (b, c) (vector
-forward mode: k + 1 components per node), so the loss's gradient
-d/d(b, c) [J_2 - dJ_2/dc_i] comes out of the same pass, and the chain through
-M = W^T diag(mask) W / (1 - p) gives dL/dW. theory.loss stays the reference it
+The gradient is one reverse pass per form (_jet_backward: the adjoints of the
+nodes from the root to the leaves, then of the moments and the offsets) over
+the values the forward pass kept, of the form's whole term J_2 - [i active]
+dJ_2/dc_i at once; the chain through M = W^T diag(mask) W / (1 - p) gives
+dL/dW. The value alone is compiled without any of it. theory.loss stays the reference it
 is tested against (tests/theory/test_compiled_loss.py). The global search
 (theory.optimize) and the exact-loss fits (theory.exact_fit) run on it.
 """
@@ -47,52 +49,26 @@ _BINOM = _binomials(_MAX_ORDER)
 
 
 @nb.njit(cache=True)
-def _jet(b, c, k, seed, grad, binom, work, out_g, out_h):
+def _jet(b, c, k, seed, binom, work, keep_levels):
     """(J_2, dJ_2/dc_seed) of the form b + c[:k] . u (seed < 0: no tangent), carried forward together.
 
-    With grad, also their gradients in (b, c_0, .., c_{k-1}): out_g = grad J_2, out_h = grad dJ_2/dc_seed
-    (k + 1 each). work: _scratch(n).
+    Returns them and the unit the form was rescaled by (0 for a form taken as 0). work: _scratch(n).
+    With keep_levels, every level's node values stay in work for _jet_backward.
     """
-    (
-        a,
-        a_dot,
-        src,
-        sgn,
-        lo_g,
-        mu,
-        mu_dot,
-        mu_g,
-        mu_dg,
-        off,
-        off_dot,
-        off_g,
-        val,
-        val_dot,
-        val_g,
-        val_dg,
-        powers,
-    ) = work
+    a, a_dot, src, sgn, mu, mu_dot, off, off_dot, val, val_dot, powers = work[:11]
     q = 2
-    width = k + 1
-    if grad:
-        for x in range(width):
-            out_g[x] = 0.0
-            out_h[x] = 0.0
+    tangent = seed >= 0
     scale = abs(b)
     for j in range(k):
         scale = max(scale, abs(c[j]))
     if scale < ZERO_SCALE:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0  # unit 0 marks the zero form for _jet_backward
     unit = 1.0
     if scale < RESCALE_BELOW:  # homogeneous: J of degree 2, its first derivatives 1, second 0
         unit = scale
     # reflection: u_j -> 1 - u_j for c_j < 0; the tangent is the direction of c_seed
     lo = b / unit
     lo_dot = 0.0
-    if grad:
-        for x in range(width):
-            lo_g[x] = 0.0
-        lo_g[0] = 1.0
     for j in range(k):
         cj = c[j] / unit
         d = 1.0 if j == seed else 0.0
@@ -100,14 +76,11 @@ def _jet(b, c, k, seed, grad, binom, work, out_g, out_h):
         if cj < 0.0:
             lo += cj
             lo_dot += d
-            if grad:
-                lo_g[1 + j] = 1.0
         a[j] = sign * cj
         a_dot[j] = sign * d
-        # grad a_j is sign at component 1 + j (c_j) and 0 elsewhere: kept as (src, sgn)
-        src[j] = 1 + j
+        src[j] = j  # the coefficient a sorted position came from, and its sign
         sgn[j] = sign
-    # largest first (insertion sort, k <= 12), carrying tangents and gradients
+    # largest first (insertion sort, k <= 12), carrying tangents
     for j in range(1, k):
         x_val, x_dot, x_src, x_sgn = a[j], a_dot[j], src[j], sgn[j]
         i = j - 1
@@ -116,82 +89,49 @@ def _jet(b, c, k, seed, grad, binom, work, out_g, out_h):
             i -= 1
         a[i + 1], a_dot[i + 1], src[i + 1], sgn[i + 1] = x_val, x_dot, x_src, x_sgn
     # raw moments mu[d, r] = E[(sum_{j >= d} a_j u_j)^r], r <= q + d, from the smallest coefficient up
-    top = q + k
-    for r in range(top + 1):
+    for r in range(q + k + 1):
         mu[k, r] = 0.0
         mu_dot[k, r] = 0.0
-        if grad:
-            for x in range(width):
-                mu_g[k, r, x] = 0.0
-                mu_dg[k, r, x] = 0.0
     mu[k, 0] = 1.0
     for d in range(k - 1, -1, -1):
         size = q + d + 1
-        ad, add, ad_src, ad_sgn = a[d], a_dot[d], src[d], sgn[d]
+        ad, add = a[d], a_dot[d]
         powers[0] = 1.0  # a_d^s
         for s in range(1, size + 1):
             powers[s] = powers[s - 1] * ad
         for r in range(size):
             total, total_dot = 0.0, 0.0
-            if grad:
-                for x in range(width):
-                    mu_g[d, r, x] = 0.0
-                    mu_dg[d, r, x] = 0.0
-            for s in range(r + 1):
-                weight = binom[r, s] / (s + 1.0)
-                power = powers[s]  # a_d^s, and its first and second derivatives in a_d
-                power_1 = s * powers[s - 1] if s >= 1 else 0.0
-                power_2 = s * (s - 1) * powers[s - 2] if s >= 2 else 0.0
-                old, old_dot = mu[d + 1, r - s], mu_dot[d + 1, r - s]
-                total += weight * power * old
-                total_dot += weight * (power_1 * add * old + power * old_dot)
-                if grad:
-                    for x in range(width):
-                        ag = ad_sgn if x == ad_src else 0.0
-                        mu_g[d, r, x] += weight * (power_1 * ag * old + power * mu_g[d + 1, r - s, x])
-                        mu_dg[d, r, x] += weight * (
-                            power_2 * add * ag * old
-                            + power_1 * add * mu_g[d + 1, r - s, x]
-                            + power_1 * ag * old_dot
-                            + power * mu_dg[d + 1, r - s, x]
-                        )
+            if tangent:
+                for s in range(r + 1):
+                    weight = binom[r, s] / (s + 1.0)
+                    power_1 = s * powers[s - 1] if s >= 1 else 0.0
+                    old, old_dot = mu[d + 1, r - s], mu_dot[d + 1, r - s]
+                    total += weight * powers[s] * old
+                    total_dot += weight * (power_1 * add * old + powers[s] * old_dot)
+            else:
+                for s in range(r + 1):
+                    total += binom[r, s] / (s + 1.0) * powers[s] * mu[d + 1, r - s]
             mu[d, r] = total
             mu_dot[d, r] = total_dot
     # offsets of the leaves: node t at depth k has bit d set if pivot d took its upper end
     off[0], off_dot[0] = lo, lo_dot
-    if grad:
-        for x in range(width):
-            off_g[0, x] = lo_g[x]
     for d in range(k):
         half = 1 << d
         for t in range(half):
             off[half + t] = off[t] + a[d]
             off_dot[half + t] = off_dot[t] + a_dot[d]
-            if grad:
-                for x in range(width):
-                    off_g[half + t, x] = off_g[t, x]
-                off_g[half + t, src[d]] += sgn[d]
-    leaves = 1 << k
     power = q + k
-    for t in range(leaves):
+    for t in range(1 << k):
         o = off[t]
         if o > 0.0:
-            val[t] = o**power
-            val_dot[t] = power * o ** (power - 1) * off_dot[t]
-            if grad:
-                first = power * o ** (power - 1)
-                second = power * (power - 1) * o ** (power - 2) * off_dot[t]
-                for x in range(width):
-                    val_g[t, x] = first * off_g[t, x]
-                    val_dg[t, x] = second * off_g[t, x]  # the offsets' tangents are constants
+            val[k, t] = o**power
+            val_dot[k, t] = power * o ** (power - 1) * off_dot[t]
         else:
-            val[t] = 0.0
-            val_dot[t] = 0.0
-            if grad:
-                for x in range(width):
-                    val_g[t, x] = 0.0
-                    val_dg[t, x] = 0.0
+            val[k, t] = 0.0
+            val_dot[k, t] = 0.0
+    child = k  # the level that holds the children's values
     for d in range(k - 1, -1, -1):
+        level = d if keep_levels else k  # in place unless kept
         suffix = 0.0
         for j in range(d, k):
             suffix += a[j]
@@ -201,96 +141,174 @@ def _jet(b, c, k, seed, grad, binom, work, out_g, out_h):
         for t in range(half):
             o = off[t]  # the node's offset: its leaves below share the low bits
             o_dot = off_dot[t]
-            lo_v, lo_d = val[t], val_dot[t]
-            hi_v, hi_d = val[half + t], val_dot[half + t]
             if o + suffix <= 0.0 or (o < 0.0 and pivot <= TINY_PIVOT):
                 value, value_dot = 0.0, 0.0
-                if grad:
-                    for x in range(width):
-                        val_g[t, x] = 0.0
-                        val_dg[t, x] = 0.0
-            elif o >= 0.0:
-                # sum_r C(order, r) mu_r o^e, e = order - r, with its tangent and gradients
+            elif o >= 0.0:  # sum_r C(order, r) mu_r o^e, e = order - r, and its tangent
                 value, value_dot = 0.0, 0.0
-                if grad:
-                    for x in range(width):
-                        val_g[t, x] = 0.0
-                        val_dg[t, x] = 0.0
                 powers[0] = 1.0  # o^e
                 for e in range(1, order + 1):
                     powers[e] = powers[e - 1] * o
+                if tangent:
+                    for r in range(order + 1):
+                        e = order - r
+                        weight = binom[order, r]
+                        p1 = e * powers[e - 1] if e >= 1 else 0.0
+                        value += weight * mu[d, r] * powers[e]
+                        value_dot += weight * (mu_dot[d, r] * powers[e] + mu[d, r] * p1 * o_dot)
+                else:
+                    for r in range(order + 1):
+                        value += binom[order, r] * mu[d, r] * powers[order - r]
+            else:  # divided difference of the children
+                denominator = (order + 1) * pivot
+                value = (val[child, half + t] - val[child, t]) / denominator
+                value_dot = (val_dot[child, half + t] - val_dot[child, t]) / denominator
+                value_dot -= value * pivot_dot / pivot
+            val[level, t], val_dot[level, t] = value, value_dot
+        child = level
+    return val[child, 0] * unit * unit, val_dot[child, 0] * unit, unit
+
+
+@nb.njit(cache=True)
+def _jet_backward(k, unit, w_value, w_tangent, binom, work, out):
+    """The gradient in (b, c_0, .., c_{k-1}) of w_value J_2 + w_tangent dJ_2/dc_seed, into out (k + 1), by
+    one reverse pass over what _jet(.., keep_levels=True) just computed for the same form (reverse mode:
+    the adjoint of each node, root to leaves, then of the moments and the offsets)."""
+    a, a_dot, src, sgn, mu, mu_dot, off, off_dot, val, val_dot, powers = work[:11]
+    bar, bar_dot, mu_bar, mu_dot_bar, off_bar, a_bar = work[11:]
+    q = 2
+    for x in range(k + 1):
+        out[x] = 0.0
+    if unit == 0.0:  # a form below ZERO_SCALE: 0, with zero derivatives
+        return
+    for r in range(q + k + 1):
+        for d in range(k + 1):
+            mu_bar[d, r] = 0.0
+            mu_dot_bar[d, r] = 0.0
+    for t in range(1 << k):
+        off_bar[t] = 0.0
+    for j in range(k):
+        a_bar[j] = 0.0
+    # seeds: F = w_value unit^2 J(x / unit) + w_tangent unit J'(x / unit), so dF/dx = w_value unit dJ/dx'
+    # + w_tangent dJ'/dx' in the rescaled coordinates x' the pass ran in
+    bar[0], bar_dot[0] = w_value * unit, w_tangent
+    for d in range(k):
+        suffix = 0.0
+        for j in range(d, k):
+            suffix += a[j]
+        order = q + d
+        half = 1 << d
+        pivot, pivot_dot = a[d], a_dot[d]
+        for t in range(half):
+            vb, db = bar[t], bar_dot[t]
+            bar[t], bar_dot[t], bar[half + t], bar_dot[half + t] = 0.0, 0.0, 0.0, 0.0
+            if vb == 0.0 and db == 0.0:
+                continue
+            o = off[t]
+            o_dot = off_dot[t]
+            if o + suffix <= 0.0 or (o < 0.0 and pivot <= TINY_PIVOT):
+                continue
+            if o >= 0.0:
+                powers[0] = 1.0
+                for e in range(1, order + 1):
+                    powers[e] = powers[e - 1] * o
+                o_bar = 0.0
                 for r in range(order + 1):
                     e = order - r
                     weight = binom[order, r]
-                    p0 = powers[e]
                     p1 = e * powers[e - 1] if e >= 1 else 0.0
                     p2 = e * (e - 1) * powers[e - 2] if e >= 2 else 0.0
-                    value += weight * mu[d, r] * p0
-                    value_dot += weight * (mu_dot[d, r] * p0 + mu[d, r] * p1 * o_dot)
-                    if grad:
-                        for x in range(width):
-                            og = off_g[t, x]
-                            val_g[t, x] += weight * (mu_g[d, r, x] * p0 + mu[d, r] * p1 * og)
-                            val_dg[t, x] += weight * (
-                                mu_dg[d, r, x] * p0
-                                + mu_dot[d, r] * p1 * og
-                                + mu_g[d, r, x] * p1 * o_dot
-                                + mu[d, r] * p2 * o_dot * og
-                            )
+                    mu_bar[d, r] += weight * (vb * powers[e] + db * p1 * o_dot)
+                    mu_dot_bar[d, r] += weight * db * powers[e]
+                    o_bar += weight * (vb * mu[d, r] * p1 + db * (mu_dot[d, r] * p1 + mu[d, r] * p2 * o_dot))
+                off_bar[t] += o_bar
             else:
                 denominator = (order + 1) * pivot
-                value = (hi_v - lo_v) / denominator
-                value_dot = (hi_d - lo_d) / denominator - value * pivot_dot / pivot
-                if grad:
-                    for x in range(width):
-                        ag = sgn[d] if x == src[d] else 0.0
-                        g = (val_g[half + t, x] - val_g[t, x]) / denominator - value * ag / pivot
-                        val_dg[t, x] = (
-                            (val_dg[half + t, x] - val_dg[t, x]) / denominator
-                            - (hi_d - lo_d) * ag / (denominator * pivot)
-                            - g * pivot_dot / pivot
-                            + value * pivot_dot * ag / (pivot * pivot)
-                        )
-                        val_g[t, x] = g
-            val[t], val_dot[t] = value, value_dot
-    if grad:
-        for x in range(width):
-            out_g[x] = val_g[0, x] * unit
-            out_h[x] = val_dg[0, x]
-    return val[0] * unit * unit, val_dot[0] * unit
+                value = val[d, t]
+                difference_dot = val_dot[d + 1, half + t] - val_dot[d + 1, t]
+                # value_dot = difference_dot / denominator - value pivot_dot / pivot
+                vb_total = vb - db * pivot_dot / pivot
+                a_bar[d] += db * (value * pivot_dot / pivot - difference_dot / denominator) / pivot
+                a_bar[d] -= vb_total * value / pivot
+                bar[half + t] += vb_total / denominator
+                bar[t] -= vb_total / denominator
+                bar_dot[half + t] += db / denominator
+                bar_dot[t] -= db / denominator
+    power = q + k
+    for t in range(1 << k):
+        o = off[t]
+        if o > 0.0 and (bar[t] != 0.0 or bar_dot[t] != 0.0):
+            first = power * o ** (power - 1)
+            second = power * (power - 1) * o ** (power - 2) if power >= 2 else 0.0
+            off_bar[t] += bar[t] * first + bar_dot[t] * second * off_dot[t]
+    # moments, from the largest coefficient down: mu[d] from mu[d + 1] and a_d
+    for d in range(k):
+        size = q + d + 1
+        ad, add = a[d], a_dot[d]
+        powers[0] = 1.0
+        for s in range(1, size + 1):
+            powers[s] = powers[s - 1] * ad
+        total = 0.0
+        for r in range(size):
+            mb, mdb = mu_bar[d, r], mu_dot_bar[d, r]
+            if mb == 0.0 and mdb == 0.0:
+                continue
+            for s in range(r + 1):
+                weight = binom[r, s] / (s + 1.0)
+                power_1 = s * powers[s - 1] if s >= 1 else 0.0
+                power_2 = s * (s - 1) * powers[s - 2] if s >= 2 else 0.0
+                old, old_dot = mu[d + 1, r - s], mu_dot[d + 1, r - s]
+                mu_bar[d + 1, r - s] += weight * (powers[s] * mb + power_1 * add * mdb)
+                mu_dot_bar[d + 1, r - s] += weight * powers[s] * mdb
+                total += weight * (power_1 * old * mb + (power_2 * add * old + power_1 * old_dot) * mdb)
+        a_bar[d] += total
+    # offsets: off[half + t] = off[t] + a_d, built for d = 0 .. k - 1; off[0] = lo
+    for d in range(k - 1, -1, -1):
+        half = 1 << d
+        for t in range(half):
+            off_bar[t] += off_bar[half + t]
+            a_bar[d] += off_bar[half + t]
+    # lo = b + sum of the negative c_j; a_d = |c_src[d]|
+    out[0] = off_bar[0]
+    for d in range(k):
+        j = src[d]
+        out[1 + j] += sgn[d] * a_bar[d]
+        if sgn[d] < 0.0:
+            out[1 + j] += off_bar[0]
 
 
 @nb.njit(cache=True)
 def _scratch(n):
-    """_jet's work arrays for forms of up to n coefficients."""
-    w = n + 1
+    """_jet's and _jet_backward's work arrays for forms of up to n coefficients."""
+    leaves = 1 << n
     return (
-        np.empty(n), np.empty(n), np.empty(n, np.int64), np.empty(n), np.empty(w),  # a, a_dot, src, sgn, lo_g
+        np.empty(n), np.empty(n), np.empty(n, np.int64), np.empty(n),  # a, a_dot, src, sgn
         np.empty((n + 1, n + 3)), np.empty((n + 1, n + 3)),  # mu, mu_dot
-        np.empty((n + 1, n + 3, w)), np.empty((n + 1, n + 3, w)),  # mu_g, mu_dg
-        np.empty(1 << n), np.empty(1 << n), np.empty((1 << n, w)),  # off, off_dot, off_g
-        np.empty(1 << n), np.empty(1 << n), np.empty((1 << n, w)), np.empty((1 << n, w)),  # val, .., val_dg
+        np.empty(leaves), np.empty(leaves),  # off, off_dot
+        np.empty((n + 1, leaves)), np.empty((n + 1, leaves)),  # val, val_dot by level
         np.empty(n + 4),  # powers
+        np.empty(leaves), np.empty(leaves),  # bar, bar_dot: adjoints of the nodes
+        np.empty((n + 1, n + 3)), np.empty((n + 1, n + 3)),  # mu_bar, mu_dot_bar
+        np.empty(leaves), np.empty(n),  # off_bar, a_bar
     )  # fmt: skip
 
 
 @nb.njit(cache=True, parallel=True)
-def _losses(W, b, density, importance, p, binom, grad, out_gW, out_gb):
+def _losses(W, b, density, importance, p, binom, out_gW, out_gb):
     """The exact loss of models W (B, m, n), b (B, n), each at its own setup: density, importance (B, n),
-    p (B,). With grad, its gradients into out_gW (B, m, n), out_gb (B, n)."""
+    p (B,). With out_gW, out_gb arrays (not None), its gradients into them: (B, m, n), (B, n). None compiles
+    a version without the gradient."""
     B, m, n = W.shape
     out = np.zeros(B)
     for model in nb.prange(B):
         keep = 1.0 - p[model]
         work = _scratch(n)
         g = np.empty(n + 1)
-        h = np.empty(n + 1)
         M = np.empty((n, n))
         G = np.zeros((n, n))  # dL/dM for the current mask
         coef = np.empty(n)
         members = np.empty(n, dtype=np.int64)
         total = 0.0
-        if grad:
+        if out_gW is not None:
             for i in range(n):
                 out_gb[model, i] = 0.0
                 for hh in range(m):
@@ -301,6 +319,14 @@ def _losses(W, b, density, importance, p, binom, grad, out_gW, out_gb):
                 kept += (mask >> hh) & 1
             p_mask = keep**kept * p[model] ** (m - kept)
             if p_mask == 0.0:
+                continue
+            if kept == 0:  # every unit dropped: y_i = b_i+, E[(x_i - b_i+)^2] = d_i / 3 - d_i b_i+ + b_i+^2
+                for i in range(n):
+                    bias = b[model, i] if b[model, i] >= ZERO_SCALE else 0.0  # as _jet: below, 0
+                    dens = density[model, i]
+                    total += p_mask * importance[model, i] * (dens / 3.0 - dens * bias + bias * bias)
+                    if out_gW is not None and bias > 0.0:
+                        out_gb[model, i] += p_mask * importance[model, i] * (2.0 * bias - dens)
                 continue
             for i in range(n):
                 for j in range(n):
@@ -329,19 +355,20 @@ def _losses(W, b, density, importance, p, binom, grad, out_gW, out_gb):
                         coef[t] = M[i, members[t]]
                         if members[t] == i:
                             seed = t
-                    value, cross = _jet(b[model, i], coef, k, seed, grad, binom, work, g, h)
+                    value, cross, unit = _jet(b[model, i], coef, k, seed, binom, work, out_gW is not None)
                     term = value
                     if seed >= 0:  # i active: 1/3 - 2 E[u_i y_+] + E[y_+^2], E[u_i y_+] = dJ/dc_i / 2
                         term += 1.0 / 3.0 - cross
                     per_set += importance[model, i] * term
-                    if grad:
+                    if out_gW is not None:
                         weight = p_mask * p_set * importance[model, i]
                         active_i = 1.0 if seed >= 0 else 0.0
-                        out_gb[model, i] += weight * (g[0] - active_i * h[0])
+                        _jet_backward(k, unit, 1.0, -active_i, binom, work, g)  # d term / d(b_i, coef)
+                        out_gb[model, i] += weight * g[0]
                         for t in range(k):
-                            G[i, members[t]] += weight * (g[1 + t] - active_i * h[1 + t])
+                            G[i, members[t]] += weight * g[1 + t]
                 total += p_mask * p_set * per_set
-            if grad:  # M_ij = sum_h kept_h W_hi W_hj / keep
+            if out_gW is not None:  # M_ij = sum_h kept_h W_hi W_hj / keep
                 for hh in range(m):
                     if (mask >> hh) & 1:
                         for a_ in range(n):
@@ -389,9 +416,9 @@ def _run(setups, W, b, grad: bool):
     importance = np.array([s.importance_array for s in setups])
     p = np.array([s.p for s in setups], dtype=float)
     W, b = np.ascontiguousarray(W), np.ascontiguousarray(b)
-    gW = np.empty_like(W) if grad else np.empty((1, 1, 1))
-    gb = np.empty_like(b) if grad else np.empty((1, 1))
-    return _losses(W, b, density, importance, p, _BINOM, grad, gW, gb), gW, gb
+    gW = np.empty_like(W) if grad else None
+    gb = np.empty_like(b) if grad else None
+    return _losses(W, b, density, importance, p, _BINOM, gW, gb), gW, gb
 
 
 def expected_loss_many_compiled(setups, W, b) -> np.ndarray:
