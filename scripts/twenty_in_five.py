@@ -1,7 +1,7 @@
 """Trained 20-in-5 models against the composite theory, by loss, cell by cell.
 
     python scripts/twenty_in_five.py [--out runs/twenty_in_five] [--config configs/study/twenty_in_five.toml]
-                                     [--samples 4000000]
+                                     [--samples 4000000] [--structure] [--free K] [--summary]
 
 Trains (or resumes) the config's sweep (the study's: the TMS sparsity
 schedule, p = 0, 0.15, 0.4, importance 0.7**i, 0.9**i and 1, 3 seeds),
@@ -24,7 +24,13 @@ disjoint neurons, `theory.composite`), and puts them side by side:
 
 Writes OUT/comparison.nc (every number above per cell, with the config),
 OUT/comparison.md (the table) and OUT/comparison.png (ratio against
-density per p, one panel per importance profile).
+density per p, one panel per importance profile). Also (alone with
+--structure) what each cell's best trained model is: OUT/structure.md, its
+tegum factors (theory.metrics.tegum_factors: groups of overlapping features,
+orthogonal to each other, each named from its Gram matrix, with the
+dimensions it spans and how many neurons that span is spread over) and
+biases, and OUT/structure_<importance>.png, its W at three densities and
+every p.
 """
 
 from __future__ import annotations
@@ -221,6 +227,69 @@ def figure(ds: xr.Dataset, path: Path) -> None:
     plt.close(fig)
 
 
+def structure_table(runs: xr.Dataset) -> str:
+    """Per cell, the best seed's tegum factors (theory.metrics.tegum_factors), the mean bias of its
+    represented features and of the rest, as a Markdown table."""
+    axis = [d for d in runs.sampled_loss.dims if d not in ("seed", "p", "sparsity")][0]
+    lines = [
+        "| importance | p | density | sampled loss | factors (features; dims over neurons) | bias of "
+        "represented | bias of the rest |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p in runs.p.values:
+        for a in runs[axis].values:
+            for s in runs.sparsity.values:
+                cell = runs.sel(p=p, sparsity=s, **{axis: a})
+                best = int(cell.sampled_loss.fillna(np.inf).argmin("seed"))
+                W = cell.W.isel(seed=best).transpose("hidden", "feature").values
+                b = cell.b.isel(seed=best).values
+                shown = metrics.feature_norms(W) > REPRESENTED
+                factors = "; ".join(map(str, metrics.tegum_factors(W, REPRESENTED, OVERLAP)))
+                rest = f"{b[~shown].mean():.3f}" if (~shown).any() else "-"
+                lines.append(
+                    f"| {profile(axis, a)} | {p:g} | {1 - s:.3g} | {float(cell.sampled_loss[best]):.5f} "
+                    f"| {factors or 'none'} | {b[shown].mean() if shown.any() else np.nan:.3f} | {rest} |"
+                )
+    return "\n".join(lines)
+
+
+def structure_figure(runs: xr.Dataset, path: Path, densities=(1.0, 0.264, 0.05)) -> None:
+    """W of the best seed (neurons x represented features, grouped by factor) at a few densities (rows)
+    and every p (columns), one figure per importance profile: path with the profile appended."""
+    axis = [d for d in runs.sampled_loss.dims if d not in ("seed", "p", "sparsity")][0]
+    for a in runs[axis].values:
+        fig, axes = plt.subplots(
+            len(densities), runs.p.size, figsize=(4.6 * runs.p.size, 2.6 * len(densities)), squeeze=False
+        )
+        for row, density in enumerate(densities):
+            for col, p in enumerate(runs.p.values):
+                cell = runs.sel(p=p, **{axis: a}).sel(sparsity=1 - density, method="nearest")
+                best = int(cell.sampled_loss.fillna(np.inf).argmin("seed"))
+                W = cell.W.isel(seed=best).transpose("hidden", "feature").values
+                factors = metrics.tegum_factors(W, REPRESENTED, OVERLAP)
+                order = [i for f in factors for i in f.features]
+                ax = axes[row, col]
+                ax.imshow(W[:, order], cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+                edge = -0.5
+                for f in factors[:-1]:
+                    edge += len(f.features)
+                    ax.axvline(edge, color="k", lw=1.5)
+                ax.set_xticks(range(len(order)), [str(i) for i in order], fontsize=8)
+                ax.set_yticks(range(W.shape[0]))
+                kinds = ", ".join(f"{f.kind} ({f.neurons:.1f} n)" for f in factors)
+                ax.set_title(f"p = {p:g}, density {float(cell.density):.3g}\n{kinds}", fontsize=8, wrap=True)
+                if col == 0:
+                    ax.set_ylabel("neuron")
+        fig.suptitle(
+            f"20 in 5, {profile(axis, a)}: best trained W (columns: represented features by factor; "
+            "n = neurons a factor's span is spread over)",
+            fontsize=10,
+        )
+        fig.tight_layout()
+        fig.savefig(path.with_name(f"{path.stem}_{a:g}{path.suffix}"), dpi=110)
+        plt.close(fig)
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -230,6 +299,12 @@ def main():
     parser.add_argument("--samples", type=int, default=4_000_000)
     parser.add_argument(
         "--summary", action="store_true", help="only print the summary of an existing OUT/comparison.nc"
+    )
+    parser.add_argument(
+        "--structure",
+        action="store_true",
+        help="only train (or resume) and write what the trained optima are: OUT/structure.md, "
+        "OUT/structure_<importance>.png",
     )
     parser.add_argument(
         "--free",
@@ -249,12 +324,18 @@ def main():
     runs_path = out / f"runs_{config.steps}.nc"
     print(f"== training: {config.n_cells} models x {config.steps} steps -> {runs_path}")
     sweep.sweep(config, runs_path)
+    runs = load(runs_path)
+    save_text(structure_table(runs) + "\n", out / "structure.md")
+    structure_figure(runs, out / "structure.png")
+    print(f"wrote {out / 'structure.md'} and {out}/structure_*.png (the trained optima's factors)")
+    if args.structure:
+        return
     print("== theory: composite phase diagram on the same grid")
     grid = config.grid
     theory = phase_diagram(grid, catalogue(grid.n_features, grid.n_hidden))
     save_dataset(theory, out / "theory.nc")
     print(f"== scoring the best seed of each cell on {args.samples} fresh samples")
-    ds = compare(config, load(runs_path), theory, args.samples)
+    ds = compare(config, runs, theory, args.samples)
     if args.free:
         print(f"== {args.free} features in all of W at the {int(ds.beats_theory.sum())} cells training wins")
         ds = free_fits(ds, config, args.free)

@@ -6,6 +6,8 @@ zero superposition and zero dimensionality.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -128,3 +130,87 @@ POLYGON_NAMES = {3: "triangle", 4: "square", 5: "pentagon", 6: "hexagon"}
 
 def polygon_name(k: int) -> str:
     return POLYGON_NAMES.get(k, f"{k}-gon")
+
+
+@dataclass(frozen=True)
+class Factor:
+    """Features whose columns overlap, orthogonal (|cos| <= overlap) to every other factor's: one
+    factor of the tegum product a configuration is.
+
+    features: their indices; kind: what their Gram matrix is (see tegum_factors); dims: the dimension
+    of their span; neurons: how many neurons that span is spread over (d^2 / sum_h P_hh^2 for P the
+    projector onto it: dims when it lies on dims neurons, m when spread evenly over all m).
+    """
+
+    features: tuple[int, ...]
+    kind: str
+    dims: int
+    neurons: float
+
+    def __str__(self) -> str:
+        where = f"{self.dims} dim{'s' if self.dims > 1 else ''} over {self.neurons:.1f} neurons"
+        return f"{self.kind} {' '.join(map(str, self.features))} ({where})"
+
+
+def tegum_factors(W, represented: float = 0.5, overlap: float = 0.1, tolerance: float = 0.1) -> list[Factor]:
+    """The factors of one model W (m, n): its represented features (norm above `represented`), grouped
+    into the connected components of |cos| > overlap, each named from its unit columns' Gram matrix:
+
+    - 1 feature: "single";
+    - 2 with cos < -1 + tolerance: "antipodal pair";
+    - k spanning k - 1 dims with every cos within tolerance of -1/(k-1): "triangle" (k = 3),
+      "tetrahedron" (k = 4), else "(k-1)-simplex";
+    - k spanning 2 dims: the k-gon's name ("square", "pentagon", ...), regular or not;
+    - otherwise "k features".
+
+    A span's dimension counts the unit columns' singular values above tolerance. Factors come in order
+    of their first feature."""
+    W = np.asarray(W, dtype=np.float64)
+    if W.ndim != 2:
+        raise ValueError(f"tegum_factors takes one model W (m, n), got shape {W.shape}")
+    norms = feature_norms(W)
+    shown = np.flatnonzero(norms > represented)
+    unit = W[:, shown] / norms[shown]
+    cos = unit.T @ unit
+    linked = np.abs(cos) > overlap
+    factors, seen = [], np.zeros(len(shown), dtype=bool)
+    for start in range(len(shown)):
+        if seen[start]:
+            continue
+        members, frontier = [start], [start]
+        seen[start] = True
+        while frontier:
+            i = frontier.pop()
+            for j in np.flatnonzero(linked[i] & ~seen):
+                seen[j] = True
+                members.append(int(j))
+                frontier.append(int(j))
+        members.sort()
+        block = unit[:, members]
+        left, values, _ = np.linalg.svd(block, full_matrices=False)
+        dims = int((values > tolerance * max(values.max(), 1e-300)).sum())
+        projector = left[:, :dims] @ left[:, :dims].T
+        neurons = dims**2 / float((np.diagonal(projector) ** 2).sum())
+        factors.append(
+            Factor(
+                tuple(int(shown[i]) for i in members),
+                _kind(cos[np.ix_(members, members)], dims, tolerance),
+                dims,
+                neurons,
+            )
+        )
+    return factors
+
+
+def _kind(cos: np.ndarray, dims: int, tolerance: float) -> str:
+    k = len(cos)
+    off = cos[~np.eye(k, dtype=bool)]
+    if k == 1:
+        return "single"
+    if k == 2 and off.max() < -1 + tolerance:
+        return "antipodal pair"
+    if dims == k - 1 and np.abs(off + 1 / (k - 1)).max() < tolerance:
+        return {3: "triangle", 4: "tetrahedron"}.get(k, f"{k - 1}-simplex")
+    if dims == 2 and k >= 3:
+        return polygon_name(k)
+    return f"{k} features"

@@ -99,19 +99,21 @@ def minimize_lockstep(
     if len(bounds) != len(x0):
         raise InputError(f"{len(bounds)} bounds lists for {len(x0)} starts; give one per start")
     options = {"maxiter": 1000, "ftol": 1e-14, "gtol": 1e-9, "maxcor": 20} | (options or {})
-    lock = threading.Condition()
+    lock = threading.Condition()  # the calling thread waits on it for a full batch
     state = {"active": len(x0)}
     pending: dict[int, np.ndarray] = {}
     answers: dict[int, object] = {}
+    ready = [threading.Event() for _ in x0]  # one per start: only its own answer wakes it
 
     def objective(row):
         def f(x):
             with lock:
                 pending[row] = np.array(x, dtype=float)
-                lock.notify_all()
-                while row not in answers:
-                    lock.wait()
-                answer = answers.pop(row)
+                if len(pending) >= state["active"]:
+                    lock.notify()
+            ready[row].wait()
+            ready[row].clear()
+            answer = answers.pop(row)
             if isinstance(answer, BaseException):
                 raise answer
             return answer
@@ -130,7 +132,7 @@ def minimize_lockstep(
         finally:
             with lock:
                 state["active"] -= 1
-                lock.notify_all()
+                lock.notify()
 
     threads = [threading.Thread(target=worker, args=(row,), daemon=True) for row in range(len(x0))]
     for thread in threads:
@@ -151,9 +153,9 @@ def minimize_lockstep(
             replies = {r: (float(values[k]), np.asarray(grads[k], dtype=float)) for k, r in enumerate(rows)}
         except BaseException as error:  # every waiting start re-raises it
             replies = dict.fromkeys(rows.tolist(), error)
-        with lock:
-            answers.update(replies)
-            lock.notify_all()
+        answers.update(replies)
+        for row in replies:
+            ready[row].set()
     for thread in threads:
         thread.join()
     for result in results:

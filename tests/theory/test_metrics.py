@@ -71,3 +71,38 @@ def test_neuron_aligned_features_use_one_neuron_and_spread_ones_all():
     assert metrics.neurons_per_feature(one_off)[0] == 2.0 and np.isnan(
         metrics.neurons_per_feature(one_off)[1]
     )
+
+
+def test_tegum_factors_names_each_orthogonal_group_and_its_spread():
+    # a pentagon on neurons 0-1, a tetrahedron spread over neurons 2-4 by a rotation, an antipodal pair on
+    # neuron 5, two ignored features
+    angles = 2 * np.pi * np.arange(5) / 5
+    tetrahedron = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]).T / np.sqrt(3)  # (3, 4)
+    rotation = np.linalg.qr(np.array([[1.0, 1, 1], [1, -1, 0], [1, 1, -2]]))[0]
+    W = np.zeros((6, 13))
+    W[0, :5], W[1, :5] = np.cos(angles), np.sin(angles)
+    W[2:5, 5:9] = rotation @ tetrahedron
+    W[5, 9], W[5, 10] = 0.9, -0.8
+    factors = metrics.tegum_factors(W)
+    assert [f.kind for f in factors] == ["pentagon", "tetrahedron", "antipodal pair"]
+    assert [f.features for f in factors] == [(0, 1, 2, 3, 4), (5, 6, 7, 8), (9, 10)]
+    assert [f.dims for f in factors] == [2, 3, 1]
+    np.testing.assert_allclose([f.neurons for f in factors], [2.0, 3.0, 1.0])
+    assert str(factors[2]) == "antipodal pair 9 10 (1 dim over 1.0 neurons)"
+    # a regular simplex of 6 in 5 dims, spread evenly over all neurons; a feature alone
+    simplex = np.eye(6) - 1 / 6
+    basis = np.linalg.svd(simplex)[0][:, :5]  # (6, 5): the simplex's span
+    W = np.zeros((6, 7))
+    W[:5, :6] = (simplex @ basis).T / np.linalg.norm(simplex[0])
+    W[5, 6] = 1.0
+    factors = metrics.tegum_factors(W)
+    assert [f.kind for f in factors] == ["5-simplex", "single"]
+    assert factors[0].dims == 5 and factors[1].neurons == pytest.approx(1.0)
+    # an antipodal pair along (1, 1, 1, 1) / 2: one dimension spread evenly over four neurons
+    pair = np.outer([0.5, 0.5, 0.5, 0.5], [1.0, -1.0])
+    (factor,) = metrics.tegum_factors(pair)
+    assert (factor.kind, factor.dims, factor.neurons) == ("antipodal pair", 1, pytest.approx(4.0))
+    # no represented feature: no factor
+    assert metrics.tegum_factors(np.full((2, 3), 0.1)) == []
+    with pytest.raises(ValueError, match="one model"):
+        metrics.tegum_factors(np.zeros((2, 2, 3)))
