@@ -259,7 +259,11 @@ def structure_figure(runs: xr.Dataset, path: Path, densities=(1.0, 0.264, 0.05))
     axis = [d for d in runs.sampled_loss.dims if d not in ("seed", "p", "sparsity")][0]
     for a in runs[axis].values:
         fig, axes = plt.subplots(
-            len(densities), runs.p.size, figsize=(4.6 * runs.p.size, 2.6 * len(densities)), squeeze=False
+            len(densities),
+            runs.p.size,
+            figsize=(4.8 * runs.p.size + 1, 2.8 * len(densities)),
+            squeeze=False,
+            layout="constrained",
         )
         for row, density in enumerate(densities):
             for col, p in enumerate(runs.p.values):
@@ -269,23 +273,29 @@ def structure_figure(runs: xr.Dataset, path: Path, densities=(1.0, 0.264, 0.05))
                 factors = metrics.tegum_factors(W, REPRESENTED, OVERLAP)
                 order = [i for f in factors for i in f.features]
                 ax = axes[row, col]
-                ax.imshow(W[:, order], cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+                image = ax.imshow(W[:, order], cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
                 edge = -0.5
                 for f in factors[:-1]:
                     edge += len(f.features)
                     ax.axvline(edge, color="k", lw=1.5)
                 ax.set_xticks(range(len(order)), [str(i) for i in order], fontsize=8)
                 ax.set_yticks(range(W.shape[0]))
-                kinds = ", ".join(f"{f.kind} ({f.neurons:.1f} n)" for f in factors)
+                kinds = {}  # kind -> neurons of each factor of that kind
+                for f in factors:
+                    kinds.setdefault(f.kind, []).append(f"{f.neurons:.1f}")
+                kinds = ", ".join(
+                    f"{len(v)} x {k} ({'/'.join(v)} n)" if len(v) > 1 else f"{k} ({v[0]} n)"
+                    for k, v in kinds.items()
+                )
                 ax.set_title(f"p = {p:g}, density {float(cell.density):.3g}\n{kinds}", fontsize=8, wrap=True)
                 if col == 0:
                     ax.set_ylabel("neuron")
+        fig.colorbar(image, ax=axes, shrink=0.6, label="W (neuron, feature)")
         fig.suptitle(
             f"20 in 5, {profile(axis, a)}: best trained W (columns: represented features by factor; "
             "n = neurons a factor's span is spread over)",
             fontsize=10,
         )
-        fig.tight_layout()
         fig.savefig(path.with_name(f"{path.stem}_{a:g}{path.suffix}"), dpi=110)
         plt.close(fig)
 

@@ -27,3 +27,40 @@ def test_profiles_are_named_in_words():
     assert script.profile("importance_decay", 1.0) == "uniform importance"
     assert script.profile("importance_decay", 0.7) == "importance 0.7**i"
     assert script.profile("r", 2.0) == "r = 2"
+
+
+_ROTATION = Path(__file__).resolve().parents[2] / "scripts" / "neuron_rotation.py"
+_SPEC_ROTATION = importlib.util.spec_from_file_location("neuron_rotation", _ROTATION)
+rotation_script = importlib.util.module_from_spec(_SPEC_ROTATION)
+_SPEC_ROTATION.loader.exec_module(rotation_script)
+
+
+def test_aligning_rotation_puts_each_factor_back_on_its_own_neurons():
+    from theory import Setup, metrics
+    from theory.compiled_loss import expected_loss_compiled
+
+    # a triangle on neurons 0-1, antipodal pairs on neurons 2 and 3, spread by a random rotation
+    angles = 2 * np.pi * np.arange(3) / 3
+    aligned = np.zeros((4, 7))
+    aligned[0, :3], aligned[1, :3] = np.cos(angles), np.sin(angles)
+    aligned[2, 3:5] = [0.9, -0.8]
+    aligned[3, 5:7] = [0.7, -0.7]
+    spin = np.linalg.qr(np.random.default_rng(3).normal(size=(4, 4)))[0]
+    W = spin @ aligned
+    factors = metrics.tegum_factors(W)
+    assert [f.kind for f in factors] == ["triangle", "antipodal pair", "antipodal pair"]
+    assert min(f.neurons for f in factors[1:]) > 1.5  # spread by the rotation
+    Q = rotation_script.aligning_rotation(W, factors)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(4), atol=1e-12)
+    back = metrics.tegum_factors(Q.T @ W)
+    np.testing.assert_allclose([f.neurons for f in back], [2.0, 1.0, 1.0], atol=1e-9)
+    # the exact loss does not see the rotation without dropout, and does with it
+    b = np.full(7, -0.05)
+    for p, same in ((0.0, True), (0.3, False)):
+        setup = Setup(7, 4, sparsity=0.9, p=p)
+        spread, back_on = (float(expected_loss_compiled(setup, x, b)) for x in (W, Q.T @ W))
+        assert (spread == pytest.approx(back_on, rel=1e-12)) is same
+    # one factor over every neuron: nothing to align
+    simplex = np.eye(5) - 1 / 5
+    full = np.linalg.svd(simplex)[2][:4] @ simplex.T
+    assert rotation_script.aligning_rotation(full, metrics.tegum_factors(full)) is None
