@@ -29,6 +29,8 @@ from theory.setup import Setup
 
 #: Largest n for which the exact loss (all active sets) is allowed.
 MAX_EXACT_FEATURES = 12
+#: The most features the truncated loss takes (its active sets are bit masks of an int64).
+MAX_TRUNCATED_FEATURES = 62
 #: Tree nodes per evaluation chunk; bounds memory (autograd keeps them all).
 _CHUNK_NODES = 4_000_000
 #: Below this many tree nodes per call, pad all active-set sizes into one
@@ -238,9 +240,9 @@ def expected_loss_and_grad(setup: Setup, W, b) -> LossAndGrad:
     return LossAndGrad(loss=loss, grad_W=gW, grad_b=gb)
 
 
-def check_many(setups, W, b) -> tuple[tuple[Setup, ...], np.ndarray, np.ndarray]:
-    """B setups of one shape, within the exact loss's reach, and W (B, m, n), b (B, n) for them; or an
-    InputError."""
+def check_many(setups, W, b, exact: bool = True) -> tuple[tuple[Setup, ...], np.ndarray, np.ndarray]:
+    """B setups of one shape, within the exact loss's reach (exact=False: within a truncated one's, at
+    most MAX_TRUNCATED_FEATURES), and W (B, m, n), b (B, n) for them; or an InputError."""
     setups = tuple(setups)
     if not setups or not all(isinstance(s, Setup) for s in setups):
         raise InputError("the exact loss of many models needs at least one setup, a theory.Setup per model")
@@ -254,7 +256,13 @@ def check_many(setups, W, b) -> tuple[tuple[Setup, ...], np.ndarray, np.ndarray]
         raise InputError(
             f"W {W.shape} and b {b.shape} must be (B, m, n) and (B, n) with B = {len(setups)}, one per setup"
         )
-    _check_exact(setups[0])
+    if exact:
+        _check_exact(setups[0])
+    elif setups[0].n_features > MAX_TRUNCATED_FEATURES:
+        raise InputError(
+            f"n_features = {setups[0].n_features} is too large for the truncated exact loss (at most "
+            f"{MAX_TRUNCATED_FEATURES})"
+        )
     return setups, W, b
 
 
@@ -270,21 +278,30 @@ def expected_loss_and_grad_many(setups, W, b) -> LossAndGrad:
     return LossAndGrad(loss=loss, grad_W=gW, grad_b=gb)
 
 
-def expected_loss_bounds(setup: Setup, W, b, max_active: int) -> LossBounds:
-    """L truncated to active sets of at most max_active features, with a rigorous bracket."""
+def check_max_active(setup: Setup, max_active) -> int:
+    """max_active as an int, at most n_features; or an InputError."""
     if isinstance(max_active, bool) or not isinstance(max_active, (int, np.integer)) or max_active < 0:
         raise InputError(f"max_active = {max_active!r} is not allowed; it must be an integer >= 0")
+    max_active = min(int(max_active), setup.n_features)
+    if max_active > MAX_EXACT_FEATURES:
+        raise InputError(
+            f"max_active = {max_active} is too large: a form of more than {MAX_EXACT_FEATURES} active "
+            "features is beyond the exact loss's reach"
+        )
+    return max_active
+
+
+def bracket(setup: Setup, W, b, max_active: int, lower) -> LossBounds:
+    """LossBounds from the loss truncated to at most max_active active features (lower, batch shape):
+    upper adds P(more are active) times a bound on the per-sample loss."""
     n = setup.n_features
-    max_active = min(int(max_active), n)
     W, b = setup.check_parameters(W, b)
-    lower = _evaluate(setup, W, b, max_active, with_grad=False)[0]
-    density = setup.density
     omitted = 0.0
     if max_active < n:
         # P(more than max_active features active): Poisson-binomial tail by DP.
         counts = np.zeros(n + 1)
         counts[0] = 1.0
-        for q in density:
+        for q in setup.density:
             counts[1:] = counts[1:] * (1 - q) + counts[:-1] * q
             counts[0] *= 1 - q
         omitted = float(counts[max_active + 1 :].sum())
@@ -293,3 +310,10 @@ def expected_loss_bounds(setup: Setup, W, b, max_active: int) -> LossBounds:
     hi = b[..., None, :] + np.clip(M, 0, None).sum(-1)  # (..., D, n)
     worst = (np.maximum(1.0, hi) ** 2 * setup.importance_array).sum(-1).max(-1)
     return LossBounds(lower=lower, upper=lower + omitted * worst, omitted_mass=omitted, max_active=max_active)
+
+
+def expected_loss_bounds(setup: Setup, W, b, max_active: int) -> LossBounds:
+    """L truncated to active sets of at most max_active features, with a rigorous bracket."""
+    max_active = check_max_active(setup, max_active)
+    W, b = setup.check_parameters(W, b)
+    return bracket(setup, W, b, max_active, _evaluate(setup, W, b, max_active, with_grad=False)[0])

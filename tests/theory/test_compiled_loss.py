@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from theory import InputError, Setup, expected_loss, expected_loss_and_grad
+from theory import InputError, Setup, expected_loss, expected_loss_and_grad, expected_loss_bounds
 from theory.compiled_loss import (
     expected_loss_and_grad_compiled,
     expected_loss_and_grad_many_compiled,
+    expected_loss_bounds_compiled,
     expected_loss_compiled,
     expected_loss_many_compiled,
 )
@@ -97,3 +98,49 @@ def test_compiled_gradient_many_setups_and_finite_differences():
             2 * eps
         )
         assert many.grad_W[k, 1, 2] == pytest.approx(float(numeric), rel=1e-6, abs=1e-9)
+
+
+def test_truncated_loss_is_the_torch_truncated_loss_and_its_bracket():
+    rng = np.random.default_rng(4)
+    setup = Setup(6, 3, sparsity=[0.1, 0.5, 0.7, 0.9, 0.95, 0.8], importance=0.9 ** np.arange(6), p=0.3)
+    W, b = rng.normal(size=(4, 3, 6)), rng.normal(scale=0.3, size=(4, 6))
+    exact = expected_loss(setup, W, b)
+    for k in range(7):
+        compiled, reference = (
+            f(setup, W, b, max_active=k) for f in (expected_loss_bounds_compiled, expected_loss_bounds)
+        )
+        np.testing.assert_allclose(compiled.lower, reference.lower, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(compiled.upper, reference.upper, rtol=1e-12)
+        assert compiled.omitted_mass == reference.omitted_mass and compiled.max_active == k
+        assert np.all(compiled.lower <= exact + 1e-14) and np.all(exact <= compiled.upper + 1e-14)
+    np.testing.assert_allclose(
+        expected_loss_bounds_compiled(setup, W, b, max_active=6).lower, exact, rtol=1e-14
+    )
+    # its gradient: the truncated sum's, against central differences
+    many = expected_loss_and_grad_many_compiled([setup] * 4, W, b, max_active=2)
+    np.testing.assert_allclose(many.loss, expected_loss_bounds(setup, W, b, max_active=2).lower, rtol=1e-12)
+    eps = 1e-6
+    for index in ((1, 2, 3), (3, 0, 5)):
+        up, down = W.copy(), W.copy()
+        up[index] += eps
+        down[index] -= eps
+        numeric = (
+            expected_loss_bounds_compiled(setup, up, b, max_active=2).lower
+            - expected_loss_bounds_compiled(setup, down, b, max_active=2).lower
+        )[index[0]] / (2 * eps)
+        assert many.grad_W[index] == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+
+
+def test_truncated_loss_reaches_twenty_features():
+    # 20 in 5 at density 0.05: at most 3 active of 20, against the torch truncation and Monte Carlo
+    rng = np.random.default_rng(5)
+    setup = Setup(20, 5, sparsity=0.95, importance=0.9 ** np.arange(20), p=0.4)
+    W, b = rng.normal(scale=0.5, size=(5, 20)), rng.normal(scale=0.1, size=20) - 0.1
+    compiled = expected_loss_bounds_compiled(setup, W, b, max_active=3)
+    reference = expected_loss_bounds(setup, W, b, max_active=3)
+    assert float(compiled.lower) == pytest.approx(float(reference.lower), rel=1e-12)
+    assert compiled.omitted_mass == pytest.approx(0.0159, abs=1e-4)  # P(Binomial(20, 0.05) > 3)
+    with pytest.raises(InputError, match="too large for the exact loss"):
+        expected_loss_compiled(setup, W, b)
+    with pytest.raises(InputError, match="max_active = 13 is too large"):
+        expected_loss_bounds_compiled(setup, W, b, max_active=13)
