@@ -118,7 +118,7 @@ def compare(config: TrainConfig, runs: xr.Dataset, theory: xr.Dataset, samples: 
 
 
 def table(ds: xr.Dataset) -> str:
-    axis = [d for d in ds.ratio.dims if d not in ("p", "sparsity")][0]
+    axis = importance_axis(ds.ratio)
     lines = [
         "| importance | p | density | trained | theory | trained/theory (2 se) | represented (trained/"
         "theory) | neurons per feature | overlapping | mean cosine | theory's composite |",
@@ -139,6 +139,11 @@ def table(ds: xr.Dataset) -> str:
                     f"| {str(c.theory_composite.values)} |"
                 )
     return "\n".join(lines)
+
+
+def importance_axis(array: xr.DataArray) -> str:
+    """The grid's importance axis (importance_decay, or r): the dimension that is not seed, p or sparsity."""
+    return [d for d in array.dims if d not in ("seed", "p", "sparsity")][0]
 
 
 def profile(axis: str, value: float) -> str:
@@ -178,7 +183,7 @@ def free_fits(ds: xr.Dataset, config: TrainConfig, k: int, starts: int = 8) -> x
 def summary(ds: xr.Dataset) -> str:
     """Per (p, importance profile): cells where training beats the family, the least ratio and where,
     and cells where the best of the seeds stays above the family (ratio > 1.005 beyond 2 se)."""
-    axis = [d for d in ds.ratio.dims if d not in ("p", "sparsity")][0]
+    axis = importance_axis(ds.ratio)
     lines = []
     for p in ds.p.values:
         for a in ds[axis].values:
@@ -206,7 +211,7 @@ def summary(ds: xr.Dataset) -> str:
 
 
 def figure(ds: xr.Dataset, path: Path) -> None:
-    axis = [d for d in ds.ratio.dims if d not in ("p", "sparsity")][0]
+    axis = importance_axis(ds.ratio)
     values = ds[axis].values
     fig, axes = plt.subplots(1, len(values), figsize=(4.2 * len(values), 3.8), sharey=True, squeeze=False)
     for ax, a in zip(axes[0], values, strict=True):
@@ -230,7 +235,7 @@ def figure(ds: xr.Dataset, path: Path) -> None:
 def structure_table(runs: xr.Dataset) -> str:
     """Per cell, the best seed's tegum factors (theory.metrics.tegum_factors), the mean bias of its
     represented features and of the rest, as a Markdown table."""
-    axis = [d for d in runs.sampled_loss.dims if d not in ("seed", "p", "sparsity")][0]
+    axis = importance_axis(runs.sampled_loss)
     lines = [
         "| importance | p | density | sampled loss | factors (features; dims over neurons) | bias of "
         "represented | bias of the rest |",
@@ -256,7 +261,7 @@ def structure_table(runs: xr.Dataset) -> str:
 def structure_figure(runs: xr.Dataset, path: Path, densities=(1.0, 0.264, 0.05)) -> None:
     """W of the best seed (neurons x represented features, grouped by factor) at a few densities (rows)
     and every p (columns), one figure per importance profile: path with the profile appended."""
-    axis = [d for d in runs.sampled_loss.dims if d not in ("seed", "p", "sparsity")][0]
+    axis = importance_axis(runs.sampled_loss)
     for a in runs[axis].values:
         fig, axes = plt.subplots(
             len(densities),
