@@ -52,8 +52,7 @@ class LossBounds:
     """Loss from active sets of at most max_active features, with a rigorous bracket.
 
     lower <= L <= upper. omitted_mass is the probability of the active sets
-    left out; upper adds omitted_mass times a bound on the per-sample loss
-    (sum_i I_i max(1, b_i + sum_j max(M_ij, 0))^2, maximised over masks).
+    left out; upper adds a rigorous bound on their contribution (theory.loss.bracket).
     """
 
     lower: np.ndarray
@@ -291,25 +290,69 @@ def check_max_active(setup: Setup, max_active) -> int:
     return max_active
 
 
+def _count_tails(density: np.ndarray, k: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """For independent features active with probability density (n,): P(more than k active),
+    P(j active and more than k) (n,) and P(j and l active and more than k) (n, n; the diagonal is
+    P(j active and more than k)). Counts above k + 1 are lumped into one absorbing state, so no tail is
+    found by subtraction."""
+    n, cap = len(density), k + 1
+
+    def step(dist, q, skip=None):
+        new = dist * (1 - q)
+        new[..., 1:] += dist[..., :-1] * q
+        new[..., cap] += dist[..., cap] * q  # absorbing: still more than k
+        return new if skip is None else np.where(skip[..., None], dist, new)
+
+    full = np.zeros(cap + 1)
+    full[0] = 1.0
+    leave_one = np.zeros((n, cap + 1))
+    leave_one[:, 0] = 1.0
+    leave_two = np.zeros((n, n, cap + 1))
+    leave_two[..., 0] = 1.0
+    index = np.arange(n)
+    for q, d in enumerate(density):
+        full = step(full, d)
+        leave_one = step(leave_one, d, index == q)
+        leave_two = step(leave_two, d, (index[:, None] == q) | (index[None, :] == q))
+    one = density * leave_one[:, k:].sum(-1)  # the others: at least k more
+    two = np.outer(density, density) * leave_two[..., max(k - 1, 0) :].sum(-1)  # at least k - 1 more
+    np.fill_diagonal(two, one)
+    return float(full[cap]), one, two
+
+
 def bracket(setup: Setup, W, b, max_active: int, lower) -> LossBounds:
-    """LossBounds from the loss truncated to at most max_active active features (lower, batch shape):
-    upper adds P(more are active) times a bound on the per-sample loss."""
+    """LossBounds from the loss truncated to at most max_active active features (lower, batch shape).
+
+    upper adds a rigorous bound on what the active sets of more than k = max_active features contribute:
+    per sample, (x_i - y_i+)^2 <= x_i^2 + y_i+^2 and y_i+ <= b_i+ + sum_j c_ij x_j with c_ij =
+    max(M_ij, 0) under the sample's mask, so their contribution is at most, summed over masks and
+    importance-weighted over i, P(i, >k)/3 + b_i+^2 P(>k) + b_i+ sum_j c_ij P(j, >k) + sum_j c_ij^2
+    P(j, >k)/3 + sum_{j != l} c_ij c_il P(j, l, >k)/4 (E[x] = 1/2, E[x^2] = 1/3 for an active feature;
+    P(j, l, >k): j and l active, more than k in all); or, where smaller, P(>k) times the per-sample bound
+    with every feature active, max over masks of sum_i I_i max(1, b_i + sum_j c_ij)^2."""
     n = setup.n_features
     W, b = setup.check_parameters(W, b)
-    omitted = 0.0
-    if max_active < n:
-        # P(more than max_active features active): Poisson-binomial tail by DP.
-        counts = np.zeros(n + 1)
-        counts[0] = 1.0
-        for q in setup.density:
-            counts[1:] = counts[1:] * (1 - q) + counts[:-1] * q
-            counts[0] *= 1 - q
-        omitted = float(counts[max_active + 1 :].sum())
-    patterns, _ = _masks(setup.n_hidden, np.array([setup.p]))
+    lower = np.asarray(lower, dtype=float)
+    if max_active >= n:
+        return LossBounds(lower=lower, upper=lower.copy(), omitted_mass=0.0, max_active=max_active)
+    omitted, one, two = _count_tails(np.asarray(setup.density, dtype=float), max_active)
+    patterns, prob = _masks(setup.n_hidden, np.array([setup.p]))
     M = np.einsum("...ki,dk,...kj->...dij", W, patterns, W) / (1.0 - setup.p)
-    hi = b[..., None, :] + np.clip(M, 0, None).sum(-1)  # (..., D, n)
-    worst = (np.maximum(1.0, hi) ** 2 * setup.importance_array).sum(-1).max(-1)
-    return LossBounds(lower=lower, upper=lower + omitted * worst, omitted_mass=omitted, max_active=max_active)
+    c = np.clip(M, 0, None)  # (..., D, n, n)
+    c0 = np.clip(b, 0, None)[..., None, :]  # (..., 1, n)
+    cross = two - np.diag(np.diagonal(two))
+    per_output = (
+        one / 3
+        + c0**2 * omitted
+        + c0 * (c @ one)
+        + (c**2 @ one) / 3
+        + np.einsum("...ij,jl,...il->...i", c, cross, c) / 4
+    )  # (..., D, n)
+    tail = (per_output * setup.importance_array).sum(-1) @ prob[0]
+    # the per-sample bound with every feature active: looser but for small weights (y_i+ < 1)
+    worst = (np.maximum(1.0, b[..., None, :] + c.sum(-1)) ** 2 * setup.importance_array).sum(-1).max(-1)
+    tail = np.minimum(tail, omitted * worst)
+    return LossBounds(lower=lower, upper=lower + tail, omitted_mass=omitted, max_active=max_active)
 
 
 def expected_loss_bounds(setup: Setup, W, b, max_active: int) -> LossBounds:

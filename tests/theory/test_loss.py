@@ -189,3 +189,56 @@ def test_forms_of_tiny_scale_are_finite_and_continuous(W, b):
     assert np.isfinite(result.grad_W).all() and np.isfinite(result.grad_b).all()
     rounded = np.where(np.abs(W) < 1e-100, 0.0, W), np.where(np.abs(b) < 1e-100, 0.0, b)
     assert float(result.loss) == pytest.approx(float(expected_loss(setup, *rounded)), rel=1e-14)
+
+
+def test_count_tails_are_the_brute_force_sums():
+    from theory.loss import _count_tails
+
+    density = np.random.default_rng(8).uniform(0, 1, 5)
+    for k in range(5):
+        more, one, two = _count_tails(density, k)
+        brute = [0.0, np.zeros(5), np.zeros((5, 5))]
+        for active in itertools.product([0, 1], repeat=5):
+            active = np.array(active)
+            if active.sum() > k:
+                weight = np.prod(np.where(active, density, 1 - density))
+                brute[0] += weight
+                brute[1] += weight * active
+                brute[2] += weight * np.outer(active, active)
+        assert more == pytest.approx(brute[0], abs=1e-15)
+        np.testing.assert_allclose(one, brute[1], atol=1e-15)
+        np.testing.assert_allclose(two, brute[2], atol=1e-15)
+
+
+@settings(max_examples=60, deadline=None)
+@given(problems((2, 5), (1, 3)), st.integers(0, 4))
+def test_bounds_hold_the_exact_loss_on_the_hard_cases(problem, k):
+    setup, W, b = problem
+    exact = float(expected_loss(setup, W, b))
+    bounds = expected_loss_bounds(setup, W, b, max_active=k)
+    slack = 1e-12 * (1 + abs(exact))
+    assert float(bounds.lower) <= exact + slack and exact <= float(bounds.upper) + slack
+
+
+def test_bounds_are_tight_where_features_are_sparse():
+    # 8 in 3 at density 0.05: the bracket is at most twice what the truncation leaves out (the bound with
+    # every feature active would be 57 times it at k = 2)
+    rng = np.random.default_rng(7)
+    setup = Setup(8, 3, sparsity=0.95, importance=0.9 ** np.arange(8), p=0.4)
+    W, b = rng.normal(scale=0.6, size=(3, 8)), rng.normal(scale=0.1, size=8) - 0.1
+    exact = float(expected_loss(setup, W, b))
+    for k in (1, 2, 3):
+        bounds = expected_loss_bounds(setup, W, b, max_active=k)
+        missing = exact - float(bounds.lower)
+        assert 0 < float(bounds.upper) - float(bounds.lower) < 2 * missing
+
+
+def test_bounds_hold_where_several_active_features_push_one_output():
+    # feature 0 rarely active, features 1-4 always, all writing positively into output 0: what the
+    # truncation leaves out is nearly E[(b_0 + sum_j M_0j x_j)^2], cross terms included
+    setup = Setup(5, 1, sparsity=[0.999, 0, 0, 0, 0], importance=[1, 1e-3, 1e-3, 1e-3, 1e-3], p=0.0)
+    W, b = np.array([[1.0, 0.5, 0.5, 0.5, 0.5]]), np.array([0.01, -1, -1, -1, -1])
+    exact = float(expected_loss(setup, W, b))
+    for k in range(5):
+        bounds = expected_loss_bounds(setup, W, b, max_active=k)
+        assert float(bounds.lower) <= exact <= float(bounds.upper)
