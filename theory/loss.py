@@ -349,7 +349,7 @@ def bracket(setup: Setup, W, b, max_active: int, lower) -> LossBounds:
         + np.einsum("...ij,jl,...il->...i", c, cross, c) / 4
     )  # (..., D, n)
     tail = (per_output * setup.importance_array).sum(-1) @ prob[0]
-    # the per-sample bound with every feature active: looser but for small weights (y_i+ < 1)
+    # the per-sample bound with every feature active: looser, except for small weights (y_i+ < 1)
     worst = (np.maximum(1.0, b[..., None, :] + c.sum(-1)) ** 2 * setup.importance_array).sum(-1).max(-1)
     tail = np.minimum(tail, omitted * worst)
     return LossBounds(lower=lower, upper=lower + tail, omitted_mass=omitted, max_active=max_active)
