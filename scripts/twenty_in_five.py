@@ -125,21 +125,33 @@ def table(ds: xr.Dataset) -> str:
         "theory) | neurons per feature | overlapping | mean cosine | theory's composite |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for p in ds.p.values:
-        for a in ds[axis].values:
-            for s in ds.sparsity.values:
-                c = ds.sel(p=p, sparsity=s, **{axis: a})
-                flag = " **beats**" if bool(c.beats_theory) else ""
-                lines.append(
-                    f"| {profile(axis, a)} | {p:g} | {float(c.density):.3g} | {float(c.trained_loss):.5f} | "
-                    f"{float(c.theory_loss):.5f} | {float(c.ratio):.4f} ({float(c.ratio_low):.4f}-"
-                    f"{float(c.ratio_high):.4f}){flag} "
-                    f"| {int(c.trained_represented)}/{int(c.theory_represented)} "
-                    f"| {float(c.trained_neurons_per_feature):.2f} | {int(c.trained_overlapping)} "
-                    f"| {float(c.trained_mean_cosine):.2f} "
-                    f"| {str(c.theory_composite.values)} |"
-                )
+    for p, a, _, c in cells(ds, axis):
+        flag = " **beats**" if bool(c.beats_theory) else ""
+        lines.append(
+            f"| {profile(axis, a)} | {p:g} | {float(c.density):.3g} | {float(c.trained_loss):.5f} | "
+            f"{float(c.theory_loss):.5f} | {float(c.ratio):.4f} ({float(c.ratio_low):.4f}-"
+            f"{float(c.ratio_high):.4f}){flag} "
+            f"| {int(c.trained_represented)}/{int(c.theory_represented)} "
+            f"| {float(c.trained_neurons_per_feature):.2f} | {int(c.trained_overlapping)} "
+            f"| {float(c.trained_mean_cosine):.2f} "
+            f"| {str(c.theory_composite.values)} |"
+        )
     return "\n".join(lines)
+
+
+def cells(data: xr.Dataset, axis: str):
+    """(p, importance value, sparsity, the cell's Dataset) for every cell, p outermost."""
+    for p in data.p.values:
+        for a in data[axis].values:
+            for s in data.sparsity.values:
+                yield p, a, s, data.sel(p=p, sparsity=s, **{axis: a})
+
+
+def best_model(cell: xr.Dataset) -> tuple[np.ndarray, np.ndarray, float]:
+    """W (hidden, feature), b and sampled loss of one cell's seed of least sampled loss."""
+    best = int(cell.sampled_loss.fillna(np.inf).argmin("seed"))
+    W = cell.W.isel(seed=best).transpose("hidden", "feature").values
+    return W, cell.b.isel(seed=best).values, float(cell.sampled_loss[best])
 
 
 def importance_axis(array: xr.DataArray) -> str:
@@ -272,20 +284,15 @@ def structure_table(runs: xr.Dataset) -> str:
         "represented | bias of the rest |",
         "|---|---|---|---|---|---|---|",
     ]
-    for p in runs.p.values:
-        for a in runs[axis].values:
-            for s in runs.sparsity.values:
-                cell = runs.sel(p=p, sparsity=s, **{axis: a})
-                best = int(cell.sampled_loss.fillna(np.inf).argmin("seed"))
-                W = cell.W.isel(seed=best).transpose("hidden", "feature").values
-                b = cell.b.isel(seed=best).values
-                shown = metrics.feature_norms(W) > REPRESENTED
-                factors = "; ".join(map(str, metrics.tegum_factors(W, REPRESENTED, OVERLAP)))
-                rest = f"{b[~shown].mean():.3f}" if (~shown).any() else "-"
-                lines.append(
-                    f"| {profile(axis, a)} | {p:g} | {1 - s:.3g} | {float(cell.sampled_loss[best]):.5f} "
-                    f"| {factors or 'none'} | {b[shown].mean() if shown.any() else np.nan:.3f} | {rest} |"
-                )
+    for p, a, s, cell in cells(runs, axis):
+        W, b, loss = best_model(cell)
+        shown = metrics.feature_norms(W) > REPRESENTED
+        factors = "; ".join(map(str, metrics.tegum_factors(W, REPRESENTED, OVERLAP)))
+        rest = f"{b[~shown].mean():.3f}" if (~shown).any() else "-"
+        lines.append(
+            f"| {profile(axis, a)} | {p:g} | {1 - s:.3g} | {loss:.5f} "
+            f"| {factors or 'none'} | {b[shown].mean() if shown.any() else np.nan:.3f} | {rest} |"
+        )
     return "\n".join(lines)
 
 
@@ -304,8 +311,7 @@ def structure_figure(runs: xr.Dataset, path: Path, densities=(1.0, 0.264, 0.05))
         for row, density in enumerate(densities):
             for col, p in enumerate(runs.p.values):
                 cell = runs.sel(p=p, **{axis: a}).sel(sparsity=1 - density, method="nearest")
-                best = int(cell.sampled_loss.fillna(np.inf).argmin("seed"))
-                W = cell.W.isel(seed=best).transpose("hidden", "feature").values
+                W = best_model(cell)[0]
                 factors = metrics.tegum_factors(W, REPRESENTED, OVERLAP)
                 order = [i for f in factors for i in f.features]
                 ax = axes[row, col]

@@ -56,7 +56,7 @@ def _jet(b, c, k, seed, binom, work, keep_levels):
     Returns them and the unit the form was rescaled by (0 for a form taken as 0). work: _scratch(n).
     With keep_levels, every level's node values stay in work for _jet_backward.
     """
-    a, a_dot, src, sgn, mu, mu_dot, off, off_dot, val, val_dot, powers = work[:11]
+    a, a_dot, src, sgn, mu, mu_dot, off, off_dot, val, val_dot, powers, suffix = work[:12]
     q = 2
     tangent = seed >= 0
     scale = abs(b)
@@ -133,16 +133,17 @@ def _jet(b, c, k, seed, binom, work, keep_levels):
     child = k  # the level that holds the children's values
     for d in range(k - 1, -1, -1):
         level = d if keep_levels else k  # in place unless kept
-        suffix = 0.0
+        reach = 0.0  # sum_{j >= d} a_j: how far above its offset a node of this level reaches
         for j in range(d, k):
-            suffix += a[j]
+            reach += a[j]
+        suffix[d] = reach
         order = q + d
         half = 1 << d
         pivot, pivot_dot = a[d], a_dot[d]
         for t in range(half):
             o = off[t]  # the node's offset: its leaves below share the low bits
             o_dot = off_dot[t]
-            if o + suffix <= 0.0 or (o < 0.0 and pivot <= TINY_PIVOT):
+            if o + suffix[d] <= 0.0 or (o < 0.0 and pivot <= TINY_PIVOT):
                 value, value_dot = 0.0, 0.0
             elif o >= 0.0:  # sum_r C(order, r) mu_r o^e, e = order - r, and its tangent
                 value, value_dot = 0.0, 0.0
@@ -174,8 +175,8 @@ def _jet_backward(k, unit, w_value, w_tangent, binom, work, out):
     """The gradient in (b, c_0, .., c_{k-1}) of w_value J_2 + w_tangent dJ_2/dc_seed, into out (k + 1), by
     one reverse pass over what _jet(.., keep_levels=True) just computed for the same form (reverse mode:
     the adjoint of each node, root to leaves, then of the moments and the offsets)."""
-    a, a_dot, src, sgn, mu, mu_dot, off, off_dot, val, val_dot, powers = work[:11]
-    bar, bar_dot, mu_bar, mu_dot_bar, off_bar, a_bar = work[11:]
+    a, a_dot, src, sgn, mu, mu_dot, off, off_dot, val, val_dot, powers, suffix = work[:12]
+    bar, bar_dot, mu_bar, mu_dot_bar, off_bar, a_bar = work[12:]
     q = 2
     for x in range(k + 1):
         out[x] = 0.0
@@ -193,9 +194,6 @@ def _jet_backward(k, unit, w_value, w_tangent, binom, work, out):
     # + w_tangent dJ'/dx' in the rescaled coordinates x' the pass ran in
     bar[0], bar_dot[0] = w_value * unit, w_tangent
     for d in range(k):
-        suffix = 0.0
-        for j in range(d, k):
-            suffix += a[j]
         order = q + d
         half = 1 << d
         pivot, pivot_dot = a[d], a_dot[d]
@@ -206,7 +204,7 @@ def _jet_backward(k, unit, w_value, w_tangent, binom, work, out):
                 continue
             o = off[t]
             o_dot = off_dot[t]
-            if o + suffix <= 0.0 or (o < 0.0 and pivot <= TINY_PIVOT):
+            if o + suffix[d] <= 0.0 or (o < 0.0 and pivot <= TINY_PIVOT):
                 continue
             if o >= 0.0:
                 powers[0] = 1.0
@@ -286,7 +284,7 @@ def _scratch(n):
         np.empty((n + 1, n + 3)), np.empty((n + 1, n + 3)),  # mu, mu_dot
         np.empty(leaves), np.empty(leaves),  # off, off_dot
         np.empty((n + 1, leaves)), np.empty((n + 1, leaves)),  # val, val_dot by level
-        np.empty(n + 4),  # powers
+        np.empty(n + 4), np.empty(n + 1),  # powers, suffix (sum_{j >= d} a_j per level)
         np.empty(leaves), np.empty(leaves),  # bar, bar_dot: adjoints of the nodes
         np.empty((n + 1, n + 3)), np.empty((n + 1, n + 3)),  # mu_bar, mu_dot_bar
         np.empty(leaves), np.empty(n),  # off_bar, a_bar
@@ -294,19 +292,13 @@ def _scratch(n):
 
 
 @nb.njit(cache=True, parallel=True)
-def _losses(W, b, density, importance, p, binom, sets, out_gW, out_gb):
+def _losses(W, b, density, importance, p, binom, sets, largest, out_gW, out_gb):
     """The exact loss of models W (B, m, n), b (B, n), each at its own setup: density, importance (B, n),
     p (B,), summed over the active sets `sets` (bit masks, ascending; every one of the 2^n, or those of at
-    most max_active features). With out_gW, out_gb arrays (not None), its gradients into them: (B, m, n),
+    most `largest` features). With out_gW, out_gb arrays (not None), its gradients into them: (B, m, n),
     (B, n). None compiles a version without the gradient."""
     B, m, n = W.shape
     every_set = len(sets) == 1 << n
-    largest = 0  # the most features active in one set: the forms' largest size
-    for active in sets:
-        count = 0
-        for j in range(n):
-            count += (active >> j) & 1
-        largest = max(largest, count)
     out = np.zeros(B)
     for model in nb.prange(B):
         keep = 1.0 - p[model]
@@ -427,14 +419,15 @@ def _flat(setup: Setup, W, b, exact: bool = True):
 def _run(setups, W, b, grad: bool, max_active: int | None = None):
     setups, W, b = check_many(setups, W, b, exact=max_active is None)
     n = setups[0].n_features
-    sets = _all_sets(n) if max_active is None or max_active >= n else _sets_up_to(n, max_active)
+    largest = n if max_active is None else min(max_active, n)  # the most coefficients of a form
+    sets = _all_sets(n) if largest == n else _sets_up_to(n, largest)
     density = np.array([s.density for s in setups])
     importance = np.array([s.importance_array for s in setups])
     p = np.array([s.p for s in setups], dtype=float)
     W, b = np.ascontiguousarray(W), np.ascontiguousarray(b)
     gW = np.empty_like(W) if grad else None
     gb = np.empty_like(b) if grad else None
-    return _losses(W, b, density, importance, p, _BINOM, sets, gW, gb), gW, gb
+    return _losses(W, b, density, importance, p, _BINOM, sets, largest, gW, gb), gW, gb
 
 
 def _all_sets(n: int) -> np.ndarray:

@@ -329,9 +329,9 @@ def bracket(setup: Setup, W, b, max_active: int, lower) -> LossBounds:
     importance-weighted over i, P(i, >k)/3 + b_i+^2 P(>k) + b_i+ sum_j c_ij P(j, >k) + sum_j c_ij^2
     P(j, >k)/3 + sum_{j != l} c_ij c_il P(j, l, >k)/4 (E[x] = 1/2, E[x^2] = 1/3 for an active feature;
     P(j, l, >k): j and l active, more than k in all); or, where smaller, P(>k) times the per-sample bound
-    with every feature active, max over masks of sum_i I_i max(1, b_i + sum_j c_ij)^2."""
+    with every feature active, max over masks of sum_i I_i max(1, b_i + sum_j c_ij)^2. W and b are
+    arrays its callers checked (Setup.check_parameters)."""
     n = setup.n_features
-    W, b = setup.check_parameters(W, b)
     lower = np.asarray(lower, dtype=float)
     if max_active >= n:
         return LossBounds(lower=lower, upper=lower.copy(), omitted_mass=0.0, max_active=max_active)
