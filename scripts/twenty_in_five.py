@@ -1,7 +1,8 @@
 """Trained 20-in-5 models against the composite theory, by loss, cell by cell.
 
     python scripts/twenty_in_five.py [--out runs/twenty_in_five] [--config configs/study/twenty_in_five.toml]
-                                     [--samples 4000000] [--structure] [--free K] [--summary]
+                                     [--samples 4000000] [--structure] [--free K] [--bracket K]
+                                     [--completeness D [--completeness-dropout D]] [--summary]
 
 Trains (or resumes) the config's sweep (the study's: the TMS sparsity
 schedule, p = 0, 0.15, 0.4, importance 0.7**i, 0.9**i and 1, 3 seeds),
@@ -21,6 +22,13 @@ disjoint neurons, `theory.composite`), and puts them side by side:
   column's squared entries; a composite block uses 1 or 2), the features
   whose columns overlap another's (|cos| > 0.1), and the mean bias of the
   represented features; and the theory optimum's composite.
+
+With --completeness, theory's diagram also gets its completeness check
+(theory.diagram.completeness: the least loss over all of W and b, searched
+on the exact loss truncated to few active features, bracketed rigorously)
+at the sparse cells, and OUT/completeness.md puts each minimum (re-scored
+on the trained models' stream too) beside the best trained model and the
+family, with its tegum factors.
 
 Writes OUT/comparison.nc (every number above per cell, with the config),
 OUT/comparison.md (the table) and OUT/comparison.png (ratio against
@@ -54,7 +62,7 @@ from theory import Setup, metrics, minimize_loss  # noqa: E402
 from theory.candidates import catalogue  # noqa: E402
 from theory.compiled_loss import expected_loss_bounds_compiled  # noqa: E402
 from theory.composite import ignore_loss  # noqa: E402
-from theory.diagram import phase_diagram  # noqa: E402
+from theory.diagram import completeness, phase_diagram  # noqa: E402
 from theory.storage import save_dataset, save_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +70,7 @@ REPRESENTED = 0.5  # a feature is represented when ||W_i|| exceeds this
 OVERLAP = 0.1  # two represented columns overlap when |cos| exceeds this
 RESCORE_SEED = 12345  # the re-score's random streams (not the sweep's)
 BEATS = 0.995  # training beats the family below this ratio (and with its range below 1)
+COMPLETENESS_STARTS = 8  # random starts per cell at p = 0 (under dropout: warm starts only)
 
 
 def describe(W: np.ndarray, b: np.ndarray) -> dict:
@@ -214,6 +223,59 @@ def free_fits(ds: xr.Dataset, config: TrainConfig, k: int, starts: int = 8) -> x
     return ds
 
 
+def with_completeness(ds: xr.Dataset, theory: xr.Dataset, config: TrainConfig, samples: int) -> xr.Dataset:
+    """The completeness search's minima (theory.diagram.completeness) beside the trained models: each
+    re-scored on `samples` samples with the trained models' stream (the theory's own Monte Carlo used
+    another), and the ratio trained / direct."""
+    dims = ds.ratio.dims
+    for name in ("direct_lower", "direct_upper", "direct_monte_carlo", "direct_monte_carlo_stderr"):
+        ds[name] = theory[name].transpose(*dims)
+    done = np.isfinite(ds.direct_upper.values)
+    W = theory.direct_W.transpose(*dims, "hidden", "feature").values[done]
+    b = theory.direct_b.transpose(*dims, "feature").values[done]
+    setups = list(config.grid.setups()[done])
+    scored = sampled_loss(setups, W, b, n_samples=samples, seed=RESCORE_SEED, backend="auto")
+    direct, stderr = np.full(ds.ratio.shape, np.nan), np.full(ds.ratio.shape, np.nan)
+    direct[done], stderr[done] = scored.mean, scored.stderr
+    ds["direct_loss"] = (dims, direct, {"description": f"completeness minimum on {samples} fresh samples"})
+    ds["direct_stderr"] = (dims, stderr)
+    ds["trained_over_direct"] = ds.trained_loss / ds.direct_loss
+    looks = [describe(w, v) for w, v in zip(W, b, strict=True)]
+    for key in ("represented", "neurons_per_feature", "bias"):
+        values = np.full(ds.ratio.shape, np.nan)
+        values[done] = [x[key] for x in looks]
+        ds[f"direct_{key}"] = (dims, values)
+    return ds
+
+
+def completeness_table(ds: xr.Dataset, theory: xr.Dataset) -> str:
+    """Per cell searched: trained, the family, and the direct search's minimum (its rigorous bracket, both
+    Monte Carlo scores, and its tegum factors from theory's direct_W), as a Markdown table."""
+    axis = importance_axis(ds.ratio)
+    lines = [
+        "| importance | p | density | trained | family | direct: bracket | direct: Monte Carlo (theory; "
+        "trained's stream) | trained / direct | family / direct | represented (trained/direct) | neurons "
+        "per feature (trained/direct) | direct's factors (features; dims over neurons) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p, a, s, c in cells(ds, axis):
+        if not np.isfinite(float(c.direct_upper)):
+            continue
+        direct = float(c.direct_loss)
+        W = theory.direct_W.sel(p=p, sparsity=s, **{axis: a}).transpose("hidden", "feature").values
+        factors = "; ".join(map(str, metrics.tegum_factors(W, REPRESENTED, OVERLAP)))
+        lines.append(
+            f"| {profile(axis, a)} | {p:g} | {float(c.density):.3g} | {float(c.trained_loss):.5f} "
+            f"| {float(c.theory_loss):.5f} | [{float(c.direct_lower):.5f}, {float(c.direct_upper):.5f}] "
+            f"| {float(c.direct_monte_carlo):.5f}; {direct:.5f} +- {float(c.direct_stderr):.5f} "
+            f"| {float(c.trained_over_direct):.4f} | {float(c.theory_loss) / direct:.4f} "
+            f"| {int(c.trained_represented)}/{int(c.direct_represented)} "
+            f"| {float(c.trained_neurons_per_feature):.2f}/{float(c.direct_neurons_per_feature):.2f} "
+            f"| {factors} |"
+        )
+    return "\n".join(lines)
+
+
 def summary(ds: xr.Dataset) -> str:
     """Per (p, importance profile): cells where training beats the family, the least ratio and where,
     and cells where the best of the seeds stays above the family (ratio > 1.005 beyond 2 se)."""
@@ -237,6 +299,16 @@ def summary(ds: xr.Dataset) -> str:
                 lines.append(
                     f"  - exact bracket (k = {c.exact_lower.attrs['max_active']}) meets the re-scored loss "
                     f"(2 se) in {inside} of {int(held.sum())} sparse cells; widest {100 * width:.2f}%"
+                )
+            if "trained_over_direct" in c and np.isfinite(c.trained_over_direct.values).any():
+                x = c.trained_over_direct.values
+                lines.append(
+                    "  - trained / completeness minimum (all of W, b on the truncated exact loss): "
+                    + ", ".join(
+                        f"{v:.4f} (density {d:.3g})"
+                        for v, d in zip(x, c.density.values, strict=True)
+                        if np.isfinite(v)
+                    )
                 )
             for name in [v for v in c.data_vars if v.startswith("free_") and v.endswith("_over_trained")]:
                 x = c[name].values
@@ -350,7 +422,9 @@ def main():
     parser.add_argument("--out", default="runs/twenty_in_five")
     parser.add_argument("--samples", type=int, default=4_000_000)
     parser.add_argument(
-        "--summary", action="store_true", help="only print the summary of an existing OUT/comparison.nc"
+        "--summary",
+        action="store_true",
+        help="only print the summary of an existing OUT/comparison.nc (and rewrite OUT/completeness.md)",
     )
     parser.add_argument(
         "--structure",
@@ -367,6 +441,29 @@ def main():
         "exact loss truncated to at most K active (K = 5: about 7 s a cell)",
     )
     parser.add_argument(
+        "--completeness",
+        type=float,
+        default=0.0,
+        metavar="D",
+        help="also search all of W, b on the truncated exact loss (theory.diagram.completeness) at p = 0 and "
+        "density <= D (at most 0.1; about 30 s a cell), and write OUT/completeness.md",
+    )
+    parser.add_argument(
+        "--completeness-dropout",
+        type=float,
+        default=None,
+        metavar="D",
+        help="the same under dropout, at density <= D [default: --completeness's D]; minutes a cell on 2 "
+        "cores, from the family's optimum and the previous p's minimum only",
+    )
+    parser.add_argument(
+        "--completeness-active",
+        default="3,5,6",
+        metavar="S,P,C",
+        help="the completeness search's truncations: at most S active features to search on, P to polish on, "
+        "C to bracket on [default: 3,5,6; 3,4,5 is about 5x faster under dropout]",
+    )
+    parser.add_argument(
         "--free",
         type=int,
         default=0,
@@ -376,7 +473,12 @@ def main():
     )
     args = parser.parse_args()
     if args.summary:
-        print(summary(xr.load_dataset(Path(args.out) / "comparison.nc")))
+        ds = xr.load_dataset(Path(args.out) / "comparison.nc")
+        print(summary(ds))
+        if "direct_loss" in ds:
+            text = completeness_table(ds, xr.load_dataset(Path(args.out) / "theory.nc"))
+            save_text(text + "\n", Path(args.out) / "completeness.md")
+            print(text)
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -393,6 +495,14 @@ def main():
     print("== theory: composite phase diagram on the same grid")
     grid = config.grid
     theory = phase_diagram(grid, catalogue(grid.n_features, grid.n_hidden))
+    if args.completeness:
+        dropout = args.completeness if args.completeness_dropout is None else args.completeness_dropout
+        limit = xr.where(theory.p == 0, args.completeness, dropout) * (1 + 1e-9)  # 1 - 0.95 > 0.05
+        where = (theory.density <= limit).broadcast_like(theory.optimal_loss)
+        print(f"== completeness: all of W, b on the truncated exact loss at {int(where.sum())} cells")
+        starts = tuple(COMPLETENESS_STARTS if p == 0 else 0 for p in grid.p)
+        active = tuple(int(k) for k in args.completeness_active.split(","))
+        theory = completeness(theory, where=where, n_starts=starts, progress=True, active=active)
     save_dataset(theory, out / "theory.nc")
     print(f"== scoring the best seed of each cell on {args.samples} fresh samples")
     ds = compare(config, runs, theory, args.samples)
@@ -402,6 +512,10 @@ def main():
     if args.free:
         print(f"== {args.free} features in all of W at the {int(ds.beats_theory.sum())} cells training wins")
         ds = free_fits(ds, config, args.free)
+    if "direct_upper" in theory:
+        ds = with_completeness(ds, theory, config, args.samples)
+        save_text(completeness_table(ds, theory) + "\n", out / "completeness.md")
+        print(completeness_table(ds, theory))
     save_dataset(ds, out / "comparison.nc")
     save_text(table(ds) + "\n\n" + summary(ds) + "\n", out / "comparison.md")
     figure(ds, out / "comparison.png")

@@ -14,6 +14,7 @@ _PUBLIC = {
     ),
     **dict.fromkeys(["MonteCarloLoss", "monte_carlo_loss"], "theory.montecarlo"),
     **dict.fromkeys(["LossMinimum", "minimize_loss"], "theory.optimize"),
+    **dict.fromkeys(["DirectMinimum", "minimize_truncated"], "theory.direct"),
     "Setup": "theory.setup",
     "Grid": "theory.grid",
     **dict.fromkeys(["Optimum", "completeness", "optimal", "phase_diagram"], "theory.diagram"),

@@ -25,6 +25,7 @@ import xarray as xr
 from theory import composite
 from theory.candidates import catalogue, complexity
 from theory.composite import ASSUMPTIONS, Composite
+from theory.direct import CHECK_ACTIVE, POLISH_ACTIVE, SEARCH_ACTIVE, minimize_truncated
 from theory.errors import InputError
 from theory.fits import TIE, Fits, fit_geometries, fitted_on, join, rank
 from theory.grid import Grid
@@ -35,6 +36,9 @@ from theory.progress import Progress
 from theory.setup import Setup
 
 KIND = "tms-dropout phase diagram"
+#: Past the exact loss's reach, completeness runs at densities up to this only (the truncated loss's
+#: bracket widens with the chance of many active features).
+TRUNCATED_DENSEST = 0.1
 
 
 def _check(candidates, n_features: int, n_hidden: int, least: int = 2) -> tuple:
@@ -299,40 +303,74 @@ def grid_of(ds: xr.Dataset) -> Grid:
 def completeness(
     ds: xr.Dataset,
     cells: int = 2,
-    n_starts: int = 8,
+    n_starts: int | tuple[int, ...] = 8,
     seed: int = 0,
     tolerance: float = 1e-6,
     progress: bool | None = None,
+    active: tuple[int, int, int] = (SEARCH_ACTIVE, POLISH_ACTIVE, CHECK_ACTIVE),
+    where: xr.DataArray | None = None,
 ) -> xr.Dataset:
-    """Minimise the exact loss over all of W and b at `cells` cells per p (evenly spaced over the
-    importance values and densities in grid order, the last included); flag where it beats the
-    candidates (a phase they are missing).
+    """Minimise the loss over all of W and b at `cells` cells per p (evenly spaced over the importance
+    values and densities in grid order, the last included), or at the cells `where` is true (a boolean
+    DataArray on the diagram's dims); flag where it beats the candidates (a phase they are missing).
+    n_starts: random starts per cell, or one such count per p.
 
-    Adds `exact_minimum` (NaN where not sampled) and `missing_phase` (exact
-    minimum below the best candidate's by more than tolerance, relative).
+    Within the exact loss's reach (at most MAX_EXACT_FEATURES features): multistart L-BFGS-B on the
+    exact loss (theory.optimize.minimize_loss); adds `exact_minimum` (NaN where not sampled) and
+    `missing_phase` (exact minimum below the best candidate's by more than tolerance, relative).
+
+    Past it: only cells of density <= TRUNCATED_DENSEST, each by theory.direct.minimize_truncated
+    (search, polish and check on the loss truncated to `active` = (search, polish, check) active
+    features), from n_starts random starts, the diagram's optimum at the cell and the minimum found at
+    the same cell for the previous p; adds `direct_lower`, `direct_upper` (its rigorous bracket),
+    `direct_monte_carlo` and `_stderr`, `direct_W`, `direct_b`, and `missing_phase`: the bracket's
+    upper end below the best candidate's loss by more than tolerance (the candidates certainly miss a
+    phase there).
     """
-    if isinstance(cells, bool) or not isinstance(cells, int) or cells < 1:
+    if where is None and (isinstance(cells, bool) or not isinstance(cells, int) or cells < 1):
         raise InputError(f"completeness cells = {cells!r} is not allowed; it must be an integer >= 1")
+    if len(tuple(active)) != 3:
+        raise InputError(f"active = {active!r} is not allowed; give (search, polish, check) active features")
     grid = grid_of(ds)
-    if grid.n_features > MAX_EXACT_FEATURES:
-        raise InputError(
-            f"completeness needs the exact loss over all W, b: at most {MAX_EXACT_FEATURES} features, "
-            f"not {grid.n_features}"
-        )
-    per_p = len(grid.labels) * len(grid.sparsity)
-    picks = np.unique(np.linspace(per_p - 1, 0, min(cells, per_p)).round().astype(int))
-    minimum = np.full((len(grid.p), per_p), np.nan)
-    with Progress(len(grid.p) * len(picks), "completeness", "cell", show=progress) as bar:
-        for k, p in enumerate(grid.p):
-            for c in picks:
-                a, i = np.unravel_index(c, (len(grid.labels), len(grid.sparsity)))
-                setup = grid.setup(p, grid.labels[a], grid.sparsity[i])
-                minimum[k, c] = minimize_loss(setup, n_starts=n_starts, seed=seed).loss
-                bar.update()
+    truncated = grid.n_features > MAX_EXACT_FEATURES
+    chosen = _chosen_cells(ds, grid, cells, where, truncated)
+    starts = np.asarray(n_starts)
+    if starts.dtype.kind not in "iu" or (starts < 0).any() or starts.shape not in ((), (len(grid.p),)):
+        raise InputError(f"n_starts = {n_starts!r} is not allowed: an integer >= 0, or one per p")
+    starts = np.broadcast_to(starts, (len(grid.p),))
+    dims, shape = ds.optimal_loss.dims, ds.optimal_loss.shape
     out = ds.copy()
+    if truncated:
+        found = _direct_minima(ds, grid, chosen, starts, seed, progress, active)
+        what = f"search on at most {active[0]} active, polish on {active[1]}, bracket on {active[2]}"
+        out["direct_lower"] = (
+            dims,
+            found["lower"].reshape(shape),
+            {"description": f"least loss found over all W, b ({what}): rigorous lower end of its loss; "
+             "NaN where not sampled", "active": list(active)},
+        )  # fmt: skip
+        out["direct_upper"] = (dims, found["upper"].reshape(shape), {"description": "its upper end"})
+        out["direct_monte_carlo"] = (
+            dims,
+            found["mc"].reshape(shape),
+            {"description": "its loss by Monte Carlo (theory.montecarlo)"},
+        )
+        out["direct_monte_carlo_stderr"] = (dims, found["mc_se"].reshape(shape))
+        out["direct_W"] = (dims + ("hidden", "feature"), found["W"].reshape(shape + found["W"].shape[-2:]))
+        out["direct_b"] = (dims + ("feature",), found["b"].reshape(shape + found["b"].shape[-1:]))
+        out["missing_phase"] = out.direct_upper < out.optimal_loss * (1 - tolerance)
+        out["missing_phase"].attrs["description"] = (
+            f"the direct minimum's rigorous upper end below the catalogue's best by > {tolerance} relative"
+        )
+        return out
+    minimum = np.full(chosen.shape, np.nan)
+    with Progress(int(chosen.sum()), "completeness", "cell", show=progress) as bar:
+        for k, c in zip(*np.nonzero(chosen), strict=True):
+            minimum[k, c] = minimize_loss(_setup_at(grid, k, c), n_starts=int(starts[k]), seed=seed).loss
+            bar.update()
     out["exact_minimum"] = (
-        ds.optimal_loss.dims,
-        minimum.reshape(ds.optimal_loss.shape),
+        dims,
+        minimum.reshape(shape),
         {"description": "least exact loss over all W, b (multistart L-BFGS-B); NaN where not sampled"},
     )
     gap = (out.optimal_loss - out.exact_minimum) / np.maximum(out.exact_minimum, 1e-300)
@@ -341,3 +379,64 @@ def completeness(
         f"exact minimum below the catalogue's best by > {tolerance} relative"
     )
     return out
+
+
+def _setup_at(grid: Grid, k: int, c: int) -> Setup:
+    """The Setup of cell c (importance value x sparsity, flattened) at the grid's k-th p."""
+    a, i = np.unravel_index(c, (len(grid.labels), len(grid.sparsity)))
+    return grid.setup(grid.p[k], grid.labels[a], grid.sparsity[i])
+
+
+def _chosen_cells(ds: xr.Dataset, grid: Grid, cells, where, truncated: bool) -> np.ndarray:
+    """(p, importance values x sparsity) booleans: the cells completeness runs at."""
+    per_p = len(grid.labels) * len(grid.sparsity)
+    density = np.tile(1.0 - np.asarray(grid.sparsity, dtype=float), len(grid.labels))
+    allowed = density <= TRUNCATED_DENSEST * (1 + 1e-9) if truncated else np.ones(per_p, dtype=bool)
+    if where is not None:
+        chosen = where.broadcast_like(ds.optimal_loss).transpose(*ds.optimal_loss.dims).values
+        chosen = chosen.astype(bool).reshape(len(grid.p), per_p)
+        if (chosen & ~allowed).any():
+            raise InputError(f"completeness past {MAX_EXACT_FEATURES} features runs at density <= "
+                             f"{TRUNCATED_DENSEST} only; `where` picks denser cells")  # fmt: skip
+        return chosen
+    candidates = np.flatnonzero(allowed)
+    if not len(candidates):
+        raise InputError(f"completeness past {MAX_EXACT_FEATURES} features runs at density <= "
+                         f"{TRUNCATED_DENSEST} only; the grid has no such density")  # fmt: skip
+    picks = candidates[np.unique(np.linspace(len(candidates) - 1, 0, min(cells, len(candidates))).round())
+                       .astype(int)]  # fmt: skip
+    chosen = np.zeros((len(grid.p), per_p), dtype=bool)
+    chosen[:, picks] = True
+    return chosen
+
+
+def _direct_minima(ds, grid: Grid, chosen: np.ndarray, starts, seed, progress, active) -> dict:
+    """theory.direct.minimize_truncated at the chosen cells, p by p, each from starts[p] random starts, the
+    diagram's optimum there and the previous p's minimum at the same cell (where computed)."""
+    m, n = grid.n_hidden, grid.n_features
+    lower, upper, mc, mc_se = (np.full(chosen.shape, np.nan) for _ in range(4))
+    W = np.full(chosen.shape + (m, n), np.nan)
+    b = np.full(chosen.shape + (n,), np.nan)
+    dims = ds.optimal_loss.dims
+    optimum_W = ds.W.transpose(*dims, "hidden", "feature").values.reshape(chosen.shape + (m, n))
+    optimum_b = ds.b.transpose(*dims, "feature").values.reshape(chosen.shape + (n,))
+    search, polish, check = active
+    with Progress(int(chosen.sum()), "completeness (truncated loss)", "cell", show=progress) as bar:
+        for k, c in zip(*np.nonzero(chosen), strict=True):
+            warm = [(optimum_W[k, c], optimum_b[k, c])]
+            if k and chosen[k - 1, c]:
+                warm.append((W[k - 1, c], b[k - 1, c]))
+            found = minimize_truncated(
+                _setup_at(grid, k, c),
+                n_starts=int(starts[k]),
+                seed=seed,
+                starts=(np.stack([w for w, _ in warm]), np.stack([v for _, v in warm])),
+                search_active=search,
+                polish_active=polish,
+                check_active=check,
+            )
+            lower[k, c], upper[k, c] = found.lower, found.upper
+            mc[k, c], mc_se[k, c] = found.monte_carlo, found.monte_carlo_stderr
+            W[k, c], b[k, c] = found.W, found.b
+            bar.update()
+    return {"lower": lower, "upper": upper, "mc": mc, "mc_se": mc_se, "W": W, "b": b}

@@ -11,15 +11,23 @@ from pathlib import Path
 import click
 import numpy as np
 
+from theory.errors import InputError
+
 
 def run(grid, out: Path, figure: Path | None, max_polygon: int, completeness: int) -> None:
     """theory.phase_diagram on grid, with completeness cells per p; write OUT and its figure; summarise."""
     from theory.candidates import catalogue
     from theory.diagram import completeness as check_completeness
     from theory.diagram import phase_diagram
+    from theory.loss import MAX_EXACT_FEATURES
     from theory.phase_plots import plot_phase_diagram
     from theory.storage import save_dataset
 
+    if completeness and 8 < grid.n_features <= MAX_EXACT_FEATURES:
+        raise InputError(
+            "--completeness searches all of W, b on the exact loss up to 8 features (9 to "
+            f"{MAX_EXACT_FEATURES}: too slow) and on the truncated loss past {MAX_EXACT_FEATURES}"
+        )
     ds = phase_diagram(grid, catalogue(grid.n_features, grid.n_hidden, max_polygon))
     if completeness:
         ds = check_completeness(ds, cells=completeness)
@@ -71,5 +79,19 @@ def summary(ds) -> list[str]:
                     lines.append(
                         f"  completeness, density {cell.density.values[i]:.3g}: catalogue {best:.8g}, exact "
                         f"minimum {exact:.8g} ({(best - exact) / exact:+.2e} relative) {flag}"
+                    )
+            if "direct_upper" in cell:
+                for i in np.flatnonzero(np.isfinite(cell.direct_upper.values)):
+                    best = float(cell.optimal_loss.values[i])
+                    low, high = float(cell.direct_lower.values[i]), float(cell.direct_upper.values[i])
+                    mc, se = (
+                        float(cell.direct_monte_carlo.values[i]),
+                        float(cell.direct_monte_carlo_stderr.values[i]),
+                    )
+                    flag = "MISSING PHASE" if bool(cell.missing_phase.values[i]) else "ok"
+                    lines.append(
+                        f"  completeness, density {cell.density.values[i]:.3g}: catalogue {best:.6g}, least "
+                        f"found over all W, b in [{low:.6g}, {high:.6g}] (Monte Carlo {mc:.6g} +- {se:.2g}; "
+                        f"catalogue / Monte Carlo {best / mc:.4f}) {flag}"
                     )
     return lines

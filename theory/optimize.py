@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import OptimizeResult, minimize
 
-from theory.compiled_loss import expected_loss_and_grad_compiled
+from theory.compiled_loss import expected_loss_and_grad_many_compiled
 from theory.errors import InputError
+from theory.loss import check_many, check_max_active
 from theory.setup import Setup
 
 
@@ -42,15 +43,34 @@ def minimize_loss(setup: Setup, n_starts: int = 24, seed: int = 0, scale: float 
     return minimize_from(setup, rng.normal(0.0, scale, (n_starts, m, n)), np.zeros((n_starts, n)))
 
 
-def minimize_from(setup: Setup, W, b) -> LossMinimum:
-    """Local minimisations of theory.expected_loss over W and b, one L-BFGS-B run per start.
+@dataclass(frozen=True)
+class LocalMinima:
+    """Every start's end point: W (S, m, n), b (S, n), loss (S,) and whether L-BFGS-B converged."""
 
-    W (S, m, n) and b (S, n): S starts, their exact evaluations batched
-    (minimize_lockstep). Returns the best end point and every start's final loss.
-    """
+    W: np.ndarray
+    b: np.ndarray
+    loss: np.ndarray
+    success: np.ndarray
+    message: tuple[str, ...]
+
+
+#: L-BFGS-B's stopping rule for the exact loss: converged to rounding.
+EXACT_OPTIONS = {"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-11}
+
+
+def minimize_each(
+    setup: Setup, W, b, max_active: int | None = None, options: dict | None = None
+) -> LocalMinima:
+    """One L-BFGS-B run per start on the exact loss over all of W and b, the runs' evaluations batched
+    (minimize_lockstep). W (S, m, n), b (S, n). With max_active, the loss summed over the active sets of
+    at most that many features instead (theory.compiled_loss; any number of features). options:
+    L-BFGS-B's (default EXACT_OPTIONS)."""
     W, b = setup.check_parameters(W, b)
     if W.ndim != 3 or b.shape != (len(W), setup.n_features):
         raise InputError(f"W {W.shape} and b {b.shape} must be starts (S, m, n) and (S, n)")
+    check_many([setup], W[:1], b[:1], exact=max_active is None)  # before any thread starts
+    if max_active is not None:
+        max_active = check_max_active(setup, max_active)
     m, n = setup.n_hidden, setup.n_features
     x0 = np.concatenate([W.reshape(len(W), m * n), b], axis=1)
 
@@ -60,20 +80,33 @@ def minimize_from(setup: Setup, W, b) -> LossMinimum:
 
     def evaluate(xs, rows):
         W, b = unpack(np.stack(xs))
-        result = expected_loss_and_grad_compiled(setup, W, b)
+        result = expected_loss_and_grad_many_compiled([setup] * len(xs), W, b, max_active=max_active)
         return result.loss, np.concatenate([result.grad_W.reshape(len(xs), -1), result.grad_b], axis=1)
 
-    runs = minimize_lockstep(evaluate, x0, options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-11})
+    runs = minimize_lockstep(evaluate, x0, options=EXACT_OPTIONS if options is None else options)
     W, b = unpack(np.stack([run.x for run in runs]))
-    losses = np.array([run.fun for run in runs])
-    best = int(np.argmin(losses))
+    return LocalMinima(
+        W=W,
+        b=b,
+        loss=np.array([run.fun for run in runs]),
+        success=np.array([bool(run.success) for run in runs]),
+        message=tuple(str(run.message) for run in runs),
+    )
+
+
+def minimize_from(setup: Setup, W, b) -> LossMinimum:
+    """Local minimisations of theory.expected_loss over W and b, one L-BFGS-B run per start
+    (minimize_each). W (S, m, n) and b (S, n): S starts. Returns the best end point and every start's
+    final loss."""
+    ends = minimize_each(setup, W, b)
+    best = int(np.argmin(ends.loss))
     return LossMinimum(
-        loss=float(losses[best]),
-        W=W[best].copy(),
-        b=b[best].copy(),
-        start_losses=np.sort(losses),
-        success=bool(runs[best].success),
-        message=str(runs[best].message),
+        loss=float(ends.loss[best]),
+        W=ends.W[best].copy(),
+        b=ends.b[best].copy(),
+        start_losses=np.sort(ends.loss),
+        success=bool(ends.success[best]),
+        message=ends.message[best],
     )
 
 

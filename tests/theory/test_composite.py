@@ -146,11 +146,6 @@ def test_cli_twenty_in_five(tmp_path, capsys):
         "| 1: 5 dedicated (dedicated 0, dedicated 1, dedicated 2, dedicated 3, dedicated 4, ignore 5-19)"
         in (result.stdout)
     )
-    bad = run_cli(
-        capsys, "theory", "phase-diagram", "--problem", "20x5", "--completeness", "1", "--out", str(out)
-    )
-    assert bad.returncode != 0 and "completeness" in bad.stderr
-    assert len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_tetrahedron_block_is_regular_and_its_composite_loss_is_the_assembled_models():
