@@ -392,21 +392,19 @@ def _chosen_cells(ds: xr.Dataset, grid: Grid, cells, where, truncated: bool) -> 
     per_p = len(grid.labels) * len(grid.sparsity)
     density = np.tile(1.0 - np.asarray(grid.sparsity, dtype=float), len(grid.labels))
     allowed = density <= TRUNCATED_DENSEST * (1 + 1e-9) if truncated else np.ones(per_p, dtype=bool)
+    only = f"completeness past {MAX_EXACT_FEATURES} features runs at density <= {TRUNCATED_DENSEST} only"
     if where is not None:
         chosen = where.broadcast_like(ds.optimal_loss).transpose(*ds.optimal_loss.dims).values
         chosen = chosen.astype(bool).reshape(len(grid.p), per_p)
         if (chosen & ~allowed).any():
-            raise InputError(f"completeness past {MAX_EXACT_FEATURES} features runs at density <= "
-                             f"{TRUNCATED_DENSEST} only; `where` picks denser cells")  # fmt: skip
+            raise InputError(f"{only}; `where` picks denser cells")
         return chosen
     candidates = np.flatnonzero(allowed)
     if not len(candidates):
-        raise InputError(f"completeness past {MAX_EXACT_FEATURES} features runs at density <= "
-                         f"{TRUNCATED_DENSEST} only; the grid has no such density")  # fmt: skip
-    picks = candidates[np.unique(np.linspace(len(candidates) - 1, 0, min(cells, len(candidates))).round())
-                       .astype(int)]  # fmt: skip
+        raise InputError(f"{only}; the grid has no such density")
+    spread = np.linspace(len(candidates) - 1, 0, min(cells, len(candidates))).round().astype(int)
     chosen = np.zeros((len(grid.p), per_p), dtype=bool)
-    chosen[:, picks] = True
+    chosen[:, candidates[np.unique(spread)]] = True
     return chosen
 
 
@@ -423,14 +421,14 @@ def _direct_minima(ds, grid: Grid, chosen: np.ndarray, starts, seed, progress, a
     search, polish, check = active
     with Progress(int(chosen.sum()), "completeness (truncated loss)", "cell", show=progress) as bar:
         for k, c in zip(*np.nonzero(chosen), strict=True):
-            warm = [(optimum_W[k, c], optimum_b[k, c])]
-            if k and chosen[k - 1, c]:
-                warm.append((W[k - 1, c], b[k - 1, c]))
+            previous = [k - 1] if k and chosen[k - 1, c] else []  # the previous p's minimum, if found
+            warm_W = np.concatenate([optimum_W[k, c][None], W[previous, c]])
+            warm_b = np.concatenate([optimum_b[k, c][None], b[previous, c]])
             found = minimize_truncated(
                 _setup_at(grid, k, c),
                 n_starts=int(starts[k]),
                 seed=seed,
-                starts=(np.stack([w for w, _ in warm]), np.stack([v for _, v in warm])),
+                starts=(warm_W, warm_b),
                 search_active=search,
                 polish_active=polish,
                 check_active=check,

@@ -19,6 +19,7 @@ from theory import (
 from theory.compiled_loss import expected_loss_compiled
 from theory.composite import ignore_loss
 from theory.direct import minimize_truncated
+from theory.montecarlo import monte_carlo_loss
 
 
 def test_nothing_truncated_the_search_is_the_exact_minimisation():
@@ -44,6 +45,8 @@ def test_truncated_search_past_the_exact_loss_brackets_a_model_that_represents_f
         setup, n_starts=2, search_active=2, polish_active=3, check_active=4, polish=1, samples=400_000
     )
     assert found.truncated <= found.lower <= found.upper
+    # the re-score is the returned model's (seed + 1), not an earlier stage's
+    assert found.monte_carlo == monte_carlo_loss(setup, found.W, found.b, n_samples=400_000, seed=1).mean
     margin = 4 * found.monte_carlo_stderr
     assert found.lower - margin <= found.monte_carlo <= found.upper + margin
     assert (found.upper - found.lower) / found.lower < 0.05
