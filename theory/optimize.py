@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import OptimizeResult, minimize
+from threadpoolctl import threadpool_limits
 
 from theory.compiled_loss import expected_loss_and_grad_many_compiled
 from theory.errors import InputError
@@ -167,34 +168,44 @@ def minimize_lockstep(
                 state["active"] -= 1
                 lock.notify()
 
-    threads = [threading.Thread(target=worker, args=(row,), daemon=True) for row in range(len(x0))]
-    for thread in threads:
-        thread.start()
-    # The evaluations run here, in the calling thread: torch computes about
-    # half as fast in a thread of its own (no intra-op parallelism there).
-    while True:
-        with lock:
-            while state["active"] and len(pending) < state["active"]:
-                lock.wait()
-            if not state["active"]:
-                break
-            batch = dict(sorted(pending.items()))
-            pending.clear()
-        rows = np.array(list(batch))
-        try:
-            values, grads = evaluate(list(batch.values()), rows)
-            replies = {r: (float(values[k]), np.asarray(grads[k], dtype=float)) for k, r in enumerate(rows)}
-        except BaseException as error:  # every waiting start re-raises it
-            replies = dict.fromkeys(rows.tolist(), error)
-        answers.update(replies)
-        for row in replies:
-            ready[row].set()
-    for thread in threads:
-        thread.join()
+    with one_blas_thread():
+        threads = [threading.Thread(target=worker, args=(row,), daemon=True) for row in range(len(x0))]
+        for thread in threads:
+            thread.start()
+        # The evaluations run here, in the calling thread: torch computes about
+        # half as fast in a thread of its own (no intra-op parallelism there).
+        while True:
+            with lock:
+                while state["active"] and len(pending) < state["active"]:
+                    lock.wait()
+                if not state["active"]:
+                    break
+                batch = dict(sorted(pending.items()))
+                pending.clear()
+            rows = np.array(list(batch))
+            try:
+                values, grads = evaluate(list(batch.values()), rows)
+                replies = {
+                    r: (float(values[k]), np.asarray(grads[k], dtype=float)) for k, r in enumerate(rows)
+                }
+            except BaseException as error:  # every waiting start re-raises it
+                replies = dict.fromkeys(rows.tolist(), error)
+            answers.update(replies)
+            for row in replies:
+                ready[row].set()
+        for thread in threads:
+            thread.join()
     for result in results:
         if isinstance(result, BaseException):
             raise result
     return results
+
+
+def one_blas_thread():
+    """A context in which BLAS (OpenBLAS, MKL) runs on one thread. The compiled losses run numba threads
+    on every core; BLAS threads woken by scipy's L-BFGS-B between evaluations spin-wait on the same cores
+    and made each evaluation several times slower (38 ms against 6 ms for theory.sampled's kernel)."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 @dataclass(frozen=True)
