@@ -161,11 +161,30 @@ def shorthand_grid(problem, density_range, r_range, decay, points, p):
     help="Cells per p at which to minimise the loss over all W, b: on the exact loss up to 8 features; "
     "past 12, on the loss truncated to few active features, at density <= 0.1 only, bracketed rigorously.",
 )
+@click.option(
+    "--search/--no-search",
+    default=None,
+    help="Also minimise the loss over all of W, b at every cell on a fixed sample of inputs and masks, "
+    "and take that as the optimum where it beats the candidates (by 2 standard errors of its Monte Carlo "
+    "loss) [default: past 12 features only; seconds a cell].",
+)
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="netCDF file to write.")
 @click.option("--figure", type=click.Path(dir_okay=False), default=None, help="PNG (default: OUT with .png).")
 @click.pass_context
 def phase_diagram_command(
-    ctx, config, problem, density_range, r_range, decay, points, p, max_polygon, completeness, out, figure
+    ctx,
+    config,
+    problem,
+    density_range,
+    r_range,
+    decay,
+    points,
+    p,
+    max_polygon,
+    completeness,
+    search,
+    out,
+    figure,
 ):
     """Analytic phase diagram over CONFIG's grid ([model] and [grid], as `sim sweep` reads them; seeds
     and the other tables are ignored), or over --problem's: the catalogue's optimal candidate at every
@@ -189,4 +208,4 @@ def phase_diagram_command(
 
     from theory import diagram_runs
 
-    diagram_runs.run(grid, Path(out), Path(figure) if figure else None, max_polygon, completeness)
+    diagram_runs.run(grid, Path(out), Path(figure) if figure else None, max_polygon, completeness, search)

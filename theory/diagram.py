@@ -25,7 +25,7 @@ import xarray as xr
 from theory import composite
 from theory.candidates import catalogue, complexity
 from theory.composite import ASSUMPTIONS, Composite
-from theory.direct import CHECK_ACTIVE, POLISH_ACTIVE, SEARCH_ACTIVE, minimize_truncated
+from theory.direct import CHECK_ACTIVE, POLISH_ACTIVE, SEARCH_ACTIVE, minimize_truncated, xavier_starts
 from theory.errors import InputError
 from theory.fits import TIE, Fits, fit_geometries, fitted_on, join, rank
 from theory.grid import Grid
@@ -33,12 +33,18 @@ from theory.loss import MAX_EXACT_FEATURES, expected_loss_and_grad_many
 from theory.metrics import max_angle_to_neuron, represented, superposition_onset
 from theory.optimize import minimize_loss
 from theory.progress import Progress
+from theory.sampled import RESCORE_SAMPLES, minimize_sampled
 from theory.setup import Setup
 
 KIND = "tms-dropout phase diagram"
 #: Past the exact loss's reach, completeness runs at densities up to this only (the truncated loss's
 #: bracket widens with the chance of many active features).
 TRUNCATED_DENSEST = 0.1
+#: With the search, a feature is represented when its column is longer than this (the search's end points
+#: leave the features they ignore small nonzero columns; the candidates' are exactly zero).
+SEARCH_REPRESENTED = 0.5
+#: The search draws more random starts at densities up to this.
+SEARCH_SPARSE = 0.1
 
 
 def _check(candidates, n_features: int, n_hidden: int, least: int = 2) -> tuple:
@@ -115,7 +121,7 @@ def fitted_on_any(candidate) -> str | None:
     return "sum of blocks" if isinstance(candidate, Composite) else fitted_on(candidate)
 
 
-def phase_diagram(grid: Grid, candidates=None, progress=None) -> xr.Dataset:
+def phase_diagram(grid: Grid, candidates=None, progress=None, search: bool | None = None) -> xr.Dataset:
     """The optimal candidate at every cell of grid (default candidates: theory.catalogue).
 
     Returns a Dataset over grid.dims: each candidate's least loss (`loss`, dim
@@ -126,13 +132,120 @@ def phase_diagram(grid: Grid, candidates=None, progress=None) -> xr.Dataset:
     every candidate; for composites the winning arrangement (`composite`) and
     each block shape's fit. progress: None (a bar on a terminal, else a line
     every ~10 s), False, or a theory.progress.Progress.
+
+    search: also search all of W and b at every cell (search_optimum), and
+    take its end point as the optimum where it is the better; None (the
+    default) does so past MAX_EXACT_FEATURES features, where no exact
+    completeness check reaches every density.
     """
     if not isinstance(grid, Grid):
         raise InputError(f"phase_diagram needs a theory.Grid, got {type(grid).__name__}")
     candidates = _check(candidates, grid.n_features, grid.n_hidden)
     setups = grid.setups()
     fits = fit_candidates(candidates, setups, progress)
-    return _dataset(grid, candidates, setups, fits)
+    ds = _dataset(grid, candidates, setups, fits)
+    if grid.n_features > MAX_EXACT_FEATURES if search is None else search:
+        ds = search_optimum(ds, progress=progress)
+    return ds
+
+
+def search_optimum(
+    ds: xr.Dataset, seed: int = 0, random_starts: tuple[int, int] = (2, 8), progress=None
+) -> xr.Dataset:
+    """Minimise the loss over all of W and b at every cell by theory.sampled.minimize_sampled, and take
+    its end point as the diagram's optimum where its Monte Carlo loss is below the candidates' best by
+    more than two standard errors.
+
+    Each (p, importance value) is walked down in density, then back up. Down, a cell's starts are the
+    candidates' optimum there, the end point at the next denser cell and at the previous p (same
+    density), and random models (theory.direct.xavier_starts, seed + the cell's flat index):
+    random_starts[0] of them, random_starts[1] at density <= SEARCH_SPARSE (local minima are many
+    there, and evaluations cheap: at 20 in 5, p = 0.15, importance 0.9**i, density 0.05, 10 random
+    starts end between 0.9955 and 1.43 times the trained optimum's loss). Up, the starts are the
+    cell's own end point and the next sparser cell's, whose end point is kept if it is lower on the
+    search's sample and then by Monte Carlo (on the same stream). Under dropout the dense optimum is
+    found reliably and carries down to the sparse cells; at low density a random start can find a
+    basin that carries back up.
+
+    Adds `family_loss` (the candidates' best, what `optimal_loss` was), `search_loss` and
+    `search_loss_stderr` (the end point's Monte Carlo loss), `search_W`, `search_b` and `search_wins`;
+    where it wins, `optimal_loss` becomes `search_loss` and W, b are the end point's. The metrics of the
+    optimum are computed again, with a feature represented when its column is longer than
+    SEARCH_REPRESENTED.
+    """
+    grid = grid_of(ds)
+    m, n = grid.n_hidden, grid.n_features
+    P, A, D = len(grid.p), len(grid.labels), len(grid.sparsity)
+    dims = ds.optimal_loss.dims
+    family_W = ds.W.transpose(*dims, "hidden", "feature").values.reshape(P, A, D, m, n)
+    family_b = ds.b.transpose(*dims, "feature").values.reshape(P, A, D, n)
+    family = ds.optimal_loss.values.reshape(P, A, D)
+    W, b = np.empty((P, A, D, m, n)), np.empty((P, A, D, n))
+    loss, stderr = np.empty((P, A, D)), np.empty((P, A, D))
+    order = np.argsort(grid.density)[::-1]  # dense first
+
+    def search(k, a, i, warm, random, improve=False):
+        setup = _setup_at(grid, k, a * D + i)
+        cell = (k * A + a) * D + i
+        random_W, random_b = xavier_starts(setup, random, seed + cell)
+        starts = (
+            np.concatenate([np.stack([w for w, _ in warm]), random_W]),
+            np.concatenate([np.stack([v for _, v in warm]), random_b]),
+        )
+        # the seed fixes the cell's samples: both passes' Monte Carlo scores share one stream
+        found = minimize_sampled(setup, starts, seed=seed + cell, incumbent=improve)
+        if found is not None and (not improve or found.monte_carlo < loss[k, a, i]):
+            W[k, a, i], b[k, a, i] = found.W, found.b
+            loss[k, a, i], stderr[k, a, i] = found.monte_carlo, found.monte_carlo_stderr
+        bar.update()
+
+    show = progress.enabled if isinstance(progress, Progress) else progress  # a bar of its own
+    total = P * A * (2 * D - 1)
+    with Progress(total, "search over all of W, b (sampled loss)", "cell", show=show) as bar:
+        for k, a in np.ndindex(P, A):
+            for step, i in enumerate(order):  # down in density
+                warm = [(family_W[k, a, i], family_b[k, a, i])]
+                if step:
+                    warm.append((W[k, a, order[step - 1]], b[k, a, order[step - 1]]))
+                if k:
+                    warm.append((W[k - 1, a, i], b[k - 1, a, i]))
+                search(k, a, i, warm, random_starts[bool(grid.density[i] <= SEARCH_SPARSE * (1 + 1e-9))])
+            for step in range(D - 2, -1, -1):  # back up, from the sparser neighbour's end point
+                i, sparser = order[step], order[step + 1]
+                warm = [(W[k, a, i], b[k, a, i]), (W[k, a, sparser], b[k, a, sparser])]
+                search(k, a, i, warm, 0, improve=True)
+    wins = loss + 2 * stderr < family
+    best_W = np.where(wins[..., None, None], W, family_W).reshape(-1, m, n)
+    best_b = np.where(wins[..., None], b, family_b).reshape(-1, n)
+    shape = ds.optimal_loss.shape
+    out = ds.copy()
+    out["family_loss"] = ds.optimal_loss.copy()
+    out["family_loss"].attrs["description"] = (
+        "the candidates' least loss (the optimum where search_wins is false)"
+    )
+    out["search_loss"] = (
+        dims,
+        loss.reshape(shape),
+        {"description": "least loss found over all W, b (theory.sampled.minimize_sampled), by Monte Carlo "
+         "(theory.montecarlo, samples apart from the search's)", "samples": RESCORE_SAMPLES},
+    )  # fmt: skip
+    out["search_loss_stderr"] = (dims, stderr.reshape(shape), {"description": "its standard error"})
+    out["search_W"] = (dims + ("hidden", "feature"), W.reshape(shape + (m, n)))
+    out["search_b"] = (dims + ("feature",), b.reshape(shape + (n,)))
+    out["search_wins"] = (
+        dims,
+        wins.reshape(shape),
+        {"description": "search_loss + 2 standard errors below family_loss: W, b and optimal_loss are the "
+         "search's"},
+    )  # fmt: skip
+    out["optimal_loss"] = (
+        dims,
+        np.where(wins, loss, family).reshape(shape),
+        {"description": "the optimum's loss: family_loss, or search_loss where search_wins"},
+    )
+    for name, variable in _optimum_variables(grid, best_W, best_b, SEARCH_REPRESENTED).items():
+        out[name] = variable
+    return out
 
 
 def _winners(fits: Fits, phase: np.ndarray, m: int, n: int):
@@ -150,7 +263,6 @@ def _winners(fits: Fits, phase: np.ndarray, m: int, n: int):
 
 def _dataset(grid: Grid, candidates, setups: np.ndarray, fits: Fits) -> xr.Dataset:
     n, m = grid.n_features, grid.n_hidden
-    full = setups.shape  # (P, A, D)
     shape = grid.shape  # without the importance axis when the grid has none
     dims = grid.dims
     ranking = rank(fits.loss, [complexity(c) for c in candidates])
@@ -158,8 +270,6 @@ def _dataset(grid: Grid, candidates, setups: np.ndarray, fits: Fits) -> xr.Datas
     exact = np.full(W.shape[0], np.nan)
     if n <= MAX_EXACT_FEATURES:
         exact = expected_loss_and_grad_many(list(setups.ravel()), W, b).loss
-    count = represented(W).reshape(full)
-    frobenius = (W**2).sum((-1, -2))
 
     def grid_shaped(values, tail=()):
         return np.asarray(values).reshape(shape + tuple(tail))
@@ -200,35 +310,7 @@ def _dataset(grid: Grid, candidates, setups: np.ndarray, fits: Fits) -> xr.Datas
                 f"beyond {MAX_EXACT_FEATURES} features)"
             },
         ),
-        "W": (dims + ("hidden", "feature"), grid_shaped(W, [m, n])),
-        "b": (dims + ("feature",), grid_shaped(b, [n])),
-        "represented": (
-            dims,
-            grid_shaped(count),
-            {"description": "features the optimum represents (a nonzero column of W)"},
-        ),
-        "dimensions_per_feature": (
-            dims,
-            grid_shaped(m / np.where(frobenius > 0, frobenius, np.nan)),
-            {"description": "m / ||W||_F^2 (TMS): 1 / (features per dimension)"},
-        ),
-        "max_angle_to_neuron": (
-            dims,
-            grid_shaped(max_angle_to_neuron(W)),
-            {
-                "description": "largest angle between a represented feature's W column and its nearest "
-                "neuron axis: 0 when every feature is neuron-aligned",
-                "units": "degrees",
-            },
-        ),
-        "superposition_onset": (
-            dims[:-1],
-            superposition_onset(grid.density, count > m).reshape(shape[:-1]),
-            {
-                "description": "largest density at which the optimum represents more features than neurons "
-                "(NaN: nowhere on the grid)"
-            },
-        ),
+        **_optimum_variables(grid, W, b),
         "vertex_order": (
             dims + ("geometry", "vertex"),
             grid_shaped(fits.vertex_order, [len(candidates), n]),
@@ -291,6 +373,47 @@ def _dataset(grid: Grid, candidates, setups: np.ndarray, fits: Fits) -> xr.Datas
     elif grid.importance_axis == "importance_decay":
         ds["importance_decay"].attrs["description"] = "importance_i = importance_decay**i"
     return ds
+
+
+def _optimum_variables(grid: Grid, W: np.ndarray, b: np.ndarray, tolerance: float = 0.0) -> dict:
+    """The optimum's W (cells, m, n), b (cells, n) over the grid's flat cells, and what they show; a
+    feature is represented when its column is longer than tolerance."""
+    dims, shape, m, n = grid.dims, grid.shape, grid.n_hidden, grid.n_features
+    count = represented(W, tolerance)
+    longer = f"longer than {tolerance:g}" if tolerance else "nonzero"
+    frobenius = (W**2).sum((-1, -2))
+    beyond = count.reshape(len(grid.p), len(grid.labels), -1) > m  # more features than neurons
+    return {
+        "W": (dims + ("hidden", "feature"), W.reshape(shape + (m, n))),
+        "b": (dims + ("feature",), b.reshape(shape + (n,))),
+        "represented": (
+            dims,
+            count.reshape(shape),
+            {"description": f"features the optimum represents (a column of W {longer})"},
+        ),
+        "dimensions_per_feature": (
+            dims,
+            (m / np.where(frobenius > 0, frobenius, np.nan)).reshape(shape),
+            {"description": "m / ||W||_F^2 (TMS): 1 / (features per dimension)"},
+        ),
+        "max_angle_to_neuron": (
+            dims,
+            max_angle_to_neuron(W, max(tolerance, 1e-6)).reshape(shape),
+            {
+                "description": "largest angle between a represented feature's W column and its nearest "
+                "neuron axis: 0 when every feature is neuron-aligned",
+                "units": "degrees",
+            },
+        ),
+        "superposition_onset": (
+            dims[:-1],
+            superposition_onset(grid.density, beyond).reshape(shape[:-1]),
+            {
+                "description": "largest density at which the optimum represents more features than neurons "
+                "(NaN: nowhere on the grid)"
+            },
+        ),
+    }
 
 
 def grid_of(ds: xr.Dataset) -> Grid:
@@ -358,7 +481,8 @@ def completeness(
         out["direct_monte_carlo_stderr"] = (dims, found["mc_se"].reshape(shape))
         out["direct_W"] = (dims + ("hidden", "feature"), found["W"].reshape(shape + found["W"].shape[-2:]))
         out["direct_b"] = (dims + ("feature",), found["b"].reshape(shape + found["b"].shape[-1:]))
-        out["missing_phase"] = out.direct_upper < out.optimal_loss * (1 - tolerance)
+        family = out.family_loss if "family_loss" in out else out.optimal_loss  # the candidates' best
+        out["missing_phase"] = out.direct_upper < family * (1 - tolerance)
         out["missing_phase"].attrs["description"] = (
             f"the direct minimum's rigorous upper end below the catalogue's best by > {tolerance} relative"
         )

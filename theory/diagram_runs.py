@@ -14,8 +14,11 @@ import numpy as np
 from theory.errors import InputError
 
 
-def run(grid, out: Path, figure: Path | None, max_polygon: int, completeness: int) -> None:
-    """theory.phase_diagram on grid, with completeness cells per p; write OUT and its figure; summarise."""
+def run(
+    grid, out: Path, figure: Path | None, max_polygon: int, completeness: int, search: bool | None = None
+) -> None:
+    """theory.phase_diagram on grid (search: theory.phase_diagram's), with completeness cells per p; write
+    OUT and its figure; summarise."""
     from theory.candidates import catalogue
     from theory.diagram import completeness as check_completeness
     from theory.diagram import phase_diagram
@@ -28,7 +31,7 @@ def run(grid, out: Path, figure: Path | None, max_polygon: int, completeness: in
             "--completeness searches all of W, b on the exact loss up to 8 features (9 to "
             f"{MAX_EXACT_FEATURES}: too slow) and on the truncated loss past {MAX_EXACT_FEATURES}"
         )
-    ds = phase_diagram(grid, catalogue(grid.n_features, grid.n_hidden, max_polygon))
+    ds = phase_diagram(grid, catalogue(grid.n_features, grid.n_hidden, max_polygon), search=search)
     if completeness:
         ds = check_completeness(ds, cells=completeness)
     save_dataset(ds, out)
@@ -72,6 +75,17 @@ def summary(ds) -> list[str]:
                 counts = {names[g]: int((phase == g).sum()) for g in np.unique(phase)}
                 lines.append(f"{where}: cells per phase {counts}")
             lines.append(f"  superposition onset: density {float(cell.superposition_onset):.3g}")
+            if "search_wins" in cell:
+                wins = np.flatnonzero(cell.search_wins.values)
+                total = cell.search_wins.size
+                lines.append(f"  search over all of W, b beats the candidates in {len(wins)} of {total}")
+                for i in wins:
+                    family, found = float(cell.family_loss.values[i]), float(cell.search_loss.values[i])
+                    lines.append(
+                        f"    density {cell.density.values[i]:.3g}: candidates {family:.6g}, search "
+                        f"{found:.6g} +- {float(cell.search_loss_stderr.values[i]):.2g} (candidates / search "
+                        f"{family / found:.4f}), {int(cell.represented.values[i])} features represented"
+                    )
             if "exact_minimum" in cell:
                 for i in np.flatnonzero(np.isfinite(cell.exact_minimum.values)):
                     best, exact = float(cell.optimal_loss.values[i]), float(cell.exact_minimum.values[i])
@@ -81,8 +95,9 @@ def summary(ds) -> list[str]:
                         f"minimum {exact:.8g} ({(best - exact) / exact:+.2e} relative) {flag}"
                     )
             if "direct_upper" in cell:
+                family = cell.family_loss if "family_loss" in cell else cell.optimal_loss
                 for i in np.flatnonzero(np.isfinite(cell.direct_upper.values)):
-                    best = float(cell.optimal_loss.values[i])
+                    best = float(family.values[i])
                     low, high = float(cell.direct_lower.values[i]), float(cell.direct_upper.values[i])
                     mc, se = (
                         float(cell.direct_monte_carlo.values[i]),

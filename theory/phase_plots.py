@@ -108,6 +108,14 @@ def plot_phase_diagram(ds: xr.Dataset, out: str | Path) -> Path:
     return plot_importance_maps(ds, axis, out)
 
 
+def _mark_search(ax, x: np.ndarray, y: np.ndarray, wins: np.ndarray) -> None:
+    """Circle the cells (rows y, columns x) where the search over all of W, b beat every candidate: the
+    colour there is the best candidate, not the optimum."""
+    rows, columns = np.nonzero(wins)
+    ax.plot(x[columns], y[rows], "o", mfc="none", mec="k", ms=6, label="search beats every candidate")
+    ax.legend(loc="lower left", fontsize=6)
+
+
 def plot_importance_maps(ds: xr.Dataset, axis: str, out: str | Path) -> Path:
     """One (density, importance) map per p, and every p's boundaries in one panel."""
     names = [str(g) for g in ds.geometry.values]
@@ -140,6 +148,8 @@ def plot_importance_maps(ds: xr.Dataset, axis: str, out: str | Path) -> Path:
                 linestyles=line_styles[k % len(line_styles)],
             )
         boundary_labels.append(f"p = {p:g}" if bounded else f"p = {p:g}: none (one phase)")
+        if "search_wins" in ds:
+            _mark_search(ax, D, R, ds.search_wins.sel(p=p).transpose(axis, "sparsity").values)
         ax.set_title(f"p = {p:g}", fontsize=9)
     for ax in axes:
         plain_log_axis(ax, "x")
@@ -183,6 +193,8 @@ def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:
     ax.pcolormesh(cell_edges(D), cell_edges(rows, log=False), phases, cmap=cmap, norm=norm)
     onset = ds.superposition_onset.values
     ax.plot(onset, rows, "kx", ms=7, label="superposition onset")
+    if "search_wins" in ds:
+        _mark_search(ax, D, rows, ds.search_wins.values)
     ax.set_yticks(rows, [f"{p:g}" for p in ps])
     ax.set_ylabel("dropout rate p", fontsize=8)
     ax.legend(loc="lower left", fontsize=7)

@@ -137,6 +137,7 @@ def test_cli_twenty_in_five(tmp_path, capsys):
         "0",
         "--max-polygon",
         "2",
+        "--no-search",
         "--out",
         str(out),
     )
@@ -146,6 +147,7 @@ def test_cli_twenty_in_five(tmp_path, capsys):
         "| 1: 5 dedicated (dedicated 0, dedicated 1, dedicated 2, dedicated 3, dedicated 4, ignore 5-19)"
         in (result.stdout)
     )
+    assert "search over all of W, b" not in result.stdout
 
 
 def test_tetrahedron_block_is_regular_and_its_composite_loss_is_the_assembled_models():

@@ -1,0 +1,133 @@
+"""The sample-average loss (theory.sampled) and the phase diagram's search over all of W and b on it
+(theory.diagram.search_optimum)."""
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from tests.cli_helpers import run_cli
+from theory import Grid, InputError, Setup, minimize_loss, phase_diagram
+from theory.compiled_loss import expected_loss_compiled
+from theory.diagram import search_optimum
+from theory.sampled import SampledLoss, minimize_sampled
+
+
+def _torch_reference(objective: SampledLoss, W: np.ndarray, b: np.ndarray):
+    """L_N and its gradient by torch autograd on the same samples, written from the module's formula."""
+    x, mask = torch.from_numpy(objective.x), torch.from_numpy(objective.mask)
+    importance = torch.from_numpy(objective.setup.importance_array)
+    W_t, b_t = torch.tensor(W, requires_grad=True), torch.tensor(b, requires_grad=True)
+    out = torch.relu(((x @ W_t.T) * mask) @ W_t + b_t)
+    value = (1 - objective.empty) * (((x - out) ** 2) @ importance).mean()
+    value = value + objective.empty * (importance * torch.relu(b_t) ** 2).sum()
+    value.backward()
+    return value.item(), W_t.grad.numpy(), b_t.grad.numpy()
+
+
+@pytest.mark.parametrize(
+    ("sparsity", "p"),
+    [(0.0, 0.4), (0.9, 0.15), (0.6, 0.0)],
+)
+def test_compiled_sampled_loss_and_gradient_match_autograd(sparsity, p):
+    setup = Setup(7, 3, sparsity=sparsity, importance=0.8 ** np.arange(7), p=p)
+    objective = SampledLoss.draw(setup, 3000, seed=4)
+    rng = np.random.default_rng(1)
+    W, b = rng.normal(0, 0.7, (3, 7)), rng.normal(0, 0.3, 7)  # outputs on both sides of the ReLU
+    value, grad_W, grad_b = objective.loss_and_grad(W, b)
+    ref_value, ref_W, ref_b = _torch_reference(objective, W, b)
+    assert value == pytest.approx(ref_value, rel=1e-12)
+    np.testing.assert_allclose(grad_W, ref_W, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(grad_b, ref_b, rtol=1e-10, atol=1e-14)
+
+
+def test_samples_have_an_active_feature_and_the_average_estimates_the_exact_loss():
+    """Drawn given an active feature, weighted by the chance of one: over many samples L_N is the exact
+    loss within its sampling error, at a fixed model."""
+    setup = Setup(4, 2, sparsity=[0.9, 0.8, 0.7, 0.95], importance=[1.0, 0.9, 0.7, 0.5], p=0.3)
+    objective = SampledLoss.draw(setup, 400_000, seed=2)
+    assert objective.x.any(1).all()
+    assert objective.empty == pytest.approx(0.9 * 0.8 * 0.7 * 0.95, rel=1e-12)
+    assert set(np.unique(objective.mask)) == {0.0, 1 / 0.7}
+    rng = np.random.default_rng(3)
+    W, b = rng.normal(0, 0.4, (2, 4)), np.array([0.3, -0.2, 0.25, 0.1])  # the empty input's term counts
+    exact = float(expected_loss_compiled(setup, W, b))
+    x, mask = objective.x, objective.mask
+    per_sample = ((x - np.maximum(((x @ W.T) * mask) @ W + b, 0)) ** 2) @ setup.importance_array
+    stderr = (1 - objective.empty) * per_sample.std() / np.sqrt(len(per_sample))
+    assert abs(objective.loss_and_grad(W, b)[0] - exact) < 4 * stderr
+
+
+def test_sampled_minimum_is_the_exact_minimum_within_a_percent():
+    """3 in 2 under dropout: the end point minimised on samples has an exact loss within 1% of the least
+    exact loss multistart finds, and its Monte Carlo re-score estimates that exact loss."""
+    setup = Setup(3, 2, sparsity=0.7, importance=[1.0, 0.8, 0.6], p=0.3)
+    rng = np.random.default_rng(0)
+    starts = (rng.normal(0, 0.6, (3, 2, 3)), np.zeros((3, 3)))
+    found = minimize_sampled(setup, starts, search_samples=4000, polish_samples=40_000, rescore=400_000)
+    exact = float(expected_loss_compiled(setup, found.W, found.b))
+    least = minimize_loss(setup, n_starts=6).loss
+    assert least <= exact < 1.01 * least
+    assert abs(found.monte_carlo - exact) < 4 * found.monte_carlo_stderr
+    assert found.start_losses.shape == (3,) and found.sampled <= found.start_losses.max()
+    assert (found.search_samples, found.polish_samples) == (4000, 40_000)
+
+
+def test_sampled_search_rejects_bad_input():
+    setup = Setup(3, 2, sparsity=0.7)
+    with pytest.raises(InputError, match=r"\(S, m, n\)"):
+        minimize_sampled(setup, (np.zeros((2, 3)), np.zeros(3)))
+    with pytest.raises(InputError, match="n_samples"):
+        SampledLoss.draw(setup, 0)
+    with pytest.raises(InputError, match="sparsity 1"):
+        SampledLoss.draw(Setup(3, 2, sparsity=1.0))
+
+
+def test_search_takes_the_optimum_only_where_it_beats_the_candidates():
+    """A diagram whose only candidates are poor (ignore every feature, or dedicate one): the search beats
+    them wherever it runs, and W, b, optimal_loss and the metrics become its end point's; with the
+    catalogue's candidates at 3 in 2 it finds nothing better, and the diagram is unchanged."""
+    from theory.candidates import catalogue
+
+    grid = Grid(n_features=3, n_hidden=2, sparsity=[0.3, 0.9], p=[0.0, 0.3], importance=[1.0, 0.9, 0.8])
+    poor = [c for c in catalogue(3, 2) if c.name in ("ignore all", "dedicated 0")]
+    assert len(poor) == 2
+    ds = phase_diagram(grid, poor, progress=False)
+    searched = search_optimum(ds, progress=False)
+    assert searched.search_wins.all()
+    assert (searched.optimal_loss < searched.family_loss).all()
+    assert (searched.optimal_loss == searched.search_loss).all()
+    assert (searched.W == searched.search_W).all() and (searched.b == searched.search_b).all()
+    assert (searched.represented >= 2).all()
+    for k, p in enumerate(grid.p):
+        for i, sparsity in enumerate(grid.sparsity):
+            setup = grid.setup(p, None, sparsity)
+            W = searched.W.isel(p=k, sparsity=i).values
+            exact = float(expected_loss_compiled(setup, W, searched.b.isel(p=k, sparsity=i).values))
+            error = float(searched.search_loss_stderr[k, i])
+            assert abs(exact - float(searched.search_loss[k, i])) < 4 * error
+    full = phase_diagram(grid, progress=False, search=True)
+    assert not full.search_wins.any()
+    assert (full.optimal_loss == full.family_loss).all()
+    plain = phase_diagram(grid, progress=False)
+    assert "search_loss" not in plain and (full.W == plain.W).all()
+
+
+def test_cli_searches_past_the_exact_loss_by_default(tmp_path, capsys):
+    """13 features in 2 dims, uniform importance, density 0.2, with no polygon blocks: the family's best
+    (antipodal pairs) is not the optimum, the search beats it, and the command says so and writes the
+    search's model as the optimum."""
+    config = tmp_path / "thirteen.toml"
+    grid = "sparsity = [0.8]\np = [0.0]\nimportance_decay = [1.0]\n"
+    config.write_text("[model]\nn_features = 13\nn_hidden = 2\n\n[grid]\n" + grid)
+    out = tmp_path / "d.nc"
+    result = run_cli(capsys, "theory", "phase-diagram", str(config), "--max-polygon", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "search over all of W, b beats the candidates in 1 of 1" in result.stdout
+    ds = xr.load_dataset(out)
+    assert bool(ds.search_wins.all()) and (ds.W == ds.search_W).all()
+    assert float(ds.optimal_loss.max()) == float(ds.search_loss.max()) < float(ds.family_loss.min())
+    plain = run_cli(
+        capsys, "theory", "phase-diagram", str(config), "--max-polygon", "2", "--no-search", "--out", str(out)
+    )
+    assert plain.returncode == 0 and "search_wins" not in xr.load_dataset(out)
