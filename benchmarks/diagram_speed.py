@@ -1,6 +1,6 @@
 """Analytic phase diagrams against an earlier version of the code, on the same grids, in one run.
 
-    python benchmarks/diagram_speed.py [--baseline 94be762] [--problems 5x2,20x5] [--rounds 1]
+    python benchmarks/diagram_speed.py [--baseline 94be762] [--problems 5x2,20x5] [--rounds 1] [--with-search]
 
 Each --problems entry is `tms-dropout theory phase-diagram --problem P` on its
 default grid (5x2: 12 densities x p = 0, 0.1, ..., 0.5 at importance 0.9**i;
@@ -11,7 +11,9 @@ median wall time of each, their ratio, and how the two diagrams' optimal
 losses compare cell by cell (the fits are local searches, so the new one
 should be lower or equal everywhere, never higher). The default baseline is
 the last version whose exact-loss fits ran on the torch loss, walking the
-density axis up only.
+density axis up only. Both run without the search over all of W and b
+(`--no-search`; the baseline has none); --with-search also times this
+checkout's diagrams with it.
 """
 
 from __future__ import annotations
@@ -32,12 +34,20 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMAND = "import sys; from tms_dropout.cli import main; main(sys.argv[1:])"
 
 
-def run(tree: Path, problem: str, out: Path) -> float:
-    """Seconds one phase-diagram command takes in the checkout at tree."""
+def searches(tree: Path) -> bool:
+    """Whether the checkout at tree has the phase diagram's search over all of W, b (`--no-search`)."""
+    return "--search/--no-search" in (tree / "theory" / "cli.py").read_text()
+
+
+def run(tree: Path, problem: str, out: Path, search: bool = False) -> float:
+    """Seconds one phase-diagram command takes in the checkout at tree (without its search over all of
+    W, b unless `search`: a version before it has none)."""
     env = dict(os.environ, PYTHONPATH=str(tree), TMS_DROPOUT_PROGRESS_SECONDS="600")
+    flag = [] if not searches(tree) else ["--search"] if search else ["--no-search"]
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", COMMAND, "theory", "phase-diagram", "--problem", problem, "--out", str(out)],
+        [sys.executable, "-c", COMMAND, "theory", "phase-diagram", "--problem", problem, "--out", str(out)]
+        + flag,
         cwd=tree,
         env=env,
         check=True,
@@ -65,6 +75,11 @@ def main():
     parser.add_argument("--baseline", default="94be762", help="git revision to compare against")
     parser.add_argument("--problems", default="5x2,20x5")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--with-search",
+        action="store_true",
+        help="also time this checkout's diagrams with the search over all of W, b (once each)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
@@ -83,6 +98,12 @@ def main():
                 old, new = (statistics.median(times[k]) for k in ("baseline", "this"))
                 numbers = compare(scratch / f"baseline_{problem}.nc", scratch / f"this_{problem}.nc")
                 print(f"{problem:>8} {old:11.1f} {new:8.1f} {old / new:5.1f}x  {numbers}", flush=True)
+            if args.with_search and searches(ROOT):
+                for problem in args.problems.split(","):
+                    seconds = run(ROOT, problem, scratch / f"search_{problem}.nc", search=True)
+                    print(
+                        f"{problem:>8} with the search over all of W, b (this checkout only): {seconds:.1f} s"
+                    )
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, check=True)
 

@@ -7,21 +7,25 @@
 Trains (or resumes) the config's sweep (the study's: the TMS sparsity
 schedule, p = 0, 0.15, 0.4, importance 0.7**i, 0.9**i and 1, 3 seeds),
 computes theory's phase diagram on the same grid (composites of blocks on
-disjoint neurons, `theory.composite`), and puts them side by side:
+disjoint neurons, `theory.composite`, and its search over all of W and b on
+a fixed sample, taken as the optimum where it beats the family:
+`theory.diagram.search_optimum`), and puts them side by side:
 
 - the best trained model per cell: the seed of least stored sampled loss,
   then re-scored on --samples fresh samples with another random stream (the
   minimum over seeds of noisy estimates is biased low; the re-score is not),
   with its standard error: 4e6 samples resolve about 0.1-0.2% of the loss;
-- theory's optimum (exact: the sum of its blocks' exact losses) and the ratio
-  trained / theory with its 2-standard-error range; a ratio below 0.995 whose
-  range stays below 1 is a cell where training beats the family, i.e. the
-  family is missing a geometry there;
-- what the trained optimum looks like: features represented (||W_i|| > 0.5),
+- theory's optimum (its W, b) scored on the same samples, and the ratio
+  trained / theory with its 2-standard-error range (of the trained loss); a
+  ratio below 0.995 whose range stays below 1 is a cell where training
+  beats theory's optimum; the same ratio against the family alone (exact:
+  the sum of its blocks' exact losses), below 0.995 where the family is
+  missing a geometry;
+- what the two optima look like: features represented (||W_i|| > 0.5),
   the mean over them of the neurons each uses (participation ratio of its
   column's squared entries; a composite block uses 1 or 2), the features
   whose columns overlap another's (|cos| > 0.1), and the mean bias of the
-  represented features; and the theory optimum's composite.
+  represented features; and theory's composite, or the search where it won.
 
 With --completeness, theory's diagram also gets its completeness check
 (theory.diagram.completeness: the least loss over all of W and b, searched
@@ -94,14 +98,18 @@ def compare(config: TrainConfig, runs: xr.Dataset, theory: xr.Dataset, samples: 
     best_seed = runs.sampled_loss.fillna(np.inf).argmin("seed")
     W = runs.W.isel(seed=best_seed).transpose(*dims, "hidden", "feature").values
     b = runs.b.isel(seed=best_seed).transpose(*dims, "feature").values
-    setups = config.grid.setups().reshape(-1)
+    setups = list(config.grid.setups().reshape(-1))
     flat_W, flat_b = W.reshape(-1, *W.shape[-2:]), b.reshape(-1, b.shape[-1])
-    scored = sampled_loss(list(setups), flat_W, flat_b, n_samples=samples, seed=RESCORE_SEED, backend="auto")
+    scored = sampled_loss(setups, flat_W, flat_b, n_samples=samples, seed=RESCORE_SEED, backend="auto")
+    theory_W = theory.W.transpose(*dims, "hidden", "feature").values.reshape(flat_W.shape)
+    theory_b = theory.b.transpose(*dims, "feature").values.reshape(flat_b.shape)
+    # theory's optimum on the same stream: the ratio's sampling errors largely cancel
+    rescored = sampled_loss(setups, theory_W, theory_b, n_samples=samples, seed=RESCORE_SEED, backend="auto")
     shape = theory.optimal_loss.shape
-    trained = scored.mean.reshape(shape)
-    stderr = scored.stderr.reshape(shape)
-    optimum = theory.optimal_loss.values
-    looks = [describe(w, v) for w, v in zip(flat_W, flat_b, strict=True)]
+    trained, stderr = scored.mean.reshape(shape), scored.stderr.reshape(shape)
+    optimum = rescored.mean.reshape(shape)
+    family = (theory.family_loss if "family_loss" in theory else theory.optimal_loss).values
+    wins = theory.search_wins.values if "search_wins" in theory else np.zeros(shape, dtype=bool)
     out = xr.Dataset(
         {
             "trained_loss": (dims, trained, {"description": f"best seed's loss on {samples} fresh samples"}),
@@ -110,40 +118,56 @@ def compare(config: TrainConfig, runs: xr.Dataset, theory: xr.Dataset, samples: 
             "theory_loss": (
                 dims,
                 optimum,
-                {"description": "composite optimum: sum of its blocks' exact losses"},
+                {"description": "the diagram's optimum (W, b) on the trained models' samples (same stream)"},
             ),
+            "theory_stated": (
+                dims,
+                theory.optimal_loss.values,
+                {
+                    "description": "the diagram's optimal_loss: the family's exact loss, or the search's own "
+                    "Monte Carlo loss where search_wins"
+                },
+            ),  # fmt: skip
+            "family_loss": (dims, family, {"description": "the composite family's optimum: exact"}),
+            "search_wins": (dims, wins, {"description": "the diagram's optimum is its search's end point"}),
             "ratio": (dims, trained / optimum, {"description": "trained / theory"}),
             "ratio_low": (dims, (trained - 2 * stderr) / optimum),
             "ratio_high": (dims, (trained + 2 * stderr) / optimum),
+            "family_ratio": (dims, trained / family, {"description": "trained / family"}),
             "theory_composite": (dims, theory.composite.values),
             "theory_represented": (dims, theory.represented.values),
         },
         coords={d: theory[d] for d in dims} | {"density": theory.density},
         attrs={"config": json.dumps(config.to_dict()), "samples": samples},
     )
-    for key in looks[0]:
-        out[f"trained_{key}"] = (dims, np.array([x[key] for x in looks]).reshape(shape))
+    for name, (Ws, bs) in {"trained": (flat_W, flat_b), "theory": (theory_W, theory_b)}.items():
+        looks = [describe(w, v) for w, v in zip(Ws, bs, strict=True)]
+        for key in looks[0]:
+            out[f"{name}_{key}"] = (dims, np.array([x[key] for x in looks]).reshape(shape))
     out["beats_theory"] = (out.ratio < BEATS) & (out.ratio_high < 1)
+    out["beats_family"] = (out.family_ratio < BEATS) & ((trained + 2 * stderr) / family < 1)
     return out
 
 
 def table(ds: xr.Dataset) -> str:
     axis = importance_axis(ds.ratio)
     lines = [
-        "| importance | p | density | trained | theory | trained/theory (2 se) | represented (trained/"
-        "theory) | neurons per feature | overlapping | mean cosine | theory's composite |",
+        "| importance | p | density | trained | family | theory | trained/theory (2 se) | trained/family "
+        "| represented (trained/theory) | neurons per feature (trained/theory) | theory's optimum |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p, a, _, c in cells(ds, axis):
         flag = " **beats**" if bool(c.beats_theory) else ""
+        family_flag = " **beats**" if bool(c.beats_family) else ""
+        found = "search over all of W, b" if bool(c.search_wins) else str(c.theory_composite.values)
         lines.append(
             f"| {profile(axis, a)} | {p:g} | {float(c.density):.3g} | {float(c.trained_loss):.5f} | "
-            f"{float(c.theory_loss):.5f} | {float(c.ratio):.4f} ({float(c.ratio_low):.4f}-"
-            f"{float(c.ratio_high):.4f}){flag} "
+            f"{float(c.family_loss):.5f} | {float(c.theory_loss):.5f} | {float(c.ratio):.4f} "
+            f"({float(c.ratio_low):.4f}-{float(c.ratio_high):.4f}){flag} "
+            f"| {float(c.family_ratio):.4f}{family_flag} "
             f"| {int(c.trained_represented)}/{int(c.theory_represented)} "
-            f"| {float(c.trained_neurons_per_feature):.2f} | {int(c.trained_overlapping)} "
-            f"| {float(c.trained_mean_cosine):.2f} "
-            f"| {str(c.theory_composite.values)} |"
+            f"| {float(c.trained_neurons_per_feature):.2f}/{float(c.theory_neurons_per_feature):.2f} "
+            f"| {found} |"
         )
     return "\n".join(lines)
 
@@ -204,7 +228,7 @@ def free_fits(ds: xr.Dataset, config: TrainConfig, k: int, starts: int = 8) -> x
     m = config.grid.n_hidden
     loss = np.full(ds.ratio.shape, np.nan)
     setups = config.grid.setups()
-    cells = list(zip(*np.nonzero(ds.beats_theory.values), strict=True))
+    cells = list(zip(*np.nonzero(ds.beats_family.values), strict=True))
     for done, index in enumerate(cells):
         setup = setups[index]
         importance = np.asarray(setup.importance_array)
@@ -266,9 +290,9 @@ def completeness_table(ds: xr.Dataset, theory: xr.Dataset) -> str:
         factors = "; ".join(map(str, metrics.tegum_factors(W, REPRESENTED, OVERLAP)))
         lines.append(
             f"| {profile(axis, a)} | {p:g} | {float(c.density):.3g} | {float(c.trained_loss):.5f} "
-            f"| {float(c.theory_loss):.5f} | [{float(c.direct_lower):.5f}, {float(c.direct_upper):.5f}] "
+            f"| {float(c.family_loss):.5f} | [{float(c.direct_lower):.5f}, {float(c.direct_upper):.5f}] "
             f"| {float(c.direct_monte_carlo):.5f}; {direct:.5f} +- {float(c.direct_stderr):.5f} "
-            f"| {float(c.trained_over_direct):.4f} | {float(c.theory_loss) / direct:.4f} "
+            f"| {float(c.trained_over_direct):.4f} | {float(c.family_loss) / direct:.4f} "
             f"| {int(c.trained_represented)}/{int(c.direct_represented)} "
             f"| {float(c.trained_neurons_per_feature):.2f}/{float(c.direct_neurons_per_feature):.2f} "
             f"| {factors} |"
@@ -288,8 +312,10 @@ def summary(ds: xr.Dataset) -> str:
             beats, above = int(c.beats_theory.sum()), int((c.ratio_low > 1.005).sum())
             ratio, density = c.ratio.values[least], float(c.density.values[least])
             lines.append(
-                f"- p = {p:g}, {profile(axis, a)}: training beats the family in {beats} of {c.ratio.size} "
-                f"cells, least ratio {ratio:.3f} (density {density:.3g}); above it in {above}"
+                f"- p = {p:g}, {profile(axis, a)}: training beats theory's optimum in {beats} of "
+                f"{c.ratio.size} cells, least ratio {ratio:.4f} (density {density:.3g}); above it in "
+                f"{above}; the family alone is beaten in {int(c.beats_family.sum())}, least ratio "
+                f"{float(c.family_ratio.min()):.3f}; the search is the optimum in {int(c.search_wins.sum())}"
             )
             if "exact_lower" in c and np.isfinite(c.exact_lower.values).any():
                 low, high = c.trained_loss - 2 * c.trained_stderr, c.trained_loss + 2 * c.trained_stderr
@@ -334,14 +360,18 @@ def figure(ds: xr.Dataset, path: Path) -> None:
             c = ds.sel(p=p, **{axis: a}).sortby("density")
             line = ax.plot(c.density, c.ratio, marker="o", label=f"p = {p:g}")[0]
             ax.fill_between(c.density, c.ratio_low, c.ratio_high, color=line.get_color(), alpha=0.25)
+            ax.plot(c.density, c.family_ratio, color=line.get_color(), ls="--", lw=1)
         ax.axhline(1.0, color="k", lw=0.8)
         ax.axhline(BEATS, color="k", lw=0.8, ls=":")
         ax.set_xscale("log")
         ax.set_xlabel("feature density 1 - S")
         ax.set_title(profile(axis, a))
-    axes[0, 0].set_ylabel("best trained loss / composite theory")
+    axes[0, 0].set_ylabel("best trained loss / theory's optimum")
     axes[0, 0].legend()
-    fig.suptitle("20 features in 5 dims: below 1, training beats the block family (band: 2 standard errors)")
+    fig.suptitle(
+        "20 features in 5 dims: below 1, training beats theory's optimum (band: 2 standard errors; "
+        "dashed: the block family alone)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -363,6 +393,35 @@ def structure_table(runs: xr.Dataset) -> str:
         rest = f"{b[~shown].mean():.3f}" if (~shown).any() else "-"
         lines.append(
             f"| {profile(axis, a)} | {p:g} | {1 - s:.3g} | {loss:.5f} "
+            f"| {factors or 'none'} | {b[shown].mean() if shown.any() else np.nan:.3f} | {rest} |"
+        )
+    return "\n".join(lines)
+
+
+def optimum_table(theory: xr.Dataset) -> str:
+    """Per cell, theory's optimum (the family's, or its search's where that won): features represented,
+    dimensions per feature, neurons per represented feature, the largest angle to a neuron, its tegum
+    factors and the mean bias of its represented features and of the rest, as a Markdown table."""
+    axis = importance_axis(theory.optimal_loss)
+    wins = theory.search_wins if "search_wins" in theory else xr.zeros_like(theory.optimal_loss, dtype=bool)
+    lines = [
+        "| importance | p | density | loss | found by | represented | dimensions per feature | neurons per "
+        "feature | largest angle to a neuron (deg) | factors (features; dims over neurons) | bias of "
+        "represented | bias of the rest |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p, a, s, cell in cells(theory, axis):
+        W, b = cell.W.transpose("hidden", "feature").values, cell.b.values
+        shown = metrics.feature_norms(W) > REPRESENTED
+        factors = "; ".join(map(str, metrics.tegum_factors(W, REPRESENTED, OVERLAP)))
+        spread = metrics.neurons_per_feature(W)[shown].mean() if shown.any() else np.nan
+        angle = metrics.max_angle_to_neuron(W[:, shown]) if shown.any() else np.nan
+        rest = f"{b[~shown].mean():.3f}" if (~shown).any() else "-"
+        found = "search" if bool(wins.sel(p=p, sparsity=s, **{axis: a})) else "family"
+        lines.append(
+            f"| {profile(axis, a)} | {p:g} | {1 - s:.3g} | {float(cell.optimal_loss):.5f} | {found} "
+            f"| {int(shown.sum())} | {float(cell.dimensions_per_feature):.3f} | {spread:.2f} "
+            f"| {float(angle):.1f} "
             f"| {factors or 'none'} | {b[shown].mean() if shown.any() else np.nan:.3f} | {rest} |"
         )
     return "\n".join(lines)
@@ -475,8 +534,11 @@ def main():
     if args.summary:
         ds = xr.load_dataset(Path(args.out) / "comparison.nc")
         print(summary(ds))
+        theory = xr.load_dataset(Path(args.out) / "theory.nc")
+        save_text(optimum_table(theory) + "\n", Path(args.out) / "optimum.md")
+        print(f"wrote {Path(args.out) / 'optimum.md'}")
         if "direct_loss" in ds:
-            text = completeness_table(ds, xr.load_dataset(Path(args.out) / "theory.nc"))
+            text = completeness_table(ds, theory)
             save_text(text + "\n", Path(args.out) / "completeness.md")
             print(text)
         return
@@ -504,13 +566,15 @@ def main():
         active = tuple(int(k) for k in args.completeness_active.split(","))
         theory = completeness(theory, where=where, n_starts=starts, progress=True, active=active)
     save_dataset(theory, out / "theory.nc")
+    save_text(optimum_table(theory) + "\n", out / "optimum.md")
+    print(f"wrote {out / 'theory.nc'} and {out / 'optimum.md'} (what theory's optimum is, cell by cell)")
     print(f"== scoring the best seed of each cell on {args.samples} fresh samples")
     ds = compare(config, runs, theory, args.samples)
     if args.bracket:
         print(f"== exact brackets (at most {args.bracket} active) of the best models at density <= 0.1")
         ds = exact_brackets(ds, config, runs, args.bracket)
     if args.free:
-        print(f"== {args.free} features in all of W at the {int(ds.beats_theory.sum())} cells training wins")
+        print(f"== {args.free} features in all of W at the {int(ds.beats_family.sum())} cells training wins")
         ds = free_fits(ds, config, args.free)
     if "direct_upper" in theory:
         ds = with_completeness(ds, theory, config, args.samples)
@@ -522,7 +586,7 @@ def main():
     beaten = int(ds.beats_theory.sum())
     print(table(ds))
     print(summary(ds))
-    print(f"training beats the family (ratio < {BEATS}, 2 se) in {beaten} of {ds.ratio.size} cells")
+    print(f"training beats theory's optimum (ratio < {BEATS}, 2 se) in {beaten} of {ds.ratio.size} cells")
     print(f"wrote {out / 'comparison.nc'}, {out / 'comparison.md'}, {out / 'comparison.png'}")
 
 
