@@ -106,6 +106,9 @@ def test_search_takes_the_optimum_only_where_it_beats_the_candidates():
             exact = float(expected_loss_compiled(setup, W, searched.b.isel(p=k, sparsity=i).values))
             error = float(searched.search_loss_stderr[k, i])
             assert abs(exact - float(searched.search_loss[k, i])) < 4 * error
+    silent = Grid(n_features=3, n_hidden=2, sparsity=[1.0, 0.3], p=[0.2], importance=[1.0, 0.9, 0.8])
+    never = phase_diagram(silent, poor, progress=False, search=True).isel(p=0)
+    assert not bool(never.search_wins[0]) and bool(never.search_wins[1])  # no input at sparsity 1
     full = phase_diagram(grid, progress=False, search=True)
     assert not full.search_wins.any()
     assert (full.optimal_loss == full.family_loss).all()
