@@ -377,6 +377,15 @@ def figure(ds: xr.Dataset, path: Path) -> None:
     plt.close(fig)
 
 
+def factors_and_biases(W: np.ndarray, b: np.ndarray) -> str:
+    """Three Markdown table cells for one model: its tegum factors (theory.metrics.tegum_factors), the
+    mean bias of its represented features and of the rest."""
+    shown = metrics.feature_norms(W) > REPRESENTED
+    factors = "; ".join(map(str, metrics.tegum_factors(W, REPRESENTED, OVERLAP)))
+    rest = f"{b[~shown].mean():.3f}" if (~shown).any() else "-"
+    return f"{factors or 'none'} | {b[shown].mean() if shown.any() else np.nan:.3f} | {rest}"
+
+
 def structure_table(runs: xr.Dataset) -> str:
     """Per cell, the best seed's tegum factors (theory.metrics.tegum_factors), the mean bias of its
     represented features and of the rest, as a Markdown table."""
@@ -388,13 +397,8 @@ def structure_table(runs: xr.Dataset) -> str:
     ]
     for p, a, s, cell in cells(runs, axis):
         W, b, loss = best_model(cell)
-        shown = metrics.feature_norms(W) > REPRESENTED
-        factors = "; ".join(map(str, metrics.tegum_factors(W, REPRESENTED, OVERLAP)))
-        rest = f"{b[~shown].mean():.3f}" if (~shown).any() else "-"
-        lines.append(
-            f"| {profile(axis, a)} | {p:g} | {1 - s:.3g} | {loss:.5f} "
-            f"| {factors or 'none'} | {b[shown].mean() if shown.any() else np.nan:.3f} | {rest} |"
-        )
+        row = f"| {profile(axis, a)} | {p:g} | {1 - s:.3g} | {loss:.5f} | {factors_and_biases(W, b)} |"
+        lines.append(row)
     return "\n".join(lines)
 
 
@@ -413,16 +417,13 @@ def optimum_table(theory: xr.Dataset) -> str:
     for p, a, s, cell in cells(theory, axis):
         W, b = cell.W.transpose("hidden", "feature").values, cell.b.values
         shown = metrics.feature_norms(W) > REPRESENTED
-        factors = "; ".join(map(str, metrics.tegum_factors(W, REPRESENTED, OVERLAP)))
         spread = metrics.neurons_per_feature(W)[shown].mean() if shown.any() else np.nan
         angle = metrics.max_angle_to_neuron(W[:, shown]) if shown.any() else np.nan
-        rest = f"{b[~shown].mean():.3f}" if (~shown).any() else "-"
         found = "search" if bool(wins.sel(p=p, sparsity=s, **{axis: a})) else "family"
         lines.append(
             f"| {profile(axis, a)} | {p:g} | {1 - s:.3g} | {float(cell.optimal_loss):.5f} | {found} "
             f"| {int(shown.sum())} | {float(cell.dimensions_per_feature):.3f} | {spread:.2f} "
-            f"| {float(angle):.1f} "
-            f"| {factors or 'none'} | {b[shown].mean() if shown.any() else np.nan:.3f} | {rest} |"
+            f"| {float(angle):.1f} | {factors_and_biases(W, b)} |"
         )
     return "\n".join(lines)
 
