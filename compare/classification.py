@@ -198,8 +198,11 @@ def classify(
     if geometries is None:
         geometries = named_geometries(setup.n_features, setup.n_hidden)
     geometries = tuple(geometries)
-    # Without dropout every rotation of the hidden space is a symmetry (with one neuron: only the sign).
-    rotations = setup.p == 0 and setup.n_hidden > 1
+    # Without dropout every rotation of the hidden space is a symmetry (with one neuron: only the sign), and
+    # so it is when every unit is in one dropout group (the layer is kept or dropped as a whole). Otherwise
+    # the fits allow signed permutations of the units only: with groups of several units (rotations within
+    # a group are symmetries too) a model can be left unclassified that a rotation would have matched.
+    rotations = (setup.p == 0 or setup.n_groups == 1) and setup.n_hidden > 1
     fits = [fit(g, W, b, rotations=rotations) for g in geometries]
     W_fit, b_fit = np.stack([f.W for f in fits]), np.stack([f.b for f in fits])
     at_model = expected_loss_and_grad(setup, W, b)

@@ -4,6 +4,7 @@
     n_features = 5
     n_hidden = 2
     importance = { decay = 0.9 }
+    dropout_groups = [0, 0]        # optional: units with one label are dropped together
 
     [grid]                         # the axes; one model is trained per cell
     sparsity = { tms = 10 }
@@ -77,6 +78,7 @@ class TrainConfig:
     backend: str = "auto"
     log_every: int = 100
     chunk: int | None = None
+    dropout_groups: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if not self.seeds:
@@ -106,6 +108,7 @@ class TrainConfig:
             importance=self.importance,
             r=self.r,
             importance_decay=self.importance_decay,
+            dropout_groups=self.dropout_groups,
         )
 
     @property
@@ -134,7 +137,12 @@ class TrainConfig:
         ]
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """The fields as JSON-able values; dropout_groups only when given (a sweep's record of its config
+        reads the same as before groups existed)."""
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if out["dropout_groups"] is None:
+            del out["dropout_groups"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
@@ -143,6 +151,8 @@ class TrainConfig:
         if unknown:
             raise InputError(f"unknown config keys {sorted(unknown)}; allowed: {sorted(names)}")
         data = dict(data)
+        if data.get("dropout_groups") is not None:
+            data["dropout_groups"] = tuple(data["dropout_groups"])
         for name in ("importance", "sparsity", "p", "seeds", *IMPORTANCE_AXES):
             if name in data:
                 data[name] = tuple(data[name])

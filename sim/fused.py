@@ -49,8 +49,8 @@ def _batch_source(n: int, m: int) -> str:
     """
     F, H = range(n), range(m)
     out = [
-        "def batch(W, b, density, inv_density, importance, keep, mode, inv_log_empty, first_cdf, batch,"
-        " state, gW, gb):"
+        "def batch(W, b, density, inv_density, importance, keep, mode, inv_log_empty, first_cdf, leaders,"
+        " batch, state, gW, gb):"
     ]
     put = out.append
     for k in H:
@@ -62,6 +62,8 @@ def _batch_source(n: int, m: int) -> str:
     put("    total = 0.0")
     put("    empty = 0")
     put("    dropout = keep < 1.0")
+    put("    " + "; ".join(f"L{k} = leaders[{k}]" for k in H))
+    put("    grouped = " + " or ".join(f"L{k} != {k}" for k in H))
     put("    inv_keep = 1.0 / keep")
     put("    sparse = mode != DENSE")
     put("    never = mode == NEVER")
@@ -90,8 +92,14 @@ def _batch_source(n: int, m: int) -> str:
         put(f"        s{k} = 1.0")
     put("        if dropout:")
     for k in H:
-        put("            state, u = _uniform(state)")
-        put(f"            s{k} = inv_keep if u < keep else 0.0")
+        put(f"            state, v{k} = _uniform(state)")
+    if m > 1:
+        put("            if grouped:  # a unit is kept exactly when its group's leader (a unit before it) is")
+    for k in H[1:]:
+        chain = " else ".join(f"v{j} if L{k} == {j}" for j in range(k)) + f" else v{k}"
+        put(f"                v{k} = {chain}")
+    for k in H:
+        put(f"            s{k} = inv_keep if v{k} < keep else 0.0")
     for k in H:
         put(f"        h{k} = s{k} * (" + " + ".join(f"W{k}_{j} * x{j}" for j in F) + ")")
     for i in F:
@@ -148,7 +156,7 @@ def kernels(n: int, m: int) -> Kernels:
             flags="",
             prelude="",
             arrays="density[inst], inv_density[inst], importance[inst], keep[inst], mode[inst], "
-            "inv_log_empty[inst], first_cdf[inst]",
+            "inv_log_empty[inst], first_cdf[inst], leaders[inst]",
             extra="",
         )
     return _KERNELS[(n, m)]

@@ -118,8 +118,8 @@ _LOOPS = """
 @nb.njit(parallel=True, cache=True{flags})
 def train_block(
     W, b, exp_avg_W, exp_avg_b, exp_sq_W, exp_sq_b, states, density, inv_density, importance, keep,
-    mode, inv_log_empty, first_cdf, first, last, batch_size, lr, weight_decay, beta1, beta2, eps, log_slot,
-    history, threshold, snap_W, snap_b, snap_step,
+    mode, inv_log_empty, first_cdf, leaders, first, last, batch_size, lr, weight_decay, beta1, beta2, eps,
+    log_slot, history, threshold, snap_W, snap_b, snap_step,
 ):
     # Steps first..last-1 (0-based) of every instance; the state arrays are updated in place.
     instances, m, n = W.shape
@@ -139,7 +139,8 @@ def train_block(
 
 @nb.njit(parallel=True, cache=True{flags})
 def gradients(
-    W, b, states, density, inv_density, importance, keep, mode, inv_log_empty, first_cdf, batch_size, batches,
+    W, b, states, density, inv_density, importance, keep, mode, inv_log_empty, first_cdf, leaders, batch_size,
+    batches,
     out_gW, out_gb, out_loss,
 ):
     # `batches` batches per instance at fixed (W, b): each batch's gradient and loss.
@@ -212,7 +213,9 @@ def setup_arrays(setups, sparse_above: float = SPARSE_ABOVE):
     how empty samples are drawn, mode (I,): DENSE (every sample drawn), SPARSE (empty samples
     skipped, P(empty) > sparse_above) or NEVER (every sample empty); for SPARSE, 1 / log P(empty)
     (I,) and the law of the first active feature given one is active, its CDF over features
-    0..n-2: P(first = j | some) = d_j prod_{i<j} (1 - d_i) / (1 - P(empty)), (I, max(n - 1, 1)).
+    0..n-2: P(first = j | some) = d_j prod_{i<j} (1 - d_i) / (1 - P(empty)), (I, max(n - 1, 1));
+    leaders (I, m): each hidden unit's dropout-group leader (theory.Setup.group_leaders): a unit is
+    kept exactly when its leader's draw keeps it, so without groups every unit has its own draw.
     """
     density = np.array([s.density for s in setups], dtype=np.float64)
     inv_density = np.divide(1.0, density, out=np.zeros_like(density), where=density > 0)
@@ -227,7 +230,8 @@ def setup_arrays(setups, sparse_above: float = SPARSE_ABOVE):
     first_cdf = np.zeros((len(setups), max(density.shape[1] - 1, 1)))
     cdf = np.cumsum(density * none_before, axis=1)[:, :-1] / np.where(sparse, 1.0 - p_empty, 1.0)[:, None]
     first_cdf[:, : cdf.shape[1]] = cdf
-    return density, inv_density, importance, keep, mode, inv_log_empty, first_cdf
+    leaders = np.array([s.group_leaders for s in setups], dtype=np.int64)
+    return density, inv_density, importance, keep, mode, inv_log_empty, first_cdf, leaders
 
 
 def batch_gradients(setups, W, b, kernels: Kernels, *, batch: int, batches: int, seed: int = 0) -> Batches:

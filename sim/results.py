@@ -109,6 +109,11 @@ def sweep_dataset(
             "exact_loss": int(expected[2]),
         },
     )
+    if config.dropout_groups is not None:
+        groups = np.array(config.dropout_groups)
+        for name, (extra, values, attrs) in metrics.group_variables(W, groups).items():
+            ds[name] = (dims + extra, values, attrs)
+        ds = ds.assign_coords(group=np.arange(groups.max() + 1))
     lower, upper = (np.asarray(v).reshape(shape) for v in expected[:2])
     if expected[2]:
         ds["expected_loss"] = (

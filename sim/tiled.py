@@ -66,7 +66,21 @@ def _draw(state, U, pairs):
 
 @nb.njit(fastmath=FAST, inline="always")
 def batch_gradient(
-    W, b, density, inv_density, importance, keep, mode, inv_log_empty, first_cdf, batch, state, gW, gb, work
+    W,
+    b,
+    density,
+    inv_density,
+    importance,
+    keep,
+    mode,
+    inv_log_empty,
+    first_cdf,
+    leaders,
+    batch,
+    state,
+    gW,
+    gb,
+    work,
 ):
     """One batch at (W, b): its gradient of the TMS objective into gW, gb; returns (state, batch loss).
 
@@ -122,7 +136,7 @@ def batch_gradient(
         if dropout:
             for k in range(m):
                 for t in range(T):
-                    S[k, t] = inv_keep if U[(n + k) * TILE + t] < keep32 else np.float32(0.0)
+                    S[k, t] = inv_keep if U[(n + leaders[k]) * TILE + t] < keep32 else np.float32(0.0)
         # h = scale * W x
         for k in range(m):
             for t in range(T):
@@ -271,7 +285,7 @@ def kernels(n: int, m: int) -> Kernels:
                 flags=", fastmath=FAST",
                 prelude="work = tile_buffers(m, n)\n        ",
                 arrays="density[inst], inv_density[inst], importance[inst], keep[inst], mode[inst], "
-                "inv_log_empty[inst], first_cdf[inst]",
+                "inv_log_empty[inst], first_cdf[inst], leaders[inst]",
                 extra=", work",
             )
         )

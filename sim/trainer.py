@@ -215,6 +215,11 @@ class _Batched:
         self.inv_keep = (1.0 / (1.0 - p)).to(dtype)[:, None, None]  # (I, 1, 1)
         self.keep_offset = (0.5 - p).to(dtype)[:, None, None]
         self.any_dropout = bool((p > 0).any())
+        leaders = np.array([s.group_leaders for s in setups])
+        # a unit's draw is its group leader's: gathered only where some instance has groups
+        self.leaders = None
+        if (leaders != np.arange(self.m)).any():
+            self.leaders = torch.tensor(leaders, device=device)[:, :, None]  # (I, m, 1)
 
     def random_shape(self, batch: int) -> tuple[int, int, int]:
         """Shape of the random integers one batch consumes: features, then dropout draws."""
@@ -233,7 +238,10 @@ class _Batched:
         F.threshold(xn, -1.0, 0.0, inplace=True)
         scale = None
         if self.any_dropout:
-            scale = torch.mul(s[:, self.n :], -(2.0**-24)).add_(self.keep_offset).ceil_().mul_(self.inv_keep)
+            draws = s[:, self.n :]
+            if self.leaders is not None:  # dropout groups: each unit takes its group leader's draw
+                draws = torch.gather(draws, 1, self.leaders.expand(-1, -1, draws.shape[2]))
+            scale = torch.mul(draws, -(2.0**-24)).add_(self.keep_offset).ceil_().mul_(self.inv_keep)
         return xn, scale
 
     @staticmethod

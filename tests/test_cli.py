@@ -221,3 +221,34 @@ def test_progress_switch(capsys):
         bar.interval = 1e9  # a short run: no line before its end, and none at its end
         bar.update(4)
     assert stream.getvalue() == ""
+
+
+GROUPS = """
+[model]
+n_features = 2
+n_hidden = 2
+dropout_groups = [0, 0]
+
+[grid]
+sparsity = [0.95, 0.5]
+p = [0.0, 0.3]
+"""
+
+
+def test_theory_direct_diagram_command_writes_checked_optima_and_figure(capsys, tmp_path):
+    config = tmp_path / "groups.toml"
+    config.write_text(GROUPS)
+    out = tmp_path / "direct.nc"
+    result = run_cli(capsys, "theory", "direct-diagram", str(config), "--starts", "3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    ds = xr.load_dataset(out)
+    assert dict(ds.optimal_loss.sizes) == {"p": 2, "sparsity": 2}
+    assert ds.sizes["group"] == 1
+    assert "1 dropout group, units (0, 0)" in result.stdout
+    assert "Monte Carlo check of every optimum" in result.stdout
+    assert (tmp_path / "direct.png").stat().st_size > 10_000
+    bad = run_cli(capsys, "theory", "direct-diagram", str(config), "--starts", "0", "--out", str(out))
+    assert bad.returncode == 2 and "--starts = 0" in bad.stderr
+    config.write_text(GROUPS.replace("[0, 0]", "[0, 0, 1]"))
+    bad = run_cli(capsys, "theory", "direct-diagram", str(config), "--out", str(out))
+    assert bad.returncode == 2 and "dropout_groups has 3 labels" in bad.stderr

@@ -119,6 +119,37 @@ def shorthand_grid(problem, density_range, r_range, decay, points, p):
     return Grid(n, m, sparsity=tuple(1 - densities), p=tuple(ps), importance=tuple(decay ** np.arange(n)))
 
 
+@group.command("direct-diagram")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--starts", type=int, default=8, show_default=True, help="Random starts per cell.")
+@click.option(
+    "--samples",
+    type=int,
+    default=1 << 20,
+    show_default=True,
+    help="Monte Carlo samples checking each optimum.",
+)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="netCDF file to write.")
+@click.option("--figure", type=click.Path(dir_okay=False), default=None, help="PNG (default: OUT with .png).")
+def direct_diagram_command(config, starts, samples, out, figure):
+    """The optimum over all of W and b at every cell of CONFIG's grid, on the exact loss (at most 12
+    features), with no candidate family: for problems the catalogue does not describe, above all hidden
+    units dropped in groups ([model] dropout_groups). Each optimum is checked by Monte Carlo."""
+    from pathlib import Path
+
+    from theory.grid import Grid
+
+    grid = Grid.from_toml(config)
+    if starts < 1:
+        raise InputError(f"--starts = {starts} is not allowed; it must be at least 1")
+    if samples < 2:
+        raise InputError(f"--samples = {samples} is not allowed; it must be at least 2")
+
+    from theory import diagram_runs
+
+    diagram_runs.run_direct(grid, Path(out), Path(figure) if figure else None, starts, samples)
+
+
 @group.command("phase-diagram")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option(

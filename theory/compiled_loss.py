@@ -292,10 +292,11 @@ def _scratch(n):
 
 
 @nb.njit(cache=True, parallel=True)
-def _losses(W, b, density, importance, p, binom, sets, largest, out_gW, out_gb):
+def _losses(W, b, density, importance, p, leaders, binom, sets, largest, out_gW, out_gb):
     """The exact loss of models W (B, m, n), b (B, n), each at its own setup: density, importance (B, n),
-    p (B,), summed over the active sets `sets` (bit masks, ascending; every one of the 2^n, or those of at
-    most `largest` features). With out_gW, out_gb arrays (not None), its gradients into them: (B, m, n),
+    p (B,), group leaders (B, m) (Setup.group_leaders: a mask that splits a group has probability 0),
+    summed over the active sets `sets` (bit masks, ascending; every one of the 2^n, or those of at most
+    `largest` features). With out_gW, out_gb arrays (not None), its gradients into them: (B, m, n),
     (B, n). None compiles a version without the gradient."""
     B, m, n = W.shape
     every_set = len(sets) == 1 << n
@@ -314,11 +315,20 @@ def _losses(W, b, density, importance, p, binom, sets, largest, out_gW, out_gb):
                 out_gb[model, i] = 0.0
                 for hh in range(m):
                     out_gW[model, hh, i] = 0.0
+        groups = 0
+        for hh in range(m):
+            groups += leaders[model, hh] == hh
         for mask in range(1 << m):
-            kept = 0
+            kept = 0  # kept groups
+            split = False
             for hh in range(m):
-                kept += (mask >> hh) & 1
-            p_mask = keep**kept * p[model] ** (m - kept)
+                bit = (mask >> hh) & 1
+                split |= bit != (mask >> leaders[model, hh]) & 1
+                if leaders[model, hh] == hh:
+                    kept += bit
+            if split:
+                continue
+            p_mask = keep**kept * p[model] ** (groups - kept)
             if p_mask == 0.0:
                 continue
             if (
@@ -424,10 +434,11 @@ def _run(setups, W, b, grad: bool, max_active: int | None = None):
     density = np.array([s.density for s in setups])
     importance = np.array([s.importance_array for s in setups])
     p = np.array([s.p for s in setups], dtype=float)
+    leaders = np.array([s.group_leaders for s in setups])
     W, b = np.ascontiguousarray(W), np.ascontiguousarray(b)
     gW = np.empty_like(W) if grad else None
     gb = np.empty_like(b) if grad else None
-    return _losses(W, b, density, importance, p, _BINOM, sets, largest, gW, gb), gW, gb
+    return _losses(W, b, density, importance, p, leaders, _BINOM, sets, largest, gW, gb), gW, gb
 
 
 def _all_sets(n: int) -> np.ndarray:

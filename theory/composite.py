@@ -48,7 +48,7 @@ from theory.blocks import (
     tetrahedron,
 )
 from theory.errors import InputError
-from theory.fits import Fits, fit_geometries, fitted_on, rank
+from theory.fits import Fits, fit_geometries, fitted_on, grouped, rank
 from theory.geometries import Geometry
 from theory.metrics import POLYGON_NAMES
 from theory.progress import Progress
@@ -212,6 +212,12 @@ def geometric_decay(importance) -> float:
 
 def fit(candidates: list[Composite], setups: np.ndarray, progress=None) -> Fits:
     """Every composite's least loss (best arrangement) at every cell of setups (P, ..., D)."""
+    if grouped(setups):
+        raise InputError(
+            "composite candidates add up blocks on disjoint neurons, each dropped on its own; with "
+            "dropout_groups the loss does not split into blocks: search all of W and b instead "
+            "(theory.direct_diagram, `tms-dropout theory direct-diagram`)"
+        )
     P, D = setups.shape[0], setups.shape[-1]
     grid = setups.reshape(P, -1, D)
     A = grid.shape[1]

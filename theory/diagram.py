@@ -116,9 +116,9 @@ def optimal(setup: Setup, candidates=None, progress: bool | None = False) -> Opt
     )
 
 
-def fitted_on_any(candidate) -> str | None:
+def fitted_on_any(candidate, grouped: bool = False) -> str | None:
     """'closed form', 'exact loss' or 'sum of blocks'."""
-    return "sum of blocks" if isinstance(candidate, Composite) else fitted_on(candidate)
+    return "sum of blocks" if isinstance(candidate, Composite) else fitted_on(candidate, grouped)
 
 
 def phase_diagram(grid: Grid, candidates=None, progress=None, search: bool | None = None) -> xr.Dataset:
@@ -248,7 +248,7 @@ def search_optimum(
         np.where(wins, loss, family).reshape(shape),
         {"description": "the optimum's loss: family_loss, or search_loss where search_wins"},
     )
-    for name, variable in _optimum_variables(grid, best_W, best_b, SEARCH_REPRESENTED).items():
+    for name, variable in optimum_variables(grid, best_W, best_b, SEARCH_REPRESENTED).items():
         out[name] = variable
     return out
 
@@ -315,7 +315,7 @@ def _dataset(grid: Grid, candidates, setups: np.ndarray, fits: Fits) -> xr.Datas
                 f"beyond {MAX_EXACT_FEATURES} features)"
             },
         ),
-        **_optimum_variables(grid, W, b),
+        **optimum_variables(grid, W, b),
         "vertex_order": (
             dims + ("geometry", "vertex"),
             grid_shaped(fits.vertex_order, [len(candidates), n]),
@@ -351,7 +351,9 @@ def _dataset(grid: Grid, candidates, setups: np.ndarray, fits: Fits) -> xr.Datas
         "parameters": json.dumps(
             {c.name: [] if isinstance(c, Composite) else [t.name for t in c.parameters()] for c in candidates}
         ),
-        "fitted_on": json.dumps({c.name: fitted_on_any(c) for c in candidates}),
+        "fitted_on": json.dumps(
+            {c.name: fitted_on_any(c, grid.dropout_groups is not None) for c in candidates}
+        ),
         "ties": "candidates within TIE of the least loss go to the least complexity: a geometry's "
         "parameter count; a composite's features represented, then polygons (at p = 0 a square is "
         "two antipodal pairs)",
@@ -380,7 +382,7 @@ def _dataset(grid: Grid, candidates, setups: np.ndarray, fits: Fits) -> xr.Datas
     return ds
 
 
-def _optimum_variables(grid: Grid, W: np.ndarray, b: np.ndarray, tolerance: float = 0.0) -> dict:
+def optimum_variables(grid: Grid, W: np.ndarray, b: np.ndarray, tolerance: float = 0.0) -> dict:
     """The optimum's W (cells, m, n), b (cells, n) over the grid's flat cells, and what they show; a
     feature is represented when its column is longer than tolerance."""
     dims, shape, m, n = grid.dims, grid.shape, grid.n_hidden, grid.n_features

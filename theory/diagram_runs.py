@@ -43,6 +43,48 @@ def run(
         click.echo(line)
 
 
+def run_direct(grid, out: Path, figure: Path | None, starts: int, samples: int) -> None:
+    """theory.direct_diagram on grid; write OUT and its figure; summarise."""
+    from theory.direct_diagram import direct_diagram
+    from theory.direct_plots import plot_direct_diagram
+    from theory.storage import save_dataset
+
+    ds = direct_diagram(grid, n_starts=starts, samples=samples)
+    save_dataset(ds, out)
+    figure = plot_direct_diagram(ds, figure or out.with_suffix(".png"))
+    click.echo(f"wrote {out} and {figure}")
+    for line in direct_summary(ds):
+        click.echo(line)
+
+
+def direct_summary(ds) -> list[str]:
+    """Per p and importance value, each density: the optimum's loss, its Monte Carlo check, features
+    represented, groups per represented feature and features per unit in the busiest group."""
+    from theory.direct_plots import busiest_group, group_label, represented_mean
+    from theory.phase_plots import importance_axis
+
+    axis = importance_axis(ds)
+    lines = [group_label(ds)]
+    z = float(np.abs(ds.monte_carlo_z).max())
+    lines.append(f"Monte Carlo check of every optimum: largest |MC - exact| / stderr {z:.2f}")
+    view = ds.transpose("p", *([axis] if axis else []), "sparsity", ...)
+    for k, p in enumerate(view.p.values):
+        for label in view[axis].values if axis else [None]:
+            cell = view.isel(p=k).sel({axis: label}) if axis else view.isel(p=k)
+            lines.append(f"p = {p:g}" + (f", {axis} = {label:.4g}" if axis else "") + " (density: loss, "
+                         "represented, superposition, groups per feature, features per unit in the busiest "
+                         "group)")  # fmt: skip
+            overlap = represented_mean(cell, "superposition")
+            groups, busiest = represented_mean(cell, "groups_per_feature"), busiest_group(cell)
+            for i in np.argsort(cell.density.values):
+                lines.append(
+                    f"  {cell.density.values[i]:.3g}: {float(cell.optimal_loss[i]):.6g}, "
+                    f"{int(cell.represented[i])}, {float(overlap[i]):.2f}, {float(groups[i]):.2f}, "
+                    f"{float(busiest[i]):.2f}"
+                )
+    return lines
+
+
 def _order(vertices) -> str:
     """A polygon's vertex order for printing ('' for none)."""
     vertices = [int(v) for v in vertices if v >= 0]

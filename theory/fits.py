@@ -56,9 +56,16 @@ def rank(losses: np.ndarray, complexity) -> Ranking:
     return Ranking(phase, runner_up, margin)
 
 
-def fitted_on(geometry) -> str:
-    """How a geometry is fitted: 'exact loss' (it has a polygon or a solid block) or 'closed form'."""
-    return "exact loss" if any(block.type.exact for block in geometry.blocks) else "closed form"
+def fitted_on(geometry, grouped: bool = False) -> str:
+    """How a geometry is fitted: 'exact loss' (it has a polygon or a solid block, or the hidden units
+    are dropped in groups, which the closed forms do not model) or 'closed form'."""
+    exact = grouped or any(block.type.exact for block in geometry.blocks)
+    return "exact loss" if exact else "closed form"
+
+
+def grouped(setups) -> bool:
+    """Whether any of the setups (an array or sequence) drops its hidden units in groups."""
+    return any(s.dropout_groups is not None for s in np.asarray(setups, dtype=object).flat)
 
 
 def fit_geometries(geometries, setups: np.ndarray, progress=None) -> Fits:
@@ -66,9 +73,10 @@ def fit_geometries(geometries, setups: np.ndarray, progress=None) -> Fits:
     from theory import closed_fit, exact_fit
 
     groups = {"closed form": closed_fit.fit, "exact loss": exact_fit.fit}
+    by_groups = grouped(setups)
     parts = []
     for kind, fitter in groups.items():
-        members = [j for j, g in enumerate(geometries) if fitted_on(g) == kind]
+        members = [j for j, g in enumerate(geometries) if fitted_on(g, by_groups) == kind]
         if members:
             parts.append((members, fitter([geometries[j] for j in members], setups, progress)))
     return join(parts, len(geometries))

@@ -177,6 +177,11 @@ def vertex_variants(geometry: Geometry) -> list[Geometry]:
 
 def setup_args(setup: Setup) -> np.ndarray:
     """A setup as the closed forms' columns: density_0..n-1, importance_0..n-1, p."""
+    if setup.dropout_groups is not None:
+        raise InputError(
+            "the closed forms assume every hidden unit is dropped on its own; with dropout_groups, fit on "
+            "the exact loss (theory.fits.fit_geometries does)"
+        )
     return np.array([*setup.density, *setup.importance, setup.p])
 
 

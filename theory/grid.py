@@ -4,6 +4,8 @@
     n_features = 5
     n_hidden = 2
     importance = { decay = 0.9 }   # importance_i = decay**i; or a list; omitted: all ones
+    # dropout_groups = [0, 0, 1, 1] # one label per hidden unit: a group is dropped as a whole;
+                                   # omitted: every unit on its own
 
     [grid]
     sparsity = { tms = 10 }        # the notebook's 1 - 20**-linspace(0, 1, 10); or a list;
@@ -59,6 +61,7 @@ class Grid:
     importance: tuple[float, ...] | None = None
     r: tuple[float, ...] = ()
     importance_decay: tuple[float, ...] = ()
+    dropout_groups: tuple[int, ...] | None = None
 
     def __post_init__(self):
         for name in ("n_features", "n_hidden"):
@@ -91,6 +94,11 @@ class Grid:
                 f"({self.n_features})"
             )
         _check_each(self.importance, "model.importance", ">= 0", lambda v: v >= 0)
+        try:  # Setup's validation and canonical labels
+            groups = Setup(self.n_features, self.n_hidden, dropout_groups=self.dropout_groups).dropout_groups
+        except InputError as error:
+            raise InputError(f"model.{error}") from None
+        object.__setattr__(self, "dropout_groups", groups)
 
     @property
     def importance_axis(self) -> str | None:
@@ -137,7 +145,12 @@ class Grid:
 
     def setup(self, p: float, label: float | None, sparsity: float) -> Setup:
         return Setup(
-            self.n_features, self.n_hidden, sparsity=sparsity, importance=self.importance_for(label), p=p
+            self.n_features,
+            self.n_hidden,
+            sparsity=sparsity,
+            importance=self.importance_for(label),
+            p=p,
+            dropout_groups=self.dropout_groups,
         )
 
     def setups(self) -> np.ndarray:
@@ -148,7 +161,11 @@ class Grid:
         return out
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The fields, without dropout_groups when every unit is its own group (as before it existed)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if out["dropout_groups"] is None:
+            del out["dropout_groups"]
+        return out
 
     @classmethod
     def from_toml(cls, path: str | Path, other_tables: tuple[str, ...] = ("train", "sweep")) -> Grid:
@@ -201,7 +218,7 @@ def table(raw: dict, name: str, allowed: set[str]) -> dict:
 
 def grid_fields(raw: dict) -> dict:
     """Grid's keyword arguments from a config's [model] and [grid] tables (grid.seeds is sim's)."""
-    model = table(raw, "model", {"n_features", "n_hidden", "importance"})
+    model = table(raw, "model", {"n_features", "n_hidden", "importance", "dropout_groups"})
     grid = table(raw, "grid", {"sparsity", "p", "seeds", *IMPORTANCE_AXES})
     for key in ("n_features", "n_hidden"):
         if key not in model:
@@ -210,6 +227,11 @@ def grid_fields(raw: dict) -> dict:
     n = model["n_features"]
     out = dict(n_features=n, n_hidden=model["n_hidden"])
     out["importance"] = _importance(model.get("importance"), n)
+    if "dropout_groups" in model:
+        groups = model["dropout_groups"]
+        if not isinstance(groups, list) or not all(type(g) is int for g in groups):
+            raise InputError(f"model.dropout_groups = {groups!r} must be a list of integers, one per unit")
+        out["dropout_groups"] = tuple(groups)
     out["sparsity"] = _sparsity(grid.get("sparsity", [0.0]))
     out["p"] = number_list(grid.get("p", [0.0]), "grid.p")
     for axis in IMPORTANCE_AXES:

@@ -61,11 +61,19 @@ class LossBounds:
     max_active: int
 
 
-def _masks(m: int, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dropout patterns (D, m) in {0, 1} of non-zero probability for some model; probabilities (B, D)."""
+def _masks(m: int, p: np.ndarray, leaders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dropout patterns (D, m) in {0, 1} of non-zero probability for some model; probabilities (B, D).
+
+    leaders (B, m): each unit's group leader (Setup.group_leaders). A pattern has probability
+    (1 - p)^kept p^(G - kept) over the G groups when every unit matches its leader, else 0."""
     patterns = np.array(list(itertools.product([0.0, 1.0], repeat=m)))
-    kept = patterns.sum(1)
-    prob = (1 - p[:, None]) ** kept * p[:, None] ** (m - kept)
+    rows = np.arange(m)
+    is_leader = leaders == rows  # (B, m)
+    consistent = (patterns[None, :, :] == patterns[:, leaders].transpose(1, 0, 2)).all(-1)  # (B, D)
+    kept = patterns @ is_leader.T.astype(float)  # (D, B): kept groups
+    groups = is_leader.sum(1)  # (B,)
+    prob = (1 - p[:, None]) ** kept.T * p[:, None] ** (groups[:, None] - kept.T)
+    prob = np.where(consistent, prob, 0.0)
     nonzero = (prob > 0).any(0)
     return patterns[nonzero], prob[:, nonzero]
 
@@ -101,14 +109,15 @@ def _active_sets(density: np.ndarray, max_active: int, padded: bool) -> list[tup
 
 @dataclass(frozen=True)
 class _Columns:
-    """Per-model setup values: density (B, n), importance (B, n), p (B,)."""
+    """Per-model setup values: density (B, n), importance (B, n), p (B,), group leaders (B, m)."""
 
     density: np.ndarray
     importance: np.ndarray
     p: np.ndarray
+    leaders: np.ndarray
 
     def __getitem__(self, rows) -> _Columns:
-        return _Columns(self.density[rows], self.importance[rows], self.p[rows])
+        return _Columns(self.density[rows], self.importance[rows], self.p[rows], self.leaders[rows])
 
     @staticmethod
     def of(setups, batch: int) -> _Columns:
@@ -118,16 +127,17 @@ class _Columns:
         density = np.array([s.density for s in setups])
         importance = np.array([s.importance_array for s in setups])
         p = np.array([s.p for s in setups], dtype=float)
+        leaders = np.array([s.group_leaders for s in setups])
         if len(setups) == 1:
-            return _Columns(*(np.repeat(a, batch, axis=0) for a in (density, importance, p)))
-        return _Columns(density, importance, p)
+            return _Columns(*(np.repeat(a, batch, axis=0) for a in (density, importance, p, leaders)))
+        return _Columns(density, importance, p, leaders)
 
 
 def _loss_torch(columns: _Columns, W: torch.Tensor, b: torch.Tensor, max_active: int, create_graph: bool):
     """Loss summed over active sets of size <= max_active; W (B, m, n), b (B, n) float64."""
     n = W.shape[-1]
     importance = torch.as_tensor(columns.importance, dtype=W.dtype)
-    patterns, mask_prob = _masks(W.shape[-2], columns.p)
+    patterns, mask_prob = _masks(W.shape[-2], columns.p, columns.leaders)
     patterns = torch.as_tensor(patterns, dtype=W.dtype)
     mask_prob = torch.as_tensor(mask_prob, dtype=W.dtype)
     scale = torch.as_tensor(1.0 / (1.0 - columns.p), dtype=W.dtype)
@@ -336,7 +346,7 @@ def bracket(setup: Setup, W, b, max_active: int, lower) -> LossBounds:
     if max_active >= n:
         return LossBounds(lower=lower, upper=lower.copy(), omitted_mass=0.0, max_active=max_active)
     omitted, one, two = _count_tails(np.asarray(setup.density, dtype=float), max_active)
-    patterns, prob = _masks(setup.n_hidden, np.array([setup.p]))
+    patterns, prob = _masks(setup.n_hidden, np.array([setup.p]), setup.group_leaders[None])
     M = np.einsum("...ki,dk,...kj->...dij", W, patterns, W) / (1.0 - setup.p)
     c = np.clip(M, 0, None)  # (..., D, n, n)
     c0 = np.clip(b, 0, None)[..., None, :]  # (..., 1, n)

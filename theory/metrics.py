@@ -98,6 +98,60 @@ def hidden_kurtosis(W, x, directions: int = 64, seed: int = 0) -> tuple[np.ndarr
     return np.nanmean(excess_kurtosis(h), -1), np.nanmean(excess_kurtosis(along), -1)
 
 
+def group_norms_squared(W, groups) -> np.ndarray:
+    """Each feature's squared norm inside each dropout group, sum_{k in g} W_ki^2: shape (..., G, n) for
+    groups (m,) labelled 0..G-1 (theory.Setup.unit_groups)."""
+    W = np.asarray(W, dtype=np.float64)
+    groups = np.asarray(groups)
+    return np.stack([(W[..., groups == g, :] ** 2).sum(-2) for g in range(int(groups.max()) + 1)], -2)
+
+
+def groups_per_feature(W, groups) -> np.ndarray:
+    """How many dropout groups carry each feature: the participation ratio of its squared norm across
+    groups, (sum_g q_g)^2 / sum_g q_g^2 with q_g = group_norms_squared, shape (..., n). 1 for a feature
+    inside one group, G when spread evenly over all (a feature written into several groups is
+    redundant: it survives while any of them is kept); NaN at zero norm."""
+    q = group_norms_squared(W, groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return q.sum(-2) ** 2 / (q**2).sum(-2)
+
+
+def group_dimensions_per_feature(W, groups) -> np.ndarray:
+    """Each group's D* = (its units) / ||W_g||_F^2, shape (..., G): below 1, the group packs more than one
+    feature per unit (superposition inside the component); inf for a group that carries nothing."""
+    groups = np.asarray(groups)
+    q = group_norms_squared(W, groups).sum(-1)
+    sizes = np.bincount(groups, minlength=q.shape[-1])
+    with np.errstate(divide="ignore"):
+        return sizes / q
+
+
+def group_variables(W, groups) -> dict[str, tuple[tuple[str, ...], np.ndarray, dict]]:
+    """The dropout-group metrics of W (..., m, n) as Dataset variables: name -> (the dims after W's
+    leading ones, values, attrs). One set for every layer that stores models (theory's diagrams, sim's
+    sweeps)."""
+    return {
+        "groups_per_feature": (
+            ("feature",),
+            groups_per_feature(W, groups),
+            {
+                "description": "participation ratio of the feature's squared norm over the dropout groups: "
+                "1 inside one group, G spread evenly over all (redundant across components)"
+            },
+        ),  # fmt: skip
+        "group_norm2": (
+            ("group", "feature"),
+            group_norms_squared(W, groups),
+            {"description": "the feature's squared norm inside each dropout group"},
+        ),
+        "group_dimensions_per_feature": (
+            ("group",),
+            group_dimensions_per_feature(W, groups),
+            {"description": "units of the group / ||W_g||_F^2: below 1, superposition inside the group"},
+        ),
+    }
+
+
 def represented(W, tolerance: float = 0.0) -> np.ndarray:
     """How many features have a column of W (..., m, n) longer than tolerance: shape (...)."""
     return (feature_norms(W) > tolerance).sum(-1)

@@ -38,13 +38,14 @@ def monte_carlo_loss(
     density = setup.density
     importance = setup.importance_array
     keep = 1.0 - setup.p
+    groups = setup.unit_groups
     total = 0.0
     total_sq = 0.0
     done = 0
     while done < n_samples:
         size = min(chunk, n_samples - done)
         x = rng.random((size, setup.n_features)) * (rng.random((size, setup.n_features)) < density)
-        mask = rng.random((size, setup.n_hidden)) < keep
+        mask = rng.random((size, setup.n_groups))[:, groups] < keep  # a unit is kept with its group
         h = (x @ W.T) * mask / keep
         out = np.maximum(h @ W + b, 0.0)
         per_sample = ((x - out) ** 2) @ importance

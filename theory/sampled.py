@@ -120,12 +120,12 @@ class SampledLoss:
         if not np.any(density > 0):
             raise InputError("every feature has sparsity 1: no sample has an active feature")
         rng = np.random.default_rng(seed)
-        n, m, keep = setup.n_features, setup.n_hidden, 1.0 - setup.p
+        n, keep = setup.n_features, 1.0 - setup.p
         x = np.empty((0, n))
         while len(x) < n_samples:
             draw = rng.random((n_samples, n)) * (rng.random((n_samples, n)) < density)
             x = np.concatenate([x, draw[draw.any(1)]])
-        mask = (rng.random((n_samples, m)) < keep) / keep
+        mask = (rng.random((n_samples, setup.n_groups))[:, setup.unit_groups] < keep) / keep
         return cls(setup=setup, x=x[:n_samples], mask=mask, empty=float(np.prod(1.0 - density)))
 
     def loss_and_grad(self, W, b) -> tuple[float, np.ndarray, np.ndarray]:

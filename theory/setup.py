@@ -5,6 +5,11 @@
     x'   = ReLU(W^T h + b)
     L    = E sum_i I_i (x_i - x'_i)^2
 
+With dropout_groups, the hidden units are split into groups (components) and
+each group is kept or dropped as a whole: mask_j = keep_g for j in group g,
+keep_g ~ Bernoulli(1 - p) independent over groups. Default: every unit its
+own group, the independent dropout above.
+
 W has shape (n_hidden, n_features), b has shape (n_features,).
 """
 
@@ -64,6 +69,25 @@ def _per_feature(name: str, value, n: int) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+def _groups(value, m: int) -> tuple[int, ...] | None:
+    """dropout_groups relabelled 0, 1, ... in order of first appearance; None when every unit is alone."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, Sequence | np.ndarray):
+        raise InputError(f"dropout_groups = {value!r} must be one integer label per hidden unit ({m},)")
+    labels = list(value)
+    if len(labels) != m:
+        raise InputError(
+            f"dropout_groups has {len(labels)} labels; it needs one per hidden unit (n_hidden = {m})"
+        )
+    for label in labels:
+        if isinstance(label, bool | np.bool_) or not isinstance(label, numbers.Integral):
+            raise InputError(f"dropout_groups has {label!r}; the labels must be integers")
+    first: dict[int, int] = {}
+    canonical = tuple(first.setdefault(int(label), len(first)) for label in labels)
+    return None if len(first) == m else canonical
+
+
 @dataclass(frozen=True)
 class Setup:
     """A validated toy-model problem: n features into m hidden units under dropout p.
@@ -72,10 +96,15 @@ class Setup:
     (probability that a feature is zero). importance: one non-negative value
     per feature (default all ones). p: dropout rate on the hidden layer, in
     [0, 1). Scalars are broadcast, so the stored fields are always tuples of
-    length n_features.
+    length n_features. dropout_groups: one group label per hidden unit (any
+    integers); the units of one group are dropped together. Stored relabelled
+    0, 1, ... in order of first appearance, or None when every unit is its own
+    group (the default), so equal problems compare equal.
 
     >>> Setup(n_features=2, n_hidden=1, sparsity=0.9, importance=(1.0, 0.5), p=0.4).density
     array([0.1, 0.1])
+    >>> Setup(n_features=5, n_hidden=4, dropout_groups=[7, 7, 3, 3]).dropout_groups
+    (0, 0, 1, 1)
     """
 
     n_features: int
@@ -83,6 +112,7 @@ class Setup:
     sparsity: float | Sequence[float] = 0.0
     importance: Sequence[float] | None = None
     p: float = 0.0
+    dropout_groups: Sequence[int] | None = None
 
     def __post_init__(self):
         for name in ("n_features", "n_hidden"):
@@ -109,6 +139,7 @@ class Setup:
         object.__setattr__(self, "sparsity", sparsity)
         object.__setattr__(self, "importance", importance)
         object.__setattr__(self, "p", p)
+        object.__setattr__(self, "dropout_groups", _groups(self.dropout_groups, self.n_hidden))
 
     @property
     def density(self) -> np.ndarray:
@@ -119,6 +150,28 @@ class Setup:
     def importance_array(self) -> np.ndarray:
         return np.asarray(self.importance)
 
+    @property
+    def unit_groups(self) -> np.ndarray:
+        """Each hidden unit's dropout group, (m,) int64 in 0..n_groups-1 (arange(m) without groups)."""
+        if self.dropout_groups is None:
+            return np.arange(self.n_hidden, dtype=np.int64)
+        return np.array(self.dropout_groups, dtype=np.int64)
+
+    @property
+    def group_leaders(self) -> np.ndarray:
+        """For each hidden unit, the first unit of its dropout group, (m,) int64: unit j is kept
+        exactly when unit group_leaders[j] is (arange(m) without groups)."""
+        m = self.n_hidden
+        if self.dropout_groups is None:
+            return np.arange(m, dtype=np.int64)
+        groups = self.dropout_groups
+        return np.array([groups.index(g) for g in groups], dtype=np.int64)
+
+    @property
+    def n_groups(self) -> int:
+        """How many groups are dropped independently (n_hidden without groups)."""
+        return self.n_hidden if self.dropout_groups is None else max(self.dropout_groups) + 1
+
     def with_(self, **changes) -> Setup:
         """A copy with some fields changed (validated again)."""
         fields = dict(
@@ -127,18 +180,22 @@ class Setup:
             sparsity=self.sparsity,
             importance=self.importance,
             p=self.p,
+            dropout_groups=self.dropout_groups,
         )
         fields.update(changes)
         return Setup(**fields)
 
     def to_dict(self) -> dict:
-        return dict(
+        out = dict(
             n_features=self.n_features,
             n_hidden=self.n_hidden,
             sparsity=list(self.sparsity),
             importance=list(self.importance),
             p=self.p,
         )
+        if self.dropout_groups is not None:
+            out["dropout_groups"] = list(self.dropout_groups)
+        return out
 
     def check_parameters(self, W, b) -> tuple[np.ndarray, np.ndarray]:
         """W (..., m, n) and b (..., n) as float64 arrays, or an InputError.

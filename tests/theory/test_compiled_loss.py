@@ -14,7 +14,7 @@ from theory.compiled_loss import (
 )
 from theory.testing import check_loss
 from theory.testing.loss_check import loss_scale
-from theory.testing.strategies import problems
+from theory.testing.strategies import problems, setups
 
 
 def test_compiled_loss_is_the_exact_loss_on_the_hard_cases():
@@ -66,7 +66,7 @@ def test_bad_input_is_one_clear_error():
 
 
 @settings(max_examples=150)
-@given(problems((1, 4), (1, 3)))
+@given(problems(setup_strategy=setups((1, 4), (1, 3), groups=True)))
 def test_compiled_gradient_is_the_exact_gradient_on_the_hard_cases(problem):
     setup, W, b = problem
     reference = expected_loss_and_grad(setup, W, b)

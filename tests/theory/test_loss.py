@@ -19,7 +19,7 @@ from theory.testing.strategies import problems
 
 
 @settings(max_examples=40)
-@given(problems(), st.integers(0, 2**31))
+@given(problems(setup_strategy=strategies.setups(groups=True)), st.integers(0, 2**31))
 def test_exact_loss_matches_monte_carlo(problem, seed):
     setup, W, b = problem
     exact = float(expected_loss(setup, W, b))
@@ -82,7 +82,7 @@ def test_single_feature_under_dropout_closed_form(p, w):
 
 
 @settings(max_examples=20)
-@given(problems())
+@given(problems(setup_strategy=strategies.setups(groups=True)))
 def test_gradient_matches_finite_differences(problem):
     setup, W, b = problem
     # With every neuron dropped or no feature active, y = b: at b_i = 0 the

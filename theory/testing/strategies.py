@@ -77,6 +77,14 @@ def _sizes(value, name: str) -> st.SearchStrategy[int]:
     return st.integers(low, high)
 
 
+def dropout_groups(m: int) -> st.SearchStrategy[tuple[int, ...]]:
+    """One group label per hidden unit (Setup.dropout_groups): every unit alone, all in one group, or any
+    partition, labels in any order."""
+    return st.one_of(
+        st.just(tuple(range(m))), st.just((0,) * m), st.lists(st.integers(0, m - 1), min_size=m, max_size=m)
+    ).map(tuple)
+
+
 @st.composite
 def setups(
     draw,
@@ -86,9 +94,11 @@ def setups(
     importance: st.SearchStrategy[float] | None = None,
     p: st.SearchStrategy[float] | None = None,
     shared_density: bool = False,
+    groups: bool = False,
 ) -> Setup:
     """A theory.Setup: n_features and n_hidden (ints or (low, high)), a density and an importance per
-    feature (one shared density if shared_density), and p.
+    feature (one shared density if shared_density), and p; with groups, also dropout_groups
+    (dropout_groups(n_hidden)).
 
     density, importance and p are strategies (defaults: densities(), importances(),
     dropout_rates()); pass st.just(...) to fix one.
@@ -102,7 +112,10 @@ def setups(
         densities_ = draw(st.lists(density, min_size=n, max_size=n))
     importance_ = draw(st.lists(importances() if importance is None else importance, min_size=n, max_size=n))
     rate = draw(dropout_rates() if p is None else p)
-    return Setup(n, m, sparsity=[1.0 - d for d in densities_], importance=importance_, p=rate)
+    labels = draw(dropout_groups(m)) if groups else None
+    return Setup(
+        n, m, sparsity=[1.0 - d for d in densities_], importance=importance_, p=rate, dropout_groups=labels
+    )
 
 
 @st.composite
