@@ -8,6 +8,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import xarray as xr
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from theory.phase_plots import finish, importance_axis, plain_log_axis
@@ -34,11 +35,20 @@ def group_label(ds: xr.Dataset) -> str:
 
 #: The figure's panels: (what is drawn, its axis label, title, the reference line's value or None).
 PANELS = (
-    ("represented", "features represented", "features represented (dotted: one per unit)", "units"),
-    ("superposition", "superposition per represented feature", "overlap with the other features (TMS)", None),
-    ("groups", "groups per represented feature", "groups carrying a feature (above 1: redundant)", 1.0),
-    ("busiest", "features per unit, busiest group", "superposition inside a group (above 1)", 1.0),
+    ("represented", "features represented", "represented (dotted: units)", "units"),
+    ("superposition", "superposition per represented feature", "superposition (TMS)", None),
+    ("groups", "groups per represented feature", "groups per feature (> 1: redundant)", 1.0),
+    ("busiest", "features per unit, busiest group", "features per unit in a group", 1.0),
 )
+
+
+def _profile(axis: str | None, label) -> str:
+    """A row's importance profile in words ('' without an importance axis)."""
+    if axis is None:
+        return ""
+    if axis == "importance_decay":
+        return "uniform importance: " if label == 1 else f"importance {label:g}**i: "
+    return f"{axis} = {label:g}: "
 
 
 def panel_values(ds: xr.Dataset, name: str) -> xr.DataArray:
@@ -67,15 +77,15 @@ def plot_direct_diagram(ds: xr.Dataset, out: str | Path, trained: xr.Dataset | N
     for row, label in zip(axes, rows, strict=True):
         cell = ds.sel({axis: label}) if axis else ds
         models = None if trained is None else trained.sel({axis: label}) if axis else trained
-        where = "" if label is None else f"{axis} = {label:g}: "
+        where = _profile(axis, label)
         for ax, (name, ylabel, title, line) in zip(row, PANELS, strict=True):
             values = panel_values(cell, name)
             for k, p in enumerate(cell.p.values):
-                ax.plot(cell.density, values.sel(p=p), marker="o", ms=3, color=f"C{k}", label=f"p = {p:g}")
+                ax.plot(cell.density, values.sel(p=p), marker="o", ms=3, color=f"C{k}")
                 if models is not None:
-                    found = panel_values(models, name).sel(p=p)
-                    ax.plot(cell.density, found, "x", ms=6, color=f"C{k}", label=f"p = {p:g}, trained")
+                    ax.plot(cell.density, panel_values(models, name).sel(p=p), "x", ms=6, color=f"C{k}")
             if name == "represented":
+                ax.set_ylim(0, n + 0.5)
                 ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             if line is not None:
                 ax.axhline(m if line == "units" else line, color="k", lw=0.8, ls=":")
@@ -84,7 +94,6 @@ def plot_direct_diagram(ds: xr.Dataset, out: str | Path, trained: xr.Dataset | N
             plain_log_axis(ax, "x")
             ax.set_xlabel("density 1 - S", fontsize=8)
             ax.tick_params(labelsize=7)
-        row[0].legend(fontsize=7)
     title = f"Optimum over all W, b on the exact loss: {n} features in {m} units, {group_label(ds)}"
     if trained is not None:
         title += " (lines); best trained seed per cell (crosses)"
@@ -96,4 +105,9 @@ def plot_direct_diagram(ds: xr.Dataset, out: str | Path, trained: xr.Dataset | N
         "||W_g||_F^2 / (units in g), the most over the groups. At p = 0 every rotation of the hidden space "
         "is optimal too, so how features spread over groups there is arbitrary."
     )
-    return finish(fig, out, title, caption=caption)
+    handles = [Line2D([], [], marker="o", ms=3, color=f"C{k}") for k in range(ds.sizes["p"])]
+    labels = [f"p = {p:g}" for p in ds.p.values]
+    if trained is not None:
+        handles.append(Line2D([], [], marker="x", ls="none", ms=6, color="k"))
+        labels.append("best trained seed")
+    return finish(fig, out, title, handles, labels, caption, ncol=len(handles))
