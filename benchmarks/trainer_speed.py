@@ -1,6 +1,7 @@
 """sim.train against the published TMS training loop on identical work.
 
     python benchmarks/trainer_speed.py [--steps 500] [--rounds 3]
+    python benchmarks/trainer_speed.py --baseline REV [--rounds 3]
 
 Identical work: 20 features, 5 hidden, 10 instances (the notebook's sparsity
 sweep, importance 0.7**i), batch 1024, dropout p = 0.4, AdamW lr 1e-3.
@@ -9,6 +10,13 @@ torch backend) alternate for --rounds rounds in one process (this machine's
 timing noise is large); the best round of each is reported, with the ratios.
 Also: the phase-comparison workload (2 features in 1 dim, many instances) and
 the TMS intro models (5 in 2), with each backend (torch, fused, tiled).
+
+With --baseline, instead: this checkout's trainers against those of git
+revision REV (checked out into a temporary worktree) on three workloads,
+each backend where it runs (20 in 5, 10 instances, p = 0.4; 5 in 2, 10
+instances, p = 0.4; 2 in 1, 2000 instances), each timing in its own process,
+the two versions alternately, the median of --rounds: a change to the
+trainers shows here whether it cost speed.
 """
 
 from __future__ import annotations
@@ -16,8 +24,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -141,6 +153,68 @@ def tiled_one_thread(setups, steps: int) -> float:
         numba.set_num_threads(threads)
 
 
+#: --baseline's workloads: name -> (the setups' Python expression, steps, the backends timed).
+WORKLOADS = {
+    "20 in 5, 10 instances": (
+        "[Setup(20, 5, sparsity=s, importance=0.7 ** np.arange(20), p=0.4) for s in tms_sparsities(10)]",
+        300,
+        ("tiled", "torch"),
+    ),
+    "5 in 2, 10 instances": (
+        "[Setup(5, 2, sparsity=s, importance=0.9 ** np.arange(5), p=0.4) for s in tms_sparsities(10)]",
+        1000,
+        ("fused", "tiled", "torch"),
+    ),
+    "2 in 1, 2000 instances": (
+        "[Setup(2, 1, sparsity=1 - d, importance=[1.0, 2.0], p=0.15) for d in np.geomspace(0.01, 1, 2000)]",
+        100,
+        ("fused", "tiled"),
+    ),
+}
+_TIMING = """
+import numpy as np
+from sim import train
+from theory import Setup
+from theory.grid import tms_sparsities
+setups = {setups}
+train(setups, steps=10, progress=False, backend="{backend}")
+result = train(setups, steps={steps}, progress=False, backend="{backend}")
+print(len(setups) * {steps} / result.seconds)
+"""
+
+
+def instance_steps_per_second(tree: Path, setups: str, steps: int, backend: str) -> float:
+    """Instance-steps per second of sim.train in the checkout at tree, in a process of its own."""
+    code = _TIMING.format(setups=setups, steps=steps, backend=backend)
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    done = subprocess.run([sys.executable, "-c", code], cwd=tree, env=env, check=True, capture_output=True)
+    return float(done.stdout.split()[-1])
+
+
+def versus_baseline(revision: str, rounds: int) -> None:
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as scratch:
+        baseline = Path(scratch) / "baseline"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "-q", str(baseline), revision], cwd=root, check=True
+        )
+        try:
+            print(
+                f"sim.train: baseline {revision} against this checkout, instance-steps/s, median of {rounds}"
+            )
+            for name, (setups, steps, backends) in WORKLOADS.items():
+                for backend in backends:
+                    rates = {"baseline": [], "this": []}
+                    for _ in range(rounds):
+                        for label, tree in (("baseline", baseline), ("this", root)):
+                            rates[label].append(instance_steps_per_second(tree, setups, steps, backend))
+                    old, new = (statistics.median(rates[k]) for k in ("baseline", "this"))
+                    print(f"  {name:24s} {backend:6s} baseline {old:10.0f}  this {new:10.0f}  "
+                          f"this / baseline {new / old:.2f}", flush=True)  # fmt: skip
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=root, check=True)
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -148,7 +222,11 @@ def main():
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--phase-instances", type=int, default=2000)
+    parser.add_argument("--baseline", default=None, help="git revision: compare the trainers against it")
     args = parser.parse_args()
+    if args.baseline:
+        versus_baseline(args.baseline, args.rounds)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
     setups = [Setup(20, 5, sparsity=s, importance=0.7 ** np.arange(20), p=0.4) for s in tms_sparsities(10)]
     rates = {"published loop": [], "sim.train, tiled (CPU default)": [], "sim.train, torch backend": []}

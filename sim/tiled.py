@@ -135,8 +135,9 @@ def batch_gradient(
                     X[j, t] = u * idj if u < dj else np.float32(0.0)
         if dropout:
             for k in range(m):
+                row = (n + leaders[k]) * TILE  # a unit's draws are its group leader's
                 for t in range(T):
-                    S[k, t] = inv_keep if U[(n + leaders[k]) * TILE + t] < keep32 else np.float32(0.0)
+                    S[k, t] = inv_keep if U[row + t] < keep32 else np.float32(0.0)
         # h = scale * W x
         for k in range(m):
             for t in range(T):
