@@ -25,7 +25,7 @@ import numpy as np
 from theory.errors import InputError
 
 
-def _finite(name: str, value: float) -> float:
+def finite(name: str, value: float) -> float:
     # numbers.Real: int, float and numpy's real scalars; not str ("0.5"), complex or bool
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
@@ -58,9 +58,9 @@ def real_array(name: str, value) -> np.ndarray:
     return array
 
 
-def _per_feature(name: str, value, n: int) -> tuple[float, ...]:
+def per_feature(name: str, value, n: int) -> tuple[float, ...]:
     if isinstance(value, np.ndarray) and value.ndim == 0 or not isinstance(value, Sequence | np.ndarray):
-        return (_finite(name, value),) * n
+        return (finite(name, value),) * n
     if isinstance(value, str):
         raise InputError(f"{name} = {value!r} is not a real number")
     values = real_array(name, value)
@@ -121,7 +121,7 @@ class Setup:
                 raise InputError(f"{name} = {value!r} is not allowed; it must be an integer >= 1")
             object.__setattr__(self, name, int(value))
         n = self.n_features
-        sparsity = _per_feature("sparsity", self.sparsity, n)
+        sparsity = per_feature("sparsity", self.sparsity, n)
         for i, s in enumerate(sparsity):
             if not 0.0 <= s <= 1.0:
                 label = "sparsity" if len(set(sparsity)) == 1 else f"sparsity[{i}]"
@@ -129,11 +129,11 @@ class Setup:
         importance = (1.0,) * n if self.importance is None else self.importance
         if np.ndim(importance) == 0:
             raise InputError(f"importance = {importance!r} is not allowed; give one value per feature ({n},)")
-        importance = _per_feature("importance", importance, n)
+        importance = per_feature("importance", importance, n)
         for i, value in enumerate(importance):
             if value < 0:
                 raise InputError(f"importance[{i}] = {value} is not allowed; importance must be >= 0")
-        p = _finite("p", self.p)
+        p = finite("p", self.p)
         if not 0.0 <= p < 1.0:
             raise InputError(f"p = {p} is outside the allowed range [0, 1)")
         object.__setattr__(self, "sparsity", sparsity)
