@@ -23,6 +23,11 @@
     [sweep]
     chunk = 512                    # instances trained together; omitted: sized to the device
 
+    [series]                       # optional: the series model (theory.series) instead of TMS's;
+    blocks = 2                     # [model] n_hidden is then the stream's dims
+    units = 2                      # ReLU units per block
+    dropout = "block"              # what the grid's p drops: "block", "unit" or "both"
+
 The cells are ordered (seed, *Grid.dims) = (seed, p, [r | importance_decay],
 sparsity), C order; that order, cut into chunks, is the sweep's packing (sim.sweep).
 """
@@ -44,9 +49,29 @@ from theory.grid import (
     read_toml,
     table,
 )
+from theory.series import SeriesSetup
 
 #: The trainers (sim.trainer.train's backend argument).
 BACKENDS = ("auto", "torch", "fused", "tiled")
+#: What the grid's p drops in a series model: each block as a whole, each unit, or both.
+SERIES_DROPOUT = ("block", "unit", "both")
+
+
+@dataclass(frozen=True)
+class Series:
+    """A config's [series] table: L blocks of k units on the stream (n_hidden dims), and what p drops."""
+
+    blocks: int
+    units: int
+    dropout: str = "block"
+
+    def __post_init__(self):
+        if isinstance(self.blocks, bool) or not isinstance(self.blocks, int) or self.blocks < 0:
+            raise InputError(f"series.blocks = {self.blocks!r} is not allowed; it must be an integer >= 0")
+        integer_at_least_1(self.units, "series.units")
+        if self.dropout not in SERIES_DROPOUT:
+            allowed = ", ".join(SERIES_DROPOUT)
+            raise InputError(f"series.dropout = {self.dropout!r} is unknown; allowed: {allowed}")
 
 
 @dataclass(frozen=True)
@@ -79,6 +104,7 @@ class TrainConfig:
     log_every: int = 100
     chunk: int | None = None
     dropout_groups: tuple[int, ...] | None = None
+    series: Series | None = None
 
     def __post_init__(self):
         if not self.seeds:
@@ -94,6 +120,11 @@ class TrainConfig:
             isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1
         ):
             raise InputError(f"sweep.chunk = {self.chunk!r} must be an integer >= 1")
+        if self.series is not None:
+            if self.dropout_groups is not None:
+                raise InputError("model.dropout_groups is for one layer's units; a [series] model has blocks")
+            if self.backend not in ("auto", "torch"):
+                raise InputError(f"train.backend = {self.backend!r}: a [series] model trains on torch only")
         # Every cell must make a valid Setup: validate them all now.
         self.cells()
 
@@ -136,12 +167,22 @@ class TrainConfig:
             for s in grid.sparsity
         ]
 
+    def series_setup(self, cell: Cell) -> SeriesSetup:
+        """A cell's series problem (with a [series] table): the grid's p drops what series.dropout says."""
+        s = self.series
+        p_block = cell.p if s.dropout in ("block", "both") else 0.0
+        p_unit = cell.p if s.dropout in ("unit", "both") else 0.0
+        setup = cell.setup
+        return SeriesSetup(setup.n_features, setup.n_hidden, s.blocks, s.units, setup.sparsity,
+                           setup.importance, p_block=p_block, p_unit=p_unit)  # fmt: skip
+
     def to_dict(self) -> dict:
-        """The fields as JSON-able values; dropout_groups only when given (a sweep's record of its config
-        reads the same as before groups existed)."""
+        """The fields as JSON-able values; dropout_groups and series only when given (a sweep's record of
+        its config reads the same as before they existed)."""
         out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-        if out["dropout_groups"] is None:
-            del out["dropout_groups"]
+        for key in ("dropout_groups", "series"):
+            if out[key] is None:
+                del out[key]
         return out
 
     @classmethod
@@ -153,6 +194,8 @@ class TrainConfig:
         data = dict(data)
         if data.get("dropout_groups") is not None:
             data["dropout_groups"] = tuple(data["dropout_groups"])
+        if isinstance(data.get("series"), dict):
+            data["series"] = Series(**data["series"])
         for name in ("importance", "sparsity", "p", "seeds", *IMPORTANCE_AXES):
             if name in data:
                 data[name] = tuple(data[name])
@@ -167,9 +210,11 @@ class TrainConfig:
 
 
 def _flatten(raw: dict) -> dict:
-    unknown = set(raw) - {"model", "grid", "train", "sweep"}
+    unknown = set(raw) - {"model", "grid", "train", "sweep", "series"}
     if unknown:
-        raise InputError(f"unknown tables {sorted(unknown)}; allowed: [model], [grid], [train], [sweep]")
+        raise InputError(
+            f"unknown tables {sorted(unknown)}; allowed: [model], [grid], [train], [sweep], [series]"
+        )
     out = grid_fields(raw)
     out["importance"] = out["importance"] or [1.0] * out["n_features"]  # TrainConfig keeps it explicit
     train = table(raw, "train", {"steps", "batch", "lr", "weight_decay", "device", "backend", "log_every"})
@@ -181,6 +226,12 @@ def _flatten(raw: dict) -> dict:
         _TRAIN_CHECKS[key](value, f"train.{key}")
     out.update(train)
     out.update(sweep)
+    if "series" in raw:
+        series = table(raw, "series", {"blocks", "units", "dropout"})
+        for key in ("blocks", "units"):
+            if key not in series:
+                raise InputError(f"[series] needs {key}")
+        out["series"] = Series(**series)
     return out
 
 

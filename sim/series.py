@@ -10,12 +10,13 @@ Inputs and masks are drawn from one seeded generator: the same seed gives the sa
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from sim.trainer import check_schedule
 from theory.errors import InputError
 from theory.progress import Progress
 from theory.series import SeriesModel, SeriesSetup
@@ -112,13 +113,13 @@ def train_series(
     log_every: int = 100,
     init: dict[str, np.ndarray] | None = None,
     progress: bool | None = None,
+    on_steps: Callable[[int], None] | None = None,
 ) -> SeriesResult:
     """Train one series model per setup, all at once (AdamW, the TMS notebook's defaults); init: the
-    starting parameters (series_init's shapes), default series_init(setups, seed)."""
+    starting parameters (series_init's shapes), default series_init(setups, seed); on_steps: called at
+    every logged step with the number of steps done since its last call."""
     setups = check_setups(setups)
-    for name, value in (("steps", steps), ("batch", batch), ("log_every", log_every)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{name} = {value!r} is not allowed; it must be an integer >= 1")
+    steps, batch, log_every = check_schedule(steps, batch, lr, weight_decay, log_every)
     start = series_init(setups, seed) if init is None else init
     expected = {name: (len(setups), *shape) for name, shape in setups[0].shapes.items()}
     if set(start) != set(expected) or any(np.shape(start[k]) != v for k, v in expected.items()):
@@ -131,7 +132,7 @@ def train_series(
     history = np.empty((len(setups), len(logged)))
     began = time.perf_counter()
     with Progress(steps * len(setups), "series training", "inst-step", show=progress) as bar:
-        slot = 0
+        slot = reported = 0
         for step in range(steps):
             losses = model.losses(params, batch, generator)
             optimizer.zero_grad(set_to_none=True)
@@ -140,6 +141,9 @@ def train_series(
             if slot < len(logged) and step == logged[slot]:
                 history[:, slot] = losses.detach().numpy()
                 slot += 1
+                if on_steps is not None:
+                    on_steps(step + 1 - reported)
+                    reported = step + 1
             bar.update(len(setups))
     return SeriesResult(
         setups=setups,

@@ -72,6 +72,8 @@ class Plan:
     def backend(self) -> str:
         """The trainer this plan's chunks use (fixed by the config's backend and the device type)."""
         c = self.config
+        if c.series is not None:
+            return "torch"  # the series model's only trainer
         return resolve_backend(c.backend, torch.device(self.device), c.n_features, c.n_hidden)
 
     def manifest(self) -> dict:
@@ -90,7 +92,10 @@ def plan(config: TrainConfig, device: str | None = None) -> Plan:
     if config.chunk is not None:
         size = config.chunk
     else:
-        per_instance = _BYTES_PER_UNIT * config.batch * (config.n_features + config.n_hidden)
+        width = config.n_features + config.n_hidden
+        if config.series is not None:  # the stream after every block, and every block's units
+            width += config.series.blocks * (config.n_hidden + config.series.units)
+        per_instance = _BYTES_PER_UNIT * config.batch * width
         budget = _CPU_BUDGET
         if dev.type == "cuda":
             budget = min(_CUDA_BUDGET, torch.cuda.get_device_properties(dev).total_memory // 4)
@@ -122,6 +127,8 @@ def train_chunk(plan_: Plan, index: int, on_steps=None) -> xr.Dataset:
     """Train one chunk; its cells' W, b, loss history and losses, on a flat `cell` dim."""
     config = plan_.config
     cells = plan_.cells_of(index)
+    if config.series is not None:
+        return _train_series_chunk(plan_, index, on_steps)
     all_cells = config.cells()
     setups = [all_cells[c].setup for c in cells]
     result = train(
@@ -168,6 +175,29 @@ def train_chunk(plan_: Plan, index: int, on_steps=None) -> xr.Dataset:
             "train_seconds": result.seconds,
         },
     )
+
+
+def _train_series_chunk(plan_: Plan, index: int, on_steps=None) -> xr.Dataset:
+    """train_chunk for a config with a [series] table (sim.series_runs)."""
+    from sim import series_runs
+
+    chunk, seconds = series_runs.train_chunk(
+        plan_,
+        plan_.cells_of(index),
+        data_seed=_seed_of(_DATA_KEY, index),
+        sample_seed=_seed_of(_SAMPLE_KEY, index),
+        samples=SAMPLED_N,
+        seed_of=_seed_of,
+        on_steps=on_steps,
+    )
+    chunk.attrs.update(
+        kind=CHUNK_KIND,
+        manifest=json.dumps(plan_.manifest(), sort_keys=True),
+        chunk_index=index,
+        code_version=results.code_version(),
+        train_seconds=seconds,
+    )
+    return chunk
 
 
 class Store:
@@ -296,6 +326,11 @@ def assemble(plan_: Plan, chunks: Sequence[xr.Dataset]) -> xr.Dataset:
     """The sweep's Dataset from its chunks (in index order): grid dims, metrics, config."""
     config = plan_.config
     flat = xr.concat(chunks, dim="cell", data_vars="all", coords="minimal", combine_attrs="drop")
+    if config.series is not None:
+        from sim import series_runs
+
+        attrs = {"kind": results.RUN_KIND, "code_version": results.code_version()}
+        return series_runs.dataset(config, plan_.device, flat, SAMPLED_N, attrs)
     exact = bool(chunks[0].attrs["exact_loss"])
     arrays = {name: flat[name].values for name in flat.data_vars}
     return results.sweep_dataset(

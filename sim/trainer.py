@@ -417,6 +417,16 @@ def _check_positive(name, value, kind=int):
         raise InputError(f"{name} = {value!r} is not allowed; it must be {allowed}")
 
 
+def check_schedule(steps, batch, lr, weight_decay, log_every) -> tuple[int, int, int]:
+    """The training loop's settings checked (every trainer's): (steps, batch, log_every) as ints."""
+    for name, value in (("steps", steps), ("batch", batch), ("log_every", log_every)):
+        _check_positive(name, value)
+    _check_positive("lr", lr, float)
+    if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
+        raise InputError(f"weight_decay = {weight_decay!r} is not allowed; it must be a finite number >= 0")
+    return int(steps), int(batch), int(log_every)
+
+
 def train(
     setups: Sequence[Setup],
     *,
@@ -455,13 +465,8 @@ def train(
     shapes = {(s.n_features, s.n_hidden) for s in setups}
     if len(shapes) > 1:
         raise InputError(f"setups must share n_features and n_hidden; got {sorted(shapes)}")
-    for name, value in (("steps", steps), ("batch", batch), ("log_every", log_every)):
-        _check_positive(name, value)
-    _check_positive("lr", lr, float)
-    if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
-        raise InputError(f"weight_decay = {weight_decay!r} is not allowed; it must be a finite number >= 0")
+    steps, batch, log_every = check_schedule(steps, batch, lr, weight_decay, log_every)
     dev = resolve_device(device)
-    steps, batch, log_every = int(steps), int(batch), int(log_every)
     n, m = setups[0].n_features, setups[0].n_hidden
     backend = resolve_backend(backend, dev, n, m)
     init = _initial_W(init, seed, len(setups), n, m)

@@ -32,7 +32,7 @@ import numpy as np
 from theory.errors import InputError
 from theory.metrics import represented, superposition
 from theory.montecarlo import MonteCarloLoss
-from theory.setup import finite, per_feature
+from theory.setup import FeatureLaw, finite, per_feature
 
 #: leading_order_loss enumerates the masks: at most this many (block masks times unit masks of the kept
 #: blocks, sum over block masks of 2^(k kept)) for one model.
@@ -40,7 +40,7 @@ MAX_MASKS = 1 << 14
 
 
 @dataclass(frozen=True)
-class SeriesSetup:
+class SeriesSetup(FeatureLaw):
     """A series problem: n features through a d-dim stream and L blocks of k ReLU units each.
 
     sparsity and importance as in theory.Setup (one value or one per feature); p_block drops each block
@@ -79,14 +79,6 @@ class SeriesSetup:
             if not 0.0 <= p < 1.0:
                 raise InputError(f"{name} = {p} is outside the allowed range [0, 1)")
             object.__setattr__(self, name, p)
-
-    @property
-    def density(self) -> np.ndarray:
-        return 1.0 - np.asarray(self.sparsity)
-
-    @property
-    def importance_array(self) -> np.ndarray:
-        return np.asarray(self.importance)
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -299,6 +291,30 @@ class Ablations:
             return np.where(benefit > 0, loss / benefit, np.nan)
 
     @property
+    def benefit(self) -> float:
+        """What the blocks remove of the loss without them: sum_i (none - full) / sum_i none (0: nothing;
+        1: all of it)."""
+        total = float(self.none.sum())
+        return float((self.none - self.full).sum()) / total if total > 0 else float("nan")
+
+    def _total_share(self, loss: np.ndarray) -> np.ndarray:
+        benefit = float((self.none - self.full).sum())
+        return loss.sum(-1) / benefit if benefit > 0 else np.full(loss.shape[0], np.nan)
+
+    @property
+    def lost_alone_total(self) -> np.ndarray:
+        """Per block, (L,): the share of the blocks' benefit, summed over features, lost when this block
+        alone is removed; about 1/L when the blocks split the work and add up, near 0 when the others
+        make up for it."""
+        return self._total_share(self.without - self.full[None, :])
+
+    @property
+    def restored_alone_total(self) -> np.ndarray:
+        """Per block, (L,): the share of the blocks' benefit, summed over features, that this block
+        restores alone."""
+        return self._total_share(self.none[None, :] - self.only)
+
+    @property
     def lost_alone(self) -> np.ndarray:
         """(without_l - full) / (none - full), (L, n): the share of the blocks' benefit to the feature
         lost when block l alone fails (near 0: the others make up for it); NaN where the blocks do
@@ -368,12 +384,21 @@ def block_reads(model: SeriesModel) -> np.ndarray:
 
 
 def block_superposition(model: SeriesModel, tolerance: float = 0.5) -> dict[str, np.ndarray]:
-    """Superposition inside each block, from block_reads as TMS's W: features read (column longer than
-    tolerance, (L,)), features per unit (||R_l E||_F^2 / k, (L,)) and each feature's superposition, (L, n)."""
+    """Superposition inside each block, from block_reads taken as TMS's W, scale-free (a block's reads
+    can be scaled up and its writes down at no cost, so each block's reads are divided by their longest
+    column): features read (columns longer than tolerance, (L,)), features per unit (the participation
+    ratio of the squared column norms, the number of features the block reads effectively, over its k
+    units, (L,): above 1, superposition inside the block) and each feature's superposition, (L, n)."""
     reads = block_reads(model)
     k = reads.shape[1]
+    norms = np.linalg.norm(reads, axis=-2)  # (L, n)
+    top = norms.max(-1, initial=0.0)
+    scaled = reads / np.where(top > 0, top, 1.0)[:, None, None]
+    squared = norms**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        effective = squared.sum(-1) ** 2 / (squared**2).sum(-1)
     return {
-        "features_read": represented(reads, tolerance),
-        "features_per_unit": (reads**2).sum((-2, -1)) / k,
-        "superposition": superposition(reads),
+        "features_read": represented(scaled, tolerance),
+        "features_per_unit": effective / k,
+        "superposition": superposition(scaled),
     }

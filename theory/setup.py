@@ -69,6 +69,19 @@ def per_feature(name: str, value, n: int) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+class FeatureLaw:
+    """The input law's derived arrays, for any problem with `sparsity` and `importance` tuples."""
+
+    @property
+    def density(self) -> np.ndarray:
+        """Probability that each feature is non-zero, 1 - S_i, shape (n,)."""
+        return 1.0 - np.asarray(self.sparsity)
+
+    @property
+    def importance_array(self) -> np.ndarray:
+        return np.asarray(self.importance)
+
+
 def _groups(value, m: int) -> tuple[int, ...] | None:
     """dropout_groups relabelled 0, 1, ... in order of first appearance; None when every unit is alone."""
     if value is None:
@@ -89,7 +102,7 @@ def _groups(value, m: int) -> tuple[int, ...] | None:
 
 
 @dataclass(frozen=True)
-class Setup:
+class Setup(FeatureLaw):
     """A validated toy-model problem: n features into m hidden units under dropout p.
 
     sparsity: one value for all features or one per feature, each in [0, 1]
@@ -140,15 +153,6 @@ class Setup:
         object.__setattr__(self, "importance", importance)
         object.__setattr__(self, "p", p)
         object.__setattr__(self, "dropout_groups", _groups(self.dropout_groups, self.n_hidden))
-
-    @property
-    def density(self) -> np.ndarray:
-        """Probability that each feature is non-zero, 1 - S_i, shape (n,)."""
-        return 1.0 - np.asarray(self.sparsity)
-
-    @property
-    def importance_array(self) -> np.ndarray:
-        return np.asarray(self.importance)
 
     @property
     def unit_groups(self) -> np.ndarray:

@@ -62,7 +62,74 @@ def test_bad_input_is_refused():
         train_series([SETUPS[0], SETUPS[0].with_(units=3)], steps=1)
     with pytest.raises(InputError, match="steps = 0"):
         train_series(SETUPS, steps=0)
+    with pytest.raises(InputError, match="lr = -1"):
+        train_series(SETUPS, steps=1, lr=-1)
     with pytest.raises(InputError, match="init must hold"):
         train_series(SETUPS, steps=1, init={"E": np.zeros((2, 2, 4))})
     with pytest.raises(InputError, match="SeriesSetup"):
         train_series(["not a setup"], steps=1)
+
+
+SERIES_CONFIG = """
+[model]
+n_features = 4
+n_hidden = 2
+[series]
+blocks = 2
+units = 2
+dropout = "{dropout}"
+[grid]
+sparsity = [0.9, 0.5]
+p = [0.0, 0.3]
+seeds = [0]
+[train]
+steps = 200
+log_every = 100
+[sweep]
+chunk = 2
+"""
+
+
+def test_a_series_sweep_is_the_same_whole_or_in_shards(tmp_path):
+    from sim import sweep as sweeps
+    from sim.config import TrainConfig
+    from sim.results import load
+
+    path = tmp_path / "series.toml"
+    path.write_text(SERIES_CONFIG.format(dropout="block"))
+    config = TrainConfig.from_toml(path)
+    assert config.series_setup(config.cells()[-1]) == SeriesSetup(4, 2, 2, 2, sparsity=0.5, p_block=0.3)
+    whole = load(sweeps.sweep(config, tmp_path / "whole.nc", progress=False, log=lambda _: None))
+    for shard in ((0, 2), (1, 2)):
+        sweeps.sweep(config, tmp_path / "parts.nc", shard=shard, progress=False, log=lambda _: None)
+    parts = load(sweeps.merge(config, tmp_path / "parts.nc", log=lambda _: None))
+    for name in ("E", "R", "U", "O", "loss_history", "sampled_loss", "blocks_writing", "lost_alone"):
+        np.testing.assert_array_equal(whole[name].values, parts[name].values)
+    assert dict(whole.R.sizes) == {"seed": 1, "p": 2, "sparsity": 2, "block": 2, "unit": 2, "stream": 2}
+    # the stored exact leading-order loss is the stored model's
+    cell = whole.isel(seed=0, p=1, sparsity=0)
+    setup = SeriesSetup(4, 2, 2, 2, sparsity=0.9, p_block=0.3)
+    model = SeriesModel.of(setup, **{k: cell[k].values for k in setup.shapes})
+    assert float(cell.leading_order_loss) == pytest.approx(leading_order_loss(setup, model), rel=1e-12)
+
+
+def test_series_configs_are_checked(tmp_path):
+    from sim.config import TrainConfig
+
+    path = tmp_path / "series.toml"
+    path.write_text(SERIES_CONFIG.format(dropout="everything"))
+    with pytest.raises(InputError, match="series.dropout = 'everything' is unknown"):
+        TrainConfig.from_toml(path)
+    path.write_text(SERIES_CONFIG.format(dropout="unit").replace("[series]", "[series]\nwidth = 3"))
+    with pytest.raises(InputError, match="unknown keys"):
+        TrainConfig.from_toml(path)
+    text = SERIES_CONFIG.format(dropout="unit").replace(
+        "n_hidden = 2", "n_hidden = 2\ndropout_groups = [0, 0]"
+    )
+    path.write_text(text)
+    with pytest.raises(InputError, match="dropout_groups"):
+        TrainConfig.from_toml(path)
+    tiled = 'log_every = 100\nbackend = "tiled"'
+    path.write_text(SERIES_CONFIG.format(dropout="both").replace("log_every = 100", tiled))
+    with pytest.raises(InputError, match="torch only"):
+        TrainConfig.from_toml(path)

@@ -142,6 +142,10 @@ def test_two_blocks_writing_one_feature_halves_each_are_counted_as_two():
     # without one block x' = 0.75 x0; without both x' = 0.5 x0
     np.testing.assert_allclose(found.lost_alone[:, 0], 0.0625 / 0.25)
     np.testing.assert_allclose(found.restored_alone[:, 0], 0.75)
+    # feature 1 is never written: its loss is the same with and without blocks, so the totals are feature 0's
+    np.testing.assert_allclose(found.lost_alone_total, 0.25)
+    np.testing.assert_allclose(found.restored_alone_total, 0.75)
+    assert found.benefit == pytest.approx((found.none[0] - found.full[0]) / found.none.sum())
     writes = block_writes(setup, model)
     np.testing.assert_allclose(writes[:, 0], 0.5 * 0.5 / 2)  # O_0 . (0, 0.5 v) averaged over v: 0.125
     assert blocks_writing(writes)[0] == pytest.approx(2.0)
@@ -161,5 +165,10 @@ def test_block_superposition_reads_each_block_as_tms_w():
     )  # fmt: skip
     found = block_superposition(model)
     assert found["features_read"].tolist() == [3]
-    np.testing.assert_allclose(found["features_per_unit"], [(1 + 1 + 0.98) / 2])
+    effective = (1 + 1 + 0.98) ** 2 / (1 + 1 + 0.98**2)  # participation ratio of the squared norms
+    np.testing.assert_allclose(found["features_per_unit"], [effective / 2])
     np.testing.assert_allclose(found["superposition"][0, 0], 0.49 / 1.0)
+    # scale-free: reads ten times larger, writes ten times smaller, the same numbers
+    larger = block_superposition(SeriesModel(model.E, 10 * model.R, model.c, model.U / 10, model.O, model.b))
+    for name, value in found.items():
+        np.testing.assert_allclose(larger[name], value)
