@@ -98,8 +98,10 @@ def figure(name: str, config: TrainConfig, ds: xr.Dataset, out: Path) -> Path:
             ax.set_xlabel("density 1 - S", fontsize=8)
             ax.tick_params(labelsize=7)
     s = config.series
+    dropped = {"block": "each block", "unit": "each unit of a block", "both": "each block and each unit"}
     title = (f"{config.n_features} features, {config.n_hidden}-dim stream, {s.blocks} block(s) of {s.units} "
-             f"units, each block dropped with p: mean over 3 seeds (band: their range)")  # fmt: skip
+             f"units, {dropped[s.dropout]} dropped with p: mean over {ds.sizes['seed']} seeds (band: their "
+             "range)")  # fmt: skip
     caption = (
         "Share of the loss the blocks remove: (loss without any block - loss with all) / loss without any. "
         "Blocks writing a feature: participation ratio over blocks of what each writes into the feature's "
@@ -179,7 +181,9 @@ def statements(runs, summary) -> list[str]:
                 f"blocks writing a feature {trend(name, 'blocks_writing')}",
                 f"share lost when one block fails {trend(name, 'lost_alone')}",
             ]
-        out.append(f"- **{name}** ({s.blocks} x {s.units} units), p = 0 -> ...: " + "; ".join(parts))
+        dropped = "block and unit" if s.dropout == "both" else s.dropout
+        what = f"{s.blocks} x {s.units} units, p drops each {dropped}"
+        out.append(f"- **{name}** ({what}), p = 0 -> ...: " + "; ".join(parts))
     by_units = {}
     for name, (config, _) in runs.items():
         by_units.setdefault(config.series.blocks * config.series.units, []).append(name)
