@@ -87,7 +87,9 @@ class Plan:
 
 def plan(config: TrainConfig, device: str | None = None) -> Plan:
     """Resolve the device and the chunk size (the config's, or what fits the device's memory budget)."""
-    dev = resolve_device(device or config.device)
+    if config.series is not None and (device or config.device) not in ("auto", "cpu"):
+        raise InputError(f"device {device or config.device!r}: the series model trains on the CPU only")
+    dev = torch.device("cpu") if config.series is not None else resolve_device(device or config.device)
     n_cells = config.n_cells
     if config.chunk is not None:
         size = config.chunk

@@ -103,6 +103,8 @@ def test_a_series_sweep_is_the_same_whole_or_in_shards(tmp_path):
     for shard in ((0, 2), (1, 2)):
         sweeps.sweep(config, tmp_path / "parts.nc", shard=shard, progress=False, log=lambda _: None)
     parts = load(sweeps.merge(config, tmp_path / "parts.nc", log=lambda _: None))
+    with pytest.raises(InputError, match="CPU only"):
+        sweeps.sweep(config, tmp_path / "gpu.nc", device="cuda", progress=False, log=lambda _: None)
     for name in ("E", "R", "U", "O", "loss_history", "sampled_loss", "blocks_writing", "lost_alone"):
         np.testing.assert_array_equal(whole[name].values, parts[name].values)
     assert dict(whole.R.sizes) == {"seed": 1, "p": 2, "sparsity": 2, "block": 2, "unit": 2, "stream": 2}
