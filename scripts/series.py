@@ -99,9 +99,10 @@ def figure(name: str, config: TrainConfig, ds: xr.Dataset, out: Path) -> Path:
             ax.tick_params(labelsize=7)
     s = config.series
     dropped = {"block": "each block", "unit": "each unit of a block", "both": "each block and each unit"}
+    readout = "" if s.direct else ", readout of the blocks' writes only"
     title = (f"{config.n_features} features, {config.n_hidden}-dim stream, {s.blocks} block(s) of {s.units} "
-             f"units, {dropped[s.dropout]} dropped with p: mean over {ds.sizes['seed']} seeds (band: their "
-             "range)")  # fmt: skip
+             f"units{readout}, {dropped[s.dropout]} dropped with p: mean over {ds.sizes['seed']} seeds "
+             "(band: their range)")  # fmt: skip
     caption = (
         "Share of the loss the blocks remove: (loss without any block - loss with all) / loss without any. "
         "Blocks writing a feature: participation ratio over blocks of what each writes into the feature's "
@@ -182,12 +183,15 @@ def statements(runs, summary) -> list[str]:
                 f"share lost when one block fails {trend(name, 'lost_alone')}",
             ]
         dropped = "block and unit" if s.dropout == "both" else s.dropout
-        what = f"{s.blocks} x {s.units} units, p drops each {dropped}"
+        what = f"{s.blocks} x {s.units} units, p drops each {dropped}" + (
+            "" if s.direct else ", no direct path"
+        )
         out.append(f"- **{name}** ({what}), p = 0 -> ...: " + "; ".join(parts))
-    by_units = {}
+    by_units = {}  # configs of as many units, dropped the same way, with the same readout
     for name, (config, _) in runs.items():
-        by_units.setdefault(config.series.blocks * config.series.units, []).append(name)
-    for total, names in sorted(by_units.items()):
+        s = config.series
+        by_units.setdefault((s.blocks * s.units, s.dropout, s.direct), []).append(name)
+    for (total, _, _), names in sorted(by_units.items()):
         if len(names) < 2:
             continue
         losses = {n: summary[n]["loss"].mean("seed") for n in names}

@@ -27,6 +27,7 @@
     blocks = 2                     # [model] n_hidden is then the stream's dims
     units = 2                      # ReLU units per block
     dropout = "block"              # what the grid's p drops: "block", "unit" or "both"
+    direct = true                  # false: the readout sees only what the blocks wrote
 
 The cells are ordered (seed, *Grid.dims) = (seed, p, [r | importance_decay],
 sparsity), C order; that order, cut into chunks, is the sweep's packing (sim.sweep).
@@ -64,6 +65,7 @@ class Series:
     blocks: int
     units: int
     dropout: str = "block"
+    direct: bool = True
 
     def __post_init__(self):
         if isinstance(self.blocks, bool) or not isinstance(self.blocks, int) or self.blocks < 0:
@@ -72,6 +74,8 @@ class Series:
         if self.dropout not in SERIES_DROPOUT:
             allowed = ", ".join(SERIES_DROPOUT)
             raise InputError(f"series.dropout = {self.dropout!r} is unknown; allowed: {allowed}")
+        if not isinstance(self.direct, bool):
+            raise InputError(f"series.direct = {self.direct!r} must be true or false")
 
 
 @dataclass(frozen=True)
@@ -174,7 +178,7 @@ class TrainConfig:
         p_unit = cell.p if s.dropout in ("unit", "both") else 0.0
         setup = cell.setup
         return SeriesSetup(setup.n_features, setup.n_hidden, s.blocks, s.units, setup.sparsity,
-                           setup.importance, p_block=p_block, p_unit=p_unit)  # fmt: skip
+                           setup.importance, p_block=p_block, p_unit=p_unit, direct=s.direct)  # fmt: skip
 
     def to_dict(self) -> dict:
         """The fields as JSON-able values; dropout_groups and series only when given (a sweep's record of
@@ -183,6 +187,8 @@ class TrainConfig:
         for key in ("dropout_groups", "series"):
             if out[key] is None:
                 del out[key]
+        if out.get("series", {}).get("direct") is True:  # the default: recorded as before it existed
+            del out["series"]["direct"]
         return out
 
     @classmethod
@@ -227,7 +233,7 @@ def _flatten(raw: dict) -> dict:
     out.update(train)
     out.update(sweep)
     if "series" in raw:
-        series = table(raw, "series", {"blocks", "units", "dropout"})
+        series = table(raw, "series", {"blocks", "units", "dropout", "direct"})
         for key in ("blocks", "units"):
             if key not in series:
                 raise InputError(f"[series] needs {key}")

@@ -48,9 +48,11 @@ def check_setups(setups) -> tuple[SeriesSetup, ...]:
     setups = tuple(setups)
     if not setups or not all(isinstance(s, SeriesSetup) for s in setups):
         raise InputError("setups must be a non-empty sequence of theory.series.SeriesSetup")
-    shapes = {(s.n_features, s.stream, s.blocks, s.units) for s in setups}
+    shapes = {(s.n_features, s.stream, s.blocks, s.units, s.direct) for s in setups}
     if len(shapes) > 1:
-        raise InputError(f"the setups must share (n_features, stream, blocks, units); got {sorted(shapes)}")
+        raise InputError(
+            f"the setups must share (n_features, stream, blocks, units, direct); got {sorted(shapes)}"
+        )
     return setups
 
 
@@ -89,7 +91,7 @@ class _Batch:
         I, n = len(self.setups), self.n  # noqa: E741 (instances)
         x = torch.rand(I, batch, n, generator=generator)
         x = x * (torch.rand(I, batch, n, generator=generator) < self.density)
-        s = torch.einsum("ibn,idn->ibd", x, params["E"])
+        s = start = torch.einsum("ibn,idn->ibd", x, params["E"])
         for layer in range(self.L):
             a = torch.relu(
                 torch.einsum("ibd,ikd->ibk", s, params["R"][:, layer]) + params["c"][:, None, layer]
@@ -98,6 +100,8 @@ class _Batch:
             a = a * unit_keep / (1.0 - self.p_unit)
             block_keep = torch.rand(I, batch, 1, generator=generator) >= self.p_block
             s = s + torch.einsum("ibk,idk->ibd", a, params["U"][:, layer]) * block_keep / (1.0 - self.p_block)
+        if not self.setups[0].direct:  # the readout sees what the blocks wrote only
+            s = s - start
         out = torch.relu(torch.einsum("ibd,ind->ibn", s, params["O"]) + params["b"][:, None, :])
         return (((x - out) ** 2) * self.importance[:, None, :]).sum(-1).mean(-1)
 

@@ -6,6 +6,10 @@
     x'  = ReLU(O s_L + b)                        O: (n, d), b: (n,)
     L   = E sum_i I_i (x_i - x'_i)^2
 
+With direct = False the readout sees only what the blocks wrote, x' = ReLU(O (s_L - s_0) + b): the
+blocks read the embedding but the signal reaches the output through them alone, so they must do
+the work (with the direct path, L = 0 already reconstructs as TMS does).
+
 x as in theory.setup (x_i = 0 with probability S_i, else uniform on [0, 1]);
 z_l ~ Bernoulli(1 - p_block) drops block l as a whole (the component fails),
 u_l ~ Bernoulli(1 - p_unit)^k drops its units one by one, all independent,
@@ -58,6 +62,7 @@ class SeriesSetup(FeatureLaw):
     importance: tuple[float, ...] | None = None
     p_block: float = 0.0
     p_unit: float = 0.0
+    direct: bool = True
 
     def __post_init__(self):
         for name, low in (("n_features", 1), ("stream", 1), ("blocks", 0), ("units", 1)):
@@ -79,6 +84,9 @@ class SeriesSetup(FeatureLaw):
             if not 0.0 <= p < 1.0:
                 raise InputError(f"{name} = {p} is outside the allowed range [0, 1)")
             object.__setattr__(self, name, p)
+        if not isinstance(self.direct, bool | np.bool_):
+            raise InputError(f"direct = {self.direct!r} must be true or false")
+        object.__setattr__(self, "direct", bool(self.direct))
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -140,7 +148,7 @@ class SeriesModel:
 def forward(setup: SeriesSetup, model: SeriesModel, x, block_keep=None, unit_keep=None) -> np.ndarray:
     """x' for inputs x (N, n) with the given masks: block_keep (N, L), unit_keep (N, L, k) in {0, 1}
     (None: every block or unit kept, without dropout's scaling: evaluation)."""
-    s = x @ model.E.T
+    s = start = x @ model.E.T
     for layer in range(setup.blocks):
         a = np.maximum(s @ model.R[layer].T + model.c[layer], 0.0)
         if unit_keep is not None:
@@ -149,6 +157,8 @@ def forward(setup: SeriesSetup, model: SeriesModel, x, block_keep=None, unit_kee
         if block_keep is not None:
             write = write * (block_keep[:, layer, None] / (1.0 - setup.p_block))
         s = s + write
+    if not setup.direct:  # the readout sees what the blocks wrote only
+        s = s - start
     return np.maximum(s @ model.O.T + model.b, 0.0)
 
 
@@ -243,6 +253,9 @@ def _one_input_loss(setup, model, direction, target, block_keep, unit_keep) -> f
             on = (slope * middle + offset > 0) * unit_keep[layer] * scale_u * scale_b
             updated.append((lo, hi, A + U @ (on * slope), B + U @ (on * offset)))
         pieces = updated
+    if not setup.direct:  # the readout sees s_L - s_0: take the embedding's part v E direction out
+        embedded = model.E @ direction
+        pieces = [(lo, hi, A - embedded, B) for lo, hi, A, B in pieces]
     total = 0.0
     for j in range(setup.n_features):
         ends = _split(pieces, [(np.array([model.O[j] @ A]), np.array([model.O[j] @ B + model.b[j]]))

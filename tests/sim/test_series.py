@@ -11,6 +11,8 @@ SETUPS = (
     SeriesSetup(4, 2, 2, 2, sparsity=0.7, importance=[1.0, 0.8, 0.6, 0.4], p_block=0.3, p_unit=0.2),
     SeriesSetup(4, 2, 2, 2, sparsity=0.3, p_block=0.0, p_unit=0.5),
 )
+#: The same, the readout seeing only what the blocks wrote.
+INDIRECT = tuple(s.with_(direct=False) for s in SETUPS)
 
 
 def _params(seed: int = 0) -> dict[str, np.ndarray]:
@@ -21,11 +23,12 @@ def _params(seed: int = 0) -> dict[str, np.ndarray]:
     return params
 
 
-def test_training_batches_sample_the_models_loss():
+@pytest.mark.parametrize("setups", [SETUPS, INDIRECT])
+def test_training_batches_sample_the_models_loss(setups):
     """The torch forward pass's batch losses against theory's numpy Monte Carlo (shared code: none)."""
     params = _params()
-    losses = batch_losses(SETUPS, params, batch=1024, batches=400, seed=3)
-    for i, setup in enumerate(SETUPS):
+    losses = batch_losses(setups, params, batch=1024, batches=400, seed=3)
+    for i, setup in enumerate(setups):
         model = SeriesModel.of(setup, **{k: v[i] for k, v in params.items()})
         mc = monte_carlo_series_loss(setup, model, n_samples=1_000_000, seed=i)
         stderr = np.hypot(losses[i].std(ddof=1) / np.sqrt(losses.shape[1]), mc.stderr)
@@ -60,6 +63,8 @@ def test_tms_with_untied_weights_is_the_model_without_blocks():
 def test_bad_input_is_refused():
     with pytest.raises(InputError, match="share"):
         train_series([SETUPS[0], SETUPS[0].with_(units=3)], steps=1)
+    with pytest.raises(InputError, match="share"):
+        train_series([SETUPS[0], INDIRECT[0]], steps=1)
     with pytest.raises(InputError, match="steps = 0"):
         train_series(SETUPS, steps=0)
     with pytest.raises(InputError, match="lr = -1"):
@@ -119,6 +124,12 @@ def test_series_configs_are_checked(tmp_path):
     from sim.config import TrainConfig
 
     path = tmp_path / "series.toml"
+    path.write_text(SERIES_CONFIG.format(dropout="unit").replace("[series]", "[series]\ndirect = false"))
+    indirect = TrainConfig.from_toml(path)
+    assert not indirect.series_setup(indirect.cells()[0]).direct
+    assert indirect.to_dict()["series"]["direct"] is False
+    path.write_text(SERIES_CONFIG.format(dropout="unit"))
+    assert "direct" not in TrainConfig.from_toml(path).to_dict()["series"]  # the default, recorded as before
     path.write_text(SERIES_CONFIG.format(dropout="everything"))
     with pytest.raises(InputError, match="series.dropout = 'everything' is unknown"):
         TrainConfig.from_toml(path)

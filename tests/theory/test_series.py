@@ -35,6 +35,7 @@ def test_setup_and_model_are_validated():
         (dict(p_unit=-0.1), "p_unit = -0.1 is outside"),
         (dict(sparsity=1.5), "outside the allowed range"),
         (dict(importance=[1.0, -1.0, 1, 1, 1, 1]), "importance must be >= 0"),
+        (dict(direct="no"), "direct = 'no' must be true or false"),
     ):
         with pytest.raises(InputError, match=message):
             setup.with_(**bad)
@@ -67,22 +68,26 @@ def test_without_blocks_and_tied_the_leading_order_is_theorys_truncated_exact_lo
     )
 
 
+#: (setup, the seed of its random model)
 CASES = [
-    SeriesSetup(4, 2, 1, 2, sparsity=0.7, p_block=0.3),
-    SeriesSetup(4, 2, 2, 2, sparsity=0.8, importance=[1, 0.8, 0.6, 0.4], p_block=0.3, p_unit=0.2),
-    SeriesSetup(3, 1, 3, 1, sparsity=[0.2, 0.6, 0.9], p_unit=0.4),
+    (SeriesSetup(4, 2, 1, 2, sparsity=0.7, p_block=0.3), 1),
+    (SeriesSetup(4, 2, 2, 2, sparsity=0.6, p_block=0.4, p_unit=0.1, direct=False), 1),
+    (SeriesSetup(4, 2, 2, 2, sparsity=0.8, importance=[1, 0.8, 0.6, 0.4], p_block=0.3, p_unit=0.2), 2),
+    (SeriesSetup(3, 1, 3, 1, sparsity=[0.2, 0.6, 0.9], p_unit=0.4), 3),
 ]
 
 
-@pytest.mark.parametrize("setup", CASES)
-def test_leading_order_loss_is_the_monte_carlo_over_samples_of_at_most_one_active_feature(setup):
-    model = _random_model(setup, seed=setup.blocks)
+@pytest.mark.parametrize("setup, seed", CASES)
+def test_leading_order_loss_is_the_monte_carlo_over_samples_of_at_most_one_active_feature(setup, seed):
+    model = _random_model(setup, seed=seed)
     exact = leading_order_loss(setup, model)
     mc = monte_carlo_series_loss(setup, model, n_samples=1_000_000, seed=4, at_most_one=True)
     assert abs(exact - mc.mean) <= 5 * mc.stderr
     # the check tells the dropout law apart: the same model without dropout has another loss
     plain = leading_order_loss(setup.with_(p_block=0.0, p_unit=0.0), model)
     assert abs(plain - mc.mean) > 10 * mc.stderr
+    other_path = leading_order_loss(setup.with_(direct=not setup.direct), model)  # and the readout's input
+    assert abs(other_path - mc.mean) > 10 * mc.stderr
     # and the full loss adds the samples of two or more active features (never negative)
     full = monte_carlo_series_loss(setup, model, n_samples=400_000, seed=5)
     assert full.mean > exact - 5 * full.stderr
@@ -103,12 +108,15 @@ def test_leading_order_loss_through_units_that_switch_on_and_off_along_the_input
     assert abs(exact - mc.mean) <= 5 * mc.stderr
 
 
-@pytest.mark.parametrize("p_block, expected", [(0.0, 1 / 6), (0.5, 1 / 3)])
-def test_leading_order_loss_of_a_unit_that_switches_on_halfway(p_block, expected):
+@pytest.mark.parametrize(
+    "p_block, direct, expected", [(0.0, True, 1 / 6), (0.5, True, 1 / 3), (0.0, False, 1 / 12)]
+)
+def test_leading_order_loss_of_a_unit_that_switches_on_halfway(p_block, direct, expected):
     """One feature, always active; one block of one unit, a = ReLU(v - 1/2), writes 2a: x' = v + 2a, so
     the error is 2 (v - 1/2) above 1/2: L = 4 (1/2)^3 / 3 = 1/6. Dropped with p = 1/2 (kept twice as
-    large): L = 1/2 * 16 (1/2)^3 / 3 = 1/3."""
-    setup = SeriesSetup(1, 1, 1, 1, p_block=p_block)
+    large): L = 1/2 * 16 (1/2)^3 / 3 = 1/3. Without the direct path x' = 2a: the error is v below 1/2 and
+    1 - v above, L = 2 (1/2)^3 / 3 = 1/12."""
+    setup = SeriesSetup(1, 1, 1, 1, p_block=p_block, direct=direct)
     model = SeriesModel.of(setup, E=[[1.0]], R=[[[1.0]]], c=[[-0.5]], U=[[[2.0]]], O=[[1.0]], b=[0.0])
     assert leading_order_loss(setup, model) == pytest.approx(expected, rel=1e-12)
 
