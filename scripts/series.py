@@ -153,6 +153,25 @@ def main():
                 cells.append(f"{float(seeds.mean()):.4g} ({float(seeds.min()):.3g}-{float(seeds.max()):.3g})")
             lines.append(f"| {name} | {p:g} | " + " | ".join(cells) + " |")
         figure(name, config, ds, args.out / f"{name}.png")
+    lines += ["", "## Block by block, first to last (configs of several blocks; means as above)", ""]
+    lines += [
+        "| config | p | lost when it fails | restored by it alone | mean abs write |",
+        "|---|---|---|---|---|",
+    ]
+    for name, (config, ds) in runs.items():
+        if config.series.blocks < 2:
+            continue
+        for p in ds.p.values:
+            at = ds.sel(p=p)
+            cells = [
+                " ".join(f"{v:.3g}" for v in values.values)
+                for values in (
+                    at.lost_alone_total.mean([d for d in at.lost_alone_total.dims if d != "block"]),
+                    at.restored_alone_total.mean([d for d in at.restored_alone_total.dims if d != "block"]),
+                    abs(at.block_writes).mean([d for d in at.block_writes.dims if d != "block"]),
+                )
+            ]
+            lines.append(f"| {name} | {p:g} | " + " | ".join(cells) + " |")
     lines += ["", "## What the numbers say", ""]
     lines += statements(runs, summary)
     out = save_text("\n".join(lines) + "\n", args.out / "report.md")
