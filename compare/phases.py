@@ -52,6 +52,8 @@ KIND = "tms-dropout phase comparison"
 
 def check_config(config: TrainConfig) -> str:
     """The comparison needs an importance axis theory can follow; returns its name."""
+    if config.series is not None:
+        raise InputError("compare phases classifies TMS models; a [series] config trains the series model")
     axis = config.importance_axis
     if axis is None:
         raise InputError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -134,5 +135,9 @@ def plot_command(run: Path, out: Path | None, seed: int | None, importance: floa
     from sim.results import load
 
     ds = load(run)
+    if "series" in json.loads(ds.attrs["config"]):
+        raise InputError(
+            f"{run} is a run of the series model; `sim plot` draws TMS runs (scripts/series.py draws these)"
+        )
     written = plot_run(ds, out or run.with_suffix(".png"), seed=seed, importance=importance)
     click.echo(f"wrote {written}")

@@ -95,7 +95,7 @@ chunk = 2
 """
 
 
-def test_a_series_sweep_is_the_same_whole_or_in_shards(tmp_path):
+def test_a_series_sweep_is_the_same_whole_or_in_shards(tmp_path, capsys):
     from sim import sweep as sweeps
     from sim.config import TrainConfig
     from sim.results import load
@@ -108,6 +108,10 @@ def test_a_series_sweep_is_the_same_whole_or_in_shards(tmp_path):
     for shard in ((0, 2), (1, 2)):
         sweeps.sweep(config, tmp_path / "parts.nc", shard=shard, progress=False, log=lambda _: None)
     parts = load(sweeps.merge(config, tmp_path / "parts.nc", log=lambda _: None))
+    from tests.cli_helpers import run_cli
+
+    refused = run_cli(capsys, "sim", "plot", str(tmp_path / "whole.nc"))
+    assert refused.returncode != 0 and "series model" in refused.stderr
     with pytest.raises(InputError, match="CPU only"):
         sweeps.sweep(config, tmp_path / "gpu.nc", device="cuda", progress=False, log=lambda _: None)
     for name in ("E", "R", "U", "O", "loss_history", "sampled_loss", "blocks_writing", "lost_alone"):
@@ -130,6 +134,11 @@ def test_series_configs_are_checked(tmp_path):
     assert indirect.to_dict()["series"]["direct"] is False
     path.write_text(SERIES_CONFIG.format(dropout="unit"))
     assert "direct" not in TrainConfig.from_toml(path).to_dict()["series"]  # the default, recorded as before
+    from compare.phases import check_config
+
+    path.write_text(SERIES_CONFIG.format(dropout="block"))
+    with pytest.raises(InputError, match="series model"):
+        check_config(TrainConfig.from_toml(path))
     path.write_text(SERIES_CONFIG.format(dropout="everything"))
     with pytest.raises(InputError, match="series.dropout = 'everything' is unknown"):
         TrainConfig.from_toml(path)
