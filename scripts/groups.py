@@ -74,7 +74,7 @@ def best_trained(config: TrainConfig, runs: xr.Dataset, dims: tuple[str, ...]) -
     """Per cell, the seed of least exact loss, with the variables the figure's panels read."""
     best = runs.expected_loss.argmin("seed").transpose(*dims)
     W = runs.W.isel(seed=best).transpose(*dims, "hidden", "feature")
-    groups = config.grid.setup(config.p[0], config.grid.labels[0], config.sparsity[0]).unit_groups
+    groups = config.grid.unit_groups
     values = W.values
     out = xr.Dataset(
         {

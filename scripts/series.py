@@ -67,25 +67,34 @@ def check(config: TrainConfig, ds: xr.Dataset) -> list[tuple[float, float, float
     seed 0, the first importance value and the sparsest cell."""
     out = []
     sparsest = int(np.argmax(ds.sparsity.values))
-    axis = config.grid.importance_axis
     cells = config.cells()
+    shape = tuple(len(v) for v in config.axes.values())
     for k, p in enumerate(ds.p.values):
-        flat = np.ravel_multi_index((0, k, 0, sparsest), tuple(len(v) for v in config.axes.values()))
-        setup = config.series_setup(cells[flat])
-        at = ds.isel(seed=0, p=k, sparsity=sparsest, **{axis: 0})
+        index = {d: {"p": k, "sparsity": sparsest}.get(d, 0) for d in config.axes}  # first seed, importance
+        setup = config.series_setup(cells[np.ravel_multi_index(list(index.values()), shape)])
+        at = ds.isel(index)
         model = SeriesModel.of(setup, **{name: at[name].values for name in setup.shapes})
         mc = monte_carlo_series_loss(setup, model, n_samples=CHECK_SAMPLES, seed=777, at_most_one=True)
         out.append((float(p), leading_order_loss(setup, model), mc.mean, mc.stderr))
     return out
 
 
+def profile_name(axis: str | None, label) -> str:
+    """A row's importance profile in words."""
+    if axis is None:
+        return "the model's importance"
+    if axis == "importance_decay":
+        return "uniform importance" if label == 1 else f"importance {label:g}**i"
+    return f"{axis} = {label:g}"
+
+
 def figure(name: str, config: TrainConfig, ds: xr.Dataset, out: Path) -> Path:
     axis = config.grid.importance_axis
-    labels = ds[axis].values
+    labels = ds[axis].values if axis else [None]
     fig, axes = plt.subplots(len(labels), len(QUANTITIES), figsize=(16, 3.5 * len(labels)), squeeze=False)
     for row, label in zip(axes, labels, strict=True):
-        cell = ds.sel({axis: label}).sortby("density")
-        profile = "uniform importance" if label == 1 else f"importance {label:g}**i"
+        cell = (ds.sel({axis: label}) if axis else ds).sortby("density")
+        profile = profile_name(axis, label)
         for ax, (reduce, text) in zip(row, QUANTITIES.values(), strict=True):
             values = reduce(cell)
             for k, p in enumerate(cell.p.values):

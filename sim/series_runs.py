@@ -134,7 +134,7 @@ def with_metrics(config, ds: xr.Dataset) -> xr.Dataset:
     inside = [block_superposition(m) for m in models]
     values = {
         "block_writes": (("block", "feature"), writes),
-        "blocks_writing": (("feature",), blocks_writing(np.moveaxis(writes, 0, -1)).T),
+        "blocks_writing": (("feature",), blocks_writing(writes)),
         "lost_alone": (("block", "feature"), [f.lost_alone for f in found]),
         "restored_alone": (("block", "feature"), [f.restored_alone for f in found]),
         "lost_alone_total": (("block",), [f.lost_alone_total for f in found]),

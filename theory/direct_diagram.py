@@ -6,7 +6,7 @@ dropout_groups), which the closed forms do not model. Each (p, importance value)
 density (starts: `n_starts` random models, theory.direct.xavier_starts, and the denser cell's optimum),
 then back up (the sparser cell's optimum, kept where lower). Every run is an L-BFGS-B minimisation of
 the exact loss (theory.compiled_loss), all the cells' runs of one density batched
-(theory.optimize.minimize_lockstep).
+(theory.optimize.minimize_each).
 
 The check that comes with it: every optimum re-scored by theory.montecarlo (independent code) on
 `samples` inputs, stored beside the exact loss with its standard error.
@@ -19,7 +19,6 @@ import json
 import numpy as np
 import xarray as xr
 
-from theory.compiled_loss import expected_loss_and_grad_many_compiled
 from theory.diagram import SEARCH_REPRESENTED, optimum_variables
 from theory.direct import xavier_starts
 from theory.errors import InputError
@@ -27,7 +26,7 @@ from theory.grid import Grid
 from theory.loss import MAX_EXACT_FEATURES
 from theory.metrics import group_variables, neurons_per_feature, superposition
 from theory.montecarlo import monte_carlo_loss
-from theory.optimize import EXACT_OPTIONS, minimize_lockstep
+from theory.optimize import minimize_each
 from theory.progress import Progress
 
 KIND = "tms-dropout direct diagram"
@@ -75,9 +74,11 @@ def direct_diagram(
                 starts_W += [*random_W, *(w for w, _ in warm)]
                 starts_b += [*random_b, *(v for _, v in warm)]
                 owner += [r] * (n_starts + len(warm))
-            end_W, end_b, end_loss = _minimize(setups[:, i], np.array(owner), starts_W, starts_b)
+            owner = np.array(owner)
+            ends = minimize_each([setups[r, i] for r in owner], np.array(starts_W), np.array(starts_b))
+            end_W, end_b, end_loss = ends.W, ends.b, ends.loss
             for r in range(rows):
-                mine = np.flatnonzero(np.array(owner) == r)
+                mine = np.flatnonzero(owner == r)
                 best = mine[np.argmin(end_loss[mine])]
                 W[r, i], b[r, i], loss[r, i] = end_W[best], end_b[best], end_loss[best]
                 random = end_loss[mine[:n_starts]]
@@ -85,9 +86,9 @@ def direct_diagram(
             bar.update()
         for step in range(D - 2, -1, -1):  # back up: the sparser cell's optimum as a start
             i, sparser = order[step], order[step + 1]
-            end_W, end_b, end_loss = _minimize(setups[:, i], np.arange(rows), W[:, sparser], b[:, sparser])
-            better = end_loss < loss[:, i]
-            W[better, i], b[better, i], loss[better, i] = end_W[better], end_b[better], end_loss[better]
+            ends = minimize_each(list(setups[:, i]), W[:, sparser], b[:, sparser])
+            better = ends.loss < loss[:, i]
+            W[better, i], b[better, i], loss[better, i] = ends.W[better], ends.b[better], ends.loss[better]
             bar.update()
         mc, mc_se = np.empty((rows, D)), np.empty((rows, D))
         for r, i in np.ndindex(rows, D):
@@ -97,30 +98,9 @@ def direct_diagram(
     return _dataset(grid, W, b, loss, reached, mc, mc_se, n_starts, samples, seed)
 
 
-def _minimize(setups, owner: np.ndarray, W0, b0):
-    """L-BFGS-B on the exact loss from every start (its cell's setup: setups[owner[k]]), batched."""
-    W0, b0 = np.asarray(W0, dtype=float), np.asarray(b0, dtype=float)
-    S, m, n = W0.shape
-    cells = [setups[r] for r in owner]
-
-    def unpack(xs):
-        theta = np.stack(xs)
-        return theta[:, : m * n].reshape(-1, m, n), theta[:, m * n :]
-
-    def evaluate(xs, rows):
-        W, b = unpack(xs)
-        result = expected_loss_and_grad_many_compiled([cells[r] for r in rows], W, b)
-        return result.loss, np.concatenate([result.grad_W.reshape(len(xs), -1), result.grad_b], axis=1)
-
-    x0 = np.concatenate([W0.reshape(S, m * n), b0], axis=1)
-    runs = minimize_lockstep(evaluate, x0, options=EXACT_OPTIONS)
-    W, b = unpack([run.x for run in runs])
-    return W, b, np.array([run.fun for run in runs])
-
-
 def _dataset(grid: Grid, W, b, loss, reached, mc, mc_se, n_starts, samples, seed) -> xr.Dataset:
     dims, shape, n = grid.dims, grid.shape, grid.n_features
-    groups = grid.setup(grid.p[0], grid.labels[0], grid.sparsity[0]).unit_groups
+    groups = grid.unit_groups
     flat_W, flat_b = W.reshape(-1, grid.n_hidden, n), b.reshape(-1, n)
     variables = optimum_variables(grid, flat_W, flat_b, SEARCH_REPRESENTED)
     per_feature = dims + ("feature",)

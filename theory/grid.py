@@ -101,6 +101,11 @@ class Grid:
         object.__setattr__(self, "dropout_groups", groups)
 
     @property
+    def unit_groups(self) -> np.ndarray:
+        """Each hidden unit's dropout group, as every cell's Setup.unit_groups."""
+        return np.arange(self.n_hidden) if self.dropout_groups is None else np.array(self.dropout_groups)
+
+    @property
     def importance_axis(self) -> str | None:
         """'r', 'importance_decay', or None when every cell has the model's importance."""
         return next((name for name in IMPORTANCE_AXES if getattr(self, name)), None)

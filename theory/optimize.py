@@ -6,7 +6,7 @@ The loss and its gradient come from theory.compiled_loss (numba), held against t
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,16 +60,19 @@ EXACT_OPTIONS = {"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-11}
 
 
 def minimize_each(
-    setup: Setup, W, b, max_active: int | None = None, options: dict | None = None
+    setup: Setup | Sequence[Setup], W, b, max_active: int | None = None, options: dict | None = None
 ) -> LocalMinima:
     """One L-BFGS-B run per start on the exact loss over all of W and b, the runs' evaluations batched
-    (minimize_lockstep). W (S, m, n), b (S, n). With max_active, the loss summed over the active sets of
-    at most that many features instead (theory.compiled_loss; any number of features). options:
-    L-BFGS-B's (default EXACT_OPTIONS)."""
+    (minimize_lockstep). W (S, m, n), b (S, n). setup: one Setup for every start, or one per start (of
+    one shape; the starts of many cells minimised together). With max_active, the loss summed over the
+    active sets of at most that many features instead (theory.compiled_loss; any number of features).
+    options: L-BFGS-B's (default EXACT_OPTIONS)."""
+    setups = [setup] * len(W) if isinstance(setup, Setup) else list(setup)
+    setup = setups[0]
     W, b = setup.check_parameters(W, b)
     if W.ndim != 3 or b.shape != (len(W), setup.n_features):
         raise InputError(f"W {W.shape} and b {b.shape} must be starts (S, m, n) and (S, n)")
-    check_many([setup], W[:1], b[:1], exact=max_active is None)  # before any thread starts
+    check_many(setups, W, b, exact=max_active is None)  # before any thread starts
     if max_active is not None:
         max_active = check_max_active(setup, max_active)
     m, n = setup.n_hidden, setup.n_features
@@ -81,7 +84,8 @@ def minimize_each(
 
     def evaluate(xs, rows):
         W, b = unpack(np.stack(xs))
-        result = expected_loss_and_grad_many_compiled([setup] * len(xs), W, b, max_active=max_active)
+        cells = [setups[r] for r in rows]
+        result = expected_loss_and_grad_many_compiled(cells, W, b, max_active=max_active)
         return result.loss, np.concatenate([result.grad_W.reshape(len(xs), -1), result.grad_b], axis=1)
 
     runs = minimize_lockstep(evaluate, x0, options=EXACT_OPTIONS if options is None else options)

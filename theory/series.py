@@ -383,11 +383,11 @@ def block_writes(setup: SeriesSetup, model: SeriesModel, points: int = 64) -> np
 
 
 def blocks_writing(writes: np.ndarray) -> np.ndarray:
-    """How many blocks write each feature: the participation ratio over blocks of |block_writes|, (n,):
-    1 when one block writes it, L when all write it equally; NaN when none does."""
+    """How many blocks write each feature: the participation ratio over blocks of |block_writes|
+    (..., L, n) -> (..., n): 1 when one block writes it, L when all write it equally; NaN when none does."""
     size = np.abs(writes)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return size.sum(0) ** 2 / (size**2).sum(0)
+        return size.sum(-2) ** 2 / (size**2).sum(-2)
 
 
 def block_reads(model: SeriesModel) -> np.ndarray:

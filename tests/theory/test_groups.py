@@ -146,3 +146,14 @@ def test_direct_diagram_refuses_what_it_cannot_do():
         direct_diagram(Grid(13, 2, (0.9,)))
     with pytest.raises(InputError, match="n_starts"):
         direct_diagram(Grid(2, 2, (0.9,)), n_starts=0)
+
+
+def test_direct_diagram_minimises_every_cell_on_its_own_setup():
+    """Cells of several p are minimised in one batch: each optimum's loss is its own cell's exact loss."""
+    grid = Grid(2, 2, (0.9,), p=(0.0, 0.4), dropout_groups=(0, 0))
+    ds = direct_diagram(grid, n_starts=2, samples=1 << 14, progress=False)
+    for p in grid.p:
+        cell = ds.sel(p=p).isel(sparsity=0)
+        W, b = cell.W.transpose("hidden", "feature").values, cell.b.values
+        exact = float(expected_loss(grid.setup(p, None, 0.9), W, b))
+        assert float(cell.optimal_loss) == pytest.approx(exact, rel=1e-9, abs=1e-15)
