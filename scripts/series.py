@@ -40,6 +40,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from sim import series_runs, sweep  # noqa: E402
 from sim.config import TrainConfig  # noqa: E402
 from sim.results import load  # noqa: E402
+from theory.direct_plots import profile_name  # noqa: E402
 from theory.phase_plots import finish, plain_log_axis  # noqa: E402
 from theory.series import SeriesModel, leading_order_loss, monte_carlo_series_loss  # noqa: E402
 from theory.storage import save_text  # noqa: E402
@@ -79,15 +80,6 @@ def check(config: TrainConfig, ds: xr.Dataset) -> list[tuple[float, float, float
     return out
 
 
-def profile_name(axis: str | None, label) -> str:
-    """A row's importance profile in words."""
-    if axis is None:
-        return "the model's importance"
-    if axis == "importance_decay":
-        return "uniform importance" if label == 1 else f"importance {label:g}**i"
-    return f"{axis} = {label:g}"
-
-
 def figure(name: str, config: TrainConfig, ds: xr.Dataset, out: Path) -> Path:
     axis = config.grid.importance_axis
     labels = ds[axis].values if axis else [None]
@@ -101,7 +93,7 @@ def figure(name: str, config: TrainConfig, ds: xr.Dataset, out: Path) -> Path:
                 at = values.sel(p=p)
                 ax.plot(cell.density, at.mean("seed"), "o-", ms=3, color=f"C{k}")
                 ax.fill_between(cell.density, at.min("seed"), at.max("seed"), color=f"C{k}", alpha=0.15)
-            ax.set_title(f"{profile}: {text}", fontsize=9)
+            ax.set_title(profile + text, fontsize=9)
             ax.set_ylabel(text, fontsize=8)
             plain_log_axis(ax, "x")
             ax.set_xlabel("density 1 - S", fontsize=8)

@@ -42,8 +42,8 @@ PANELS = (
 )
 
 
-def _profile(axis: str | None, label) -> str:
-    """A row's importance profile in words ('' without an importance axis)."""
+def profile_name(axis: str | None, label) -> str:
+    """A row's importance profile in words, ending in ': ' ('' without an importance axis)."""
     if axis is None:
         return ""
     if axis == "importance_decay":
@@ -77,7 +77,7 @@ def plot_direct_diagram(ds: xr.Dataset, out: str | Path, trained: xr.Dataset | N
     for row, label in zip(axes, rows, strict=True):
         cell = ds.sel({axis: label}) if axis else ds
         models = None if trained is None else trained.sel({axis: label}) if axis else trained
-        where = _profile(axis, label)
+        where = profile_name(axis, label)
         for ax, (name, ylabel, title, line) in zip(row, PANELS, strict=True):
             values = panel_values(cell, name)
             for k, p in enumerate(cell.p.values):
