@@ -88,7 +88,7 @@ def finish(fig, out, title: str, handles=(), labels=(), caption: str = "", ncol:
     return out
 
 
-def _published_boundary(r: np.ndarray) -> np.ndarray:
+def published_boundary(r: np.ndarray) -> np.ndarray:
     """docs/model.md section 4 (p = 0, fixed biases): antipodal wins iff s < min(4r/(2+5r), 4/(5+2r))."""
     return np.minimum(4 * r / (2 + 5 * r), 4 / (5 + 2 * r))
 
@@ -134,7 +134,7 @@ def plot_importance_maps(ds: xr.Dataset, axis: str, out: str | Path) -> Path:
         ax.pcolormesh(cell_edges(D), cell_edges(R), phase, cmap=cmap, norm=norm)
         ax.contour(D, R, phase, levels=levels, colors="k", linewidths=0.8)
         if p == 0 and axis == "r" and int(ds.attrs["n_features"]) == 2 and int(ds.attrs["n_hidden"]) == 1:
-            ax.plot(_published_boundary(R), R, "w--", lw=1.2, label="published, fixed biases")
+            ax.plot(published_boundary(R), R, "w--", lw=1.2, label="published, fixed biases")
             ax.legend(loc="lower left", fontsize=6)
         bounded = np.unique(phase).size > 1
         if bounded:

@@ -7,6 +7,7 @@ import sys
 import click
 
 from compare.cli import group as compare_group
+from paper.cli import group as paper_group
 from sim.cli import group as sim_group
 from theory.cli import group as theory_group
 from theory.errors import InputError
@@ -21,6 +22,7 @@ def cli():
 cli.add_command(theory_group, "theory")
 cli.add_command(sim_group, "sim")
 cli.add_command(compare_group, "compare")
+cli.add_command(paper_group, "paper")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,3 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""`tms-dropout paper`: build the paper."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def group():
+    """The paper: every run, figure and number rebuilt from the code."""
+
+
+@group.command("build")
+@click.option("--quick", is_flag=True, help="Reduced grids and seeds (marked on every page); about a minute.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("runs/paper"),
+    show_default=True,
+    help="Folder for the runs, figures, paper.html, paper.pdf and the table of numbers.",
+)
+@click.option("--no-pdf", is_flag=True, help="Skip the PDF (printed by a headless Chromium when found).")
+def build_command(quick: bool, out: Path, no_pdf: bool):
+    """Run or reuse every run the text needs, draw its figures, write OUT/paper.html and OUT/paper.pdf.
+
+    Runs are cached in OUT/runs by command, inputs and code: nothing reruns when nothing changed.
+    With --quick the files are paper-quick.html, paper-quick.pdf, numbers-quick.md.
+    """
+    from paper.build import build
+
+    result = build(out, quick=quick, pdf=not no_pdf)
+    reused = sum(r.reused for r in result.runs.values())
+    click.echo(
+        f"{len(result.runs)} runs ({reused} reused), {result.n_numbers} numbers, {result.seconds:.0f} s"
+    )
+    click.echo(f"wrote {result.html}")
+    if result.pdf:
+        click.echo(f"wrote {result.pdf}")
+    click.echo(f"wrote {result.numbers}")

@@ -1,0 +1,84 @@
+"""The paper's figures, each drawn from its Datasets (by the layers' own plot functions where they have one).
+
+`FIGURES[name]` is a function (data, path) -> path, `data` the paper's
+Datasets by alias (`paper.runs.Data`). A figure reads only Datasets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from compare.plots import plot_edge, plot_phase_maps  # noqa: E402
+from theory.phase_plots import plot_phase_diagram  # noqa: E402
+
+FIGURES: dict[str, Callable] = {}
+
+
+def figure(name: str):
+    def register(function):
+        FIGURES[name] = function
+        return function
+
+    return register
+
+
+@figure("exact_checks")
+def exact_checks(data, path: Path) -> Path:
+    """Monte Carlo z scores of the exact loss; relative differences to quadrature and the compiled loss."""
+    ds = data["exact_checks"]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    z = ds.z.values
+    axes[0].hist(z, bins=np.linspace(-4, 4, 17), color="#4c72b0", edgecolor="white")
+    grid = np.linspace(-4, 4, 200)
+    axes[0].plot(
+        grid, len(z) * 0.5 * np.exp(-(grid**2) / 2) / np.sqrt(2 * np.pi), "k--", lw=1, label="standard normal"
+    )
+    axes[0].set_xlabel("(Monte Carlo - exact) / standard error")
+    axes[0].set_ylabel("problems")
+    axes[0].legend(fontsize=8, loc="upper left")
+    axes[0].set_title(f"{z.size} random problems, {ds.attrs['samples']:,} samples each", fontsize=9)
+    floor = 1e-17  # an exact agreement is drawn at the floor
+    for ax, variable, x in (
+        (axes[1], "quad_relative_difference", "quad_p"),
+        (axes[2], "compiled_relative_difference", "p"),
+    ):
+        values = np.maximum(ds[variable].values, floor)
+        ax.semilogy(ds[x].values, values, "o", color="#dd8452")
+        ax.axhline(1e-12, color="k", ls=":", lw=1, label="1e-12")
+        ax.set_ylim(floor / 3, 1e-8)
+        ax.set_xlabel("dropout p")
+        ax.set_ylabel("relative difference")
+        ax.legend(fontsize=8, loc="upper right")
+    axes[1].set_title(f"exact vs quadrature ({ds.sizes['quad_case']} problems, 2 features)", fontsize=9)
+    axes[2].set_title("compiled vs torch exact loss", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+@figure("phase_2x1")
+def phase_2x1(data, path: Path) -> Path:
+    return plot_phase_diagram(data["diagram_2x1"], path)
+
+
+@figure("phase_5x2")
+def phase_5x2(data, path: Path) -> Path:
+    return plot_phase_diagram(data["diagram_5x2"], path)
+
+
+@figure("compare_2x1")
+def compare_2x1(data, path: Path) -> Path:
+    return plot_phase_maps(data["compare_2x1"], path)
+
+
+@figure("edge_2x1")
+def edge_2x1(data, path: Path) -> Path:
+    return plot_edge(data["compare_2x1"], path)

@@ -1,0 +1,227 @@
+"""The runs behind the paper: each a command that writes Datasets, run once and reused while nothing changes.
+
+A run is declared in `paper/runs.toml`:
+
+    [exact_checks]
+    command = "python scripts/exact_checks.py --out {out}/checks.nc"
+    quick = "python scripts/exact_checks.py --out {out}/checks.nc --cases 12"
+    reads = ["configs/compare/two_in_one.toml"]   # files besides the code
+    datasets = { exact_checks = "checks.nc" }      # alias = path under {out}
+
+`{out}` is the run's folder. The run is reused when its key (the command,
+the content of the files it reads and of the project's code: every Python
+file of theory/, sim/, compare/, tms_dropout/ and scripts/, and
+pyproject.toml) is the one recorded beside its outputs; otherwise it runs
+again, in a `.partial` folder that becomes the run's folder only when the
+command succeeds (a failed or killed run is never read; a resumable command
+resumes from what the `.partial` folder holds when run again with the same
+key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import xarray as xr
+
+from theory.errors import InputError
+from theory.storage import save_text
+
+#: The checkout the paper is built from (scripts/ and configs/ are not installed with the package).
+ROOT = Path(__file__).resolve().parent.parent
+RUNS_FILE = Path(__file__).resolve().parent / "runs.toml"
+#: Folders whose Python files are the code a run's key holds.
+CODE = ("theory", "sim", "compare", "tms_dropout", "scripts")
+KEY_FILE = "run.json"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One command behind the paper and the Datasets it writes."""
+
+    name: str
+    command: str
+    quick: str
+    datasets: dict[str, str]
+    reads: tuple[str, ...] = ()
+
+    def command_for(self, quick: bool) -> str:
+        return self.quick if quick else self.command
+
+
+@dataclass
+class RunOutput:
+    """Where one run's outputs are and what made them."""
+
+    run: Run
+    folder: Path
+    command: str
+    key: str
+    seconds: float
+    reused: bool
+    datasets: dict[str, Path] = field(default_factory=dict)
+
+
+def load_runs(path: Path = RUNS_FILE) -> dict[str, Run]:
+    """The runs declared in `path`, by name; every dataset alias is unique."""
+    with open(path, "rb") as f:
+        table = tomllib.load(f)
+    runs, aliases = {}, {}
+    for name, spec in table.items():
+        unknown = set(spec) - {"command", "quick", "datasets", "reads"}
+        if unknown or "command" not in spec or "datasets" not in spec:
+            raise InputError(
+                f"{path}: run [{name}] needs `command` and `datasets` (and may have `quick`, `reads`)"
+                + (f"; unknown keys {sorted(unknown)}" if unknown else "")
+            )
+        run = Run(
+            name=name,
+            command=spec["command"],
+            quick=spec.get("quick", spec["command"]),
+            datasets=dict(spec["datasets"]),
+            reads=tuple(spec.get("reads", ())),
+        )
+        for command in (run.command, run.quick):
+            if "{out}" not in command:
+                raise InputError(f"{path}: run [{name}]'s command does not write under {{out}}: {command}")
+        for alias in run.datasets:
+            if alias in aliases:
+                raise InputError(f"{path}: dataset {alias!r} of [{name}] is also one of [{aliases[alias]}]")
+            aliases[alias] = name
+        runs[name] = run
+    return runs
+
+
+def _digest_files(paths) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def code_digest() -> str:
+    """SHA-256 of the project's code: what a run's outputs depend on besides its command and inputs."""
+    files = [p for folder in CODE for p in (ROOT / folder).rglob("*.py")]
+    return _digest_files([*files, ROOT / "pyproject.toml"])
+
+
+def run_key(run: Run, quick: bool, code: str) -> str:
+    reads = []
+    for pattern in run.reads:
+        matched = sorted(ROOT.glob(pattern))
+        if not matched:
+            raise InputError(f"run [{run.name}] reads {pattern}, which matches no file under {ROOT}")
+        reads.extend(matched)
+    payload = {"command": run.command_for(quick), "reads": _digest_files(reads), "code": code}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _argv(command: str, out: Path) -> list[str]:
+    argv = [part.replace("{out}", str(out)) for part in shlex.split(command)]
+    if argv[0] == "python":
+        argv[0] = sys.executable
+    elif argv[0] == "tms-dropout":
+        argv[:1] = [sys.executable, "-m", "tms_dropout.cli"]
+    return argv
+
+
+def _stream(argv: list[str], log: Path) -> int:
+    """Run argv in the checkout, its output to `log` and to stderr (line by line, so progress shows)."""
+    with open(log, "w") as f:
+        process = subprocess.Popen(
+            argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
+        for line in process.stdout:
+            f.write(line)
+            f.flush()
+            sys.stderr.write(f"    {line}")
+        return process.wait()
+
+
+def ensure(run: Run, folder: Path, quick: bool, code: str) -> RunOutput:
+    """The run's outputs in `folder`: reused when its key matches, else made by running its command."""
+    key = run_key(run, quick, code)
+    command = run.command_for(quick)
+    record = folder / KEY_FILE
+    if record.exists():
+        saved = json.loads(record.read_text())
+        paths = {alias: folder / rel for alias, rel in run.datasets.items()}
+        if saved.get("key") == key and all(p.exists() for p in paths.values()):
+            return RunOutput(run, folder, saved["command"], key, saved["seconds"], True, paths)
+    partial = folder.with_name(folder.name + ".partial")
+    if partial.exists():
+        marker = partial / "key"
+        if not marker.exists() or json.loads(marker.read_text()).get("key") != key:
+            shutil.rmtree(partial)  # another command's or another code version's leftovers
+    partial.mkdir(parents=True, exist_ok=True)
+    save_text(json.dumps({"key": key}), partial / "key")
+    shown = command.replace("{out}", str(_shown(folder)))
+    print(f"run {run.name}: {shown}", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    status = _stream(_argv(command, partial), partial / "log.txt")
+    seconds = time.perf_counter() - start
+    if status != 0:
+        raise RuntimeError(
+            f"run {run.name} failed (exit status {status}) after {seconds:.0f} s; its output is in "
+            f"{partial / 'log.txt'}"
+        )
+    missing = [rel for rel in run.datasets.values() if not (partial / rel).exists()]
+    if missing:
+        raise RuntimeError(f"run {run.name} succeeded but wrote no {', '.join(missing)} under {partial}")
+    (partial / "key").unlink()
+    save_text(json.dumps({"key": key, "command": shown, "seconds": seconds}), partial / KEY_FILE)
+    if folder.exists():
+        shutil.rmtree(folder)
+    partial.rename(folder)
+    print(f"run {run.name}: done in {seconds:.0f} s", file=sys.stderr, flush=True)
+    paths = {alias: folder / rel for alias, rel in run.datasets.items()}
+    return RunOutput(run, folder, shown, key, seconds, False, paths)
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the working directory when it is under it (commands read as typed)."""
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+class Data:
+    """The paper's Datasets by alias, each run (or reused) the first time it is asked for."""
+
+    def __init__(self, runs: dict[str, Run], out: Path, quick: bool):
+        self.runs = runs
+        self.folder = out / "runs" / ("quick" if quick else "full")
+        self.quick = quick
+        self.outputs: dict[str, RunOutput] = {}
+        self._datasets: dict[str, xr.Dataset] = {}
+        self._code = code_digest()
+        self._alias_run = {alias: run for run in runs.values() for alias in run.datasets}
+
+    def output(self, alias: str) -> RunOutput:
+        if alias not in self._alias_run:
+            raise InputError(f"no run writes a dataset called {alias!r} (runs: {', '.join(self.runs)})")
+        run = self._alias_run[alias]
+        if run.name not in self.outputs:
+            self.outputs[run.name] = ensure(run, self.folder / run.name, self.quick, self._code)
+        return self.outputs[run.name]
+
+    def __getitem__(self, alias: str) -> xr.Dataset:
+        if alias not in self._datasets:
+            self._datasets[alias] = xr.load_dataset(self.output(alias).datasets[alias])
+        return self._datasets[alias]
+
+    def path(self, alias: str) -> Path:
+        return self.output(alias).datasets[alias]

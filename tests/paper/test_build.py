@@ -1,0 +1,159 @@
+"""The paper's build: runs cached by command, inputs and code; a page with numbers, figures and equations."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from paper import runs as paper_runs
+from paper.build import SOURCE, build
+from paper.figures import FIGURES, figure
+from paper.runs import Data, load_runs
+from theory.errors import InputError
+
+from . import browser
+
+WRITE = (
+    'python -c "import sys, xarray as xr; '
+    "xr.Dataset({'loss': ('cell', [0.25, 0.125])}, attrs={'n_features': 5, 'n_hidden': 2})"
+    '.to_netcdf(sys.argv[1])" {out}/result.nc'
+)
+
+
+def _runs_file(tmp_path: Path, command: str = WRITE, reads: str = "") -> Path:
+    path = tmp_path / "runs.toml"
+    path.write_text(
+        f"[tiny]\ncommand = '''{command}'''\nquick = '''{command} --quick'''\n"
+        f"datasets = {{ tiny = 'result.nc' }}\n{reads}"
+    )
+    return path
+
+
+def test_a_run_is_reused_until_its_command_inputs_or_code_change(tmp_path, monkeypatch):
+    runs = load_runs(_runs_file(tmp_path))
+    first = Data(runs, tmp_path / "out", quick=False)
+    assert float(first["tiny"].loss.sum()) == 0.375
+    assert not first.outputs["tiny"].reused
+    again = Data(runs, tmp_path / "out", quick=False)
+    again.output("tiny")
+    assert again.outputs["tiny"].reused
+    monkeypatch.setattr(paper_runs, "code_digest", lambda: "another version of the code")
+    changed = Data(runs, tmp_path / "out", quick=False)
+    changed.output("tiny")
+    assert not changed.outputs["tiny"].reused
+    record = json.loads((tmp_path / "out/runs/full/tiny/run.json").read_text())
+    assert record["command"].endswith("result.nc") and record["seconds"] > 0
+
+
+def test_a_failed_run_leaves_nothing_that_is_read(tmp_path):
+    runs = load_runs(_runs_file(tmp_path, "python -c 'import sys; sys.exit(3)' {out}"))
+    with pytest.raises(RuntimeError, match="exit status 3"):
+        Data(runs, tmp_path / "out", quick=False).output("tiny")
+    assert not (tmp_path / "out/runs/full/tiny").exists()
+    assert (tmp_path / "out/runs/full/tiny.partial/log.txt").exists()
+
+
+def test_runs_file_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[x]\ncommand = 'python x.py'\ndatasets = { a = 'a.nc' }\n")
+    with pytest.raises(InputError, match=r"does not write under \{out\}"):
+        load_runs(bad)
+    bad.write_text("[x]\ncommand = 'python x.py {out}'\n")
+    with pytest.raises(InputError, match="needs `command` and `datasets`"):
+        load_runs(bad)
+
+
+@pytest.fixture
+def tiny_paper(tmp_path):
+    """A paper with one run, a number, a figure and an equation, built in tmp_path/out."""
+    source = tmp_path / "source"
+    (source / "sections").mkdir(parents=True)
+    (source / "page.html.j2").write_text((SOURCE / "page.html.j2").read_text())
+    (source / "style.css").write_text((SOURCE / "style.css").read_text())
+    (source / "sections/01.md").write_text(
+        "## Result\n\nFor {{ problem('tiny') }} the least loss is {{ num('tiny', 'ds.loss.min()', '.3f') }} "
+        "({{ command('tiny') }}), shown in {{ fig('tiny_loss') }}, with $L = \\frac{1}{3}$ and\n\n"
+        "$$\n\\mathbb{E}_{x} \\lVert x - x' \\rVert^2 = \\sum_i I_i\n$$\n\n"
+        "{% call figure('tiny_loss') %}The two losses of $W$.{% endcall %}\n"
+    )
+
+    @figure("tiny_loss")
+    def tiny_loss(data, path):
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(3, 2))
+        ax.plot(data["tiny"].loss.values, "o")
+        fig.savefig(path)
+        plt.close(fig)
+        return path
+
+    yield source, _runs_file(tmp_path), tmp_path / "out"
+    FIGURES.pop("tiny_loss")
+
+
+def test_build_writes_the_page_and_the_table_of_numbers(tiny_paper):
+    source, runs_file, out = tiny_paper
+    result = build(out, pdf=False, source=source, runs_file=runs_file)
+    page = result.html.read_text()
+    assert "For 5 in 2 the least loss is 0.125" in page
+    assert "shown in Figure 1" in page and "<b>Figure 1.</b>" in page
+    assert page.count("<math") == 3 and "$" not in page.split("<style>")[0] + page.split("</style>")[1]
+    assert "data:image/png;base64," in page
+    table = result.numbers.read_text()
+    assert "| 3 | 0.125 | 0.125 | tiny/result.nc | `ds.loss.min()` |" in table
+    assert result.n_numbers == 3
+
+
+def test_build_refuses_an_unknown_alias_an_unused_run_and_a_bad_equation(tiny_paper):
+    source, runs_file, out = tiny_paper
+    section = source / "sections/01.md"
+    text = section.read_text()
+    section.write_text(text.replace("num('tiny'", "num('tinny'"))
+    with pytest.raises(InputError, match="no run writes a dataset called 'tinny'"):
+        build(out, pdf=False, source=source, runs_file=runs_file)
+    section.write_text("## Nothing read\n\nNo numbers.\n")
+    with pytest.raises(InputError, match="never reads: tiny"):
+        build(out, pdf=False, source=source, runs_file=runs_file)
+    for broken, why in (
+        ("\\frac{1}{3", "unbalanced braces"),
+        ("\\fracc{1}{3}", "unknown command"),
+        ("x^", "cannot be rendered"),
+    ):
+        section.write_text(text.replace("\\frac{1}{3}", broken))
+        with pytest.raises(InputError, match=why):
+            build(out, pdf=False, source=source, runs_file=runs_file)
+
+
+@pytest.mark.skipif(browser.available() is not None, reason=str(browser.available()))
+def test_the_built_page_renders_in_a_headless_browser_and_prints(tiny_paper):
+    source, runs_file, out = tiny_paper
+    result = build(out, pdf=True, source=source, runs_file=runs_file)
+    assert browser.problems(result.html) == []
+    assert result.pdf.read_bytes().startswith(b"%PDF")
+    broken = out / "broken.html"
+    broken.write_text(
+        result.html.read_text()
+        .replace("data:image/png;base64,", "missing.png#")
+        .replace("</body>", "<p>$x$ {{ y }}</p><script>console.error('boom')</script></body>")
+    )
+    found = browser.problems(broken)
+    assert any("image not shown" in f for f in found)
+    assert any("boom" in f for f in found)
+    assert any("'{{'" in f for f in found) and any("'$'" in f for f in found)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(browser.available() is not None, reason=str(browser.available()))
+def test_the_quick_paper_builds_from_nothing_and_renders(tmp_path):
+    out = tmp_path / "paper"
+    command = [sys.executable, "-m", "tms_dropout.cli", "paper", "build", "--quick", "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    page = out / "paper-quick.html"
+    assert browser.problems(page) == []
+    assert "Quick build" in page.read_text()
+    assert (out / "paper-quick.pdf").read_bytes().startswith(b"%PDF")
