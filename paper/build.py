@@ -23,7 +23,7 @@ from theory.storage import save_text
 
 SOURCE = Path(__file__).resolve().parent / "source"
 #: What a `num` expression may call besides numpy, xarray and paper.quantities.
-SAFE_BUILTINS = {f.__name__: f for f in (abs, float, int, len, max, min, round, sum)}
+SAFE_BUILTINS = {f.__name__: f for f in (abs, all, any, bool, float, int, len, max, min, round, str, sum)}
 
 
 @dataclass
@@ -51,6 +51,8 @@ class Paper:
 
     def __init__(self, data: Data, figures: Path, md, order: list[str]):
         self.data = data
+        self.quick = data.quick
+        self.claims: list[tuple[str, str, str, bool]] = []
         self.figures_dir = figures
         self.md = md
         self.table = NumberTable()
@@ -59,13 +61,29 @@ class Paper:
         self._images: dict[str, str] = {}
 
     # numbers
-    def num(self, alias: str, expression: str, spec: str = ".3g") -> str:
-        namespace = {"ds": self.data[alias], "np": np, "xr": xr, **quantities.HELPERS}
+    def _evaluate(self, alias: str, expression: str, role: str):
+        namespace = {"__builtins__": SAFE_BUILTINS, "ds": self.data[alias], "np": np, "xr": xr}
+        namespace.update(quantities.HELPERS)
         try:
             # The paper's own source is trusted; only SAFE_BUILTINS are reachable.
-            value = eval(expression, {"__builtins__": SAFE_BUILTINS}, namespace)
+            return eval(expression, namespace)
         except Exception as error:
-            raise InputError(f"num({alias!r}, {expression!r}): {type(error).__name__}: {error}") from error
+            raise InputError(f"{role}({alias!r}, {expression!r}): {type(error).__name__}: {error}") from error
+
+    def claim(self, alias: str, expression: str, statement: str) -> str:
+        """A statement of the text held against its Dataset: `expression` must be true. Prints nothing.
+
+        A false claim fails a full build; a quick build (coarse grids, few seeds) lists it on the page.
+        """
+        value = self._evaluate(alias, expression, "claim")
+        holds = bool(np.all(np.asarray(value)))
+        self.claims.append((statement, alias, expression, holds))
+        if not holds and not self.quick:
+            raise InputError(f"claim not supported by {alias}: {statement} ({expression} is false)")
+        return ""
+
+    def num(self, alias: str, expression: str, spec: str = ".3g") -> str:
+        value = self._evaluate(alias, expression, "num")
         try:
             text, scalar = format_value(value, spec)
         except InputError as error:
@@ -114,6 +132,7 @@ class Paper:
 def _render(env: jinja2.Environment, sections: list[Path], paper: Paper, quick: bool) -> str:
     context = {
         "num": paper.num,
+        "claim": paper.claim,
         "problem": paper.problem,
         "command": paper.command,
         "figure": paper.figure,
@@ -129,10 +148,12 @@ def build(
     pdf: bool = True,
     source: Path = SOURCE,
     runs_file: Path = RUNS_FILE,
+    jobs: int = 2,
 ) -> BuildResult:
     """Run or reuse every run the text needs, draw the figures, write OUT/paper.html (and .pdf).
 
-    `source` holds page.html.j2, style.css and sections/*.md; `runs_file` the runs (paper/runs.toml).
+    `source` holds page.html.j2, style.css and sections/*.md; `runs_file` the runs (paper/runs.toml);
+    `jobs` runs that many runs at once.
     """
     start = time.perf_counter()
     out = Path(out)
@@ -142,6 +163,7 @@ def build(
     check_sources(sections)
     runs = load_runs(runs_file)
     data = Data(runs, out, quick)
+    data.prepare(jobs)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(source),
         undefined=jinja2.StrictUndefined,
@@ -155,7 +177,7 @@ def build(
     paper = Paper(data, figures, md, order=first.seen)
     paper._images = first._images
     text = _render(env, sections, paper, quick)
-    unused = sorted(set(runs) - set(data.outputs))
+    unused = sorted(set(runs) - data.used)
     if unused:
         raise InputError(f"runs in {runs_file} that the text never reads: {', '.join(unused)}")
 
@@ -168,6 +190,8 @@ def build(
         numbers=md.render(numbers_md),
         runs=[data.outputs[name] for name in runs],
         n_numbers=len(paper.table.numbers),
+        failed_claims=[c for c in paper.claims if not c[3]],
+        n_claims=len(paper.claims),
         quick=quick,
         version=code_version(),
         style=(source / "style.css").read_text(),

@@ -22,7 +22,14 @@ def group():
     help="Folder for the runs, figures, paper.html, paper.pdf and the table of numbers.",
 )
 @click.option("--no-pdf", is_flag=True, help="Skip the PDF (printed by a headless Chromium when found).")
-def build_command(quick: bool, out: Path, no_pdf: bool):
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Runs to run at once (each is a process).",
+)
+def build_command(quick: bool, out: Path, no_pdf: bool, jobs: int):
     """Run or reuse every run the text needs, draw its figures, write OUT/paper.html and OUT/paper.pdf.
 
     Runs are cached in OUT/runs by command, inputs and code: nothing reruns when nothing changed.
@@ -30,7 +37,7 @@ def build_command(quick: bool, out: Path, no_pdf: bool):
     """
     from paper.build import build
 
-    result = build(out, quick=quick, pdf=not no_pdf)
+    result = build(out, quick=quick, pdf=not no_pdf, jobs=jobs)
     reused = sum(r.reused for r in result.runs.values())
     click.echo(
         f"{len(result.runs)} runs ({reused} reused), {result.n_numbers} numbers, {result.seconds:.0f} s"

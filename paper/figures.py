@@ -82,3 +82,38 @@ def compare_2x1(data, path: Path) -> Path:
 @figure("edge_2x1")
 def edge_2x1(data, path: Path) -> Path:
     return plot_edge(data["compare_2x1"], path)
+
+
+@figure("lone_feature")
+def lone_feature(data, path: Path) -> Path:
+    """b* and a* against density per p (one unit); L* against k per p (dense), with the global search."""
+    ds = data["lone_feature"]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    colours = plt.cm.viridis(np.linspace(0, 0.85, ds.sizes["p"]))
+    one = ds.sel(k=ds.k.min())
+    dense = ds.sel(density=ds.density.max())
+    for colour, p in zip(colours, ds.p.values, strict=True):
+        label = f"p = {p:g}"
+        axes[0].semilogx(one.density, one.bias.sel(p=p), color=colour, label=label)
+        axes[1].semilogx(one.density, one.norm_squared.sel(p=p), color=colour, label=label)
+        axes[2].plot(dense.k, dense.loss.sel(p=p), "-", color=colour, label=label)
+        axes[2].plot(dense.k, dense.searched_loss.sel(p=p), "x", color="k", ms=5)
+    axes[0].set_ylabel("optimal bias b*")
+    axes[1].set_ylabel("optimal ||W||² = mean gain a*")
+    for ax in axes[:2]:
+        ax.set_xlabel("density (one unit)")
+    axes[2].set_xlabel("units k the feature is spread over (density 1)")
+    axes[2].set_ylabel("optimal loss L*")
+    axes[2].set_xticks(ds.k.values)
+    axes[2].plot([], [], "x", color="k", label="search over all W, b")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+@figure("compare_5x2")
+def compare_5x2(data, path: Path) -> Path:
+    return plot_phase_maps(data["compare_5x2"], path)

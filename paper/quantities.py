@@ -3,6 +3,7 @@ Dataset to the quantities a sentence quotes, through the layers' own summaries."
 
 from __future__ import annotations
 
+import numpy as np
 import xarray as xr
 
 from compare.phases import summary
@@ -18,4 +19,25 @@ def comparison(ds: xr.Dataset, p: float) -> dict:
     return rows[0]
 
 
-HELPERS = {"comparison": comparison, "published_boundary": published_boundary}
+def best_seed_share(ds: xr.Dataset, prefix: str, p=None, max_density: float = 1.0) -> float:
+    """Share of a comparison's cells (at p, or every p > 0 when p is None; density <= max_density) whose
+    lowest-loss seed is classified as a geometry whose name starts with `prefix`."""
+    cells = ds.sel(p=p) if p is not None else ds.where(ds.p > 0, drop=True)
+    cells = cells.where(cells.density <= max_density, drop=True)
+    labels = np.array([str(v) for v in ds.label.values])
+    phases = cells.empirical_phase.values.ravel()
+    phases = phases[~np.isnan(phases.astype(float))].astype(int)
+    return float(np.mean([labels[k].startswith(prefix) for k in phases]))
+
+
+def feature_norms(ds: xr.Dataset) -> xr.DataArray:
+    """||W_i||, each feature's column norm, for a Dataset with W over (..., hidden, feature)."""
+    return np.sqrt((ds.W**2).sum("hidden"))
+
+
+HELPERS = {
+    "best_seed_share": best_seed_share,
+    "comparison": comparison,
+    "feature_norms": feature_norms,
+    "published_boundary": published_boundary,
+}

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,7 +147,7 @@ def _stream(argv: list[str], log: Path) -> int:
         for line in process.stdout:
             f.write(line)
             f.flush()
-            sys.stderr.write(f"    {line}")
+            sys.stderr.write(f"    {log.parent.name.removesuffix('.partial')}: {line}")
         return process.wait()
 
 
@@ -206,14 +207,33 @@ class Data:
         self.folder = out / "runs" / ("quick" if quick else "full")
         self.quick = quick
         self.outputs: dict[str, RunOutput] = {}
+        self.used: set[str] = set()  # the runs whose Datasets were asked for
         self._datasets: dict[str, xr.Dataset] = {}
         self._code = code_digest()
         self._alias_run = {alias: run for run in runs.values() for alias in run.datasets}
+
+    def prepare(self, jobs: int = 1) -> None:
+        """Run (or reuse) every declared run, `jobs` at a time; a failure is raised once all have ended."""
+        pending = [run for run in self.runs.values() if run.name not in self.outputs]
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = {
+                pool.submit(ensure, run, self.folder / run.name, self.quick, self._code): run
+                for run in pending
+            }
+            errors = []
+            for future, run in futures.items():
+                try:
+                    self.outputs[run.name] = future.result()
+                except Exception as error:  # every run gets to finish; the first failure is raised
+                    errors.append(error)
+        if errors:
+            raise errors[0]
 
     def output(self, alias: str) -> RunOutput:
         if alias not in self._alias_run:
             raise InputError(f"no run writes a dataset called {alias!r} (runs: {', '.join(self.runs)})")
         run = self._alias_run[alias]
+        self.used.add(run.name)
         if run.name not in self.outputs:
             self.outputs[run.name] = ensure(run, self.folder / run.name, self.quick, self._code)
         return self.outputs[run.name]

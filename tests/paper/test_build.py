@@ -157,3 +157,17 @@ def test_the_quick_paper_builds_from_nothing_and_renders(tmp_path):
     assert browser.problems(page) == []
     assert "Quick build" in page.read_text()
     assert (out / "paper-quick.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_a_claim_its_dataset_does_not_support_fails_the_full_build_and_is_listed_by_the_quick(tiny_paper):
+    source, runs_file, out = tiny_paper
+    section = source / "sections/01.md"
+    text = section.read_text()
+    section.write_text(text + "\n{{ claim('tiny', '(ds.loss > 0).all()', 'every loss is positive') }}\n")
+    build(out, pdf=False, source=source, runs_file=runs_file)
+    section.write_text(text + "\n{{ claim('tiny', 'ds.loss.min() > 0.2', 'every loss exceeds a fifth') }}\n")
+    with pytest.raises(InputError, match="claim not supported by tiny: every loss exceeds a fifth"):
+        build(out, pdf=False, source=source, runs_file=runs_file)
+    quick = build(out, quick=True, pdf=False, source=source, runs_file=runs_file)
+    page = quick.html.read_text()
+    assert "Statements this quick build does not support" in page and "every loss exceeds a fifth" in page

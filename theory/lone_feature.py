@@ -1,0 +1,67 @@
+"""One feature spread evenly over k units under dropout: its optimal norm, bias and loss in closed form.
+
+The feature x (zero with probability 1 - s, else Uniform[0, 1]) is written
+into k units with equal weights, W = (w, ..., w) up to signs, and read back
+with bias b. With inverted dropout the output is
+
+    y = b + G x,   G = (a / k) * N / (1 - p),   N ~ Binomial(k, 1 - p),   a = k w^2 = ||W||^2,
+
+so E[G] = a and Var[G] = a^2 q with q = p / (k (1 - p)): spreading over k
+units divides the dropout noise by k. Where nothing clips (b >= 0, G >= 0)
+
+    L(a, b) = (1 - s) b^2 + s E[(x (1 - G) - b)^2]
+            = b^2 + s [((1 - a)^2 + a^2 q) / 3 - (1 - a) b],
+
+and setting both derivatives to zero, with u = 1 - 3 s / 4,
+
+    a* = u / (u + q),   b* = s q / (2 (u + q)),   L* = L(a*, b*).
+
+At p = 0 this is a* = 1, b* = 0, L* = 0 (the TMS dedicated feature); the
+bias grows with p and with density and takes the part of the feature's mean
+that the noisy gain cannot carry, and L* falls as k grows: dropout rewards
+writing a feature into more units, not fewer. That the no-clipping regime
+holds the global optimum is not assumed: `tests/theory/test_lone_feature.py`
+checks the stationarity by sympy and the optimum against a global
+minimisation of the exact loss over all of W and b (any weights, not only
+equal ones), and scripts/closed_forms.py does so over a grid, with Monte
+Carlo beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LoneFeature:
+    """The optimum of one feature spread evenly over k units (arrays broadcast over the inputs)."""
+
+    norm_squared: np.ndarray  # a* = ||W||^2 = E[G]
+    bias: np.ndarray  # b*
+    loss: np.ndarray  # L*, importance 1
+    noise: np.ndarray  # q = Var[G] / E[G]^2 = p / (k (1 - p))
+
+    def weights(self, k: int) -> np.ndarray:
+        """W (k, 1) at the optimum for scalar inputs: every unit the same weight."""
+        return np.full((k, 1), np.sqrt(float(self.norm_squared) / k))
+
+
+def loss(a, b, density, p, k):
+    """L(a, b) in the regime where nothing clips (b >= 0, a >= 0), importance 1."""
+    a, b, s = np.asarray(a, float), np.asarray(b, float), np.asarray(density, float)
+    q = np.asarray(p, float) / (np.asarray(k, float) * (1 - np.asarray(p, float)))
+    return b**2 + s * (((1 - a) ** 2 + a**2 * q) / 3 - (1 - a) * b)
+
+
+def lone_feature_optimum(density, p, k=1) -> LoneFeature:
+    """a*, b*, L* for density s in (0, 1], dropout p in [0, 1), k >= 1 units (numpy broadcasting)."""
+    s, p, k = np.asarray(density, float), np.asarray(p, float), np.asarray(k, float)
+    if np.any((s <= 0) | (s > 1)) or np.any((p < 0) | (p >= 1)) or np.any(k < 1):
+        raise ValueError("need 0 < density <= 1, 0 <= p < 1 and k >= 1")
+    q = p / (k * (1 - p))
+    u = 1 - 0.75 * s
+    a = u / (u + q)
+    b = s * q / (2 * (u + q))
+    return LoneFeature(a, b, loss(a, b, s, p, k), q)
