@@ -36,8 +36,12 @@ def build_command(quick: bool, out: Path, no_pdf: bool, jobs: int):
     With --quick the files are paper-quick.html, paper-quick.pdf, numbers-quick.md.
     """
     from paper.build import build
+    from paper.runs import RunFailed
 
-    result = build(out, quick=quick, pdf=not no_pdf, jobs=jobs)
+    try:
+        result = build(out, quick=quick, pdf=not no_pdf, jobs=jobs)
+    except RunFailed as error:
+        raise click.ClickException(str(error)) from None
     reused = sum(r.reused for r in result.runs.values())
     click.echo(
         f"{len(result.runs)} runs ({reused} reused), {result.n_numbers} numbers, {result.seconds:.0f} s"

@@ -6,6 +6,7 @@ Datasets by alias (`paper.runs.Data`). A figure reads only Datasets.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -117,3 +118,68 @@ def lone_feature(data, path: Path) -> Path:
 @figure("compare_5x2")
 def compare_5x2(data, path: Path) -> Path:
     return plot_phase_maps(data["compare_5x2"], path)
+
+
+GROUP_CONFIGS = {
+    "groups_2x2": "2 in 2, units one by one",
+    "groups_2x2_one": "2 in 2, one group",
+    "groups_5x4": "5 in 4, units one by one",
+    "groups_5x4_pairs": "5 in 4, two groups of two",
+}
+
+
+@figure("groups")
+def groups(data, path: Path) -> Path:
+    """Superposition and spread over groups against p: theory's optimum (lines), best trained seed (marks)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for k, (alias, label) in enumerate(GROUP_CONFIGS.items()):
+        ds = data[alias]
+        n_groups = len(set(json.loads(ds.attrs["unit_groups"])))
+        for ax, variable, scale in (
+            (axes[0], "superposition", 1.0),
+            (axes[1], "groups", 1.0 / n_groups),
+        ):
+            theory = ds[f"theory_{variable}"].mean([d for d in ds[f"theory_{variable}"].dims if d != "p"])
+            trained = ds[f"trained_{variable}"].mean([d for d in ds[f"trained_{variable}"].dims if d != "p"])
+            keep = ds.p > 0 if variable == "groups" else ds.p >= 0
+            ax.plot(ds.p[keep], theory[keep] * scale, "-", color=f"C{k}", label=f"{label}: theory")
+            ax.plot(ds.p[keep], trained[keep] * scale, "o", color=f"C{k}", ms=5, mfc="none",
+                    label=f"{label}: best trained seed")
+    axes[0].set_ylabel("superposition per represented feature")
+    axes[1].set_ylabel("groups per feature / number of groups")
+    for ax in axes:
+        ax.set_xlabel("dropout p")
+    axes[0].legend(fontsize=7, ncol=1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+@figure("series")
+def series(data, path: Path) -> Path:
+    """Blocks in series: their share of the loss, what one block's failure costs, the loss."""
+    ds = data["series"]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for k, name in enumerate(ds.config.values):
+        at = ds.sel(config=name)
+        blocks, direct = int(at.blocks), bool(at.direct)
+        label = f"{blocks} x {int(at.units)} units" + ("" if direct else ", no direct path")
+        style = "-" if direct else "--"
+        axes[2].plot(ds.p, at.loss.mean("seed"), style, marker="o", ms=3, color=f"C{k}", label=label)
+        if blocks > 1:
+            axes[0].plot(ds.p, at.blocks_benefit.mean("seed"), style, marker="o", ms=3, color=f"C{k}",
+                         label=label)
+            axes[1].plot(ds.p, at.lost_alone.mean("seed"), style, marker="o", ms=3, color=f"C{k}",
+                         label=label)
+            axes[1].axhline(1 / blocks, color=f"C{k}", lw=0.8, ls=":")
+    axes[0].set_ylabel("share of the loss the blocks remove")
+    axes[1].set_ylabel("share of it lost when one block fails")
+    axes[2].set_ylabel("loss with dropout")
+    for ax in axes:
+        ax.set_xlabel("dropout p (each block)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

@@ -9,9 +9,9 @@ A run is declared in `paper/runs.toml`:
     datasets = { exact_checks = "checks.nc" }      # alias = path under {out}
 
 `{out}` is the run's folder. The run is reused when its key (the command,
-the content of the files it reads and of the project's code: every Python
-file of theory/, sim/, compare/, tms_dropout/ and scripts/, and
-pyproject.toml) is the one recorded beside its outputs; otherwise it runs
+the content of the files it reads, of the script it runs, and of the
+packages' code: every Python file of theory/, sim/, compare/ and
+tms_dropout/, and pyproject.toml) is the one recorded beside its outputs; otherwise it runs
 again, in a `.partial` folder that becomes the run's folder only when the
 command succeeds (a failed or killed run is never read; a resumable command
 resumes from what the `.partial` folder holds when run again with the same
@@ -40,8 +40,8 @@ from theory.storage import save_text
 #: The checkout the paper is built from (scripts/ and configs/ are not installed with the package).
 ROOT = Path(__file__).resolve().parent.parent
 RUNS_FILE = Path(__file__).resolve().parent / "runs.toml"
-#: Folders whose Python files are the code a run's key holds.
-CODE = ("theory", "sim", "compare", "tms_dropout", "scripts")
+#: Folders whose Python files are the code every run's key holds (a script a command runs is added).
+CODE = ("theory", "sim", "compare", "tms_dropout")
 KEY_FILE = "run.json"
 
 
@@ -113,19 +113,21 @@ def _digest_files(paths) -> str:
 
 
 def code_digest() -> str:
-    """SHA-256 of the project's code: what a run's outputs depend on besides its command and inputs."""
+    """SHA-256 of the packages' code: what every run's outputs depend on besides its command and inputs."""
     files = [p for folder in CODE for p in (ROOT / folder).rglob("*.py")]
     return _digest_files([*files, ROOT / "pyproject.toml"])
 
 
 def run_key(run: Run, quick: bool, code: str) -> str:
-    reads = []
+    """The run's key: its command, the files it reads, the scripts it runs, and `code` (code_digest)."""
+    command = run.command_for(quick)
+    reads = [ROOT / part for part in shlex.split(command) if part.endswith(".py") and (ROOT / part).is_file()]
     for pattern in run.reads:
         matched = sorted(ROOT.glob(pattern))
         if not matched:
             raise InputError(f"run [{run.name}] reads {pattern}, which matches no file under {ROOT}")
         reads.extend(matched)
-    payload = {"command": run.command_for(quick), "reads": _digest_files(reads), "code": code}
+    payload = {"command": command, "reads": _digest_files(reads), "code": code}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -174,13 +176,13 @@ def ensure(run: Run, folder: Path, quick: bool, code: str) -> RunOutput:
     status = _stream(_argv(command, partial), partial / "log.txt")
     seconds = time.perf_counter() - start
     if status != 0:
-        raise RuntimeError(
+        raise RunFailed(
             f"run {run.name} failed (exit status {status}) after {seconds:.0f} s; its output is in "
             f"{partial / 'log.txt'}"
         )
     missing = [rel for rel in run.datasets.values() if not (partial / rel).exists()]
     if missing:
-        raise RuntimeError(f"run {run.name} succeeded but wrote no {', '.join(missing)} under {partial}")
+        raise RunFailed(f"run {run.name} succeeded but wrote no {', '.join(missing)} under {partial}")
     (partial / "key").unlink()
     save_text(json.dumps({"key": key, "command": shown, "seconds": seconds}), partial / KEY_FILE)
     if folder.exists():
@@ -197,6 +199,10 @@ def _shown(path: Path) -> Path:
         return path.resolve().relative_to(Path.cwd())
     except ValueError:
         return path
+
+
+class RunFailed(RuntimeError):
+    """A run's command failed: the message names the run and its log."""
 
 
 class Data:

@@ -8,7 +8,9 @@ and one block of 4 or 8 units, the parameter count of 2 or 4 blocks; p in
 {0, 0.1, 0.2, 0.4}, the TMS sparsity schedule (5 values), importance 0.9**i
 and uniform, 3 seeds), trains (or resumes) its sweep (`tms-dropout sim sweep`,
 OUT/NAME.nc, with the series metrics of sim.series_runs), checks the
-trainer against theory, and writes OUT/report.md and OUT/NAME.png:
+trainer against theory, and writes OUT/report.md, OUT/NAME.png and
+OUT/summary.nc (the report's numbers as one Dataset over config, p, seed
+and block):
 
 - the check: for one model per config and p (seed 0, importance 0.9**i, the
   sparsest cell), its exact loss over the samples of at most one active
@@ -43,7 +45,7 @@ from sim.results import load  # noqa: E402
 from theory.direct_plots import profile_name  # noqa: E402
 from theory.phase_plots import finish, plain_log_axis  # noqa: E402
 from theory.series import SeriesModel, leading_order_loss, monte_carlo_series_loss  # noqa: E402
-from theory.storage import save_text  # noqa: E402
+from theory.storage import save_dataset, save_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The summarised quantities: name -> (how it is reduced from a run, its label).
@@ -77,6 +79,49 @@ def check(config: TrainConfig, ds: xr.Dataset) -> list[tuple[float, float, float
         model = SeriesModel.of(setup, **{name: at[name].values for name in setup.shapes})
         mc = monte_carlo_series_loss(setup, model, n_samples=CHECK_SAMPLES, seed=777, at_most_one=True)
         out.append((float(p), leading_order_loss(setup, model), mc.mean, mc.stderr))
+    return out
+
+
+def by_block(ds: xr.Dataset) -> xr.Dataset:
+    """Per p and block, means over seeds, densities and importance profiles: the share lost when the
+    block alone fails, restored by it alone, and the mean absolute write (the report's block table)."""
+    at = {
+        "block_lost": ds.lost_alone_total,
+        "block_restored": ds.restored_alone_total,
+        "block_write": abs(ds.block_writes),
+    }
+    out = xr.Dataset({k: v.mean([d for d in v.dims if d not in ("p", "block")]) for k, v in at.items()})
+    return out.assign_coords(block=np.arange(out.sizes["block"]))
+
+
+def summary_dataset(runs, checks) -> xr.Dataset:
+    """One Dataset over (config, p, seed[, block]): every summarised quantity per seed (QUANTITIES), the
+    block table, the trainer's check, and each config's series settings as coordinates."""
+    parts = []
+    for name, (config, ds) in runs.items():
+        s = config.series
+        part = xr.Dataset({key: per_seed(ds, key) for key in QUANTITIES})
+        if s.blocks > 1:
+            part = part.merge(by_block(ds))
+        rows = checks[name]
+        p = [r[0] for r in rows]
+        part["check_exact"] = ("p", [r[1] for r in rows])
+        part["check_monte_carlo"] = ("p", [r[2] for r in rows])
+        part["check_stderr"] = ("p", [r[3] for r in rows])
+        part = part.assign_coords(p=p).expand_dims(config=[name])
+        part = part.assign_coords(
+            blocks=("config", [s.blocks]),
+            units=("config", [s.units]),
+            dropout=("config", [s.dropout]),
+            direct=("config", [s.direct]),
+        )
+        parts.append(part)
+    out = xr.concat(parts, "config", join="outer", coords="minimal", compat="equals")
+    out.attrs = {
+        "kind": "tms-dropout series summary",
+        "quantities": "; ".join(f"{k}: {text}" for k, (_, text) in QUANTITIES.items()),
+        "means": "over densities and importance profiles, per seed; block_*: also over seeds",
+    }
     return out
 
 
@@ -136,8 +181,9 @@ def main():
     lines = ["# Dropout in series: blocks that fail as a whole", ""]
     lines += ["## The check: exact loss over samples of at most one active feature against Monte Carlo", ""]
     lines += ["| config | p | exact | Monte Carlo | z |", "|---|---|---|---|---|"]
+    checks = {name: check(config, ds) for name, (config, ds) in runs.items()}
     for name, (config, ds) in runs.items():
-        for p, exact, mc, se in check(config, ds):
+        for p, exact, mc, se in checks[name]:
             lines.append(
                 f"| {name} | {p:g} | {exact:.6f} | {mc:.6f} +- {se:.6f} | {(mc - exact) / se:+.2f} |"
             )
@@ -176,7 +222,8 @@ def main():
     lines += ["", "## What the numbers say", ""]
     lines += statements(runs, summary)
     out = save_text("\n".join(lines) + "\n", args.out / "report.md")
-    print(f"wrote {out} and the figures in {args.out}")
+    summary_path = save_dataset(summary_dataset(runs, checks), args.out / "summary.nc")
+    print(f"wrote {out}, {summary_path} and the figures in {args.out}")
 
 
 def statements(runs, summary) -> list[str]:

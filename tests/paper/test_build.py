@@ -171,3 +171,27 @@ def test_a_claim_its_dataset_does_not_support_fails_the_full_build_and_is_listed
     quick = build(out, quick=True, pdf=False, source=source, runs_file=runs_file)
     page = quick.html.read_text()
     assert "Statements this quick build does not support" in page and "every loss exceeds a fifth" in page
+
+
+def test_a_run_key_holds_its_script_and_inputs_but_not_other_scripts(tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    (root / "scripts").mkdir(parents=True)
+    (root / "configs").mkdir()
+    for name in ("a.py", "b.py"):
+        (root / "scripts" / name).write_text("print(1)\n")
+    (root / "configs/c.toml").write_text("x = 1\n")
+    monkeypatch.setattr(paper_runs, "ROOT", root)
+    run = paper_runs.Run("r", "python scripts/a.py --out {out}", "python scripts/a.py {out}", {"r": "x.nc"},
+                         ("configs/c.toml",))
+    key = paper_runs.run_key(run, False, "code")
+    (root / "scripts/b.py").write_text("print(2)\n")
+    assert paper_runs.run_key(run, False, "code") == key
+    (root / "scripts/a.py").write_text("print(2)\n")
+    changed_script = paper_runs.run_key(run, False, "code")
+    (root / "configs/c.toml").write_text("x = 2\n")
+    changed_input = paper_runs.run_key(run, False, "code")
+    assert len({key, changed_script, changed_input, paper_runs.run_key(run, True, "code"),
+                paper_runs.run_key(run, False, "other code")}) == 5
+    (root / "configs/c.toml").unlink()
+    with pytest.raises(InputError, match="matches no file"):
+        paper_runs.run_key(run, False, "code")
