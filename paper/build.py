@@ -23,7 +23,9 @@ from theory.storage import save_text
 
 SOURCE = Path(__file__).resolve().parent / "source"
 #: What a `num` expression may call besides numpy, xarray and paper.quantities.
-SAFE_BUILTINS = {f.__name__: f for f in (abs, all, any, bool, float, int, len, max, min, round, str, sum)}
+SAFE_BUILTINS = {
+    f.__name__: f for f in (abs, all, any, bool, float, int, len, max, min, round, slice, str, sum)
+}
 
 
 @dataclass
@@ -94,8 +96,8 @@ class Paper:
 
     def problem(self, alias: str) -> str:
         """'n in m' for a Dataset's problem, both numbers recorded."""
-        n = self.num(alias, "ds.attrs['n_features']", "d")
-        m = self.num(alias, "ds.attrs['n_hidden']", "d")
+        n = self.num(alias, "ds.sizes['feature'] if 'feature' in ds.sizes else ds.attrs['n_features']", "d")
+        m = self.num(alias, "ds.sizes['hidden'] if 'hidden' in ds.sizes else ds.attrs['n_hidden']", "d")
         return f"{n} in {m}"
 
     def command(self, alias: str) -> str:
@@ -187,7 +189,7 @@ def build(
     page = env.get_template("page.html.j2").render(
         body=body,
         contents=headings(md, text),
-        numbers=md.render(numbers_md),
+        numbers=md.render(paper.table.markdown(commands=False)),
         runs=[data.outputs[name] for name in runs],
         n_numbers=len(paper.table.numbers),
         failed_claims=[c for c in paper.claims if not c[3]],

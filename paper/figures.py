@@ -19,6 +19,8 @@ import numpy as np  # noqa: E402
 from compare.plots import plot_edge, plot_phase_maps  # noqa: E402
 from theory.phase_plots import plot_phase_diagram  # noqa: E402
 
+#: A feature counts as represented when ||W_i|| exceeds this (the study's threshold).
+REPRESENTED = 0.5
 FIGURES: dict[str, Callable] = {}
 
 
@@ -143,8 +145,15 @@ def groups(data, path: Path) -> Path:
             trained = ds[f"trained_{variable}"].mean([d for d in ds[f"trained_{variable}"].dims if d != "p"])
             keep = ds.p > 0 if variable == "groups" else ds.p >= 0
             ax.plot(ds.p[keep], theory[keep] * scale, "-", color=f"C{k}", label=f"{label}: theory")
-            ax.plot(ds.p[keep], trained[keep] * scale, "o", color=f"C{k}", ms=5, mfc="none",
-                    label=f"{label}: best trained seed")
+            ax.plot(
+                ds.p[keep],
+                trained[keep] * scale,
+                "o",
+                color=f"C{k}",
+                ms=5,
+                mfc="none",
+                label=f"{label}: best trained seed",
+            )
     axes[0].set_ylabel("superposition per represented feature")
     axes[1].set_ylabel("groups per feature / number of groups")
     for ax in axes:
@@ -168,10 +177,12 @@ def series(data, path: Path) -> Path:
         style = "-" if direct else "--"
         axes[2].plot(ds.p, at.loss.mean("seed"), style, marker="o", ms=3, color=f"C{k}", label=label)
         if blocks > 1:
-            axes[0].plot(ds.p, at.blocks_benefit.mean("seed"), style, marker="o", ms=3, color=f"C{k}",
-                         label=label)
-            axes[1].plot(ds.p, at.lost_alone.mean("seed"), style, marker="o", ms=3, color=f"C{k}",
-                         label=label)
+            axes[0].plot(
+                ds.p, at.blocks_benefit.mean("seed"), style, marker="o", ms=3, color=f"C{k}", label=label
+            )
+            axes[1].plot(
+                ds.p, at.lost_alone.mean("seed"), style, marker="o", ms=3, color=f"C{k}", label=label
+            )
             axes[1].axhline(1 / blocks, color=f"C{k}", lw=0.8, ls=":")
     axes[0].set_ylabel("share of the loss the blocks remove")
     axes[1].set_ylabel("share of it lost when one block fails")
@@ -179,6 +190,56 @@ def series(data, path: Path) -> Path:
     for ax in axes:
         ax.set_xlabel("dropout p (each block)")
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+@figure("study")
+def study(data, path: Path) -> Path:
+    """The study's experiments over seeds: features represented at 5 in 2 (trained beside the optimum),
+    neuron alignment against p at 20 in 5, dimensions per feature at 20 in 5."""
+    five, theory = data["study_5x2"], data["diagram_5x2"]
+    basis, twenty = data["study_basis"], data["study_20x5"].sel(importance_decay=1.0)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    norms = np.sqrt((theory.W**2).sum("hidden"))
+    for k, p in enumerate(five.p.values):
+        count = (five.feature_norm.sel(p=p) > REPRESENTED).sum("feature")
+        axes[0].plot(five.density, count.mean("seed"), "o", color=f"C{k}", ms=4, label=f"trained, p = {p:g}")
+        if p in theory.p.values:
+            at = theory.sortby("density")
+            axes[0].plot(
+                at.density,
+                (norms.sel(p=p) > REPRESENTED).sum("feature").sortby(at.density),
+                "-",
+                color=f"C{k}",
+                label=f"optimum, p = {p:g}",
+            )
+        axes[2].plot(
+            twenty.density,
+            twenty.dimensions_per_feature.sel(p=p).mean("seed"),
+            "o-",
+            ms=3,
+            color=f"C{k}",
+            label=f"p = {p:g}",
+        )
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("density")
+    axes[0].set_ylabel(f"features with norm > {REPRESENTED:g} (5 in 2)")
+    axes[0].legend(fontsize=7)
+    alignment = basis.neuron_alignment.where(basis.feature_norm > REPRESENTED).mean("feature")
+    for k, s in enumerate(basis.sparsity.values):
+        at = alignment.sel(sparsity=s)
+        axes[1].plot(basis.p, at.mean("seed"), "o-", ms=3, color=f"C{k}", label=f"density {1 - s:.2g}")
+        axes[1].fill_between(basis.p, at.min("seed"), at.max("seed"), color=f"C{k}", alpha=0.15)
+    axes[1].set_xlabel("dropout p")
+    axes[1].set_ylabel("neuron alignment of represented features")
+    axes[1].legend(fontsize=7)
+    axes[2].set_xscale("log")
+    axes[2].set_xlabel("density")
+    axes[2].set_ylabel("dimensions per feature m / ||W||² (20 in 5)")
+    axes[2].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

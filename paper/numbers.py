@@ -45,10 +45,14 @@ class NumberTable:
         self.numbers.append(number)
         return number.text
 
-    def markdown(self) -> str:
-        lines = ["| # | printed | value | Dataset | expression | command |", "|---|---|---|---|---|---|"]
+    def markdown(self, commands: bool = True) -> str:
+        """The table in Markdown; without `commands` the command column is left out (the page lists each
+        run's command once)."""
+        head = ["#", "printed", "value", "Dataset", "expression"] + (["command"] if commands else [])
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for k, n in enumerate(self.numbers, 1):
-            cells = [str(k), n.text, repr(n.value), n.dataset, f"`{n.expression}`", f"`{n.command}`"]
+            cells = [str(k), n.text, repr(n.value), n.dataset, f"`{n.expression}`"]
+            cells += [f"`{n.command}`"] if commands else []
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         return "\n".join(lines) + "\n"
 

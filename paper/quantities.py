@@ -35,8 +35,24 @@ def feature_norms(ds: xr.Dataset) -> xr.DataArray:
     return np.sqrt((ds.W**2).sum("hidden"))
 
 
+def largest_jump(ds: xr.Dataset, p: float) -> float:
+    """The largest change of the optimum between neighbouring densities at p, over the other axes:
+    sqrt(||G' - G||_F^2 + ||b' - b||^2) with G = W^T W (blind to the signs and rotations that leave the
+    loss unchanged). A geometry that switches jumps by order one; one that deforms moves by order the
+    grid's spacing."""
+    cell = ds.sel(p=p).sortby("density")
+    W = cell.W.transpose(..., "sparsity", "hidden", "feature").values
+    b = cell.b.transpose(..., "sparsity", "feature").values
+    G = np.einsum("...hi,...hj->...ij", W, W)
+    dG = np.diff(G, axis=-3)
+    db = np.diff(b, axis=-2)
+    jumps = np.sqrt((dG**2).sum(axis=(-1, -2)) + (db**2).sum(axis=-1))
+    return float(np.nanmax(jumps))
+
+
 HELPERS = {
     "best_seed_share": best_seed_share,
+    "largest_jump": largest_jump,
     "comparison": comparison,
     "feature_norms": feature_norms,
     "published_boundary": published_boundary,

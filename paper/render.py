@@ -63,7 +63,10 @@ def math(latex: str, options: dict) -> str:
 
 def markdown() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": True, "typographer": False}).enable("table")
-    md.use(dollarmath_plugin, allow_digits=False, double_inline=True, renderer=math)
+    # allow_digits=False would read the character before a paragraph's opening $ as the paragraph's
+    # last one (a negative index in mdit-py-plugins 0.4-0.7) and drop every equation that opens a
+    # paragraph or table cell ending in a digit.
+    md.use(dollarmath_plugin, allow_digits=True, renderer=math)
     md.use(anchors_plugin, min_level=2, max_level=3, permalink=False)
     return md
 

@@ -182,7 +182,7 @@ def main():
     lines += ["## The check: exact loss over samples of at most one active feature against Monte Carlo", ""]
     lines += ["| config | p | exact | Monte Carlo | z |", "|---|---|---|---|---|"]
     checks = {name: check(config, ds) for name, (config, ds) in runs.items()}
-    for name, (config, ds) in runs.items():
+    for name in runs:
         for p, exact, mc, se in checks[name]:
             lines.append(
                 f"| {name} | {p:g} | {exact:.6f} | {mc:.6f} +- {se:.6f} | {(mc - exact) / se:+.2f} |"

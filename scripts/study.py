@@ -13,6 +13,8 @@ model's loss" models, and writes to OUT:
     5_same_loss.png                   p = 0 stopped at the p = 0.4 loss vs both
     6_privileged_basis.png            neuron alignment and hidden kurtosis against p
     report.md                         the numbers behind each claim, per seed
+    runs/NAME.nc                      each config's sweep (runs/NAME_STEPS.nc: a --budgets re-run)
+    same_loss.nc, kurtosis.nc         experiments 5 and 6's own numbers
 
 Nothing is tuned: the settings are the notebook's (docs/model.md section 4).
 --budgets re-runs experiment 1 at other step counts, to see which claims
@@ -36,6 +38,7 @@ from sim.config import TrainConfig  # noqa: E402
 from sim.plots import feature_embeddings, norms_and_gram  # noqa: E402
 from sim.results import config_of, load  # noqa: E402
 from theory import Setup, metrics  # noqa: E402
+from theory.storage import save_dataset  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "study"
 #: A feature counts as represented when ||W_i|| exceeds this.
@@ -43,11 +46,13 @@ REPRESENTED = 0.5
 STICKY = {"1": 1, "3/4": 3 / 4, "2/3": 2 / 3, "1/2": 1 / 2, "2/5": 2 / 5, "3/8": 3 / 8}
 
 
-def run(name: str, out: Path, steps: int | None = None) -> xr.Dataset:
+def run(name: str, out: Path, steps: int | None = None, budget: bool = False) -> xr.Dataset:
+    """The config's sweep (with --steps, at that step count) in OUT/runs/NAME.nc; a --budgets re-run
+    (budget=True) in OUT/runs/NAME_STEPS.nc."""
     config = TrainConfig.from_toml(CONFIGS / f"{name}.toml")
     if steps is not None and steps != config.steps:
         config = TrainConfig.from_dict({**config.to_dict(), "steps": steps})
-    path = out / "runs" / f"{name}_{config.steps}.nc"
+    path = out / "runs" / (f"{name}_{config.steps}.nc" if budget else f"{name}.nc")
     print(f"== {name}: {config.n_cells} models x {config.steps} steps -> {path}")
     sweep.sweep(config, path)
     return load(path)
@@ -349,7 +354,7 @@ def main():
     five_main = run("five_in_two", out, args.steps)
     five[config_of(five_main).steps] = five_main
     for steps in args.budgets:
-        five[steps] = run("five_in_two", out, steps)
+        five[steps] = run("five_in_two", out, steps, budget=True)
     twenty = run("twenty_in_five", out, args.steps)
     basis = run("privileged_basis", out, args.steps)
 
@@ -370,9 +375,15 @@ def main():
 
     print("== experiment 5: p = 0 stopped at the dropout model's loss")
     stopped = same_loss(twenty.sel(importance_decay=0.7), p_dropout)
+    dropout_model = twenty.sel(importance_decay=0.7, p=p_dropout)
+    save_dataset(
+        stopped.assign(dropout_superposition=dropout_model.superposition).assign_attrs(p_dropout=p_dropout),
+        out / "same_loss.nc",
+    )
     save(same_loss_figure(twenty.sel(importance_decay=0.7), stopped, p_dropout), out / "5_same_loss.png")
 
     kurt = kurtosis(basis)
+    save_dataset(xr.Dataset({"kurtosis_neurons": kurt[0], "kurtosis_random": kurt[1]}), out / "kurtosis.nc")
     save(privileged_figure(basis, *kurt), out / "6_privileged_basis.png")
 
     text = report(five, twenty, stopped, basis, kurt, p_dropout)

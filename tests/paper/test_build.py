@@ -181,8 +181,13 @@ def test_a_run_key_holds_its_script_and_inputs_but_not_other_scripts(tmp_path, m
         (root / "scripts" / name).write_text("print(1)\n")
     (root / "configs/c.toml").write_text("x = 1\n")
     monkeypatch.setattr(paper_runs, "ROOT", root)
-    run = paper_runs.Run("r", "python scripts/a.py --out {out}", "python scripts/a.py {out}", {"r": "x.nc"},
-                         ("configs/c.toml",))
+    run = paper_runs.Run(
+        "r",
+        "python scripts/a.py --out {out}",
+        "python scripts/a.py {out}",
+        {"r": "x.nc"},
+        ("configs/c.toml",),
+    )
     key = paper_runs.run_key(run, False, "code")
     (root / "scripts/b.py").write_text("print(2)\n")
     assert paper_runs.run_key(run, False, "code") == key
@@ -190,8 +195,18 @@ def test_a_run_key_holds_its_script_and_inputs_but_not_other_scripts(tmp_path, m
     changed_script = paper_runs.run_key(run, False, "code")
     (root / "configs/c.toml").write_text("x = 2\n")
     changed_input = paper_runs.run_key(run, False, "code")
-    assert len({key, changed_script, changed_input, paper_runs.run_key(run, True, "code"),
-                paper_runs.run_key(run, False, "other code")}) == 5
+    assert (
+        len(
+            {
+                key,
+                changed_script,
+                changed_input,
+                paper_runs.run_key(run, True, "code"),
+                paper_runs.run_key(run, False, "other code"),
+            }
+        )
+        == 5
+    )
     (root / "configs/c.toml").unlink()
     with pytest.raises(InputError, match="matches no file"):
         paper_runs.run_key(run, False, "code")

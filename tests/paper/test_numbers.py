@@ -46,3 +46,12 @@ def test_format_value():
         format_value(2.5, "d")
     with pytest.raises(InputError, match="nan"):
         format_value(float("nan"), ".3g")
+
+
+def test_an_equation_opening_a_cell_that_ends_in_a_number_is_rendered():
+    from paper.render import markdown
+
+    md = markdown()
+    for text in ("$b$: 0.3", "| a |\n|---|\n| $b^* = q$: 0.364 at $p$ = 0.4 |\n"):
+        out = md.render(text)
+        assert "$" not in out and out.count("<math") == text.count("$") // 2, out
