@@ -60,6 +60,7 @@ class Paper:
         self.table = NumberTable()
         self.order = order  # figure names in the order they appear (from the previous pass)
         self.seen: list[str] = []
+        self.referenced: set[str] = set()
         self._images: dict[str, str] = {}
 
     # numbers
@@ -109,6 +110,7 @@ class Paper:
         """'Figure k' for a figure placed anywhere in the text."""
         if name not in FIGURES:
             raise InputError(f"no figure {name!r} in paper.figures (there are {sorted(FIGURES)})")
+        self.referenced.add(name)
         return f"Figure {self.order.index(name) + 1}" if name in self.order else "Figure ?"
 
     def figure(self, name: str, caller) -> str:
@@ -179,6 +181,9 @@ def build(
     paper = Paper(data, figures, md, order=first.seen)
     paper._images = first._images
     text = _render(env, sections, paper, quick)
+    unplaced = sorted(paper.referenced - set(paper.seen))
+    if unplaced:
+        raise InputError(f"figures referred to but never placed: {', '.join(unplaced)}")
     unused = sorted(set(runs) - data.used)
     if unused:
         raise InputError(f"runs in {runs_file} that the text never reads: {', '.join(unused)}")

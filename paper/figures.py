@@ -32,6 +32,13 @@ def figure(name: str):
     return register
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
 @figure("exact_checks")
 def exact_checks(data, path: Path) -> Path:
     """Monte Carlo z scores of the exact loss; relative differences to quadrature and the compiled loss."""
@@ -61,30 +68,23 @@ def exact_checks(data, path: Path) -> Path:
         ax.legend(fontsize=8, loc="upper right")
     axes[1].set_title(f"exact vs quadrature ({ds.sizes['quad_case']} problems, 2 features)", fontsize=9)
     axes[2].set_title("compiled vs torch exact loss", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
-@figure("phase_2x1")
-def phase_2x1(data, path: Path) -> Path:
-    return plot_phase_diagram(data["diagram_2x1"], path)
+def _layer_figure(plot, alias: str):
+    """A figure drawn by a layer's own plot function from one Dataset."""
+    return lambda data, path: plot(data[alias], path)
 
 
-@figure("phase_5x2")
-def phase_5x2(data, path: Path) -> Path:
-    return plot_phase_diagram(data["diagram_5x2"], path)
-
-
-@figure("compare_2x1")
-def compare_2x1(data, path: Path) -> Path:
-    return plot_phase_maps(data["compare_2x1"], path)
-
-
-@figure("edge_2x1")
-def edge_2x1(data, path: Path) -> Path:
-    return plot_edge(data["compare_2x1"], path)
+#: Figures the layers already draw: name -> (plot function, the Dataset's alias).
+LAYER_FIGURES = {
+    "phase_2x1": (plot_phase_diagram, "diagram_2x1"),
+    "phase_5x2": (plot_phase_diagram, "diagram_5x2"),
+    "compare_2x1": (plot_phase_maps, "compare_2x1"),
+    "edge_2x1": (plot_edge, "compare_2x1"),
+    "compare_5x2": (plot_phase_maps, "compare_5x2"),
+}
+FIGURES.update({name: _layer_figure(plot, alias) for name, (plot, alias) in LAYER_FIGURES.items()})
 
 
 @figure("lone_feature")
@@ -111,15 +111,7 @@ def lone_feature(data, path: Path) -> Path:
     axes[2].plot([], [], "x", color="k", label="search over all W, b")
     for ax in axes:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
-
-
-@figure("compare_5x2")
-def compare_5x2(data, path: Path) -> Path:
-    return plot_phase_maps(data["compare_5x2"], path)
+    return _save(fig, path)
 
 
 GROUP_CONFIGS = {
@@ -159,10 +151,7 @@ def groups(data, path: Path) -> Path:
     for ax in axes:
         ax.set_xlabel("dropout p")
     axes[0].legend(fontsize=7, ncol=1)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 @figure("series")
@@ -190,10 +179,7 @@ def series(data, path: Path) -> Path:
     for ax in axes:
         ax.set_xlabel("dropout p (each block)")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 @figure("study")
@@ -240,7 +226,4 @@ def study(data, path: Path) -> Path:
     axes[2].set_xlabel("density")
     axes[2].set_ylabel("dimensions per feature m / ||W||² (20 in 5)")
     axes[2].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

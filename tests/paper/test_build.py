@@ -115,6 +115,9 @@ def test_build_refuses_an_unknown_alias_an_unused_run_and_a_bad_equation(tiny_pa
     section.write_text(text.replace("num('tiny'", "num('tinny'"))
     with pytest.raises(InputError, match="no run writes a dataset called 'tinny'"):
         build(out, pdf=False, source=source, runs_file=runs_file)
+    section.write_text(text.replace("{% call figure('tiny_loss') %}The two losses of $W$.{% endcall %}", ""))
+    with pytest.raises(InputError, match="referred to but never placed: tiny_loss"):
+        build(out, pdf=False, source=source, runs_file=runs_file)
     section.write_text("## Nothing read\n\nNo numbers.\n")
     with pytest.raises(InputError, match="never reads: tiny"):
         build(out, pdf=False, source=source, runs_file=runs_file)
