@@ -33,7 +33,8 @@ def figure(name: str):
 
 
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+    if not fig.get_layout_engine():
+        fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
@@ -150,7 +151,9 @@ def groups(data, path: Path) -> Path:
     axes[1].set_ylabel("groups per feature / number of groups")
     for ax in axes:
         ax.set_xlabel("dropout p")
-    axes[0].legend(fontsize=7, ncol=1)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     return _save(fig, path)
 
 
