@@ -78,6 +78,8 @@ def format_value(value, spec: str) -> tuple[str, float]:
             raise InputError(f"format {spec!r} asks for an integer; the expression gave {scalar}")
         scalar = int(round(float(scalar)))
     text = format(scalar, spec)
+    if text.startswith("-") and not any(c in "123456789" for c in text.split("e")[0]):
+        text = text[1:]  # a negative number that rounds to zero prints as zero
     # Typographic minus, and no "1e-05" in prose: a power of ten is written out.
     if "e" in text and spec.endswith(("g", "e")):
         mantissa, exponent = text.split("e")

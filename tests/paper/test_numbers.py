@@ -39,6 +39,7 @@ def test_format_value():
     assert format_value(np.float64(0.123456), ".3g") == ("0.123", 0.123456)
     assert format_value(np.array([7.0]), "d") == ("7", 7.0)
     assert format_value(-0.5, ".1%")[0] == "−50.0%"
+    assert format_value(-0.0004, ".2f")[0] == "0.00"
     assert format_value(6.8e-16, ".1e")[0] == "6.8 × 10<sup>−16</sup>"
     with pytest.raises(InputError, match="one value"):
         format_value(np.arange(3), ".3g")
