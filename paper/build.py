@@ -152,7 +152,7 @@ def build(
     pdf: bool = True,
     source: Path = SOURCE,
     runs_file: Path = RUNS_FILE,
-    jobs: int = 2,
+    jobs: int = 1,
 ) -> BuildResult:
     """Run or reuse every run the text needs, draw the figures, write OUT/paper.html (and .pdf).
 
