@@ -11,8 +11,7 @@ renders the text with its equations as MathML (`paper.render`) and writes a
 self-contained HTML article, a PDF where a headless Chromium is present, and
 the table of every number with its Dataset, expression and command
 (`paper.numbers`). A digit typed into the prose fails the build.
+
+From Python: `from paper.build import build; build(out, quick=True)`. Nothing
+is imported here, so that `tms-dropout` (which imports paper.cli) stays fast.
 """
-
-from paper.build import BuildResult, build
-
-__all__ = ["BuildResult", "build"]

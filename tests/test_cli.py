@@ -252,3 +252,15 @@ def test_theory_direct_diagram_command_writes_checked_optima_and_figure(capsys, 
     config.write_text(GROUPS.replace("[0, 0]", "[0, 0, 1]"))
     bad = run_cli(capsys, "theory", "direct-diagram", str(config), "--out", str(out))
     assert bad.returncode == 2 and "dropout_groups has 3 labels" in bad.stderr
+
+
+def test_the_command_line_imports_no_heavy_library_before_it_needs_one():
+    # `tms-dropout --help` and usage errors answer in a fraction of a second only if importing the
+    # command groups (every layer's cli module, and the paper's) pulls in none of these.
+    import subprocess
+    import sys
+
+    heavy = ("torch", "xarray", "matplotlib", "numba", "jinja2", "scipy", "sympy")
+    code = f"import sys, tms_dropout.cli; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
