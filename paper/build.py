@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import sys
 import time
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import xarray as xr
 from paper import quantities
 from paper.figures import FIGURES
 from paper.numbers import Number, NumberTable, format_value, typed_numbers
-from paper.render import escape, find_browser, headings, markdown, print_pdf
+from paper.render import find_browser, headings, markdown, print_pdf
 from paper.runs import RUNS_FILE, Data, RunOutput, load_runs
 from sim.results import code_version
 from theory.errors import InputError
@@ -51,7 +52,7 @@ def check_sources(sections: list[Path]) -> None:
 class Paper:
     """The template's functions for one rendering: numbers, figures, commands."""
 
-    def __init__(self, data: Data, figures: Path, md, order: list[str]):
+    def __init__(self, data: Data, figures: Path, md, order: list[str], images: dict[str, str] | None = None):
         self.data = data
         self.quick = data.quick
         self.claims: list[tuple[str, str, str, bool]] = []
@@ -61,7 +62,7 @@ class Paper:
         self.order = order  # figure names in the order they appear (from the previous pass)
         self.seen: list[str] = []
         self.referenced: set[str] = set()
-        self._images: dict[str, str] = {}
+        self._images: dict[str, str] = {} if images is None else images  # name -> base64 PNG, drawn once
 
     # numbers
     def _evaluate(self, alias: str, expression: str, role: str):
@@ -128,12 +129,12 @@ class Paper:
         number = len(self.seen)
         return (
             f'<figure id="fig-{name}"><img src="data:image/png;base64,{self._images[name]}" '
-            f'alt="Figure {number}: {escape(name)}"><figcaption><b>Figure {number}.</b> {caption}'
+            f'alt="Figure {number}: {html.escape(name)}"><figcaption><b>Figure {number}.</b> {caption}'
             "</figcaption></figure>\n"
         )
 
 
-def _render(env: jinja2.Environment, sections: list[Path], paper: Paper, quick: bool) -> str:
+def _render(env: jinja2.Environment, sections: list[Path], paper: Paper) -> str:
     context = {
         "num": paper.num,
         "claim": paper.claim,
@@ -141,7 +142,7 @@ def _render(env: jinja2.Environment, sections: list[Path], paper: Paper, quick: 
         "command": paper.command,
         "figure": paper.figure,
         "fig": paper.fig,
-        "quick": quick,
+        "quick": paper.quick,
     }
     return "\n\n".join(env.get_template(f"sections/{p.name}").render(**context) for p in sections)
 
@@ -177,10 +178,9 @@ def build(
     md = markdown()
     figures = out / ("figures-quick" if quick else "figures")
     first = Paper(data, figures, md, order=[])
-    _render(env, sections, first, quick)
-    paper = Paper(data, figures, md, order=first.seen)
-    paper._images = first._images
-    text = _render(env, sections, paper, quick)
+    _render(env, sections, first)
+    paper = Paper(data, figures, md, order=first.seen, images=first._images)
+    text = _render(env, sections, paper)
     unplaced = sorted(paper.referenced - set(paper.seen))
     if unplaced:
         raise InputError(f"figures referred to but never placed: {', '.join(unplaced)}")

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from compare.plots import plot_edge, plot_phase_maps  # noqa: E402
+from paper.quantities import feature_norms  # noqa: E402
 from theory.phase_plots import plot_phase_diagram  # noqa: E402
 
 #: A feature counts as represented when ||W_i|| exceeds this (the study's threshold).
@@ -192,7 +193,7 @@ def study(data, path: Path) -> Path:
     five, theory = data["study_5x2"], data["diagram_5x2"]
     basis, twenty = data["study_basis"], data["study_20x5"].sel(importance_decay=1.0)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    norms = np.sqrt((theory.W**2).sum("hidden"))
+    norms = feature_norms(theory)
     for k, p in enumerate(five.p.values):
         count = (five.feature_norm.sel(p=p) > REPRESENTED).sum("feature")
         axes[0].plot(five.density, count.mean("seed"), "o", color=f"C{k}", ms=4, label=f"trained, p = {p:g}")

@@ -7,6 +7,7 @@ import numpy as np
 import xarray as xr
 
 from compare.phases import summary
+from theory import metrics
 from theory.phase_plots import published_boundary
 
 
@@ -31,8 +32,10 @@ def best_seed_share(ds: xr.Dataset, prefix: str, p=None, max_density: float = 1.
 
 
 def feature_norms(ds: xr.Dataset) -> xr.DataArray:
-    """||W_i||, each feature's column norm, for a Dataset with W over (..., hidden, feature)."""
-    return np.sqrt((ds.W**2).sum("hidden"))
+    """||W_i|| (theory.metrics.feature_norms) over the Dataset's dims, for W over (..., hidden, feature)."""
+    return xr.apply_ufunc(
+        metrics.feature_norms, ds.W, input_core_dims=[["hidden", "feature"]], output_core_dims=[["feature"]]
+    )
 
 
 def largest_jump(ds: xr.Dataset, p: float) -> float:
@@ -43,7 +46,7 @@ def largest_jump(ds: xr.Dataset, p: float) -> float:
     cell = ds.sel(p=p).sortby("density")
     W = cell.W.transpose(..., "sparsity", "hidden", "feature").values
     b = cell.b.transpose(..., "sparsity", "feature").values
-    G = np.einsum("...hi,...hj->...ij", W, W)
+    G = metrics.gram(W)
     dG = np.diff(G, axis=-3)
     db = np.diff(b, axis=-2)
     jumps = np.sqrt((dG**2).sum(axis=(-1, -2)) + (db**2).sum(axis=-1))

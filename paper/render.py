@@ -9,7 +9,6 @@ build. The PDF is printed by a headless Chromium when one is installed.
 
 from __future__ import annotations
 
-import html
 import os
 import re
 import shutil
@@ -71,13 +70,13 @@ def markdown() -> MarkdownIt:
     return md
 
 
-def headings(md: MarkdownIt, text: str) -> list[tuple[int, str, str]]:
-    """(level, id, title) of the level-2 headings, for the table of contents."""
+def headings(md: MarkdownIt, text: str) -> list[tuple[str, str]]:
+    """(id, title) of the level-2 headings, for the table of contents."""
     tokens = md.parse(text)
     out = []
     for k, token in enumerate(tokens):
         if token.type == "heading_open" and token.tag == "h2":
-            out.append((2, token.attrs.get("id", ""), tokens[k + 1].content))
+            out.append((token.attrs.get("id", ""), tokens[k + 1].content))
     return out
 
 
@@ -105,7 +104,3 @@ def print_pdf(page: Path, out: Path, browser: str, timeout: float = 180) -> Path
     if result.returncode != 0 or not out.exists() or out.stat().st_size == 0:
         raise RuntimeError(f"{browser} did not print {page} to PDF: {result.stderr.strip()[-2000:]}")
     return out
-
-
-def escape(text: str) -> str:
-    return html.escape(text, quote=True)

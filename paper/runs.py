@@ -157,10 +157,10 @@ def ensure(run: Run, folder: Path, quick: bool, code: str) -> RunOutput:
     """The run's outputs in `folder`: reused when its key matches, else made by running its command."""
     key = run_key(run, quick, code)
     command = run.command_for(quick)
+    paths = {alias: folder / rel for alias, rel in run.datasets.items()}
     record = folder / KEY_FILE
     if record.exists():
         saved = json.loads(record.read_text())
-        paths = {alias: folder / rel for alias, rel in run.datasets.items()}
         if saved.get("key") == key and all(p.exists() for p in paths.values()):
             return RunOutput(run, folder, saved["command"], key, saved["seconds"], True, paths)
     partial = folder.with_name(folder.name + ".partial")
@@ -189,7 +189,6 @@ def ensure(run: Run, folder: Path, quick: bool, code: str) -> RunOutput:
         shutil.rmtree(folder)
     partial.rename(folder)
     print(f"run {run.name}: done in {seconds:.0f} s", file=sys.stderr, flush=True)
-    paths = {alias: folder / rel for alias, rel in run.datasets.items()}
     return RunOutput(run, folder, shown, key, seconds, False, paths)
 
 
@@ -248,6 +247,3 @@ class Data:
         if alias not in self._datasets:
             self._datasets[alias] = xr.load_dataset(self.output(alias).datasets[alias])
         return self._datasets[alias]
-
-    def path(self, alias: str) -> Path:
-        return self.output(alias).datasets[alias]

@@ -45,8 +45,8 @@ def main() -> None:
         for idx in np.ndindex(shape):
             p, s, k = float(P[idx]), float(D[idx]), int(K[idx])
             setup = Setup(1, k, sparsity=1 - s, p=p)
-            W = np.full((k, 1), np.sqrt(opt.norm_squared[idx] / k))
-            b = np.array([opt.bias[idx]])
+            here = lone_feature_optimum(s, p, k)
+            W, b = here.weights(k), np.array([float(here.bias)])
             exact[idx] = float(expected_loss(setup, W, b))
             best = minimize_loss(setup, n_starts=args.starts, seed=int(np.ravel_multi_index(idx, shape)))
             searched[idx] = best.loss

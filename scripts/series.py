@@ -82,6 +82,10 @@ def check(config: TrainConfig, ds: xr.Dataset) -> list[tuple[float, float, float
     return out
 
 
+#: The block table's columns (by_block's variables), in the report's order.
+BLOCK_TABLE = ("block_lost", "block_restored", "block_write")
+
+
 def by_block(ds: xr.Dataset) -> xr.Dataset:
     """Per p and block, means over seeds, densities and importance profiles: the share lost when the
     block alone fails, restored by it alone, and the mean absolute write (the report's block table)."""
@@ -94,13 +98,14 @@ def by_block(ds: xr.Dataset) -> xr.Dataset:
     return out.assign_coords(block=np.arange(out.sizes["block"]))
 
 
-def summary_dataset(runs, checks) -> xr.Dataset:
-    """One Dataset over (config, p, seed[, block]): every summarised quantity per seed (QUANTITIES), the
-    block table, the trainer's check, and each config's series settings as coordinates."""
+def summary_dataset(runs, summary, checks) -> xr.Dataset:
+    """One Dataset over (config, p, seed[, block]): every summarised quantity per seed (`summary`: the
+    per_seed values of QUANTITIES by config), the block table, the trainer's check, and each config's
+    series settings as coordinates."""
     parts = []
     for name, (config, ds) in runs.items():
         s = config.series
-        part = xr.Dataset({key: per_seed(ds, key) for key in QUANTITIES})
+        part = xr.Dataset(summary[name])
         if s.blocks > 1:
             part = part.merge(by_block(ds))
         rows = checks[name]
@@ -208,21 +213,15 @@ def main():
     for name, (config, ds) in runs.items():
         if config.series.blocks < 2:
             continue
+        blocks = by_block(ds)
         for p in ds.p.values:
-            at = ds.sel(p=p)
-            cells = [
-                " ".join(f"{v:.3g}" for v in values.values)
-                for values in (
-                    at.lost_alone_total.mean([d for d in at.lost_alone_total.dims if d != "block"]),
-                    at.restored_alone_total.mean([d for d in at.restored_alone_total.dims if d != "block"]),
-                    abs(at.block_writes).mean([d for d in at.block_writes.dims if d != "block"]),
-                )
-            ]
+            at = blocks.sel(p=p)
+            cells = [" ".join(f"{v:.3g}" for v in at[column].values) for column in BLOCK_TABLE]
             lines.append(f"| {name} | {p:g} | " + " | ".join(cells) + " |")
     lines += ["", "## What the numbers say", ""]
     lines += statements(runs, summary)
     out = save_text("\n".join(lines) + "\n", args.out / "report.md")
-    summary_path = save_dataset(summary_dataset(runs, checks), args.out / "summary.nc")
+    summary_path = save_dataset(summary_dataset(runs, summary, checks), args.out / "summary.nc")
     print(f"wrote {out}, {summary_path} and the figures in {args.out}")
 
 
