@@ -1,6 +1,7 @@
 """Evaluations per second of theory.expected_loss, beside a 1e6-sample Monte Carlo estimate.
 
     python benchmarks/exact_loss_speed.py [--batch 256] [--repeats 5]
+    python benchmarks/exact_loss_speed.py --baseline REV [--rounds 3]
 
 Unbatched: one (W, b) per call. Batched: --batch models per call, counted as
 that many evaluations. The Monte Carlo estimate (theory.monte_carlo_loss,
@@ -9,12 +10,23 @@ standard error beside the exact value's distance from it. Then the compiled
 loss (theory.compiled_loss, numba), value and value with gradient, beside the
 torch ones on the same models, with their largest difference; and the loss
 truncated to at most k active features at 20 in 5, compiled beside torch.
+
+With --baseline, instead: the compiled loss (value, and with gradient; batched)
+of this checkout against that of git revision REV (checked out into a temporary
+worktree), each in a process of its own, alternately, --rounds times; the
+median of each and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,6 +42,33 @@ SIZES = [(2, 1), (3, 2), (5, 2), (6, 2)]
 COMPILED_SIZES = [(2, 1), (3, 2), (5, 2), (6, 2), (8, 3)]
 
 
+def form_flops(k: int, tangent: bool) -> int:
+    """An upper bound on the floating-point operations of one form of k coefficients in the compiled
+    forward pass, counted from its loops (every internal node taken as a polynomial, every moment of
+    every level computed): reflection and reach, offsets, moments, leaves, nodes."""
+    q, per_term = 2, (10 if tangent else 3)
+    flops = 4 * k + k * (k + 1) // 2 + 2 * (1 << k) * (2 if tangent else 1) + (1 << k) * (q + k + 3)
+    for d in range(k):
+        flops += q + d + 1 + per_term * sum(r + 1 for r in range(q + d + 1))
+        flops += (1 << d) * (q + d + (q + d + 1) * per_term)
+    return flops
+
+
+def evaluation_flops(n: int, m: int, grad: bool) -> float:
+    """form_flops summed over one evaluation: 2^m - 1 masks x every active set x n outputs (the output's
+    own feature active: with the tangent); the reverse pass counted as 1.5 forward passes."""
+    per_mask = sum(
+        math.comb(n, k) * (k * form_flops(k, True) + (n - k) * form_flops(k, False)) for k in range(n + 1)
+    )
+    return (2**m - 1) * per_mask * (2.5 if grad else 1.0)
+
+
+def matmul_flops_per_second(repeats: int) -> float:
+    """The machine's float64 rate on dense work: numpy's 2000 x 2000 matrix product, every thread."""
+    a = np.random.default_rng(0).normal(size=(2000, 2000))
+    return 2 * 2000**3 / best_time(lambda: a @ a, repeats)
+
+
 def best_time(fn, repeats: int) -> float:
     fn()  # warm-up
     times = []
@@ -40,6 +79,59 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
+_TIMING = """
+import time
+import numpy as np
+from theory import Setup
+from theory.compiled_loss import expected_loss_and_grad_compiled, expected_loss_compiled
+rng = np.random.default_rng(0)
+for n, m in {sizes}:
+    setup = Setup(n, m, sparsity=0.7, importance=0.9 ** np.arange(n), p=0.4)
+    batch = {batch} if n < 8 else 16
+    W, b = rng.normal(scale=0.7, size=(batch, m, n)), rng.normal(scale=0.1, size=(batch, n))
+    for fn in (expected_loss_compiled, expected_loss_and_grad_compiled):
+        fn(setup, W, b)
+        times = []
+        for _ in range({repeats}):
+            start = time.perf_counter()
+            fn(setup, W, b)
+            times.append(time.perf_counter() - start)
+        print(batch / min(times))
+"""
+
+
+def compiled_rates(tree: Path, batch: int, repeats: int) -> list[float]:
+    """Batched evaluations per second of the compiled loss (value, with gradient) at COMPILED_SIZES, in
+    the checkout at tree, in a process of its own."""
+    code = _TIMING.format(sizes=COMPILED_SIZES, batch=batch, repeats=repeats)
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    done = subprocess.run([sys.executable, "-c", code], cwd=tree, env=env, check=True, capture_output=True)
+    return [float(x) for x in done.stdout.split()]
+
+
+def versus_baseline(revision: str, rounds: int, batch: int, repeats: int) -> None:
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as scratch:
+        baseline = Path(scratch) / "baseline"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "-q", str(baseline), revision], cwd=root, check=True
+        )
+        try:
+            rates = {"baseline": [], "this": []}
+            for _ in range(rounds):
+                for label, tree in (("baseline", baseline), ("this", root)):
+                    rates[label].append(compiled_rates(tree, batch, repeats))
+            old, new = (np.median(rates[label], axis=0) for label in ("baseline", "this"))
+            print(f"compiled exact loss, batched evaluations/s: baseline {revision} against this checkout, "
+                  f"best of {repeats} per process, median of {rounds} processes each")  # fmt: skip
+            print(f"{'(n, m)':>7} {'':>14} {'baseline/s':>11} {'this/s':>9} {'this / baseline':>16}")
+            labels = [(size, what) for size in COMPILED_SIZES for what in ("value", "with gradient")]
+            for (size, what), before, after in zip(labels, old, new, strict=True):
+                print(f"{str(size):>7} {what:>14} {before:11.1f} {after:9.1f} {after / before:16.2f}")
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=root, check=True)
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -47,7 +139,12 @@ def main():
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--samples", type=int, default=1_000_000)
+    parser.add_argument("--baseline", default=None, help="git revision: compare the compiled loss against it")
+    parser.add_argument("--rounds", type=int, default=3, help="with --baseline: processes per checkout")
     args = parser.parse_args()
+    if args.baseline:
+        versus_baseline(args.baseline, args.rounds, args.batch, args.repeats)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; best of {args.repeats}")
     header = (
         f"{'(n, m)':>7} {'exact/s':>10} {'batched/s':>11} {'grad/s':>9} {'MC 1e6 s':>9} "
@@ -81,6 +178,7 @@ def main():
     print("compiled (theory.compiled_loss) against torch (theory.expected_loss[_and_grad]), same models:")
     print(f"{'(n, m)':>7} {'':>14} {'torch/s':>9} {'compiled/s':>11} {'ratio':>6} {'batched torch/s':>16} "
           f"{'compiled/s':>11} {'ratio':>6} {'max diff':>9}")  # fmt: skip
+    rates = {}  # batched evaluations with gradient per second
     for n, m in COMPILED_SIZES:
         setup = Setup(n, m, sparsity=0.7, importance=0.9 ** np.arange(n), p=0.4)
         batch = args.batch if n < 8 else 16
@@ -106,11 +204,20 @@ def main():
                 difference = max(np.max(np.abs(compiled.grad_W - reference.grad_W)),
                                  np.max(np.abs(compiled.grad_b - reference.grad_b)))  # fmt: skip
             (t1, tb), (c1, cb) = times
+            if what == "with gradient":
+                rates[(n, m)] = 1 / cb
             print(
                 f"{str((n, m)):>7} {what:>14} {1 / t1:9.1f} {1 / c1:11.1f} {t1 / c1:5.0f}x {1 / tb:16.1f} "
                 f"{1 / cb:11.1f} {tb / cb:5.1f}x {difference:9.1e}"
             )
     print("max diff: the value's largest relative difference; the gradient's largest absolute one.")
+    peak = matmul_flops_per_second(args.repeats)
+    print(f"share of the machine: numpy's float64 matrix product runs at {peak / 1e9:.1f} GFLOP/s here; the")
+    print("compiled loss with gradient, batched, at an upper bound on its flops (every node and moment):")
+    for (n, m), rate in rates.items():
+        flops = evaluation_flops(n, m, grad=True) * rate
+        share = 100 * flops / peak
+        print(f"{str((n, m)):>7} {flops / 1e9:6.2f} GFLOP/s at most, {share:4.1f}% of the matrix product")
     print("truncated to at most k active features (expected_loss_bounds), 20 in 5 at density 0.05, p = 0.4,")
     print("one model with columns of norm about 1: seconds per evaluation and the rigorous bracket")
     print(f"{'k':>3} {'torch s':>9} {'compiled s':>11} {'ratio':>6} {'lower':>9} {'upper':>9} {'omitted':>9}")

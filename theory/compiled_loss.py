@@ -7,7 +7,10 @@ The same sum as theory.loss (dropout masks x active sets x outputs) of
 with J_2 = E[y_+^2] by theory.cube's pivot recursion (reflection, the largest
 coefficient integrated out first, divided differences only where a node
 straddles 0, polynomial moments elsewhere, the same rescaling of tiny forms),
-written as loops over one form at a time. The derivative dJ_2/dc_i is carried
+written as loops over one form at a time. A first pass from the root down marks
+the nodes the root reads (a node below one that is 0 or a polynomial is never
+computed) and the highest moment each level needs; the values are then computed
+from the leaves up over those nodes only. The derivative dJ_2/dc_i is carried
 forward through the recursion beside the value (a tangent in the direction of
 c_i), so one pass gives both. Float64 throughout. The mask that drops every
 unit leaves y = b+, whose term is summed in closed form.
@@ -38,25 +41,33 @@ from theory.setup import Setup
 _MAX_ORDER = 2 + MAX_EXACT_FEATURES
 
 
-def _binomials(size: int) -> np.ndarray:
-    table = np.zeros((size + 1, size + 1))
+def _tables(size: int) -> np.ndarray:
+    """[C(r, s), C(r, s) / (s + 1)] for r, s <= size: the binomials of the polynomial nodes, and the
+    weights by which integrating out one coefficient spreads a moment over the lower ones."""
+    table = np.zeros((2, size + 1, size + 1))
     for r in range(size + 1):
         for s in range(r + 1):
-            table[r, s] = math.comb(r, s)
+            table[0, r, s] = math.comb(r, s)
+            table[1, r, s] = math.comb(r, s) / (s + 1.0)
     return table
 
 
-_BINOM = _binomials(_MAX_ORDER)
+_TABLES = _tables(_MAX_ORDER)
+
+# how _jet computes a node: not at all (its parent does not read it), 0, its polynomial, the divided
+# difference of its children; needed, not yet classified
+_UNUSED, _ZERO, _POLYNOMIAL, _DIVIDED, _NEEDED = 0, 1, 2, 3, 4
 
 
-@nb.njit(cache=True)
-def _jet(b, c, k, seed, binom, work, keep_levels):
+@nb.njit(cache=True, inline="always")
+def _jet(b, c, k, seed, tables, work, keep_levels):
     """(J_2, dJ_2/dc_seed) of the form b + c[:k] . u (seed < 0: no tangent), carried forward together.
 
     Returns them and the unit the form was rescaled by (0 for a form taken as 0). work: _scratch(n).
     With keep_levels, every level's node values stay in work for _jet_backward.
     """
     a, a_dot, src, sgn, mu, mu_dot, off, off_dot, val, val_dot, powers, suffix = work[:12]
+    state, deepest = work[18:]
     q = 2
     tangent = seed >= 0
     scale = abs(b)
@@ -89,13 +100,47 @@ def _jet(b, c, k, seed, binom, work, keep_levels):
             a[i + 1], a_dot[i + 1], src[i + 1], sgn[i + 1] = a[i], a_dot[i], src[i], sgn[i]
             i -= 1
         a[i + 1], a_dot[i + 1], src[i + 1], sgn[i + 1] = x_val, x_dot, x_src, x_sgn
-    # raw moments mu[d, r] = E[(sum_{j >= d} a_j u_j)^r], r <= q + d, from the smallest coefficient up
+    # offsets of the nodes: node t of level d (t < 2^d) has bit j set if pivot j took its upper end
+    off[0], off_dot[0] = lo, lo_dot
+    for d in range(k):
+        half = 1 << d
+        for t in range(half):
+            off[half + t] = off[t] + a[d]
+            off_dot[half + t] = off_dot[t] + a_dot[d]
+    for d in range(k):  # how far above its offset a node of level d reaches: sum_{j >= d} a_j
+        reach = 0.0
+        for j in range(d, k):
+            reach += a[j]
+        suffix[d] = reach
+    # top down: the nodes the root needs and how each is computed (a node below one that is 0 or a
+    # polynomial is never computed); deepest[d]: the highest moment order levels <= d read
+    state[0, 0] = _NEEDED
+    for d in range(k):
+        half = 1 << d
+        pivot = a[d]
+        deepest[d] = deepest[d - 1] if d > 0 else -1
+        for t in range(2 * half):
+            state[d + 1, t] = _UNUSED
+        for t in range(half):
+            if state[d, t] != _NEEDED:
+                continue
+            o = off[t]
+            if o + suffix[d] <= 0.0 or (o < 0.0 and pivot <= TINY_PIVOT):
+                state[d, t] = _ZERO
+            elif o >= 0.0:
+                state[d, t] = _POLYNOMIAL
+                deepest[d] = q + d
+            else:
+                state[d, t] = _DIVIDED
+                state[d + 1, t] = _NEEDED
+                state[d + 1, half + t] = _NEEDED
+    # raw moments mu[d, r] = E[(sum_{j >= d} a_j u_j)^r], r <= deepest[d], from the smallest coefficient up
     for r in range(q + k + 1):
         mu[k, r] = 0.0
         mu_dot[k, r] = 0.0
     mu[k, 0] = 1.0
     for d in range(k - 1, -1, -1):
-        size = q + d + 1
+        size = deepest[d] + 1
         ad, add = a[d], a_dot[d]
         powers[0] = 1.0  # a_d^s
         for s in range(1, size + 1):
@@ -104,48 +149,47 @@ def _jet(b, c, k, seed, binom, work, keep_levels):
             total, total_dot = 0.0, 0.0
             if tangent:
                 for s in range(r + 1):
-                    weight = binom[r, s] / (s + 1.0)
+                    weight = tables[1, r, s]
                     power_1 = s * powers[s - 1] if s >= 1 else 0.0
                     old, old_dot = mu[d + 1, r - s], mu_dot[d + 1, r - s]
                     total += weight * powers[s] * old
                     total_dot += weight * (power_1 * add * old + powers[s] * old_dot)
             else:
                 for s in range(r + 1):
-                    total += binom[r, s] / (s + 1.0) * powers[s] * mu[d + 1, r - s]
+                    total += tables[1, r, s] * powers[s] * mu[d + 1, r - s]
             mu[d, r] = total
             mu_dot[d, r] = total_dot
-    # offsets of the leaves: node t at depth k has bit d set if pivot d took its upper end
-    off[0], off_dot[0] = lo, lo_dot
-    for d in range(k):
-        half = 1 << d
-        for t in range(half):
-            off[half + t] = off[t] + a[d]
-            off_dot[half + t] = off_dot[t] + a_dot[d]
     power = q + k
     for t in range(1 << k):
+        if state[k, t] != _NEEDED:
+            continue
         o = off[t]
         if o > 0.0:
-            val[k, t] = o**power
-            val_dot[k, t] = power * o ** (power - 1) * off_dot[t]
+            lower = 1.0  # o^(power - 1), by multiplication (** with a variable exponent is libm's pow)
+            for _ in range(power - 1):
+                lower *= o
+            val[k, t] = lower * o
+            val_dot[k, t] = power * lower * off_dot[t]
         else:
             val[k, t] = 0.0
             val_dot[k, t] = 0.0
     child = k  # the level that holds the children's values
     for d in range(k - 1, -1, -1):
         level = d if keep_levels else k  # in place unless kept
-        reach = 0.0  # sum_{j >= d} a_j: how far above its offset a node of this level reaches
-        for j in range(d, k):
-            reach += a[j]
-        suffix[d] = reach
         order = q + d
         half = 1 << d
         pivot, pivot_dot = a[d], a_dot[d]
+        per_pivot = 1.0 / pivot if pivot > 0.0 else 0.0  # read only where pivot > TINY_PIVOT
+        per_denominator = per_pivot / (order + 1)
         for t in range(half):
+            how = state[d, t]
+            if how == _UNUSED:
+                continue
             o = off[t]  # the node's offset: its leaves below share the low bits
             o_dot = off_dot[t]
-            if o + suffix[d] <= 0.0 or (o < 0.0 and pivot <= TINY_PIVOT):
+            if how == _ZERO:
                 value, value_dot = 0.0, 0.0
-            elif o >= 0.0:  # sum_r C(order, r) mu_r o^e, e = order - r, and its tangent
+            elif how == _POLYNOMIAL:  # sum_r C(order, r) mu_r o^e, e = order - r, and its tangent
                 value, value_dot = 0.0, 0.0
                 powers[0] = 1.0  # o^e
                 for e in range(1, order + 1):
@@ -153,30 +197,29 @@ def _jet(b, c, k, seed, binom, work, keep_levels):
                 if tangent:
                     for r in range(order + 1):
                         e = order - r
-                        weight = binom[order, r]
+                        weight = tables[0, order, r]
                         p1 = e * powers[e - 1] if e >= 1 else 0.0
                         value += weight * mu[d, r] * powers[e]
                         value_dot += weight * (mu_dot[d, r] * powers[e] + mu[d, r] * p1 * o_dot)
                 else:
                     for r in range(order + 1):
-                        value += binom[order, r] * mu[d, r] * powers[order - r]
+                        value += tables[0, order, r] * mu[d, r] * powers[order - r]
             else:  # divided difference of the children
-                denominator = (order + 1) * pivot
-                value = (val[child, half + t] - val[child, t]) / denominator
-                value_dot = (val_dot[child, half + t] - val_dot[child, t]) / denominator
-                value_dot -= value * pivot_dot / pivot
+                value = (val[child, half + t] - val[child, t]) * per_denominator
+                value_dot = (val_dot[child, half + t] - val_dot[child, t]) * per_denominator
+                value_dot -= value * pivot_dot * per_pivot
             val[level, t], val_dot[level, t] = value, value_dot
         child = level
     return val[child, 0] * unit * unit, val_dot[child, 0] * unit, unit
 
 
-@nb.njit(cache=True)
-def _jet_backward(k, unit, w_value, w_tangent, binom, work, out):
+@nb.njit(cache=True, inline="always")
+def _jet_backward(k, unit, w_value, w_tangent, tables, work, out):
     """The gradient in (b, c_0, .., c_{k-1}) of w_value J_2 + w_tangent dJ_2/dc_seed, into out (k + 1), by
     one reverse pass over what _jet(.., keep_levels=True) just computed for the same form (reverse mode:
     the adjoint of each node, root to leaves, then of the moments and the offsets)."""
     a, a_dot, src, sgn, mu, mu_dot, off, off_dot, val, val_dot, powers, suffix = work[:12]
-    bar, bar_dot, mu_bar, mu_dot_bar, off_bar, a_bar = work[12:]
+    bar, bar_dot, mu_bar, mu_dot_bar, off_bar, a_bar = work[12:18]
     q = 2
     for x in range(k + 1):
         out[x] = 0.0
@@ -197,6 +240,8 @@ def _jet_backward(k, unit, w_value, w_tangent, binom, work, out):
         order = q + d
         half = 1 << d
         pivot, pivot_dot = a[d], a_dot[d]
+        per_pivot = 1.0 / pivot if pivot > 0.0 else 0.0
+        per_denominator = per_pivot / (order + 1)
         for t in range(half):
             vb, db = bar[t], bar_dot[t]
             bar[t], bar_dot[t], bar[half + t], bar_dot[half + t] = 0.0, 0.0, 0.0, 0.0
@@ -213,7 +258,7 @@ def _jet_backward(k, unit, w_value, w_tangent, binom, work, out):
                 o_bar = 0.0
                 for r in range(order + 1):
                     e = order - r
-                    weight = binom[order, r]
+                    weight = tables[0, order, r]
                     p1 = e * powers[e - 1] if e >= 1 else 0.0
                     p2 = e * (e - 1) * powers[e - 2] if e >= 2 else 0.0
                     mu_bar[d, r] += weight * (vb * powers[e] + db * p1 * o_dot)
@@ -221,23 +266,26 @@ def _jet_backward(k, unit, w_value, w_tangent, binom, work, out):
                     o_bar += weight * (vb * mu[d, r] * p1 + db * (mu_dot[d, r] * p1 + mu[d, r] * p2 * o_dot))
                 off_bar[t] += o_bar
             else:
-                denominator = (order + 1) * pivot
                 value = val[d, t]
                 difference_dot = val_dot[d + 1, half + t] - val_dot[d + 1, t]
                 # value_dot = difference_dot / denominator - value pivot_dot / pivot
-                vb_total = vb - db * pivot_dot / pivot
-                a_bar[d] += db * (value * pivot_dot / pivot - difference_dot / denominator) / pivot
-                a_bar[d] -= vb_total * value / pivot
-                bar[half + t] += vb_total / denominator
-                bar[t] -= vb_total / denominator
-                bar_dot[half + t] += db / denominator
-                bar_dot[t] -= db / denominator
+                vb_total = vb - db * pivot_dot * per_pivot
+                slope = value * pivot_dot * per_pivot - difference_dot * per_denominator
+                a_bar[d] += db * slope * per_pivot
+                a_bar[d] -= vb_total * value * per_pivot
+                bar[half + t] += vb_total * per_denominator
+                bar[t] -= vb_total * per_denominator
+                bar_dot[half + t] += db * per_denominator
+                bar_dot[t] -= db * per_denominator
     power = q + k
     for t in range(1 << k):
         o = off[t]
         if o > 0.0 and (bar[t] != 0.0 or bar_dot[t] != 0.0):
-            first = power * o ** (power - 1)
-            second = power * (power - 1) * o ** (power - 2) if power >= 2 else 0.0
+            lower = 1.0  # o^(power - 2); power >= 2
+            for _ in range(power - 2):
+                lower *= o
+            first = power * lower * o
+            second = power * (power - 1) * lower
             off_bar[t] += bar[t] * first + bar_dot[t] * second * off_dot[t]
     # moments, from the largest coefficient down: mu[d] from mu[d + 1] and a_d
     for d in range(k):
@@ -252,7 +300,7 @@ def _jet_backward(k, unit, w_value, w_tangent, binom, work, out):
             if mb == 0.0 and mdb == 0.0:
                 continue
             for s in range(r + 1):
-                weight = binom[r, s] / (s + 1.0)
+                weight = tables[1, r, s]
                 power_1 = s * powers[s - 1] if s >= 1 else 0.0
                 power_2 = s * (s - 1) * powers[s - 2] if s >= 2 else 0.0
                 old, old_dot = mu[d + 1, r - s], mu_dot[d + 1, r - s]
@@ -288,11 +336,12 @@ def _scratch(n):
         np.empty(leaves), np.empty(leaves),  # bar, bar_dot: adjoints of the nodes
         np.empty((n + 1, n + 3)), np.empty((n + 1, n + 3)),  # mu_bar, mu_dot_bar
         np.empty(leaves), np.empty(n),  # off_bar, a_bar
+        np.empty((n + 1, leaves), np.int8), np.empty(max(n, 1), np.int64),  # state, deepest
     )  # fmt: skip
 
 
 @nb.njit(cache=True, parallel=True)
-def _losses(W, b, density, importance, p, leaders, binom, sets, largest, out_gW, out_gb):
+def _losses(W, b, density, importance, p, leaders, tables, sets, largest, out_gW, out_gb):
     """The exact loss of models W (B, m, n), b (B, n), each at its own setup: density, importance (B, n),
     p (B,), group leaders (B, m) (Setup.group_leaders: a mask that splits a group has probability 0),
     summed over the active sets `sets` (bit masks, ascending; every one of the 2^n, or those of at most
@@ -368,7 +417,7 @@ def _losses(W, b, density, importance, p, leaders, binom, sets, largest, out_gW,
                         coef[t] = M[i, members[t]]
                         if members[t] == i:
                             seed = t
-                    value, cross, unit = _jet(b[model, i], coef, k, seed, binom, work, out_gW is not None)
+                    value, cross, unit = _jet(b[model, i], coef, k, seed, tables, work, out_gW is not None)
                     term = value
                     if seed >= 0:  # i active: 1/3 - 2 E[u_i y_+] + E[y_+^2], E[u_i y_+] = dJ/dc_i / 2
                         term += 1.0 / 3.0 - cross
@@ -376,7 +425,7 @@ def _losses(W, b, density, importance, p, leaders, binom, sets, largest, out_gW,
                     if out_gW is not None:
                         weight = p_mask * p_set * importance[model, i]
                         active_i = 1.0 if seed >= 0 else 0.0
-                        _jet_backward(k, unit, 1.0, -active_i, binom, work, g)  # d term / d(b_i, coef)
+                        _jet_backward(k, unit, 1.0, -active_i, tables, work, g)  # d term / d(b_i, coef)
                         out_gb[model, i] += weight * g[0]
                         for t in range(k):
                             G[i, members[t]] += weight * g[1 + t]
@@ -438,7 +487,7 @@ def _run(setups, W, b, grad: bool, max_active: int | None = None):
     W, b = np.ascontiguousarray(W), np.ascontiguousarray(b)
     gW = np.empty_like(W) if grad else None
     gb = np.empty_like(b) if grad else None
-    return _losses(W, b, density, importance, p, leaders, _BINOM, sets, largest, gW, gb), gW, gb
+    return _losses(W, b, density, importance, p, leaders, _TABLES, sets, largest, gW, gb), gW, gb
 
 
 def _all_sets(n: int) -> np.ndarray:
