@@ -81,6 +81,7 @@ def _layer_figure(plot, alias: str):
 #: Figures the layers already draw: name -> (plot function, the Dataset's alias).
 LAYER_FIGURES = {
     "phase_2x1": (plot_phase_diagram, "diagram_2x1"),
+    "phase_3x2": (plot_phase_diagram, "diagram_3x2"),
     "phase_5x2": (plot_phase_diagram, "diagram_5x2"),
     "compare_2x1": (plot_phase_maps, "compare_2x1"),
     "edge_2x1": (plot_edge, "compare_2x1"),

@@ -53,10 +53,44 @@ def largest_jump(ds: xr.Dataset, p: float) -> float:
     return float(np.nanmax(jumps))
 
 
+def phase_share(ds: xr.Dataset, p: float, prefix: str) -> float:
+    """Share of a phase diagram's cells at p whose optimal geometry's name starts with `prefix`."""
+    names = np.array([str(name).startswith(prefix) for name in ds.geometry.values])
+    return float(names[ds.phase.sel(p=p).values.ravel()].mean())
+
+
+def worst_checked_cell(ds: xr.Dataset) -> xr.Dataset:
+    """A phase diagram at the cell where its optimum is furthest above the least exact loss found over
+    all of W and b (`completeness`: exact_minimum, exact_W, exact_b)."""
+    excess = (ds.optimal_loss / ds.exact_minimum - 1).fillna(-np.inf)
+    where = np.unravel_index(int(np.argmax(excess.values)), excess.shape)
+    return ds.isel(dict(zip(excess.dims, where, strict=True)))
+
+
+def plane_gaps(ds: xr.Dataset | xr.DataArray) -> xr.DataArray:
+    """For models in a plane (two hidden units; a Dataset's W, or W itself): the angles in degrees
+    between neighbouring feature directions going round the circle, smallest first, over a new dim `gap`
+    (one per feature; they sum to 360). A regular polygon has equal gaps; an antipodal pair a gap of
+    180; parallel features 0. A column of zeros (an ignored feature) counts as the direction 0."""
+
+    def gaps(W):
+        if W.shape[-2] != 2:
+            raise ValueError(f"plane_gaps needs two hidden units, got {W.shape[-2]}")
+        turn = np.sort(np.degrees(np.arctan2(W[..., 1, :], W[..., 0, :])) % 360, axis=-1)
+        around = np.concatenate([turn, turn[..., :1] + 360], axis=-1)
+        return np.sort(np.diff(around, axis=-1), axis=-1)
+
+    W = ds.W if isinstance(ds, xr.Dataset) else ds
+    return xr.apply_ufunc(gaps, W, input_core_dims=[["hidden", "feature"]], output_core_dims=[["gap"]])
+
+
 HELPERS = {
     "best_seed_share": best_seed_share,
     "largest_jump": largest_jump,
     "comparison": comparison,
     "feature_norms": feature_norms,
+    "phase_share": phase_share,
+    "plane_gaps": plane_gaps,
+    "worst_checked_cell": worst_checked_cell,
     "published_boundary": published_boundary,
 }

@@ -494,16 +494,22 @@ def completeness(
             f"the direct minimum's rigorous upper end below the catalogue's best by > {tolerance} relative"
         )
         return out
+    m, n = grid.n_hidden, grid.n_features
     minimum = np.full(chosen.shape, np.nan)
+    W = np.full(chosen.shape + (m, n), np.nan)
+    b = np.full(chosen.shape + (n,), np.nan)
     with Progress(int(chosen.sum()), "completeness", "cell", show=progress) as bar:
         for k, c in zip(*np.nonzero(chosen), strict=True):
-            minimum[k, c] = minimize_loss(_setup_at(grid, k, c), n_starts=int(starts[k]), seed=seed).loss
+            found = minimize_loss(_setup_at(grid, k, c), n_starts=int(starts[k]), seed=seed)
+            minimum[k, c], W[k, c], b[k, c] = found.loss, found.W, found.b
             bar.update()
     out["exact_minimum"] = (
         dims,
         minimum.reshape(shape),
         {"description": "least exact loss over all W, b (multistart L-BFGS-B); NaN where not sampled"},
     )
+    out["exact_W"] = (dims + ("hidden", "feature"), W.reshape(shape + (m, n)), {"description": "its W"})
+    out["exact_b"] = (dims + ("feature",), b.reshape(shape + (n,)), {"description": "its b"})
     gap = (out.optimal_loss - out.exact_minimum) / np.maximum(out.exact_minimum, 1e-300)
     out["missing_phase"] = gap > tolerance
     out["missing_phase"].attrs["description"] = (

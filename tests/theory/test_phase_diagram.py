@@ -5,7 +5,17 @@ import pytest
 import xarray as xr
 
 from tests.theory.diagrams import diagram
-from theory import Grid, InputError, Setup, catalogue, completeness, minimize_loss, optimal, phase_diagram
+from theory import (
+    Grid,
+    InputError,
+    Setup,
+    catalogue,
+    completeness,
+    expected_loss,
+    minimize_loss,
+    optimal,
+    phase_diagram,
+)
 from theory.closed_fit import closed_form
 from theory.fits import rank
 
@@ -82,6 +92,14 @@ def test_small_phase_diagram_is_consistent_and_checked_by_the_exact_loss():
     sampled = np.isfinite(checked.exact_minimum)
     assert int(sampled.sum()) == 4
     assert np.all(checked.exact_minimum.values[sampled] <= checked.optimal_loss.values[sampled] * (1 + 1e-6))
+    # the minimum's W and b are stored beside its loss: the exact loss of them is that loss
+    for cell in np.argwhere(sampled.values):
+        at = checked.isel(dict(zip(sampled.dims, cell, strict=True)))
+        setup = Setup(2, 1, sparsity=float(at.sparsity), importance=at.importance.values, p=float(at.p))
+        assert float(expected_loss(setup, at.exact_W.values, at.exact_b.values)) == pytest.approx(
+            float(at.exact_minimum), rel=1e-12
+        )
+    assert np.isnan(checked.exact_W.values[~sampled.values]).all()
 
 
 def test_bad_grids_are_one_clear_error():
