@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from worktree import ROOT, checkout
 
-ROOT = Path(__file__).resolve().parent.parent
 COMMAND = "import sys; from tms_dropout.cli import main; main(sys.argv[1:])"
 
 
@@ -81,31 +81,22 @@ def main():
         help="also time this checkout's diagrams with the search over all of W, b (once each)",
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, checkout(args.baseline) as baseline:
         scratch = Path(scratch)
-        baseline = scratch / "baseline"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", "-q", str(baseline), args.baseline], cwd=ROOT, check=True
-        )
-        try:
-            print(f"baseline {args.baseline} against this checkout; median of {args.rounds} round(s)")
-            print(f"{'problem':>8} {'baseline s':>11} {'this s':>8} {'ratio':>6}  numbers")
+        print(f"baseline {args.baseline} against this checkout; median of {args.rounds} round(s)")
+        print(f"{'problem':>8} {'baseline s':>11} {'this s':>8} {'ratio':>6}  numbers")
+        for problem in args.problems.split(","):
+            times = {"baseline": [], "this": []}
+            for _ in range(args.rounds):
+                for name, tree in (("baseline", baseline), ("this", ROOT)):
+                    times[name].append(run(tree, problem, scratch / f"{name}_{problem}.nc"))
+            old, new = (statistics.median(times[k]) for k in ("baseline", "this"))
+            numbers = compare(scratch / f"baseline_{problem}.nc", scratch / f"this_{problem}.nc")
+            print(f"{problem:>8} {old:11.1f} {new:8.1f} {old / new:5.1f}x  {numbers}", flush=True)
+        if args.with_search and searches(ROOT):
             for problem in args.problems.split(","):
-                times = {"baseline": [], "this": []}
-                for _ in range(args.rounds):
-                    for name, tree in (("baseline", baseline), ("this", ROOT)):
-                        times[name].append(run(tree, problem, scratch / f"{name}_{problem}.nc"))
-                old, new = (statistics.median(times[k]) for k in ("baseline", "this"))
-                numbers = compare(scratch / f"baseline_{problem}.nc", scratch / f"this_{problem}.nc")
-                print(f"{problem:>8} {old:11.1f} {new:8.1f} {old / new:5.1f}x  {numbers}", flush=True)
-            if args.with_search and searches(ROOT):
-                for problem in args.problems.split(","):
-                    seconds = run(ROOT, problem, scratch / f"search_{problem}.nc", search=True)
-                    print(
-                        f"{problem:>8} with the search over all of W, b (this checkout only): {seconds:.1f} s"
-                    )
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, check=True)
+                seconds = run(ROOT, problem, scratch / f"search_{problem}.nc", search=True)
+                print(f"{problem:>8} with the search over all of W, b (this checkout only): {seconds:.1f} s")
 
 
 if __name__ == "__main__":

@@ -24,12 +24,12 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from worktree import ROOT, checkout
 
 from theory import Setup, expected_loss, expected_loss_and_grad, expected_loss_bounds, monte_carlo_loss
 from theory.compiled_loss import (
@@ -110,26 +110,18 @@ def compiled_rates(tree: Path, batch: int, repeats: int) -> list[float]:
 
 
 def versus_baseline(revision: str, rounds: int, batch: int, repeats: int) -> None:
-    root = Path(__file__).resolve().parent.parent
-    with tempfile.TemporaryDirectory() as scratch:
-        baseline = Path(scratch) / "baseline"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", "-q", str(baseline), revision], cwd=root, check=True
-        )
-        try:
-            rates = {"baseline": [], "this": []}
-            for _ in range(rounds):
-                for label, tree in (("baseline", baseline), ("this", root)):
-                    rates[label].append(compiled_rates(tree, batch, repeats))
-            old, new = (np.median(rates[label], axis=0) for label in ("baseline", "this"))
-            print(f"compiled exact loss, batched evaluations/s: baseline {revision} against this checkout, "
-                  f"best of {repeats} per process, median of {rounds} processes each")  # fmt: skip
-            print(f"{'(n, m)':>7} {'':>14} {'baseline/s':>11} {'this/s':>9} {'this / baseline':>16}")
-            labels = [(size, what) for size in COMPILED_SIZES for what in ("value", "with gradient")]
-            for (size, what), before, after in zip(labels, old, new, strict=True):
-                print(f"{str(size):>7} {what:>14} {before:11.1f} {after:9.1f} {after / before:16.2f}")
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=root, check=True)
+    with checkout(revision) as baseline:
+        rates = {"baseline": [], "this": []}
+        for _ in range(rounds):
+            for label, tree in (("baseline", baseline), ("this", ROOT)):
+                rates[label].append(compiled_rates(tree, batch, repeats))
+    old, new = (np.median(rates[label], axis=0) for label in ("baseline", "this"))
+    print(f"compiled exact loss, batched evaluations/s: baseline {revision} against this checkout, "
+          f"best of {repeats} per process, median of {rounds} processes each")  # fmt: skip
+    print(f"{'(n, m)':>7} {'':>14} {'baseline/s':>11} {'this/s':>9} {'this / baseline':>16}")
+    labels = [(size, what) for size in COMPILED_SIZES for what in ("value", "with gradient")]
+    for (size, what), before, after in zip(labels, old, new, strict=True):
+        print(f"{str(size):>7} {what:>14} {before:11.1f} {after:9.1f} {after / before:16.2f}")
 
 
 def main():

@@ -27,7 +27,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from tms_reference import ReferenceModel, reference_optimize  # noqa: E402
+from worktree import ROOT, checkout  # noqa: E402
 
 from sim import train  # noqa: E402
 from sim.trainer import _Batched, _FlatAdamW  # noqa: E402
@@ -192,27 +192,17 @@ def instance_steps_per_second(tree: Path, setups: str, steps: int, backend: str)
 
 
 def versus_baseline(revision: str, rounds: int) -> None:
-    root = Path(__file__).resolve().parent.parent
-    with tempfile.TemporaryDirectory() as scratch:
-        baseline = Path(scratch) / "baseline"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", "-q", str(baseline), revision], cwd=root, check=True
-        )
-        try:
-            print(
-                f"sim.train: baseline {revision} against this checkout, instance-steps/s, median of {rounds}"
-            )
-            for name, (setups, steps, backends) in WORKLOADS.items():
-                for backend in backends:
-                    rates = {"baseline": [], "this": []}
-                    for _ in range(rounds):
-                        for label, tree in (("baseline", baseline), ("this", root)):
-                            rates[label].append(instance_steps_per_second(tree, setups, steps, backend))
-                    old, new = (statistics.median(rates[k]) for k in ("baseline", "this"))
-                    print(f"  {name:24s} {backend:6s} baseline {old:10.0f}  this {new:10.0f}  "
-                          f"this / baseline {new / old:.2f}", flush=True)  # fmt: skip
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=root, check=True)
+    with checkout(revision) as baseline:
+        print(f"sim.train: baseline {revision} against this checkout, instance-steps/s, median of {rounds}")
+        for name, (setups, steps, backends) in WORKLOADS.items():
+            for backend in backends:
+                rates = {"baseline": [], "this": []}
+                for _ in range(rounds):
+                    for label, tree in (("baseline", baseline), ("this", ROOT)):
+                        rates[label].append(instance_steps_per_second(tree, setups, steps, backend))
+                old, new = (statistics.median(rates[k]) for k in ("baseline", "this"))
+                print(f"  {name:24s} {backend:6s} baseline {old:10.0f}  this {new:10.0f}  "
+                      f"this / baseline {new / old:.2f}", flush=True)  # fmt: skip
 
 
 def main():
