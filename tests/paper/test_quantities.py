@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+import xarray as xr
+
+from paper.quantities import phase_share, plane_gaps, worst_checked_cell
+
+
+def _models(columns):
+    """A Dataset of models in a plane, one per entry: W (model, hidden, feature) from feature angles in
+    degrees (None: a column of zeros)."""
+    W = np.array(
+        [
+            [[0.0, 0.0] if a is None else [np.cos(np.radians(a)), np.sin(np.radians(a))] for a in angles]
+            for angles in columns
+        ]
+    ).transpose(0, 2, 1)
+    return xr.Dataset({"W": (("model", "hidden", "feature"), W)})
+
+
+def test_plane_gaps_go_round_the_circle():
+    ds = _models([(90, 210, 330), (10, 190, 100), (45, 45, 225), (350, 20, 170)])
+    gaps = plane_gaps(ds).values
+    np.testing.assert_allclose(gaps[0], [120, 120, 120], atol=1e-9)  # regular triangle
+    np.testing.assert_allclose(gaps[1], [90, 90, 180], atol=1e-9)  # antipodal pair and one between
+    np.testing.assert_allclose(gaps[2], [0, 180, 180], atol=1e-9)  # two parallel, one opposite
+    np.testing.assert_allclose(gaps[3], [30, 150, 180], atol=1e-9)  # across the 0 / 360 seam
+    np.testing.assert_allclose(gaps.sum(-1), 360)
+    np.testing.assert_allclose(plane_gaps(ds.W).values, gaps)  # W itself
+    with pytest.raises(ValueError, match="two hidden units"):
+        plane_gaps(xr.DataArray(np.ones((3, 4)), dims=("hidden", "feature")))
+
+
+def test_phase_share_and_worst_checked_cell_read_the_right_cells():
+    ds = xr.Dataset(
+        {
+            "phase": (("p", "cell"), [[0, 1, 1, 2], [2, 2, 2, 0]]),
+            "optimal_loss": (("p", "cell"), [[1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 1.0, 1.0]]),
+            "exact_minimum": (("p", "cell"), [[1.0, np.nan, 0.9, np.nan], [np.nan, 1.0, np.nan, 1.0]]),
+        },
+        coords={"p": [0.0, 0.4], "geometry": ["antipodal 0 1", "antipodal 0 2", "triangle"]},
+    )
+    assert phase_share(ds, 0.0, "antipodal") == 0.75
+    assert phase_share(ds, 0.4, "triangle") == 0.75
+    assert phase_share(ds, 0.4, "pentagon") == 0.0
+    worst = worst_checked_cell(ds)
+    assert (float(worst.p), float(worst.optimal_loss), float(worst.exact_minimum)) == (0.4, 2.0, 1.0)
