@@ -1,6 +1,7 @@
 """Analytic phase diagrams against an earlier version of the code, on the same grids, in one run.
 
-    python benchmarks/diagram_speed.py [--baseline 94be762] [--problems 5x2,20x5] [--rounds 1] [--with-search]
+    python benchmarks/diagram_speed.py [--baseline 94be762] [--problems 5x2,20x5] [--rounds 1]
+        [--grid "--points 30 --p 0,0.15,0.4"] [--with-search]
 
 Each --problems entry is `tms-dropout theory phase-diagram --problem P` on its
 default grid (5x2: 12 densities x p = 0, 0.1, ..., 0.5 at importance 0.9**i;
@@ -13,7 +14,14 @@ should be lower or equal everywhere, never higher). The default baseline is
 the last version whose exact-loss fits ran on the torch loss, walking the
 density axis up only. Both run without the search over all of W and b
 (`--no-search`; the baseline has none); --with-search also times this
-checkout's diagrams with it.
+checkout's diagrams with it. --grid replaces the default grid (the same
+options for both).
+
+This checkout runs twice per round: `cold`, with an empty cache folder
+(TMS_DROPOUT_CACHE), as on a fresh machine, and `warm`, with the cache the
+cold run left (the closed forms' regimes and their numpy code, kept between
+processes); the baseline runs with an empty cache folder. The warm run's
+diagram must be the cold run's bit for bit: the line says so.
 """
 
 from __future__ import annotations
@@ -39,14 +47,17 @@ def searches(tree: Path) -> bool:
     return "--search/--no-search" in (tree / "theory" / "cli.py").read_text()
 
 
-def run(tree: Path, problem: str, out: Path, search: bool = False) -> float:
-    """Seconds one phase-diagram command takes in the checkout at tree (without its search over all of
-    W, b unless `search`: a version before it has none)."""
-    env = dict(os.environ, PYTHONPATH=str(tree), TMS_DROPOUT_PROGRESS_SECONDS="600")
+def run(tree: Path, problem: str, out: Path, cache: Path, grid: str = "", search: bool = False) -> float:
+    """Seconds one phase-diagram command takes in the checkout at tree with the cache folder `cache`
+    (without its search over all of W, b unless `search`: a version before it has none)."""
+    env = dict(
+        os.environ, PYTHONPATH=str(tree), TMS_DROPOUT_PROGRESS_SECONDS="600", TMS_DROPOUT_CACHE=str(cache)
+    )
     flag = [] if not searches(tree) else ["--search"] if search else ["--no-search"]
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-c", COMMAND, "theory", "phase-diagram", "--problem", problem, "--out", str(out)]
+        + grid.split()
         + flag,
         cwd=tree,
         env=env,
@@ -61,10 +72,11 @@ def compare(old: Path, new: Path) -> str:
     a, b = xr.load_dataset(old), xr.load_dataset(new)
     relative = (b.optimal_loss.values - a.optimal_loss.values) / a.optimal_loss.values
     same = (a.geometry.values[a.phase.values] == b.geometry.values[b.phase.values]).mean()
+    identical = a.drop_attrs().identical(b.drop_attrs())
     return (
         f"optimal loss lower in {(relative < -1e-9).sum()} of {relative.size} cells (by up to "
         f"{-relative.min():.2%}), higher in {(relative > 1e-9).sum()} (largest {relative.max():.1e}); "
-        f"same phase in {same:.0%}"
+        f"same phase in {same:.0%}{'; the Datasets are identical' if identical else ''}"
     )
 
 
@@ -75,6 +87,7 @@ def main():
     parser.add_argument("--baseline", default="94be762", help="git revision to compare against")
     parser.add_argument("--problems", default="5x2,20x5")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--grid", default="", help="phase-diagram options replacing the default grid")
     parser.add_argument(
         "--with-search",
         action="store_true",
@@ -84,18 +97,29 @@ def main():
     with tempfile.TemporaryDirectory() as scratch, checkout(args.baseline) as baseline:
         scratch = Path(scratch)
         print(f"baseline {args.baseline} against this checkout; median of {args.rounds} round(s)")
-        print(f"{'problem':>8} {'baseline s':>11} {'this s':>8} {'ratio':>6}  numbers")
+        print(f"{'problem':>8} {'baseline s':>11} {'cold s':>7} {'warm s':>7} {'ratios':>12}  numbers")
         for problem in args.problems.split(","):
-            times = {"baseline": [], "this": []}
-            for _ in range(args.rounds):
-                for name, tree in (("baseline", baseline), ("this", ROOT)):
-                    times[name].append(run(tree, problem, scratch / f"{name}_{problem}.nc"))
-            old, new = (statistics.median(times[k]) for k in ("baseline", "this"))
-            numbers = compare(scratch / f"baseline_{problem}.nc", scratch / f"this_{problem}.nc")
-            print(f"{problem:>8} {old:11.1f} {new:8.1f} {old / new:5.1f}x  {numbers}", flush=True)
+            times = {"baseline": [], "cold": [], "warm": []}
+            for round_ in range(args.rounds):
+                caches = {name: scratch / f"cache_{problem}_{round_}_{name}" for name in ("baseline", "cold")}
+                caches["warm"] = caches["cold"]  # what the cold run left
+                for name, tree in (("baseline", baseline), ("cold", ROOT), ("warm", ROOT)):
+                    out = scratch / f"{name}_{problem}.nc"
+                    times[name].append(run(tree, problem, out, caches[name], args.grid))
+            old, cold, warm = (statistics.median(times[k]) for k in ("baseline", "cold", "warm"))
+            numbers = compare(scratch / f"baseline_{problem}.nc", scratch / f"cold_{problem}.nc")
+            cold_ds, warm_ds = (xr.load_dataset(scratch / f"{k}_{problem}.nc") for k in ("cold", "warm"))
+            identical = cold_ds.drop_attrs().identical(warm_ds.drop_attrs())
+            same = "warm = cold bit for bit" if identical else "WARM DIFFERS FROM COLD"
+            print(
+                f"{problem:>8} {old:11.1f} {cold:7.1f} {warm:7.1f} {old / cold:5.1f}x {old / warm:5.1f}x  "
+                f"{numbers}; {same}",
+                flush=True,
+            )
         if args.with_search and searches(ROOT):
             for problem in args.problems.split(","):
-                seconds = run(ROOT, problem, scratch / f"search_{problem}.nc", search=True)
+                out, cache = scratch / f"search_{problem}.nc", scratch / f"cache_{problem}_search"
+                seconds = run(ROOT, problem, out, cache, args.grid, search=True)
                 print(f"{problem:>8} with the search over all of W, b (this checkout only): {seconds:.1f} s")
 
 

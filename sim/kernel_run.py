@@ -19,9 +19,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import math
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,25 +156,10 @@ def gradients(
 """
 
 
-def cache_folder() -> Path:
-    """Where the generated kernels live: $TMS_DROPOUT_CACHE, or ~/.cache/tms-dropout/kernels."""
-    root = os.environ.get("TMS_DROPOUT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tms-dropout"
-    )
-    folder = Path(root) / "kernels"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-    except OSError:
-        fallback = Path(tempfile.gettempdir()) / "tms-dropout-kernels"
-        fallback.mkdir(parents=True, exist_ok=True)
-        return fallback
-
-
 def compile_kernels(name: str, header: str, depends: tuple[str, ...], **loops: str) -> Kernels:
     """A backend's kernels: `header` (imports, and a `batch` function or its import) and the loops
-    (_LOOPS filled with `loops`), written as a module in cache_folder() and imported, so that numba
-    caches the compiled code beside it; later processes load that cache.
+    (_LOOPS filled with `loops`), written as a module in the cache's `kernels` folder and imported, so
+    that numba caches the compiled code beside it; later processes load that cache.
 
     The file's name carries a digest of its source and of the `depends` modules' files (the code it
     imports): numba's cache sees only the file it compiled, so a change there makes a new file.
@@ -186,7 +169,7 @@ def compile_kernels(name: str, header: str, depends: tuple[str, ...], **loops: s
     for module in depends:
         digest.update(Path(importlib.util.find_spec(module).origin).read_bytes())
     tag = digest.hexdigest()[:16]
-    path = cache_folder() / f"{name}_{tag}.py"
+    path = storage.cache_folder("kernels") / f"{name}_{tag}.py"
     if not path.exists() or path.read_bytes() != source.encode():  # a damaged cache is written again
         storage.save_text(source, path)
     module_name = f"tms_dropout_{name}_{tag}"

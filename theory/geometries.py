@@ -4,7 +4,8 @@ A geometry is a composite of blocks (theory.blocks), each on its own features an
 
 ClosedForm(geometry) gives the loss from theory.symbolic, one regime at a
 time: each evaluation checks the regime's conditions, and a point outside
-every regime derived so far gets its own (derived once, cached).
+every regime derived so far gets its own (derived once, and kept on disk with
+its numpy code by theory.regime_store for later processes).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import sympy as sp
 from theory.blocks import Block
 from theory.errors import InputError
 from theory.loss import expected_loss
+from theory.regime_store import RegimeStore
 from theory.setup import Setup
-from theory.symbolic import RegimeLoss, density_symbols, derive_loss, importance_symbols, p_symbol
+from theory.symbolic import RegimeLoss, derive_loss, reference_values, regime_path
 
 
 @dataclass(frozen=True)
@@ -208,15 +210,10 @@ _COMPLEX_STEP = 1e-30
 _HESSIAN_STEP = 1e-5
 
 
-def _lambdify(args, expr):
-    """numpy function of expr with common subexpressions; no expression in its docstring
-    (printing it there was a third of the time of deriving a regime)."""
-    return sp.lambdify(args, expr, "numpy", cse=True, docstring_limit=0)
-
-
 @dataclass
 class _Compiled:
-    """One regime, lambdified; derivatives compiled on first use (they are the slow part).
+    """One regime's numpy code (from the regime store); derivatives compiled on first use (they are
+    the slow part).
 
     Within a regime the loss is one analytic expression (polynomials, divided
     differences, sin and cos), so for large expressions the gradient comes
@@ -225,19 +222,34 @@ class _Compiled:
     stopping rule uses the exact gradient).
     """
 
-    regime: RegimeLoss
-    args: tuple
-    value: object
-    conditions: object
-    strict: object
-    _gradient: object = None
-    _hessian: object = None
+    store: RegimeStore
+    regime_id: str
+    count: int
+    _functions: dict = field(default_factory=dict)
     _symbolic: bool | None = None
+
+    def _function(self, part: str):
+        if part not in self._functions:
+            self._functions[part] = self.store.function(self.regime_id, part)
+        return self._functions[part]
+
+    def value(self, *values):
+        return self._function("value")(*values)
+
+    def conditions(self, *values):
+        return self._function("conditions")(*values)
+
+    def strict(self, *values):
+        return self._function("strict")(*values)
+
+    @property
+    def regime(self) -> RegimeLoss:
+        return self.store.regime(self.regime_id)
 
     @property
     def symbolic(self) -> bool:
         if self._symbolic is None:
-            self._symbolic = sp.count_ops(self.regime.expr) <= SYMBOLIC_DERIVATIVE_OPS
+            self._symbolic = self.store.operations(self.regime_id) <= SYMBOLIC_DERIVATIVE_OPS
         return self._symbolic
 
     def _complex_step(self, theta: list, rest: list) -> np.ndarray:
@@ -251,17 +263,14 @@ class _Compiled:
         return np.moveaxis(out, 0, -1) / _COMPLEX_STEP
 
     def gradient(self, *values):
-        count = len(self.regime.params)
+        count = self.count
         if not self.symbolic:
             grad = self._complex_step(list(values[:count]), list(values[count:]))
             return [grad[..., k] for k in range(count)]
-        if self._gradient is None:
-            derivatives = [sp.diff(self.regime.expr, t) for t in self.regime.params]
-            self._gradient = _lambdify(self.args, derivatives)
-        return self._gradient(*values)
+        return self._function("gradient")(*values)
 
     def hessian(self, *values):
-        count = len(self.regime.params)
+        count = self.count
         if not self.symbolic:
             theta = np.stack(np.broadcast_arrays(*values[:count]), 0).astype(float)  # (P, ...)
             step = _HESSIAN_STEP * (1.0 + np.abs(theta))
@@ -274,10 +283,7 @@ class _Compiled:
             hess = (grad[0] - grad[1]) / (2 * step[..., None])  # (direction, ..., component)
             hess = 0.5 * (hess + np.swapaxes(hess, 0, -1))
             return [[hess[j, ..., k] for k in range(count)] for j in range(count)]
-        if self._hessian is None:
-            hessian = sp.hessian(self.regime.expr, self.regime.params)
-            self._hessian = _lambdify(self.args, hessian.tolist())
-        return self._hessian(*values)
+        return self._function("hessian")(*values)
 
 
 @dataclass
@@ -285,8 +291,10 @@ class RegimeForm:
     """The closed-form loss of one geometry derived as a whole, regime by regime.
 
     ClosedForm uses one per block (each block on its own features and
-    neurons). Derived regimes are kept, and a point outside all of them gets
-    its own (derive=True).
+    neurons). Regimes in use are kept in `regimes`; a point outside all of them
+    gets the regime derive_loss gives there: from the store (theory.regime_store,
+    which keeps what earlier processes derived), or derived (derive=True) and
+    stored.
     """
 
     geometry: Geometry
@@ -295,29 +303,19 @@ class RegimeForm:
     def __post_init__(self):
         self._W, self._b = self.geometry.matrices()
         self._params = self.geometry.parameters()
-        n = self.geometry.n_features
-        self._setup_symbols = (*density_symbols(n), *importance_symbols(n), p_symbol)
+        self.store = RegimeStore(self._W, self._b, self._params)
 
     def parameters(self) -> tuple[sp.Symbol, ...]:
         return self._params
-
-    def _compile(self, regime: RegimeLoss) -> _Compiled:
-        args = (*self._params, *self._setup_symbols)
-        value = _lambdify(args, regime.expr)
-        conditions = _lambdify((*self._params, p_symbol), list(regime.conditions))
-        strict = _lambdify((*self._params, p_symbol), list(regime.strict))
-        return _Compiled(regime, args, value, conditions, strict)
 
     @staticmethod
     def _holds(compiled: _Compiled, theta_columns, p, shape, tolerance: float) -> np.ndarray:
         """Where the regime's conditions hold, for columns of theta (each of the given shape)."""
         ok = np.ones(shape, dtype=bool)
-        if compiled.regime.conditions:
-            for c in compiled.conditions(*theta_columns, p):
-                ok &= np.broadcast_to(np.asarray(c, dtype=float), shape) >= -tolerance
-        if compiled.regime.strict:
-            for c in compiled.strict(*theta_columns, p):
-                ok &= np.broadcast_to(np.asarray(c, dtype=float), shape) > 0
+        for c in compiled.conditions(*theta_columns, p):
+            ok &= np.broadcast_to(np.asarray(c, dtype=float), shape) >= -tolerance
+        for c in compiled.strict(*theta_columns, p):
+            ok &= np.broadcast_to(np.asarray(c, dtype=float), shape) > 0
         return ok
 
     def regime_at(self, theta, p: float, tolerance: float = 1e-12, derive: bool = True) -> _Compiled | None:
@@ -326,11 +324,18 @@ class RegimeForm:
         for compiled in self.regimes:
             if self._holds(compiled, theta, p, (), tolerance):
                 return compiled
-        return self._derive(theta, p) if derive else None
+        return self._derive(theta, p, derive)
 
-    def _derive(self, theta, p: float) -> _Compiled:
+    def _derive(self, theta, p: float, derive: bool = True) -> _Compiled | None:
+        """The regime derive_loss gives at (theta, p), now in use: from the store, or derived and
+        stored (None if it is not stored and derive is False)."""
         point = dict(zip(self._params, (float(t) for t in theta), strict=True))
-        compiled = self._compile(derive_loss(self._W, self._b, self._params, point, p))
+        regime_id = self.store.regime_id(regime_path(*reference_values(self._W, self._b, point, p), p))
+        if not self.store.has(regime_id):
+            if not derive:
+                return None
+            self.store.save(regime_id, derive_loss(self._W, self._b, self._params, point, p))
+        compiled = _Compiled(self.store, regime_id, len(self._params))
         self.regimes.append(compiled)
         return compiled
 

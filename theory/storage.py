@@ -1,8 +1,8 @@
 """Writing results so that damage is seen, never read: atomic files, checksums, locks.
 
-Every file the project writes (Datasets, sweep chunks, generated kernels)
-goes through `write_atomically`: a reader sees the old file or the whole new
-one, never half of one. A file that is kept to be reused later (a sweep's
+Every file the project writes (Datasets, sweep chunks, generated kernels, compiled
+closed forms) goes through `write_atomically`: a reader sees the old file or the
+whole new one, never half of one. A file that is kept to be reused later (a sweep's
 chunk) has its SHA-256 recorded (`sha256`) and checked before it is trusted.
 `exclusive` keeps two processes from working on one output at once.
 """
@@ -41,6 +41,22 @@ def write_atomically(path: str | Path, write: Callable[[str], None]) -> Path:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def cache_folder(name: str) -> Path:
+    """A folder of the project's cache: $TMS_DROPOUT_CACHE/name, or ~/.cache/tms-dropout/name
+    ($XDG_CACHE_HOME in place of ~/.cache when set); a temporary folder if that cannot be made."""
+    root = os.environ.get("TMS_DROPOUT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tms-dropout"
+    )
+    folder = Path(root) / name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    except OSError:
+        fallback = Path(tempfile.gettempdir()) / f"tms-dropout-{name}"
+        fallback.mkdir(parents=True, exist_ok=True)
+        return fallback
 
 
 def save_dataset(ds, path: str | Path) -> Path:

@@ -8,7 +8,9 @@ signs of offsets b_i + sum c_j. Those branches are chosen at a reference
 point theta0 (each symbolic quantity travels with its numeric value there),
 and every choice is recorded as a condition g(theta, p) >= 0. The result is
 exact on the region where all the conditions hold: the regime. Outside it
-another regime must be derived (theory.geometries does that, and caches).
+another regime must be derived (theory.geometries does that, and keeps
+them). regime_path lists the choices without deriving anything, so it names
+the regime a point gets (theory.regime_store keeps regimes by it).
 
 Conditions come from the reflection of negative coefficients, the zero and
 polynomial shortcuts, and the divided-difference branch. That branch is
@@ -122,6 +124,66 @@ def truncated_power_moment(
     return _cube(lo, reflected, q, conditions, strict)
 
 
+def reference_values(
+    W: sp.Matrix, b: sp.Matrix, point: dict[sp.Symbol, float], p_value: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """W (m, n) and b (n,) at the point, as the floats derive_loss takes its choices on."""
+    numeric = {**point, p_symbol: p_value}
+    W_val = np.array(W.subs(numeric).evalf(), dtype=float)
+    return W_val, np.array(b.subs(numeric).evalf(), dtype=float).ravel()
+
+
+def _kept_gram(W_val: np.ndarray, mask, p_value: float) -> np.ndarray:
+    """W^T D W / (1 - p) for the dropout mask's diagonal D: the coefficients of the inputs."""
+    return W_val.T @ np.diag(mask) @ W_val / (1 - p_value)
+
+
+def _cube_choices(offset: float, coefs: list[float], out: list[int]) -> None:
+    """_cube's choices (0: polynomial, 1: zero, 2: divided difference, then both children)."""
+    top = offset + sum(coefs)
+    if offset >= 0:
+        out.append(0)
+    elif top <= 0:
+        out.append(1)
+    else:
+        out.append(2)
+        _cube_choices(offset + coefs[0], coefs[1:], out)
+        _cube_choices(offset, coefs[1:], out)
+
+
+def regime_path(W_val: np.ndarray, b_val: np.ndarray, p_value: float, max_active: int | None = None) -> bytes:
+    """Every choice derive_loss takes at these reference values (see reference_values), in its order.
+
+    Two points with the same path get the same regime from derive_loss, so the path names the
+    regime without deriving it (theory.regime_store keeps regimes by it). It repeats the choices
+    of truncated_power_moment and _cube on the same floats in the same order (the coefficients
+    there are dummy symbols, never identically 0): which coefficients are reflected, the order
+    the sort leaves them in, and each node's branch.
+    """
+    m, n = W_val.shape
+    max_active = n if max_active is None else max_active
+    out: list[int] = [max_active]
+    for mask in itertools.product([0, 1], repeat=m):
+        M_val = _kept_gram(W_val, mask, p_value)
+        for k in range(max_active + 1):
+            for active in itertools.combinations(range(n), k):
+                for i in range(n):
+                    lo = float(b_val[i])
+                    reflected = []
+                    for j in active:
+                        c = float(M_val[i, j])
+                        if c < 0:
+                            lo = lo + c
+                            reflected.append(-c)
+                        else:
+                            reflected.append(c)
+                        out.append(int(c < 0))
+                    order = sorted(range(len(reflected)), key=lambda j: -reflected[j])
+                    out.extend(order)
+                    _cube_choices(lo, [reflected[j] for j in order], out)
+    return np.array(out, dtype=np.int16).tobytes()
+
+
 def derive_loss(
     W: sp.Matrix,
     b: sp.Matrix,
@@ -138,9 +200,7 @@ def derive_loss(
     m, n = W.shape
     max_active = n if max_active is None else max_active
     density, importance = density_symbols(n), importance_symbols(n)
-    numeric = {**point, p_symbol: p_value}
-    W_val = np.array(W.subs(numeric).evalf(), dtype=float)
-    b_val = np.array(b.subs(numeric).evalf(), dtype=float).ravel()
+    W_val, b_val = reference_values(W, b, point, p_value)
     gammas = sp.symbols(f"gamma_0:{n}", real=True)
     beta = sp.Symbol("beta", real=True)
     conditions: list[sp.Expr] = []
@@ -151,7 +211,7 @@ def derive_loss(
         p_mask = (1 - p_symbol) ** kept * p_symbol ** (m - kept)
         D = sp.diag(*mask)
         M = (W.T * D * W) / (1 - p_symbol)
-        M_val = W_val.T @ np.diag(mask) @ W_val / (1 - p_value)
+        M_val = _kept_gram(W_val, mask, p_value)
         for k in range(max_active + 1):
             for active in itertools.combinations(range(n), k):
                 p_set = sp.Mul(*[density[j] if j in active else 1 - density[j] for j in range(n)])
