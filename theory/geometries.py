@@ -21,7 +21,7 @@ from theory.errors import InputError
 from theory.loss import expected_loss
 from theory.regime_store import RegimeStore
 from theory.setup import Setup
-from theory.symbolic import RegimeLoss, derive_loss, reference_values, regime_path
+from theory.symbolic import derive_loss, reference_values, regime_path
 
 
 @dataclass(frozen=True)
@@ -241,10 +241,6 @@ class _Compiled:
 
     def strict(self, *values):
         return self._function("strict")(*values)
-
-    @property
-    def regime(self) -> RegimeLoss:
-        return self.store.regime(self.regime_id)
 
     @property
     def symbolic(self) -> bool:
