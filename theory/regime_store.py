@@ -18,6 +18,7 @@ is never executed, it is derived and written again. Deleting the folder is alway
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -38,15 +39,10 @@ def lambdify(args, expr) -> Callable:
     return sp.lambdify(args, expr, "numpy", cse=True, docstring_limit=0)
 
 
-_NAMESPACE: dict | None = None
-
-
+@functools.cache
 def _namespace() -> dict:
     """The globals lambdify gives numpy code (numpy's names, `numpy`, `builtins`, `range`)."""
-    global _NAMESPACE
-    if _NAMESPACE is None:
-        _NAMESPACE = dict(lambdify((), 0).__globals__)
-    return _NAMESPACE
+    return dict(lambdify((), 0).__globals__)
 
 
 def _function(source: str, name: str) -> Callable:
