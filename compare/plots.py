@@ -13,7 +13,7 @@ import xarray as xr  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from theory.phase_plots import PALETTE, cell_edges, finish, phase_caption, plain_log_axis  # noqa: E402
+from theory.phase_plots import cell_edges, colours_for, finish, phase_caption, plain_log_axis  # noqa: E402
 
 _UNCLASSIFIED_COLOUR = "#000000"
 
@@ -32,7 +32,7 @@ def plot_phase_maps(ds: xr.Dataset, out: str | Path) -> Path:
     """
     ds = ds.sortby(ds.density)
     labels = [str(v) for v in ds.label.values]
-    colours = PALETTE[: len(labels) - 1] + [_UNCLASSIFIED_COLOUR]
+    colours = colours_for(len(labels) - 1) + [_UNCLASSIFIED_COLOUR]
     cmap = ListedColormap(colours)
     norm = BoundaryNorm(np.arange(len(labels) + 1) - 0.5, len(labels))
     axis = ds.attrs.get("importance_axis", "r")

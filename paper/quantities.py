@@ -53,10 +53,15 @@ def largest_jump(ds: xr.Dataset, p: float) -> float:
     return float(np.nanmax(jumps))
 
 
+def in_phase(ds: xr.Dataset, prefix: str) -> xr.DataArray:
+    """A phase diagram's cells whose optimal geometry's name starts with `prefix` (True there)."""
+    names = np.array([str(name).startswith(prefix) for name in ds.geometry.values])
+    return xr.DataArray(names[ds.phase.values], coords=ds.phase.coords, dims=ds.phase.dims)
+
+
 def phase_share(ds: xr.Dataset, p: float, prefix: str) -> float:
     """Share of a phase diagram's cells at p whose optimal geometry's name starts with `prefix`."""
-    names = np.array([str(name).startswith(prefix) for name in ds.geometry.values])
-    return float(names[ds.phase.sel(p=p).values.ravel()].mean())
+    return float(in_phase(ds, prefix).sel(p=p).mean())
 
 
 def worst_checked_cell(ds: xr.Dataset) -> xr.Dataset:
@@ -89,6 +94,7 @@ HELPERS = {
     "largest_jump": largest_jump,
     "comparison": comparison,
     "feature_norms": feature_norms,
+    "in_phase": in_phase,
     "phase_share": phase_share,
     "plane_gaps": plane_gaps,
     "worst_checked_cell": worst_checked_cell,

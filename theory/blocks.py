@@ -135,6 +135,8 @@ class Planar(Kind):
             raise InputError(f"a {self.name} block takes 2 to 6 features and 2 neurons")
 
     def feature_role(self, block):
+        if len(block.features) == 2:  # two vertices: opposite (regular, free), or anywhere (irregular)
+            return "antipodal pair" if self.ordered else "pair in a plane"
         return f"{len(block.features)}-gon"
 
     @staticmethod

@@ -35,8 +35,11 @@ def geometries(n_features: int, n_hidden: int) -> tuple[Geometry, ...]:
 
     For 3 in 2 the triangle also with free vertices (norms, biases) and with free angles (under dropout
     the optimal triangle is isosceles: the more important feature moves towards the diagonal between
-    the neurons); for 5 in 2 the other two ways of pairing features 0-3, the pentagon with free
-    vertices and free angles, and the square with free vertices.
+    the neurons), and an antipodal pair turned by an angle in the plane of both neurons, the third
+    feature ignored (under dropout the pair written across both neurons beats the pair on one neuron
+    where the third feature matters little; freeing the pair's two angles too gave the same optimum at
+    every cell of the 3-in-2 diagram, to 1e-13); for 5 in 2 the other two ways of pairing features 0-3,
+    the pentagon with free vertices and free angles, and the square with free vertices.
     """
     shape = (n_features, n_hidden)
     G = Geometry
@@ -61,6 +64,8 @@ def geometries(n_features: int, n_hidden: int) -> tuple[Geometry, ...]:
             G("triangle", 3, 2, (polygon((0, 1, 2)),)),
             G("triangle, free vertices", 3, 2, (free_polygon(range(3)),)),
             G("triangle, free angles", 3, 2, (irregular_polygon(range(3)),)),
+            G("antipodal 0 1 turned, ignore 2", 3, 2, (free_polygon((0, 1)), ignore(2))),
+            G("antipodal 0 2 turned, ignore 1", 3, 2, (free_polygon((0, 2)), ignore(1))),
         )
     if shape == (5, 2):
         return (

@@ -17,7 +17,15 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 PALETTE = [
     "#d9d9d9", "#fdae61", "#abd9e9", "#2c7bb6", "#d7191c", "#1a9641",
     "#984ea3", "#ffff99", "#a6761d", "#e7298a", "#66c2a5", "#8c510a",
+    "#1f78b4", "#b2df8a", "#fb9a99", "#cab2d6", "#ff7f00", "#6a3d9a",
 ]  # fmt: skip
+
+
+def colours_for(count: int) -> list[str]:
+    """The first `count` colours of PALETTE, one per phase (a clear error past its end, not a reused one)."""
+    if count > len(PALETTE):
+        raise ValueError(f"{count} phases to colour, the palette has {len(PALETTE)}: add colours to PALETTE")
+    return PALETTE[:count]
 
 
 #: What a phase's name means, for the figures' captions (docs/model.md section 6).
@@ -25,6 +33,8 @@ PHASE_NOTES = {
     "ignore": "ignore: not represented, the bias holds the mean",
     "dedicated": "dedicated i: feature i has a direction of its own",
     "antipodal": "antipodal: two features on one direction, opposite signs",
+    "turned": "turned: the pair's direction at a free angle in the plane of two neurons (under dropout "
+    "45 degrees from both: written across them)",
     "same-sign pair": "same-sign pair: two features on one direction, same sign, the bias cancels their "
     "interference (optimal only when dense; elsewhere a local minimum of training)",
     "free vertices": "free vertices: every vertex its own norm and bias",
@@ -119,7 +129,7 @@ def _mark_search(ax, x: np.ndarray, y: np.ndarray, wins: np.ndarray) -> None:
 def plot_importance_maps(ds: xr.Dataset, axis: str, out: str | Path) -> Path:
     """One (density, importance) map per p, and every p's boundaries in one panel."""
     names = [str(g) for g in ds.geometry.values]
-    cmap = ListedColormap(PALETTE[: len(names)])
+    cmap = ListedColormap(colours_for(len(names)))
     norm = BoundaryNorm(np.arange(len(names) + 1) - 0.5, len(names))
     ps = ds.p.values
     fig, axes = plt.subplots(1, len(ps) + 1, figsize=(3.6 * (len(ps) + 1), 3.6), squeeze=False)

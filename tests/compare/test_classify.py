@@ -19,12 +19,16 @@ NOISE = 0.002
 
 
 def _catalogue_model(geometry, rng):
-    """A point of the geometry: norms in [0.6, 1.2], biases in [-0.05, 0.05], any rotation.
+    """A point of the geometry: norms in [0.6, 1.2], biases in [-0.05, 0.05], any rotation (a pair
+    turned in the plane at least 22.5 degrees from the neurons: nearer one it is, by the classifier's
+    rule, the simpler pair on that neuron).
 
     An ignored feature's bias is its optimum, the feature's mean: the classifier's loss test
     reads a trained model, near a stationary point, where removing noise costs little loss.
     """
     ignored = {f"b_{block.features[0]}" for block in geometry.blocks if block.kind == "ignore"}
+    pair = any(block.type.polygon and len(block.features) == 2 for block in geometry.blocks)
+    turned = rng.uniform(np.pi / 8, 3 * np.pi / 8) + np.pi / 2 * rng.integers(4)
     theta = []
     for t in closed_form(geometry).parameters():
         kind = t.name.split("_")[0]
@@ -32,7 +36,7 @@ def _catalogue_model(geometry, rng):
             theta.append(DENSITY / 2)
             continue
         theta.append({"w": rng.uniform(0.6, 1.2), "r": rng.uniform(0.6, 1.2), "b": rng.uniform(-0.05, 0.05),
-                      "phi": rng.uniform(0, 2 * np.pi)}[kind])  # fmt: skip
+                      "phi": turned if pair else rng.uniform(0, 2 * np.pi)}[kind])  # fmt: skip
     return closed_form(geometry).numeric_W_b(np.array(theta))
 
 
@@ -114,6 +118,19 @@ def test_per_feature_roles_and_bias_sharing():
     ignored = classify(setup, [[0.0, 0.0]], [0.5, 0.5])
     assert ignored.label == "ignore all"
     assert not any(f.bias_sharing for f in ignored.features)
+
+
+def test_a_pair_written_across_both_neurons_is_a_turned_antipodal_pair():
+    """3 in 2 under dropout, sparse, the third feature unimportant: theory's optimum is the equal pair at
+    45 degrees from both neurons; classified back as that (not as the pair on one neuron), its two
+    features antipodal, the third ignored."""
+    setup = Setup(3, 2, sparsity=0.99, importance=[1.0, 1.0, 0.1], p=0.4)
+    best = optimal(setup)
+    result = classify(setup, best.W, best.b)
+    assert best.name == result.label == "antipodal 0 1 turned, ignore 2"
+    assert result.loss_excess["antipodal 0 1, ignore 2"] > EXCESS_MAX
+    assert [f.role for f in result.features] == ["antipodal pair", "antipodal pair", "ignored"]
+    assert [f.angle_to_neuron for f in result.features[:2]] == pytest.approx([45.0, 45.0], abs=0.1)
 
 
 def test_bad_input():

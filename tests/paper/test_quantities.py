@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from paper.quantities import phase_share, plane_gaps, worst_checked_cell
+from paper.quantities import in_phase, phase_share, plane_gaps, worst_checked_cell
 
 
 def _models(columns):
@@ -42,5 +42,8 @@ def test_phase_share_and_worst_checked_cell_read_the_right_cells():
     assert phase_share(ds, 0.0, "antipodal") == 0.75
     assert phase_share(ds, 0.4, "triangle") == 0.75
     assert phase_share(ds, 0.4, "pentagon") == 0.0
+    expected = [[True, True, True, False], [False, False, False, True]]
+    assert in_phase(ds, "antipodal 0").values.tolist() == expected
+    assert in_phase(ds, "triangle").dims == ("p", "cell")
     worst = worst_checked_cell(ds)
     assert (float(worst.p), float(worst.optimal_loss), float(worst.exact_minimum)) == (0.4, 2.0, 1.0)

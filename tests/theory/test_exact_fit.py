@@ -209,3 +209,25 @@ def test_no_cell_is_beaten_by_a_fit_from_its_neighbours_optimum():
                 start = fits.theta[0, neighbour, irregular, :count]
                 refit = fit_exact([family], [setups[0, i]], [[start]]).loss[0, 0]
                 assert fits.loss[0, i, irregular] <= refit * (1 + 1e-9), (i, neighbour)
+
+
+def test_three_in_two_under_dropout_a_pair_across_both_neurons_beats_the_pair_on_one():
+    """p = 0.4, importance (1, 1, 0.1), density 0.01: the two equal features as an antipodal pair turned
+    45 degrees from the neurons, the third ignored, beats the same pair on one neuron by 49% and every
+    other geometry by more than 8% (the triangle with free angles), and matches an 8-start minimisation
+    over all of W and b."""
+    importance = [1.0, 1.0, 0.1]
+    ds = diagram(3, 2, [0.01], [0.4], importance=importance, candidates=catalogue(3, 2))
+    assert ds.geometry.values[ds.phase.values[0, 0]] == "antipodal 0 1 turned, ignore 2"
+    loss = ds.loss.isel(p=0, density=0)
+    best = float(ds.optimal_loss.values[0, 0])
+    assert float(loss.sel(geometry="antipodal 0 1, ignore 2")) > best * 1.45
+    others = loss.drop_sel(geometry="antipodal 0 1 turned, ignore 2")
+    assert (others > best * 1.08).all()
+    setup = Setup(3, 2, sparsity=0.99, importance=importance, p=0.4)
+    assert best <= minimize_loss(setup, n_starts=8).loss * (1 + 1e-6)
+    W = ds.W.values[0, 0]
+    assert np.linalg.norm(W[:, 2]) < 1e-6
+    assert np.linalg.norm(W[:, 0]) == pytest.approx(np.linalg.norm(W[:, 1]), rel=1e-4)
+    assert W[:, 0] @ W[:, 1] == pytest.approx(-(np.linalg.norm(W[:, 0]) ** 2), rel=1e-6)
+    assert max_angle_to_neuron(W[:, [0]])[()] == pytest.approx(45.0, abs=0.5)
