@@ -531,6 +531,13 @@ def main():
         help="where training beats the family, also fit the K most important features in all of W "
         "(K <= 8; about 15 s a cell for K = 6)",
     )
+    parser.add_argument(
+        "--no-search",
+        dest="search",
+        action="store_false",
+        help="the composite family alone: skip the phase diagram's search over all of W, b at every cell "
+        "(about 40 minutes of the run)",
+    )
     args = parser.parse_args()
     if args.summary:
         ds = xr.load_dataset(Path(args.out) / "comparison.nc")
@@ -557,7 +564,7 @@ def main():
         return
     print("== theory: composite phase diagram on the same grid")
     grid = config.grid
-    theory = phase_diagram(grid, catalogue(grid.n_features, grid.n_hidden))
+    theory = phase_diagram(grid, catalogue(grid.n_features, grid.n_hidden), search=args.search)
     if args.completeness:
         dropout = args.completeness if args.completeness_dropout is None else args.completeness_dropout
         limit = xr.where(theory.p == 0, args.completeness, dropout) * (1 + 1e-9)  # 1 - 0.95 > 0.05

@@ -18,7 +18,11 @@ A Block puts `features` on `neurons` as one kind:
   its own: its order is read off W (counter-clockwise);
 - tetrahedron(features, (k1, k2, k3)): 4 features at a regular tetrahedron's
   vertices in the space of three neurons, shared norm and bias, turned by
-  three Euler angles; free_tetrahedron: each vertex its own norm and bias.
+  three Euler angles; free_tetrahedron: each vertex its own norm and bias;
+- simplex(features, neurons): k + 1 features at a regular simplex's vertices
+  in the space of k >= 4 neurons (pairwise cosine -1/k), shared norm and
+  bias, turned by k (k - 1) / 2 plane rotations; free_simplex: each vertex
+  its own norm and bias. Spread over every neuron of the block.
 
 Each kind (a Kind) holds its shape rules, its parametrisation W(theta), b(theta)
 (`parametrise`), its inverse, the projection of a trained (W, b) onto it that
@@ -332,6 +336,128 @@ class FreeTetrahedron(Solid):
         return values | self._project_turn(block, W, norms)
 
 
+def simplex_vertices(k: int) -> np.ndarray:
+    """A regular simplex's k + 1 vertices in k dimensions, unit length, one per row (pairwise cosine
+    -1/k): the corners of the standard simplex in k + 1 dimensions, centred, in the Helmert basis of the
+    plane they span."""
+    helmert = np.zeros((k, k + 1))
+    for d in range(1, k + 1):
+        helmert[d - 1, :d] = 1.0
+        helmert[d - 1, d] = -d
+        helmert[d - 1] /= np.sqrt(d * (d + 1))
+    vertices = (np.eye(k + 1) - 1.0 / (k + 1)) @ helmert.T
+    return vertices / np.linalg.norm(vertices, axis=1, keepdims=True)
+
+
+def planes(k: int) -> list[tuple[int, int]]:
+    """The planes (i, j), i < j, of k dimensions in the order a simplex's rotation takes them."""
+    return [(i, j) for i in range(k) for j in range(i + 1, k)]
+
+
+def givens_angles(R: np.ndarray) -> np.ndarray:
+    """The angles t of R = G_(0,1)(t_0) G_(0,2)(t_1) ... (planes(k) order) for a rotation R (det +1),
+    G_(i,j)(t) turning the i axis towards the j axis by t: each angle zeroes one entry below the diagonal,
+    column by column (a QR factorisation by plane rotations)."""
+    A = np.array(R, dtype=float)
+    out = []
+    for i, j in planes(len(A)):
+        t = float(np.arctan2(A[j, i], A[i, i]))
+        c, s = np.cos(t), np.sin(t)
+        A[i], A[j] = c * A[i] + s * A[j], -s * A[i] + c * A[j]  # G_(i,j)(-t) from the left
+        out.append(t)
+    return np.array(out)
+
+
+class Simplex(Kind):
+    """k + 1 features at a regular simplex's vertices in the space of k >= 4 neurons, turned by the plane
+    rotations G_(0,1)(phi_*_0_1) G_(0,2)(phi_*_0_2) ... (with dropout the loss depends on the turn; every
+    rotation of the k neurons is one). Fitted on the exact loss; its vertices are interchangeable (any
+    order is a turn and a reflection away). 3 neurons: the tetrahedron; 2: the triangle."""
+
+    role, exact = "simplex vertex", True
+    unique_parameters = False  # project returns one of the angle sets giving the same W
+
+    def check(self, block):
+        if len(block.neurons) < 4 or len(block.features) != len(block.neurons) + 1:
+            raise InputError(f"a {self.name} block takes k + 1 features on k >= 4 neurons")
+
+    def feature_role(self, block):
+        return f"{len(block.neurons)}-simplex vertex"
+
+    def _angles(self, block):
+        return [sp.Symbol(f"phi_{block.label}_{i}_{j}", real=True) for i, j in planes(len(block.neurons))]
+
+    def _place(self, block, W, norms, turn):
+        k = len(block.neurons)
+        vertices = simplex_vertices(k)
+        for t, f in enumerate(block.features):
+            column = [sp.Float(x, 17) for x in vertices[t]]
+            for (i, j), angle in reversed(list(zip(planes(k), turn, strict=True))):
+                c, s = sp.cos(angle), sp.sin(angle)
+                column[i], column[j] = c * column[i] - s * column[j], s * column[i] + c * column[j]
+            for row, neuron in enumerate(block.neurons):
+                W[neuron, f] = norms[t] * column[row]
+
+    def _frame(self, block, W):
+        return np.array([[W[k, f] for f in block.features] for k in block.neurons])
+
+    def _project_turn(self, block, W, norms):
+        """The rotation nearest the block's columns divided by their norms (Procrustes), as angles."""
+        M = self._frame(block, W) / np.maximum(norms, 1e-300) @ simplex_vertices(len(block.neurons))
+        U, _, Vt = np.linalg.svd(M)
+        U[:, -1] *= np.linalg.det(U @ Vt)
+        angles = givens_angles(U @ Vt)
+        return {str(name): float(t) for name, t in zip(self._angles(block), angles, strict=True)}
+
+
+class RegularSimplex(Simplex):
+    """Regular: one norm r, one bias."""
+
+    name = "simplex"
+
+    def parametrise(self, block, W, b):
+        r = sp.Symbol(f"r_{block.label}", positive=True)
+        bias = sp.Symbol(f"b_{block.label}", real=True)
+        turn = self._angles(block)
+        self._place(block, W, [r] * len(block.features), turn)
+        for f in block.features:
+            b[f] = bias
+        return [r, bias, *turn]
+
+    def project(self, block, W, b):
+        norms = np.linalg.norm(self._frame(block, W), axis=0)
+        return {
+            f"r_{block.label}": float(norms.mean()),
+            f"b_{block.label}": float(np.mean(b[list(block.features)])),
+            **self._project_turn(block, W, np.full(len(block.features), norms.mean())),
+        }
+
+
+class FreeSimplex(Simplex):
+    """The regular simplex's directions, each vertex its own norm r_f and bias b_f."""
+
+    name, constrained = "free simplex", "simplex"
+
+    def parametrise(self, block, W, b):
+        params, norms = [], []
+        for f in block.features:
+            r = sp.Symbol(f"r_{f}", positive=True)
+            b[f] = sp.Symbol(f"b_{f}", real=True)
+            norms.append(r)
+            params.extend([r, b[f]])
+        turn = self._angles(block)
+        self._place(block, W, norms, turn)
+        return params + turn
+
+    def project(self, block, W, b):
+        norms = np.linalg.norm(self._frame(block, W), axis=0)
+        values = {}
+        for f, r in zip(block.features, norms, strict=True):
+            values[f"r_{f}"] = float(r)
+            values[f"b_{f}"] = b[f]
+        return values | self._project_turn(block, W, norms)
+
+
 #: Every kind, by name.
 KINDS: dict[str, Kind] = {
     kind.name: kind
@@ -345,6 +471,8 @@ KINDS: dict[str, Kind] = {
         IrregularPolygon(),
         Tetrahedron(),
         FreeTetrahedron(),
+        RegularSimplex(),
+        FreeSimplex(),
     )
 }
 
@@ -409,3 +537,11 @@ def tetrahedron(features, neurons=(0, 1, 2)) -> Block:
 
 def free_tetrahedron(features, neurons=(0, 1, 2)) -> Block:
     return Block("free tetrahedron", tuple(features), tuple(neurons))
+
+
+def simplex(features, neurons) -> Block:
+    return Block("simplex", tuple(features), tuple(neurons))
+
+
+def free_simplex(features, neurons) -> Block:
+    return Block("free simplex", tuple(features), tuple(neurons))

@@ -15,16 +15,20 @@ So one fit per block shape gives every composite of every size:
   same-sign); k-gon for k = 3..max_polygon in a plane of 2 neurons (regular
   in every vertex order, free norms and biases per vertex, or free angles
   too); tetrahedron (4 on 3 neurons, regular or free norms and biases per
-  vertex, turned by three angles); each fitted (theory.fits.fit_geometries)
-  on features 0..k-1 (importance decay**i), the best kind per cell kept;
+  vertex, turned by three angles); the 4- and 5-simplex (5 on 4 and 6 on 5
+  neurons, regular or free norms and biases, turned by every plane rotation
+  of their neurons: under dropout the trained 20-in-5 models spread 5-7
+  features over the 5 neurons in nearly this shape); each fitted
+  (theory.fits.fit_geometries) on features 0..k-1 (importance decay**i),
+  the best kind per cell kept;
 - structures: every multiset of shapes on at most m neurons and n features;
 - arrangements: each structure's blocks in every order, on consecutive
   features from the most important, the rest ignored.
 
 A Composite candidate is one structure; its loss is its best arrangement's.
 Restrictions, stated in the phase diagram's attrs (ASSUMPTIONS):
-blocks are on at most 3 neurons (the only 3-d one the tetrahedron), no
-feature spans two blocks, blocks take runs of consecutive features in
+the blocks of more than 2 neurons are simplices (tetrahedron, 4- and
+5-simplex), no feature spans two blocks, blocks take runs of consecutive features in
 importance order, and the ignored features are the least important.
 Importance must be c * decay**i.
 """
@@ -41,10 +45,12 @@ from theory.blocks import (
     antipodal,
     dedicated,
     free_polygon,
+    free_simplex,
     free_tetrahedron,
     irregular_polygon,
     parallel,
     polygon,
+    simplex,
     tetrahedron,
 )
 from theory.errors import InputError
@@ -56,9 +62,13 @@ from theory.setup import Setup
 
 ASSUMPTIONS = (
     "blocks on disjoint features and neurons (the loss is then a sum over blocks, exactly): dedicated, "
-    "pair on one neuron, k-gon in a plane of two neurons, tetrahedron in three; each block on consecutive "
-    "features in importance order; the least important features ignored"
+    "pair on one neuron, k-gon in a plane of two neurons, tetrahedron in three, 4- and 5-simplex in four "
+    "and five; each block on consecutive features in importance order; the least important features ignored"
 )
+
+
+#: The simplices past the tetrahedron that composites use: k + 1 features spread over k neurons.
+SIMPLEX_DIMENSIONS = (4, 5)
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,12 @@ class Shape:
                 G("tetrahedron", 4, 3, (tetrahedron(range(4)),)),
                 G("tetrahedron, free vertices", 4, 3, (free_tetrahedron(range(4)),)),
             )
+        if k == self.neurons + 1 >= 5:
+            neurons = range(self.neurons)
+            return (
+                G(self.name, k, self.neurons, (simplex(range(k), neurons),)),
+                G(f"{self.name}, free vertices", k, self.neurons, (free_simplex(range(k), neurons),)),
+            )
         name = POLYGON_NAMES[k]
         return (
             G(name, k, 2, (polygon(range(k)),)),
@@ -93,7 +109,10 @@ def shapes(max_polygon: int) -> tuple[Shape, ...]:
     if not 2 <= max_polygon <= max(POLYGON_NAMES):
         raise InputError(f"max_polygon = {max_polygon} is not allowed; it must be 2 (no polygons) to 6")
     polygons = tuple(Shape(POLYGON_NAMES[k], k, 2) for k in range(3, max_polygon + 1))
-    return (Shape("dedicated", 1, 1), Shape("pair", 2, 1)) + polygons + (Shape("tetrahedron", 4, 3),)
+    simplices = tuple(Shape(f"{k}-simplex", k + 1, k) for k in SIMPLEX_DIMENSIONS)
+    return (
+        (Shape("dedicated", 1, 1), Shape("pair", 2, 1)) + polygons + (Shape("tetrahedron", 4, 3),) + simplices
+    )
 
 
 @dataclass(frozen=True)
@@ -112,7 +131,7 @@ class Composite:
         parts = []
         for shape in dict.fromkeys(self.shapes):
             count = self.shapes.count(shape)
-            plural = "" if shape.name == "dedicated" else "s"
+            plural = "" if shape.name == "dedicated" else "es" if shape.name.endswith("x") else "s"
             parts.append(shape.name if count == 1 else f"{count} {shape.name}{plural}")
         return " + ".join(parts)
 

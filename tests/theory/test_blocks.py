@@ -3,19 +3,23 @@
 import numpy as np
 import pytest
 
-from theory.blocks import KINDS, Block
+from theory.blocks import KINDS, Block, Simplex
+from theory.errors import InputError
 from theory.geometries import canonical_geometry
 
 
 def _block(name: str, features: int) -> Block:
     shape = KINDS[name].shape
-    neurons = shape[1] if shape else 2
+    neurons = shape[1] if shape else features - 1 if isinstance(KINDS[name], Simplex) else 2
     return Block(name, tuple(range(shape[0] if shape else features)), tuple(range(neurons)))
 
 
-@pytest.mark.parametrize(
-    "name, features", [(name, k) for name in KINDS for k in ((3, 5) if KINDS[name].polygon else (None,))]
-)
+def _sizes(kind) -> tuple:
+    """Block sizes to test a kind at: polygons of 3 and 5 vertices, simplices in 4 and 5 dimensions."""
+    return (3, 5) if kind.polygon else (5, 6) if isinstance(kind, Simplex) else (None,)
+
+
+@pytest.mark.parametrize("name, features", [(name, k) for name in KINDS for k in _sizes(KINDS[name])])
 def test_projection_inverts_the_parametrisation(name, features):
     geometry = canonical_geometry(_block(name, features))
     block = geometry.blocks[0]
@@ -47,7 +51,12 @@ def test_every_kind_knows_its_shape_role_and_next_constraint():
     assert [k for k in KINDS if KINDS[k].exact and not KINDS[k].polygon] == [
         "tetrahedron",
         "free tetrahedron",
+        "simplex",
+        "free simplex",
     ]
+    assert Block("free simplex", tuple(range(6)), tuple(range(5))).constrained().kind == "simplex"
+    with pytest.raises(InputError, match="k \\+ 1 features on k >= 4 neurons"):
+        Block("simplex", (0, 1, 2, 3), (0, 1, 2))
     assert Block("free tetrahedron", (0, 1, 2, 3), (0, 1, 2)).constrained().kind == "tetrahedron"
     assert Block("irregular polygon", (0, 1, 2), (0, 1)).constrained().kind == "free polygon"
     assert Block("free polygon", (0, 1, 2), (0, 1)).constrained().constrained().kind == "polygon"

@@ -7,7 +7,7 @@ import pytest
 from tests.cli_helpers import run_cli
 from tests.theory.diagrams import diagram
 from theory import Grid, InputError, Setup, catalogue, composite, phase_diagram
-from theory.blocks import dedicated, free_polygon, irregular_polygon, polygon, tetrahedron
+from theory.blocks import dedicated, free_polygon, irregular_polygon, polygon, simplex, tetrahedron
 from theory.composite import composites
 from theory.geometries import Geometry
 from theory.loss import expected_loss_and_grad_many
@@ -167,3 +167,27 @@ def test_tetrahedron_block_is_regular_and_its_composite_loss_is_the_assembled_mo
         np.testing.assert_allclose(exact, fits.loss[..., j].ravel(), rtol=1e-10)
         used = (np.abs(W) > 0).any(-1).sum(-1)  # neurons with a nonzero weight
         assert (used == 3 + j).all(), used
+
+
+def test_simplex_blocks_are_regular_and_their_composite_loss_is_the_assembled_models():
+    """The 5-simplex: 6 vertices of one norm, pairwise cosine -1/5, whatever the turn; the 5-simplex and
+    4-simplex + dedicated composites of 7 in 5 equal the exact loss of their assembled W, b, and spread
+    over all 5 neurons."""
+    geometry = Geometry("5-simplex", 6, 5, (simplex(range(6), range(5)),))
+    turn = np.random.default_rng(0).uniform(-3, 3, 10)
+    W, _ = geometry.numeric_W_b([0.8, 0.1, *turn])
+    np.testing.assert_allclose(np.linalg.norm(W, axis=0), 0.8)
+    cosines = (W.T @ W) / 0.64
+    np.testing.assert_allclose(cosines[~np.eye(6, dtype=bool)], -1 / 5, atol=1e-12)
+    names = ("5-simplex", "4-simplex + dedicated")
+    candidates = [c for c in composites(7, 5, 3) if c.name in names]
+    assert [c.name for c in candidates] == list(names)
+    setups = np.array(
+        [[Setup(7, 5, sparsity=1 - d, importance=0.8 ** np.arange(7), p=0.4) for d in (0.1, 0.7)]]
+    )
+    fits = composite.fit(candidates, setups)
+    for j in range(len(candidates)):
+        W, b = fits.solution(j, np.arange(setups.size))
+        exact = expected_loss_and_grad_many(list(setups.ravel()), W, b).loss
+        np.testing.assert_allclose(exact, fits.loss[..., j].ravel(), rtol=1e-10)
+        assert ((np.abs(W) > 1e-9).any(-1).sum(-1) == 5).all()
