@@ -252,18 +252,84 @@ def rotation(alpha, beta, gamma):
 
 
 class Solid(Kind):
-    """Four features at a regular tetrahedron's vertices in the space of three neurons, turned by ZYZ
-    Euler angles phi_*_a, phi_*_b, phi_*_c (with dropout the loss depends on the turn). Fitted on the
-    exact loss; its vertices are interchangeable (any order is a turn and a neuron's sign flip away)."""
+    """Features at a regular simplex's vertices in the space of its neurons, turned by angles phi_*_...
+    (with dropout the loss depends on the turn): `regular`, one norm r and one bias; otherwise each
+    vertex its own norm r_f and bias b_f. Fitted on the exact loss; its vertices are interchangeable (any
+    order is a turn and a neuron's sign flip away). Subclasses give the vertices, the turn's angles,
+    how they place the vertices, and how to read them back."""
 
-    shape, role, exact = (4, 3), "tetrahedron vertex", True
-    #: the Euler angles are one of several that give the same W (project returns the one in
-    #: beta in [0, pi], alpha, gamma in (-pi, pi])
+    exact = True
+    #: the angles are one of several that give the same W (project returns one of them)
     unique_parameters = False
+    regular = True
 
     def _frame(self, block, W):
-        """The block's 3 x 4 columns."""
+        """The block's columns, (neurons, features)."""
         return np.array([[W[k, f] for f in block.features] for k in block.neurons])
+
+    def _angles(self, block) -> list[sp.Symbol]:
+        raise NotImplementedError
+
+    def _place(self, block, W, norms, turn) -> None:
+        raise NotImplementedError
+
+    def _turn_of(self, block, R: np.ndarray) -> dict[str, float]:
+        """The angles of a rotation R of the block's neurons."""
+        raise NotImplementedError
+
+    def _vertices(self, block) -> np.ndarray:
+        """The unturned vertices, unit length, one per row."""
+        raise NotImplementedError
+
+    def _project_turn(self, block, W, norms):
+        """The rotation nearest the block's columns divided by their norms (Procrustes), as angles."""
+        M = self._frame(block, W) / np.maximum(norms, 1e-300) @ self._vertices(block)
+        U, _, Vt = np.linalg.svd(M)
+        U[:, -1] *= np.linalg.det(U @ Vt)
+        return self._turn_of(block, U @ Vt)
+
+    def parametrise(self, block, W, b):
+        if self.regular:
+            r = sp.Symbol(f"r_{block.label}", positive=True)
+            bias = sp.Symbol(f"b_{block.label}", real=True)
+            norms, params = [r] * len(block.features), [r, bias]
+            for f in block.features:
+                b[f] = bias
+        else:
+            norms, params = [], []
+            for f in block.features:
+                r = sp.Symbol(f"r_{f}", positive=True)
+                b[f] = sp.Symbol(f"b_{f}", real=True)
+                norms.append(r)
+                params.extend([r, b[f]])
+        turn = self._angles(block)
+        self._place(block, W, norms, turn)
+        return params + turn
+
+    def project(self, block, W, b):
+        norms = np.linalg.norm(self._frame(block, W), axis=0)
+        if self.regular:
+            return {
+                f"r_{block.label}": float(norms.mean()),
+                f"b_{block.label}": float(np.mean(b[list(block.features)])),
+                **self._project_turn(block, W, np.full(len(block.features), norms.mean())),
+            }
+        values = {}
+        for f, r in zip(block.features, norms, strict=True):
+            values[f"r_{f}"] = float(r)
+            values[f"b_{f}"] = b[f]
+        return values | self._project_turn(block, W, norms)
+
+
+class Tetrahedral(Solid):
+    """Four features at a regular tetrahedron's vertices in the space of three neurons, turned by ZYZ
+    Euler angles phi_*_a, phi_*_b, phi_*_c (project returns the ones with beta in [0, pi], alpha,
+    gamma in (-pi, pi])."""
+
+    shape, role = (4, 3), "tetrahedron vertex"
+
+    def _vertices(self, block):
+        return TETRAHEDRON
 
     def _angles(self, block):
         return [sp.Symbol(f"phi_{block.label}_{x}", real=True) for x in "abc"]
@@ -275,65 +341,24 @@ class Solid(Kind):
             for row, k in enumerate(block.neurons):
                 W[k, f] = column[row]
 
-    def _project_turn(self, block, W, norms):
-        """The rotation nearest the block's columns divided by their norms (Procrustes), as angles."""
-        M = self._frame(block, W) / np.maximum(norms, 1e-300) @ TETRAHEDRON
-        U, _, Vt = np.linalg.svd(M)
-        R = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
-        beta = float(np.arccos(np.clip(R[2, 2], -1.0, 1.0)))
+    def _turn_of(self, block, R):
         return {
             f"phi_{block.label}_a": float(np.arctan2(R[1, 2], R[0, 2])),
-            f"phi_{block.label}_b": beta,
+            f"phi_{block.label}_b": float(np.arccos(np.clip(R[2, 2], -1.0, 1.0))),
             f"phi_{block.label}_c": float(np.arctan2(R[2, 1], -R[2, 0])),
         }
 
 
-class Tetrahedron(Solid):
+class Tetrahedron(Tetrahedral):
     """Regular: one norm r, one bias."""
 
     name = "tetrahedron"
 
-    def parametrise(self, block, W, b):
-        r = sp.Symbol(f"r_{block.label}", positive=True)
-        bias = sp.Symbol(f"b_{block.label}", real=True)
-        turn = self._angles(block)
-        self._place(block, W, [r] * 4, turn)
-        for f in block.features:
-            b[f] = bias
-        return [r, bias, *turn]
 
-    def project(self, block, W, b):
-        norms = np.linalg.norm(self._frame(block, W), axis=0)
-        return {
-            f"r_{block.label}": float(norms.mean()),
-            f"b_{block.label}": float(np.mean(b[list(block.features)])),
-            **self._project_turn(block, W, np.full(4, norms.mean())),
-        }
-
-
-class FreeTetrahedron(Solid):
+class FreeTetrahedron(Tetrahedral):
     """The regular tetrahedron's directions, each vertex its own norm r_f and bias b_f."""
 
-    name, constrained = "free tetrahedron", "tetrahedron"
-
-    def parametrise(self, block, W, b):
-        params, norms = [], []
-        for f in block.features:
-            r = sp.Symbol(f"r_{f}", positive=True)
-            b[f] = sp.Symbol(f"b_{f}", real=True)
-            norms.append(r)
-            params.extend([r, b[f]])
-        turn = self._angles(block)
-        self._place(block, W, norms, turn)
-        return params + turn
-
-    def project(self, block, W, b):
-        norms = np.linalg.norm(self._frame(block, W), axis=0)
-        values = {}
-        for f, r in zip(block.features, norms, strict=True):
-            values[f"r_{f}"] = float(r)
-            values[f"b_{f}"] = b[f]
-        return values | self._project_turn(block, W, norms)
+    name, constrained, regular = "free tetrahedron", "tetrahedron", False
 
 
 def simplex_vertices(k: int) -> np.ndarray:
@@ -368,14 +393,12 @@ def givens_angles(R: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
-class Simplex(Kind):
+class Simplex(Solid):
     """k + 1 features at a regular simplex's vertices in the space of k >= 4 neurons, turned by the plane
-    rotations G_(0,1)(phi_*_0_1) G_(0,2)(phi_*_0_2) ... (with dropout the loss depends on the turn; every
-    rotation of the k neurons is one). Fitted on the exact loss; its vertices are interchangeable (any
-    order is a turn and a reflection away). 3 neurons: the tetrahedron; 2: the triangle."""
+    rotations G_(0,1)(phi_*_0_1) G_(0,2)(phi_*_0_2) ... (every rotation of the k neurons is one).
+    3 neurons: the tetrahedron; 2: the triangle."""
 
-    role, exact = "simplex vertex", True
-    unique_parameters = False  # project returns one of the angle sets giving the same W
+    role = "simplex vertex"
 
     def check(self, block):
         if len(block.neurons) < 4 or len(block.features) != len(block.neurons) + 1:
@@ -383,6 +406,9 @@ class Simplex(Kind):
 
     def feature_role(self, block):
         return f"{len(block.neurons)}-simplex vertex"
+
+    def _vertices(self, block):
+        return simplex_vertices(len(block.neurons))
 
     def _angles(self, block):
         return [sp.Symbol(f"phi_{block.label}_{i}_{j}", real=True) for i, j in planes(len(block.neurons))]
@@ -398,15 +424,8 @@ class Simplex(Kind):
             for row, neuron in enumerate(block.neurons):
                 W[neuron, f] = norms[t] * column[row]
 
-    def _frame(self, block, W):
-        return np.array([[W[k, f] for f in block.features] for k in block.neurons])
-
-    def _project_turn(self, block, W, norms):
-        """The rotation nearest the block's columns divided by their norms (Procrustes), as angles."""
-        M = self._frame(block, W) / np.maximum(norms, 1e-300) @ simplex_vertices(len(block.neurons))
-        U, _, Vt = np.linalg.svd(M)
-        U[:, -1] *= np.linalg.det(U @ Vt)
-        angles = givens_angles(U @ Vt)
+    def _turn_of(self, block, R):
+        angles = givens_angles(R)
         return {str(name): float(t) for name, t in zip(self._angles(block), angles, strict=True)}
 
 
@@ -415,47 +434,11 @@ class RegularSimplex(Simplex):
 
     name = "simplex"
 
-    def parametrise(self, block, W, b):
-        r = sp.Symbol(f"r_{block.label}", positive=True)
-        bias = sp.Symbol(f"b_{block.label}", real=True)
-        turn = self._angles(block)
-        self._place(block, W, [r] * len(block.features), turn)
-        for f in block.features:
-            b[f] = bias
-        return [r, bias, *turn]
-
-    def project(self, block, W, b):
-        norms = np.linalg.norm(self._frame(block, W), axis=0)
-        return {
-            f"r_{block.label}": float(norms.mean()),
-            f"b_{block.label}": float(np.mean(b[list(block.features)])),
-            **self._project_turn(block, W, np.full(len(block.features), norms.mean())),
-        }
-
 
 class FreeSimplex(Simplex):
     """The regular simplex's directions, each vertex its own norm r_f and bias b_f."""
 
-    name, constrained = "free simplex", "simplex"
-
-    def parametrise(self, block, W, b):
-        params, norms = [], []
-        for f in block.features:
-            r = sp.Symbol(f"r_{f}", positive=True)
-            b[f] = sp.Symbol(f"b_{f}", real=True)
-            norms.append(r)
-            params.extend([r, b[f]])
-        turn = self._angles(block)
-        self._place(block, W, norms, turn)
-        return params + turn
-
-    def project(self, block, W, b):
-        norms = np.linalg.norm(self._frame(block, W), axis=0)
-        values = {}
-        for f, r in zip(block.features, norms, strict=True):
-            values[f"r_{f}"] = float(r)
-            values[f"b_{f}"] = b[f]
-        return values | self._project_turn(block, W, norms)
+    name, constrained, regular = "free simplex", "simplex", False
 
 
 #: Every kind, by name.
