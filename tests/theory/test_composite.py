@@ -79,6 +79,7 @@ def test_three_in_two_matches_the_catalogue_where_it_has_the_same_geometries():
 def test_twenty_in_five_against_monte_carlo():
     ds = composite_diagram(20, 5, 0.7, [0.03], [0.0, 0.4], max_polygon=3)
     assert np.isnan(ds.exact_loss.values).all()  # beyond the exact loss's reach
+    assert str(ds.geometry.values[ds.phase.values[1, 0]]) == "5-simplex"  # under dropout: checked below too
     for k, p in enumerate(ds.p.values):
         setup = Setup(20, 5, sparsity=0.97, importance=0.7 ** np.arange(20), p=float(p))
         mc = monte_carlo_loss(setup, ds.W.values[k, 0], ds.b.values[k, 0], n_samples=2_000_000, seed=k)
