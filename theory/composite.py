@@ -28,8 +28,9 @@ So one fit per block shape gives every composite of every size:
 A Composite candidate is one structure; its loss is its best arrangement's.
 Restrictions, stated in the phase diagram's attrs (ASSUMPTIONS):
 the blocks of more than 2 neurons are simplices (tetrahedron, 4- and
-5-simplex), no feature spans two blocks, blocks take runs of consecutive features in
-importance order, and the ignored features are the least important.
+5-simplex), no feature spans two blocks, blocks take runs of consecutive
+features in importance order, and the ignored features are the least
+important.
 Importance must be c * decay**i.
 """
 

@@ -37,6 +37,8 @@ PHASE_NOTES = {
     "45 degrees from both: written across them)",
     "same-sign pair": "same-sign pair: two features on one direction, same sign, the bias cancels their "
     "interference (optimal only when dense; elsewhere a local minimum of training)",
+    "simplex": "k-simplex: k + 1 features at a regular simplex's vertices in the space of k neurons, turned "
+    "by every rotation of them",
     "free vertices": "free vertices: every vertex its own norm and bias",
     "free angles": "free angles: every vertex its own norm, angle and bias",
     "unclassified": "unclassified: no catalogue geometry fits the trained model",
