@@ -337,7 +337,7 @@ class Tetrahedral(Solid):
     def _place(self, block, W, norms, turn):
         R = rotation(*turn)
         for t, f in enumerate(block.features):
-            column = norms[t] * R * sp.Matrix(TETRAHEDRON[t].tolist()).applyfunc(sp.nsimplify)
+            column = norms[t] * R * sp.Matrix(self._vertices(block)[t].tolist()).applyfunc(sp.nsimplify)
             for row, k in enumerate(block.neurons):
                 W[k, f] = column[row]
 
@@ -414,11 +414,9 @@ class Simplex(Solid):
         return [sp.Symbol(f"phi_{block.label}_{i}_{j}", real=True) for i, j in planes(len(block.neurons))]
 
     def _place(self, block, W, norms, turn):
-        k = len(block.neurons)
-        vertices = simplex_vertices(k)
         for t, f in enumerate(block.features):
-            column = [sp.Float(x, 17) for x in vertices[t]]
-            for (i, j), angle in reversed(list(zip(planes(k), turn, strict=True))):
+            column = [sp.Float(x, 17) for x in self._vertices(block)[t]]
+            for (i, j), angle in reversed(list(zip(planes(len(block.neurons)), turn, strict=True))):
                 c, s = sp.cos(angle), sp.sin(angle)
                 column[i], column[j] = c * column[i] - s * column[j], s * column[i] + c * column[j]
             for row, neuron in enumerate(block.neurons):

@@ -131,7 +131,8 @@ def _mark_search(ax, x: np.ndarray, y: np.ndarray, wins: np.ndarray) -> None:
 def plot_importance_maps(ds: xr.Dataset, axis: str, out: str | Path) -> Path:
     """One (density, importance) map per p, and every p's boundaries in one panel."""
     names = [str(g) for g in ds.geometry.values]
-    cmap = ListedColormap(colours_for(len(names)))
+    colours = colours_for(len(names))
+    cmap = ListedColormap(colours)
     norm = BoundaryNorm(np.arange(len(names) + 1) - 0.5, len(names))
     ps = ds.p.values
     fig, axes = plt.subplots(1, len(ps) + 1, figsize=(3.6 * (len(ps) + 1), 3.6), squeeze=False)
@@ -184,7 +185,7 @@ def plot_importance_maps(ds: xr.Dataset, axis: str, out: str | Path) -> Path:
     present = np.unique(ds.phase.values)
     labels = [names[i] for i in present]
     return finish(
-        fig, out, title, [Patch(color=PALETTE[i]) for i in present], labels, phase_caption(labels), ncol=6
+        fig, out, title, [Patch(color=colours[i]) for i in present], labels, phase_caption(labels), ncol=6
     )
 
 
@@ -194,7 +195,7 @@ def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:
     ds = ds.sortby(ds.density).transpose("p", "sparsity", ...)
     names = [str(g) for g in ds.geometry.values]
     present = np.unique(ds.phase.values)
-    colours = [PALETTE[(i + 1) % len(PALETTE)] for i in range(len(present))]  # grey is "ignore all"
+    colours = colours_for(len(present) + 1)[1:]  # grey is "ignore all"
     cmap = ListedColormap(colours)
     norm = BoundaryNorm(np.arange(len(present) + 1) - 0.5, len(present))
     ps, D = ds.p.values, ds.density.values
