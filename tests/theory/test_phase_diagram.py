@@ -18,6 +18,7 @@ from theory import (
 )
 from theory.closed_fit import closed_form
 from theory.fits import rank
+from theory.phase_plots import PALETTE, colours_for
 
 
 @pytest.mark.parametrize(
@@ -121,3 +122,11 @@ def test_a_failed_fit_never_wins_a_cell():
     assert ranking.phase.tolist() == [3, 3]
     assert ranking.runner_up.tolist() == [2, 2]
     np.testing.assert_allclose(ranking.margin, [0.2, 0.1])
+
+
+def test_phases_get_distinct_colours_or_a_clear_error():
+    """One colour per phase, never one reused: past the palette's end, an error that says so."""
+    colours = colours_for(len(PALETTE))
+    assert len(set(colours)) == len(colours) == len(PALETTE)
+    with pytest.raises(ValueError, match="add colours to PALETTE"):
+        colours_for(len(PALETTE) + 1)
