@@ -112,3 +112,49 @@ def plot_edge(ds: xr.Dataset, out: str | Path, at: float = 1.0) -> Path:
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7)
     return finish(fig, out, f"Where superposition first appears ({axis} = {value:.3g})")
+
+
+def importance_axis(array: xr.DataArray) -> str:
+    """The grid's importance axis (importance_decay, or r): the dimension that is not seed, p or sparsity."""
+    return [d for d in array.dims if d not in ("seed", "p", "sparsity")][0]
+
+
+def profile(axis: str, value: float) -> str:
+    """An importance profile in words: 'importance 0.7**i', 'uniform importance', 'r = 2'."""
+    if axis == "importance_decay":
+        return "uniform importance" if value == 1 else f"importance {value:g}**i"
+    return f"{axis} = {value:g}"
+
+
+def plot_loss_ratios(ds: xr.Dataset, out: str | Path, beats: float = 0.995) -> Path:
+    """Best trained loss over theory's optimum against density, one line per p, one panel per importance
+    profile: `ds` holds `ratio` (with its 2-standard-error band `ratio_low`, `ratio_high`) and
+    `family_ratio` (dashed) over (p, importance axis, sparsity) with a `density` coordinate."""
+    axis = importance_axis(ds.ratio)
+    values = ds[axis].values
+    fig, axes = plt.subplots(1, len(values), figsize=(4.2 * len(values), 3.8), sharey=True, squeeze=False)
+    for ax, a in zip(axes[0], values, strict=True):
+        for p in ds.p.values:
+            c = ds.sel(p=p, **{axis: a}).sortby("density")
+            line = ax.plot(c.density, c.ratio, marker="o", label=f"p = {p:g}")[0]
+            ax.fill_between(c.density, c.ratio_low, c.ratio_high, color=line.get_color(), alpha=0.25)
+            ax.plot(c.density, c.family_ratio, color=line.get_color(), ls="--", lw=1)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.axhline(beats, color="k", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_xlabel("feature density 1 - S")
+        ax.set_title(profile(axis, a))
+    axes[0, 0].set_ylabel("best trained loss / theory's optimum")
+    axes[0, 0].legend()
+    n, m = ds.attrs.get("n_features"), ds.attrs.get("n_hidden")
+    size = f"{n} features in {m} dims: " if n and m else ""
+    fig.suptitle(
+        f"{size}below 1, training beats theory's optimum (band: 2 standard errors; dashed: the block "
+        "family alone; dotted: the margin taken as a win)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from compare.plots import plot_edge, plot_phase_maps  # noqa: E402
+from compare.plots import plot_edge, plot_loss_ratios, plot_phase_maps  # noqa: E402
 from paper.quantities import feature_norms  # noqa: E402
 from theory.phase_plots import plot_phase_diagram  # noqa: E402
 
@@ -86,8 +86,19 @@ LAYER_FIGURES = {
     "compare_2x1": (plot_phase_maps, "compare_2x1"),
     "edge_2x1": (plot_edge, "compare_2x1"),
     "compare_5x2": (plot_phase_maps, "compare_5x2"),
+    "compare_20x5": (plot_loss_ratios, "compare_20x5"),
 }
 FIGURES.update({name: _layer_figure(plot, alias) for name, (plot, alias) in LAYER_FIGURES.items()})
+
+
+#: The importance profile the 20-in-5 diagram is drawn at (the TMS article's).
+TWENTY_IN_FIVE_DECAY = 0.7
+
+
+@figure("phase_20x5")
+def phase_20x5(data, path: Path) -> Path:
+    """The 20-in-5 optimum over (density, p) at importance 0.7**i (the diagram holds every profile)."""
+    return plot_phase_diagram(data["diagram_20x5"].sel(importance_decay=TWENTY_IN_FIVE_DECAY), path)
 
 
 @figure("lone_feature")

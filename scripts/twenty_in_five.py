@@ -58,6 +58,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from compare.plots import importance_axis, plot_loss_ratios, profile  # noqa: E402
 from sim import sweep  # noqa: E402
 from sim.config import TrainConfig  # noqa: E402
 from sim.results import load  # noqa: E402
@@ -138,7 +139,12 @@ def compare(config: TrainConfig, runs: xr.Dataset, theory: xr.Dataset, samples: 
             "theory_represented": (dims, theory.represented.values),
         },
         coords={d: theory[d] for d in dims} | {"density": theory.density},
-        attrs={"config": json.dumps(config.to_dict()), "samples": samples},
+        attrs={
+            "config": json.dumps(config.to_dict()),
+            "samples": samples,
+            "n_features": config.n_features,
+            "n_hidden": config.n_hidden,
+        },
     )
     for name, (Ws, bs) in {"trained": (flat_W, flat_b), "theory": (theory_W, theory_b)}.items():
         looks = [describe(w, v) for w, v in zip(Ws, bs, strict=True)]
@@ -185,18 +191,6 @@ def best_model(cell: xr.Dataset) -> tuple[np.ndarray, np.ndarray, float]:
     best = int(cell.sampled_loss.fillna(np.inf).argmin("seed"))
     W = cell.W.isel(seed=best).transpose("hidden", "feature").values
     return W, cell.b.isel(seed=best).values, float(cell.sampled_loss[best])
-
-
-def importance_axis(array: xr.DataArray) -> str:
-    """The grid's importance axis (importance_decay, or r): the dimension that is not seed, p or sparsity."""
-    return [d for d in array.dims if d not in ("seed", "p", "sparsity")][0]
-
-
-def profile(axis: str, value: float) -> str:
-    """An importance profile in words: 'importance 0.7**i', 'uniform importance', 'r = 2'."""
-    if axis == "importance_decay":
-        return "uniform importance" if value == 1 else f"importance {value:g}**i"
-    return f"{axis} = {value:g}"
 
 
 def exact_brackets(ds: xr.Dataset, config: TrainConfig, runs: xr.Dataset, k: int, densest: float = 0.1):
@@ -349,32 +343,6 @@ def summary(ds: xr.Dataset) -> str:
                         )
                     )
     return "\n".join(lines)
-
-
-def figure(ds: xr.Dataset, path: Path) -> None:
-    axis = importance_axis(ds.ratio)
-    values = ds[axis].values
-    fig, axes = plt.subplots(1, len(values), figsize=(4.2 * len(values), 3.8), sharey=True, squeeze=False)
-    for ax, a in zip(axes[0], values, strict=True):
-        for p in ds.p.values:
-            c = ds.sel(p=p, **{axis: a}).sortby("density")
-            line = ax.plot(c.density, c.ratio, marker="o", label=f"p = {p:g}")[0]
-            ax.fill_between(c.density, c.ratio_low, c.ratio_high, color=line.get_color(), alpha=0.25)
-            ax.plot(c.density, c.family_ratio, color=line.get_color(), ls="--", lw=1)
-        ax.axhline(1.0, color="k", lw=0.8)
-        ax.axhline(BEATS, color="k", lw=0.8, ls=":")
-        ax.set_xscale("log")
-        ax.set_xlabel("feature density 1 - S")
-        ax.set_title(profile(axis, a))
-    axes[0, 0].set_ylabel("best trained loss / theory's optimum")
-    axes[0, 0].legend()
-    fig.suptitle(
-        "20 features in 5 dims: below 1, training beats theory's optimum (band: 2 standard errors; "
-        "dashed: the block family alone)"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def factors_and_biases(W: np.ndarray, b: np.ndarray) -> str:
@@ -590,7 +558,7 @@ def main():
         print(completeness_table(ds, theory))
     save_dataset(ds, out / "comparison.nc")
     save_text(table(ds) + "\n\n" + summary(ds) + "\n", out / "comparison.md")
-    figure(ds, out / "comparison.png")
+    plot_loss_ratios(ds, out / "comparison.png", beats=BEATS)
     beaten = int(ds.beats_theory.sum())
     print(table(ds))
     print(summary(ds))
