@@ -128,6 +128,30 @@ def lone_feature(data, path: Path) -> Path:
     return _save(fig, path)
 
 
+@figure("antipodal_pair")
+def antipodal_pair(data, path: Path) -> Path:
+    """Two features in k units: the fitted antipodal pair's loss and the search's least loss over all of W
+    and b, each over the first-order closed form, against density; one panel per k, one colour per p."""
+    ds = data["antipodal_pair"]
+    fig, axes = plt.subplots(1, ds.sizes["k"], figsize=(4 * ds.sizes["k"], 3.6), sharey=True, squeeze=False)
+    colours = plt.cm.viridis(np.linspace(0, 0.85, ds.sizes["p"]))
+    for ax, k in zip(axes[0], ds.k.values, strict=True):
+        at = ds.sel(k=k)
+        for colour, p in zip(colours, ds.p.values, strict=True):
+            cell = at.sel(p=p)
+            ax.semilogx(
+                cell.density, cell.pair_loss / cell.first_order, "-", color=colour, label=f"p = {p:g}"
+            )
+            ax.semilogx(cell.density, cell.searched_loss / cell.first_order, "x", color=colour, ms=5)
+        ax.axhline(1.0, color="k", lw=0.8, ls=":")
+        ax.set_title(f"{k} unit{'s' if k > 1 else ''}", fontsize=9)
+        ax.set_xlabel("density s")
+    axes[0, 0].set_ylabel("loss / first-order closed form")
+    axes[0, 0].plot([], [], "x", color="k", label="search over all W, b")
+    axes[0, 0].legend(fontsize=7)
+    return _save(fig, path)
+
+
 GROUP_CONFIGS = {
     "groups_2x2": "2 in 2, units one by one",
     "groups_2x2_one": "2 in 2, one group",

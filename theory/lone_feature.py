@@ -25,6 +25,26 @@ checks the stationarity by sympy and the optimum against a global
 minimisation of the exact loss over all of W and b (any weights, not only
 equal ones), and scripts/closed_forms.py does so over a grid, with Monte
 Carlo beside it.
+
+To first order in density (s -> 0, where b* -> 0 and a* -> 1 / (1 + q))
+
+    L* / s -> q / (3 (1 + q)) = p / (3 (k - (k - 1) p))   (`sparse_limit`),
+
+p / 3 in one unit (the feature is lost whenever its unit is dropped) down
+to p / (3 k (1 - p)) for large k. The same number prices a pair: two
+features written antipodally into the same k units (columns w_1 u and
+-w_2 u, u with equal entries up to sign) interfere only with a negative sign
+under every dropout mask, which the ReLU removes when one feature is active
+alone; both active at once is second order in s. So the pair costs, to first
+order, what its two features cost alone, (I_1 + I_2) s p / (3 (k - (k - 1) p)).
+With the biases at zero nothing does better: a feature active alone sees a
+gain of mean ||w||^2 and variance p / (1 - p) sum_l w_l^4, least for equal
+weights, so it costs at least a lone feature's loss, and the other outputs
+can only add to it; scripts/antipodal_pair.py checks the optimum over all of
+W and b (any bias) against this, with Monte Carlo beside it. Two
+features in k units therefore gain from sharing every unit antipodally:
+against one unit each, the loss falls by the factor 1 / (k - (k - 1) p),
+1 / (2 - p) for a pair written across two neurons at 45 degrees.
 """
 
 from __future__ import annotations
@@ -65,3 +85,12 @@ def lone_feature_optimum(density, p, k=1) -> LoneFeature:
     a = u / (u + q)
     b = s * q / (2 * (u + q))
     return LoneFeature(a, b, loss(a, b, s, p, k), q)
+
+
+def sparse_limit(p, k=1):
+    """lim_{s -> 0} L* / s = p / (3 (k - (k - 1) p)) for one feature spread evenly over k units, importance 1;
+    also each feature's share of an antipodal pair on those k units (numpy broadcasting)."""
+    p, k = np.asarray(p, float), np.asarray(k, float)
+    if np.any((p < 0) | (p >= 1)) or np.any(k < 1):
+        raise ValueError("need 0 <= p < 1 and k >= 1")
+    return p / (3 * (k - (k - 1) * p))
