@@ -2,7 +2,7 @@
 
     python scripts/twenty_in_five.py [--out runs/twenty_in_five] [--config configs/study/twenty_in_five.toml]
                                      [--samples 4000000] [--structure] [--free K] [--bracket K]
-                                     [--completeness D [--completeness-dropout D]] [--summary]
+                                     [--completeness D [--completeness-dropout D]] [--linear] [--summary]
 
 Trains (or resumes) the config's sweep (the study's: the TMS sparsity
 schedule, p = 0, 0.15, 0.4, importance 0.7**i, 0.9**i and 1, 3 seeds),
@@ -33,6 +33,11 @@ on the exact loss truncated to few active features, bracketed rigorously)
 at the sparse cells, and OUT/completeness.md puts each minimum (re-scored
 on the trained models' stream too) beside the best trained model and the
 family, with its tegum factors.
+
+With --linear, every cell also gets the optimum of the model where no ReLU
+clips (theory.linear_regime: its loss in closed form, an upper bound on the
+ReLU model's, minimised over all of W), scored on the trained models'
+samples beside the family's: at density one it is the trained optimum.
 
 Writes OUT/comparison.nc (every number above per cell, with the config),
 OUT/comparison.md (the table) and OUT/comparison.png (ratio against
@@ -68,6 +73,7 @@ from theory.candidates import catalogue  # noqa: E402
 from theory.compiled_loss import expected_loss_bounds_compiled  # noqa: E402
 from theory.composite import ignore_loss  # noqa: E402
 from theory.diagram import completeness, phase_diagram  # noqa: E402
+from theory.linear_regime import linear_optimum  # noqa: E402
 from theory.storage import save_dataset, save_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,6 +197,84 @@ def best_model(cell: xr.Dataset) -> tuple[np.ndarray, np.ndarray, float]:
     best = int(cell.sampled_loss.fillna(np.inf).argmin("seed"))
     W = cell.W.isel(seed=best).transpose("hidden", "feature").values
     return W, cell.b.isel(seed=best).values, float(cell.sampled_loss[best])
+
+
+LINEAR_STARTS = 3  # random starts per cell for the linear regime's optimum (besides the family's W)
+
+
+def with_linear(ds: xr.Dataset, theory: xr.Dataset, config: TrainConfig, samples: int) -> xr.Dataset:
+    """At every cell, the optimum of the model where no ReLU clips (theory.linear_regime: its loss in closed
+    form, minimised over all of W, from the family's optimum and LINEAR_STARTS random starts), its closed
+    form (an upper bound on the ReLU model's loss at that W, b), and its loss on the trained models'
+    samples, with the ratio of the best trained model to it and to the better of it and the family."""
+    dims = ds.ratio.dims
+    setups = config.grid.setups()
+    family_W = theory.W.transpose(*dims, "hidden", "feature").values
+    shape = ds.ratio.shape
+    W = np.zeros(family_W.shape)
+    b = np.zeros(family_W.shape[:-2] + family_W.shape[-1:])
+    bound, margin = np.zeros(shape), np.zeros(shape)
+    for done, index in enumerate(np.ndindex(shape)):
+        setup = setups[index]
+        rng = np.random.default_rng(done)
+        starts = [family_W[index]] + [rng.normal(0, 0.3, family_W[index].shape) for _ in range(LINEAR_STARTS)]
+        best = linear_optimum(setup.importance, setup.n_hidden, float(setup.density[0]), setup.p, starts)
+        W[index], b[index], bound[index], margin[index] = best.W, best.b, best.loss, best.clipping_margin
+    flat_setups = list(setups.reshape(-1))
+    scored = sampled_loss(
+        flat_setups,
+        W.reshape(-1, *W.shape[-2:]),
+        b.reshape(-1, b.shape[-1]),
+        n_samples=samples,
+        seed=RESCORE_SEED,
+        backend="auto",
+    )
+    linear = scored.mean.reshape(shape)
+    ds["linear_bound"] = (
+        dims,
+        bound,
+        {"description": "the linear regime's optimal loss: closed form, an upper bound"},
+    )
+    ds["linear_loss"] = (
+        dims,
+        linear,
+        {"description": "its W, b on the trained models' samples (same stream)"},
+    )
+    ds["linear_margin"] = (dims, margin, {"description": "least output argument (>= 0: nothing clips)"})
+    ds["linear_ratio"] = (dims, ds.trained_loss.values / linear, {"description": "trained / linear regime"})
+    ds["best_ratio"] = (
+        dims,
+        ds.trained_loss.values / np.minimum(linear, ds.theory_loss.values),
+        {"description": "trained / the better of theory's optimum and the linear regime's (same stream)"},
+    )
+    looks = [
+        describe(w, v) for w, v in zip(W.reshape(-1, *W.shape[-2:]), b.reshape(-1, b.shape[-1]), strict=True)
+    ]
+    for key in ("represented", "neurons_per_feature"):
+        ds[f"linear_{key}"] = (dims, np.array([x[key] for x in looks]).reshape(shape))
+    ds["linear_W"] = (dims + ("hidden", "feature"), W, {"description": "the linear regime's optimal W"})
+    ds["linear_b"] = (dims + ("feature",), b, {"description": "its bias b* = (I - W^T W) mu"})
+    return ds
+
+
+def linear_summary(ds: xr.Dataset) -> str:
+    """Per (p, importance profile): the least ratio trained / linear regime and trained / the better of the
+    family and the linear regime, with their densities."""
+    axis = importance_axis(ds.ratio)
+    lines = []
+    for p in ds.p.values:
+        for a in ds[axis].values:
+            c = ds.sel(p=p, **{axis: a})
+            wins = int((c.linear_loss < c.theory_loss).sum())
+            least, worst = int(np.argmin(c.best_ratio.values)), int(np.argmax(c.best_ratio.values))
+            lines.append(
+                f"- p = {p:g}, {profile(axis, a)}: the linear regime below theory's optimum in {wins} of "
+                f"{c.ratio.size} cells; trained / the better of the two: least "
+                f"{float(c.best_ratio[least]):.4f} "
+                f"(density {float(c.density[least]):.3g}), greatest {float(c.best_ratio[worst]):.4f} "
+                f"(density {float(c.density[worst]):.3g})"
+            )
+    return "\n".join(lines)
 
 
 def exact_brackets(ds: xr.Dataset, config: TrainConfig, runs: xr.Dataset, k: int, densest: float = 0.1):
@@ -500,6 +584,12 @@ def main():
         "(K <= 8; about 15 s a cell for K = 6)",
     )
     parser.add_argument(
+        "--linear",
+        action="store_true",
+        help="also fit, at every cell, the optimum of the model where no ReLU clips (theory.linear_regime) "
+        "and score it on the trained models' samples; with --summary, add it to OUT's comparison",
+    )
+    parser.add_argument(
         "--no-search",
         dest="search",
         action="store_false",
@@ -511,6 +601,15 @@ def main():
         ds = xr.load_dataset(Path(args.out) / "comparison.nc")
         print(summary(ds))
         theory = xr.load_dataset(Path(args.out) / "theory.nc")
+        if args.linear:
+            ds = with_linear(ds, theory, TrainConfig.from_toml(args.config), int(ds.attrs["samples"]))
+            save_dataset(ds, Path(args.out) / "comparison.nc")
+            save_text(
+                table(ds) + "\n\n" + summary(ds) + "\n\n" + linear_summary(ds) + "\n",
+                Path(args.out) / "comparison.md",
+            )
+        if "linear_loss" in ds:
+            print(linear_summary(ds))
         save_text(optimum_table(theory) + "\n", Path(args.out) / "optimum.md")
         print(f"wrote {Path(args.out) / 'optimum.md'}")
         if "direct_loss" in ds:
@@ -552,16 +651,20 @@ def main():
     if args.free:
         print(f"== {args.free} features in all of W at the {int(ds.beats_family.sum())} cells training wins")
         ds = free_fits(ds, config, args.free)
+    if args.linear:
+        print("== the linear regime's optimum at every cell")
+        ds = with_linear(ds, theory, config, args.samples)
     if "direct_upper" in theory:
         ds = with_completeness(ds, theory, config, args.samples)
         save_text(completeness_table(ds, theory) + "\n", out / "completeness.md")
         print(completeness_table(ds, theory))
     save_dataset(ds, out / "comparison.nc")
-    save_text(table(ds) + "\n\n" + summary(ds) + "\n", out / "comparison.md")
+    linear = "\n\n" + linear_summary(ds) if "linear_loss" in ds else ""
+    save_text(table(ds) + "\n\n" + summary(ds) + linear + "\n", out / "comparison.md")
     plot_loss_ratios(ds, out / "comparison.png", beats=BEATS)
     beaten = int(ds.beats_theory.sum())
     print(table(ds))
-    print(summary(ds))
+    print(summary(ds) + linear)
     print(f"training beats theory's optimum (ratio < {BEATS}, 2 se) in {beaten} of {ds.ratio.size} cells")
     print(f"wrote {out / 'comparison.nc'}, {out / 'comparison.md'}, {out / 'comparison.png'}")
 
