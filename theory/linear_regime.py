@@ -59,7 +59,7 @@ def _check(importance, density: float, p: float) -> np.ndarray:
 
 
 def optimal_bias(W, density: float) -> np.ndarray:
-    """b* = (I - W^T W) mu: the bias that minimises the linear model's loss for this W."""
+    """b* = (1 - W^T W) mu (1 the identity): the bias that minimises the linear model's loss for this W."""
     W = np.asarray(W, float)
     mu, _ = _moments(density)
     return mu * (1 - (W.T @ W).sum(axis=1))
