@@ -129,7 +129,8 @@ def profile(axis: str, value: float) -> str:
 def plot_loss_ratios(ds: xr.Dataset, out: str | Path, beats: float = 0.995) -> Path:
     """Best trained loss over theory's optimum against density, one line per p, one panel per importance
     profile: `ds` holds `ratio` (with its 2-standard-error band `ratio_low`, `ratio_high`) and
-    `family_ratio` (dashed) over (p, importance axis, sparsity) with a `density` coordinate."""
+    `family_ratio` (dashed), and where it has one `best_ratio` (dash-dot: against the better of the family
+    and the model where no ReLU clips), over (p, importance axis, sparsity) with a `density` coordinate."""
     axis = importance_axis(ds.ratio)
     values = ds[axis].values
     fig, axes = plt.subplots(1, len(values), figsize=(4.2 * len(values), 3.8), sharey=True, squeeze=False)
@@ -139,6 +140,8 @@ def plot_loss_ratios(ds: xr.Dataset, out: str | Path, beats: float = 0.995) -> P
             line = ax.plot(c.density, c.ratio, marker="o", label=f"p = {p:g}")[0]
             ax.fill_between(c.density, c.ratio_low, c.ratio_high, color=line.get_color(), alpha=0.25)
             ax.plot(c.density, c.family_ratio, color=line.get_color(), ls="--", lw=1)
+            if "best_ratio" in c:
+                ax.plot(c.density, c.best_ratio, color=line.get_color(), ls="-.", lw=1)
         ax.axhline(1.0, color="k", lw=0.8)
         ax.axhline(beats, color="k", lw=0.8, ls=":")
         ax.set_xscale("log")
@@ -148,9 +151,14 @@ def plot_loss_ratios(ds: xr.Dataset, out: str | Path, beats: float = 0.995) -> P
     axes[0, 0].legend()
     n, m = ds.attrs.get("n_features"), ds.attrs.get("n_hidden")
     size = f"{n} features in {m} dims: " if n and m else ""
+    linear = (
+        ";\ndash-dot: against the better of the family and the model where no ReLU clips"
+        if "best_ratio" in ds
+        else ""
+    )
     fig.suptitle(
-        f"{size}below 1, training beats theory's optimum (band: 2 standard errors; dashed: the block "
-        "family alone; dotted: the margin taken as a win)",
+        f"{size}below 1, training beats theory's optimum (band: 2 standard errors; dotted: the margin taken "
+        f"as a win; dashed: the block family alone{linear})",
         fontsize=10,
     )
     fig.tight_layout()
