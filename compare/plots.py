@@ -13,7 +13,14 @@ import xarray as xr  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from theory.phase_plots import cell_edges, colours_for, finish, phase_caption, plain_log_axis  # noqa: E402
+from theory.phase_plots import (  # noqa: E402
+    cell_edges,
+    colours_for,
+    finish,
+    importance_axis,
+    phase_caption,
+    plain_log_axis,
+)
 
 _UNCLASSIFIED_COLOUR = "#000000"
 
@@ -112,11 +119,6 @@ def plot_edge(ds: xr.Dataset, out: str | Path, at: float = 1.0) -> Path:
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7)
     return finish(fig, out, f"Where superposition first appears ({axis} = {value:.3g})")
-
-
-def importance_axis(array: xr.DataArray) -> str:
-    """The grid's importance axis (importance_decay, or r): the dimension that is not seed, p or sparsity."""
-    return [d for d in array.dims if d not in ("seed", "p", "sparsity")][0]
 
 
 def profile(axis: str, value: float) -> str:

@@ -35,6 +35,7 @@ from sim.results import code_version
 from theory import Setup, monte_carlo_loss
 from theory.compiled_loss import expected_loss_and_grad_compiled
 from theory.lone_feature import sparse_limit
+from theory.metrics import neurons_per_feature
 from theory.optimize import minimize_from
 from theory.progress import Progress
 from theory.storage import save_dataset
@@ -65,13 +66,6 @@ def fit_pair(setup: Setup, starts: list[np.ndarray]) -> tuple[np.ndarray, float]
         if best is None or result.fun < best.fun:
             best = result
     return best.x, float(best.fun)
-
-
-def participation(W: np.ndarray) -> np.ndarray:
-    """Units each column uses: (sum of squared entries)^2 / sum of their squares (0 for a zero column)."""
-    w2 = W**2
-    total = w2.sum(axis=0)
-    return np.where(total > 1e-12, total**2 / np.maximum((w2**2).sum(axis=0), 1e-300), 0.0)
 
 
 def main() -> None:
@@ -130,7 +124,7 @@ def main() -> None:
             out["search_cosine"][idx] = (
                 FW[:, 0] @ FW[:, 1] / (lengths[0] * lengths[1]) if lengths.min() > 1e-9 else np.nan
             )
-            out["search_units"][idx] = participation(FW).mean()
+            out["search_units"][idx] = neurons_per_feature(FW).mean()
             estimate = monte_carlo_loss(
                 setup, W, b, n_samples=args.samples, seed=1 + int(np.ravel_multi_index(idx, shape))
             )

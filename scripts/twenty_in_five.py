@@ -63,7 +63,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from compare.plots import importance_axis, plot_loss_ratios, profile  # noqa: E402
+from compare.plots import plot_loss_ratios, profile  # noqa: E402
 from sim import sweep  # noqa: E402
 from sim.config import TrainConfig  # noqa: E402
 from sim.results import load  # noqa: E402
@@ -74,6 +74,7 @@ from theory.compiled_loss import expected_loss_bounds_compiled  # noqa: E402
 from theory.composite import ignore_loss  # noqa: E402
 from theory.diagram import completeness, phase_diagram  # noqa: E402
 from theory.linear_regime import linear_optimum  # noqa: E402
+from theory.phase_plots import importance_axis  # noqa: E402
 from theory.storage import save_dataset, save_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,6 +99,15 @@ def describe(W: np.ndarray, b: np.ndarray) -> dict:
         "mean_cosine": float(signed.sum() / (k * (k - 1))) if k > 1 else np.nan,
         "bias": float(b[shown].mean()) if k else np.nan,
     }
+
+
+def add_looks(ds: xr.Dataset, name: str, W: np.ndarray, b: np.ndarray) -> None:
+    """`describe` of every cell's model, W (cells, m, n) and b (cells, n) in ds's cell order, as variables
+    name_<key> of ds."""
+    dims, shape = ds.ratio.dims, ds.ratio.shape
+    looks = [describe(w, v) for w, v in zip(W, b, strict=True)]
+    for key in looks[0]:
+        ds[f"{name}_{key}"] = (dims, np.array([x[key] for x in looks]).reshape(shape))
 
 
 def compare(config: TrainConfig, runs: xr.Dataset, theory: xr.Dataset, samples: int) -> xr.Dataset:
@@ -152,10 +162,8 @@ def compare(config: TrainConfig, runs: xr.Dataset, theory: xr.Dataset, samples: 
             "n_hidden": config.n_hidden,
         },
     )
-    for name, (Ws, bs) in {"trained": (flat_W, flat_b), "theory": (theory_W, theory_b)}.items():
-        looks = [describe(w, v) for w, v in zip(Ws, bs, strict=True)]
-        for key in looks[0]:
-            out[f"{name}_{key}"] = (dims, np.array([x[key] for x in looks]).reshape(shape))
+    add_looks(out, "trained", flat_W, flat_b)
+    add_looks(out, "theory", theory_W, theory_b)
     out["beats_theory"] = (out.ratio < BEATS) & (out.ratio_high < 1)
     out["beats_family"] = (out.family_ratio < BEATS) & ((trained + 2 * stderr) / family < 1)
     return out
@@ -220,14 +228,9 @@ def with_linear(ds: xr.Dataset, theory: xr.Dataset, config: TrainConfig, samples
         starts = [family_W[index]] + [rng.normal(0, 0.3, family_W[index].shape) for _ in range(LINEAR_STARTS)]
         best = linear_optimum(setup.importance, setup.n_hidden, float(setup.density[0]), setup.p, starts)
         W[index], b[index], bound[index], margin[index] = best.W, best.b, best.loss, best.clipping_margin
-    flat_setups = list(setups.reshape(-1))
+    flat_W, flat_b = W.reshape(-1, *W.shape[-2:]), b.reshape(-1, b.shape[-1])
     scored = sampled_loss(
-        flat_setups,
-        W.reshape(-1, *W.shape[-2:]),
-        b.reshape(-1, b.shape[-1]),
-        n_samples=samples,
-        seed=RESCORE_SEED,
-        backend="auto",
+        list(setups.reshape(-1)), flat_W, flat_b, n_samples=samples, seed=RESCORE_SEED, backend="auto"
     )
     linear = scored.mean.reshape(shape)
     ds["linear_bound"] = (
@@ -247,13 +250,9 @@ def with_linear(ds: xr.Dataset, theory: xr.Dataset, config: TrainConfig, samples
         ds.trained_loss.values / np.minimum(linear, ds.theory_loss.values),
         {"description": "trained / the better of theory's optimum and the linear regime's (same stream)"},
     )
-    looks = [
-        describe(w, v) for w, v in zip(W.reshape(-1, *W.shape[-2:]), b.reshape(-1, b.shape[-1]), strict=True)
-    ]
-    for key in ("represented", "neurons_per_feature"):
-        ds[f"linear_{key}"] = (dims, np.array([x[key] for x in looks]).reshape(shape))
+    add_looks(ds, "linear", flat_W, flat_b)
     ds["linear_W"] = (dims + ("hidden", "feature"), W, {"description": "the linear regime's optimal W"})
-    ds["linear_b"] = (dims + ("feature",), b, {"description": "its bias b* = (I - W^T W) mu"})
+    ds["linear_b"] = (dims + ("feature",), b, {"description": "its bias b* = (1 - W^T W) mu"})
     return ds
 
 
@@ -608,6 +607,7 @@ def main():
                 table(ds) + "\n\n" + summary(ds) + "\n\n" + linear_summary(ds) + "\n",
                 Path(args.out) / "comparison.md",
             )
+            plot_loss_ratios(ds, Path(args.out) / "comparison.png", beats=BEATS)
         if "linear_loss" in ds:
             print(linear_summary(ds))
         save_text(optimum_table(theory) + "\n", Path(args.out) / "optimum.md")

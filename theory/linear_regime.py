@@ -66,16 +66,11 @@ def optimal_bias(W, density: float) -> np.ndarray:
 
 
 def linear_loss(W, b, importance, density: float, p: float) -> float:
-    """L(W, b) of the model without clipping (an upper bound on the ReLU model's loss at W, b)."""
-    importance = _check(importance, density, p)
-    W, b = np.asarray(W, float), np.asarray(b, float)
-    mu, var = _moments(density)
-    q = p / (1 - p)
-    E = np.eye(W.shape[1]) - W.T @ W
-    rows = W**2
-    noise = q * ((var * rows.sum(axis=1) + (mu * W.sum(axis=1)) ** 2)[:, None] * rows).sum(axis=0)
-    offset = mu * E.sum(axis=1) - b
-    return float(importance @ (var * np.einsum("ij,ji->i", E, E) + noise + offset**2))
+    """L(W, b) of the model without clipping (an upper bound on the ReLU model's loss at W, b):
+    L*(W) plus what a bias away from b* costs."""
+    loss, _ = linear_loss_and_grad(W, importance, density, p)
+    offset = optimal_bias(W, density) - np.asarray(b, float)
+    return loss + float(np.asarray(importance, float) @ offset**2)
 
 
 def linear_loss_and_grad(W, importance, density: float, p: float) -> tuple[float, np.ndarray]:
