@@ -152,6 +152,37 @@ def antipodal_pair(data, path: Path) -> Path:
     return _save(fig, path)
 
 
+@figure("polygon_rotation")
+def polygon_rotation(data, path: Path) -> Path:
+    """A regular k-gon turned in two neurons: its first-order loss against the turn at p nearest 0.4 (left),
+    and the half period's loss over the aligned one's against p (right), lines the closed form, crosses the
+    exact loss at the sparsest density; one colour per k of three or more vertices."""
+    ds = data["polygon_rotation"]
+    ds = ds.sel(k=ds.k[ds.k >= 3])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    colours = plt.cm.tab10(np.arange(ds.sizes["k"]))
+    p_max = ds.p.sel(p=0.4, method="nearest").item()
+    sparse = ds.exact_over_first_order.isel(density=0) * ds.first_order
+    for colour, k in zip(colours, ds.k.values, strict=True):
+        at = ds.sel(k=k)
+        label = f"k = {k} (T = {at.period_degrees.item():.3g}°)"
+        line = at.first_order.sel(p=p_max)
+        axes[0].plot(at.turn, 100 * (line / line.isel(turn=0) - 1), "-", color=colour, label=label)
+        axes[1].plot(at.p, 100 * at.turned_gain, "-", color=colour, label=label)
+        exact = sparse.sel(k=k)
+        axes[1].plot(at.p, 100 * (exact.isel(turn=-1) / exact.isel(turn=0) - 1), "x", color=colour, ms=6)
+    for ax in axes:
+        ax.axhline(0.0, color="k", lw=0.8, ls=":")
+    axes[0].set_xlabel("turn φ / period T (0: a vertex on a neuron)")
+    axes[0].set_ylabel(f"first-order loss, % above turn 0 (p = {p_max:g})")
+    axes[1].set_xlabel("dropout p")
+    axes[1].set_ylabel("loss at T/2, % above turn 0")
+    axes[1].plot([], [], "x", color="k", label=f"exact loss, density {ds.density.min().item():g}")
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    return _save(fig, path)
+
+
 GROUP_CONFIGS = {
     "groups_2x2": "2 in 2, units one by one",
     "groups_2x2_one": "2 in 2, one group",
