@@ -12,7 +12,10 @@ same block on features 0..k-1 (its optimum unchanged).
 So one fit per block shape gives every composite of every size:
 
 - shapes: dedicated (1 feature, 1 neuron); pair (2 on 1: antipodal or
-  same-sign); k-gon for k = 3..max_polygon in a plane of 2 neurons (regular
+  same-sign); turned pair (2 on 2: a two-vertex polygon, own norms and
+  biases, at a free angle in the plane of two neurons: under dropout an
+  antipodal pair across both neurons costs 1 / (2 - p) of the pair on one,
+  to first order in density); k-gon for k = 3..max_polygon in a plane of 2 neurons (regular
   in every vertex order, free norms and biases per vertex, or free angles
   too); tetrahedron (4 on 3 neurons, regular or free norms and biases per
   vertex, turned by three angles); the 4- and 5-simplex (5 on 4 and 6 on 5
@@ -63,8 +66,9 @@ from theory.setup import Setup
 
 ASSUMPTIONS = (
     "blocks on disjoint features and neurons (the loss is then a sum over blocks, exactly): dedicated, "
-    "pair on one neuron, k-gon in a plane of two neurons, tetrahedron in three, 4- and 5-simplex in four "
-    "and five; each block on consecutive features in importance order; the least important features ignored"
+    "pair on one neuron, turned pair on two, k-gon in a plane of two neurons, tetrahedron in three, "
+    "4- and 5-simplex in four and five; each block on consecutive features in importance order; the least "
+    "important features ignored"
 )
 
 
@@ -87,6 +91,8 @@ class Shape:
             return (G("dedicated", 1, 1, (dedicated(0, 0),)),)
         if (k, self.neurons) == (2, 1):
             return (G("antipodal", 2, 1, (antipodal(0, 1, 0),)), G("same-sign", 2, 1, (parallel(0, 1, 0),)))
+        if (k, self.neurons) == (2, 2):
+            return (G("turned pair", 2, 2, (free_polygon(range(2)),)),)
         if (k, self.neurons) == (4, 3):
             return (
                 G("tetrahedron", 4, 3, (tetrahedron(range(4)),)),
@@ -112,7 +118,10 @@ def shapes(max_polygon: int) -> tuple[Shape, ...]:
     polygons = tuple(Shape(POLYGON_NAMES[k], k, 2) for k in range(3, max_polygon + 1))
     simplices = tuple(Shape(f"{k}-simplex", k + 1, k) for k in SIMPLEX_DIMENSIONS)
     return (
-        (Shape("dedicated", 1, 1), Shape("pair", 2, 1)) + polygons + (Shape("tetrahedron", 4, 3),) + simplices
+        (Shape("dedicated", 1, 1), Shape("pair", 2, 1), Shape("turned pair", 2, 2))
+        + polygons
+        + (Shape("tetrahedron", 4, 3),)
+        + simplices
     )
 
 

@@ -7,6 +7,7 @@ from theory import InputError, Setup, expected_loss, expected_loss_and_grad, met
 from theory.compiled_loss import expected_loss_and_grad_compiled
 from theory.direct_diagram import direct_diagram
 from theory.grid import Grid
+from theory.lone_feature import lone_feature_optimum
 from theory.montecarlo import monte_carlo_loss
 
 
@@ -117,10 +118,11 @@ def test_grid_reads_groups_from_a_config(tmp_path):
         Grid.from_toml(path)
 
 
-def test_direct_diagram_finds_redundancy_the_catalogue_lacks_and_checks_itself():
-    """2 features in 2 units, sparse, p = 0.3: dropped one unit at a time, the optimum writes both
-    features into both units (an antipodal pair along a diagonal: each survives either unit's loss),
-    below the catalogue's two dedicated features; dropped together, nothing is gained by spreading."""
+def test_direct_diagram_finds_the_turned_pair_and_checks_itself():
+    """2 features in 2 units, sparse, p = 0.3: dropped one unit at a time, the optimum over all W, b writes
+    both features into both units (an antipodal pair along a diagonal: each survives either unit's loss),
+    the catalogue's turned pair, below two dedicated features; dropped together, nothing is gained by
+    spreading."""
     sparsity = (0.95, 0.5)
     one_each = direct_diagram(Grid(2, 2, sparsity, p=(0.3,)), n_starts=6, progress=False)
     together = direct_diagram(Grid(2, 2, sparsity, (0.3,), dropout_groups=(0, 0)), n_starts=6, progress=False)
@@ -129,16 +131,21 @@ def test_direct_diagram_finds_redundancy_the_catalogue_lacks_and_checks_itself()
         assert (abs(z) < 5).all()
     sparse = dict(p=0.3, sparsity=0.95)
     catalogue = optimal(Setup(2, 2, sparsity=0.95, p=0.3))
-    assert float(one_each.optimal_loss.sel(**sparse)) < 0.8 * catalogue.loss
+    assert catalogue.name == "turned pair" and catalogue.runner_up == "2 dedicated"
+    assert float(one_each.optimal_loss.sel(**sparse)) == pytest.approx(catalogue.loss, rel=1e-6)
+    assert catalogue.loss < 0.8 * catalogue.runner_up_loss
     np.testing.assert_allclose(one_each.groups_per_feature.sel(**sparse), 2.0, atol=0.05)
     # Dropped together, spreading buys nothing (the loss is rotation-invariant), and two orthogonal
-    # dedicated features lose the same whether their units fail together or apart: the catalogue's
-    # optimum under independent dropout scores the same under the grouped law, and the grouped optimum
-    # is within 0.1% of it (0.03% below: a slight negative overlap of the two columns)
+    # dedicated features (each the lone feature's optimum) lose the same whether their units fail together
+    # or apart; the grouped optimum is within 0.1% of them (0.03% below: a slight negative overlap)
+    lone = lone_feature_optimum(0.05, 0.3)
+    W, b = np.sqrt(lone.norm_squared) * np.eye(2), np.full(2, float(lone.bias))
+    dedicated = float(expected_loss(Setup(2, 2, sparsity=0.95, p=0.3), W, b))
+    assert dedicated == pytest.approx(catalogue.runner_up_loss, rel=1e-9)
+    grouped = float(expected_loss(Setup(2, 2, sparsity=0.95, p=0.3, dropout_groups=[0, 0]), W, b))
+    assert grouped == pytest.approx(dedicated, rel=1e-12)
     together_loss = float(together.optimal_loss.sel(**sparse))
-    assert catalogue.loss * 0.999 < together_loss <= catalogue.loss
-    assert float(expected_loss(Setup(2, 2, sparsity=0.95, p=0.3, dropout_groups=[0, 0]), catalogue.W,
-                               catalogue.b)) == pytest.approx(catalogue.loss, rel=1e-12)  # fmt: skip
+    assert dedicated * 0.999 < together_loss <= dedicated
 
 
 def test_direct_diagram_refuses_what_it_cannot_do():
