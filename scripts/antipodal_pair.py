@@ -29,14 +29,13 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from scipy.optimize import minimize
 
 from sim.results import code_version
 from theory import Setup, monte_carlo_loss
 from theory.compiled_loss import expected_loss_and_grad_compiled
 from theory.lone_feature import sparse_limit
 from theory.metrics import neurons_per_feature
-from theory.optimize import minimize_from
+from theory.optimize import best_of_starts, minimize_from
 from theory.progress import Progress
 from theory.storage import save_dataset
 
@@ -58,13 +57,7 @@ def fit_pair(setup: Setup, starts: list[np.ndarray]) -> tuple[np.ndarray, float]
         gW, gb = np.asarray(out.grad_W), np.asarray(out.grad_b)
         return float(out.loss), np.array([gW[:, 0] @ u, -(gW[:, 1] @ u), gb[0], gb[1]])
 
-    best = None
-    for start in starts:
-        result = minimize(
-            value_and_grad, start, jac=True, method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-12}
-        )
-        if best is None or result.fun < best.fun:
-            best = result
+    best = best_of_starts(value_and_grad, starts)
     return best.x, float(best.fun)
 
 

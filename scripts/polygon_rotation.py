@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from scipy.optimize import minimize
 
 from sim.results import code_version
 from theory import Setup, monte_carlo_loss
 from theory.compiled_loss import expected_loss_and_grad_compiled, expected_loss_compiled
+from theory.optimize import best_of_starts
 from theory.progress import Progress
 from theory.storage import save_dataset
 from theory.turned_polygon import first_order_optimum, polygon_W, rotation_period
@@ -64,13 +64,7 @@ def fit_turned_polygon(setup: Setup, starts: list[np.ndarray]) -> tuple[np.ndarr
         turned = np.stack([-W[1], W[0]])  # dW / dphi
         return float(out.loss), np.array([np.sum(gW * unit), np.sum(out.grad_b), np.sum(gW * turned)])
 
-    best = None
-    for start in starts:
-        result = minimize(
-            value_and_grad, start, jac=True, method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-12}
-        )
-        if best is None or result.fun < best.fun:
-            best = result
+    best = best_of_starts(value_and_grad, starts)
     return best.x, float(best.fun)
 
 

@@ -115,6 +115,19 @@ def minimize_from(setup: Setup, W, b) -> LossMinimum:
     )
 
 
+def best_of_starts(value_and_grad: Callable, starts) -> OptimizeResult:
+    """L-BFGS-B on value_and_grad (theta -> (value, gradient)) from each start, tight tolerances; the end
+    point of least value (the first of equals)."""
+    best = None
+    for start in starts:
+        result = minimize(
+            value_and_grad, start, jac=True, method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-12}
+        )
+        if best is None or result.fun < best.fun:
+            best = result
+    return best
+
+
 def minimize_lockstep(
     evaluate: Callable[[list[np.ndarray], np.ndarray], tuple[np.ndarray, list[np.ndarray]]],
     x0,
