@@ -98,10 +98,10 @@ def main() -> None:
     ends = np.array([0.0, 0.5])
     kp, kpt, kpd = (len(ks), len(ps)), (len(ks), len(ps), len(turns)), (len(ks), len(ps), len(densities))
     first = {name: np.zeros(kpt) for name in ("first_order", "norm", "bias")}
-    exact = np.zeros(kpt + (len(densities),))
+    exact = np.zeros(kpt + (len(densities),))  # exact losses at the first-order optima
     fitted = {name: np.zeros(kpd) for name in ("fitted_loss", "fitted_turn", "fitted_norm", "fitted_bias")}
     symmetry, spread = np.zeros(kp), np.zeros(kp)
-    mc_loss, mc_stderr, mc_exact = np.zeros(kp + (2,)), np.zeros(kp + (2,)), np.zeros(kp + (2,))
+    mc_loss, mc_stderr = np.zeros(kp + (2,)), np.zeros(kp + (2,))
     with Progress(len(ks) * len(ps), "turned polygons", unit="cell") as progress:
         for i, j in np.ndindex(kp):
             k, p = int(ks[i]), float(ps[j])
@@ -113,7 +113,7 @@ def main() -> None:
             for d, s in enumerate(densities):
                 setup = Setup(k, 2, sparsity=1 - s, p=p)
                 for t, optimum in enumerate(optima):
-                    exact[i, j, t, d] = polygon_loss(setup, optimum.norm, optimum.bias, optimum.phi) / s
+                    exact[i, j, t, d] = polygon_loss(setup, optimum.norm, optimum.bias, optimum.phi)
                 starts = [
                     np.array([o.norm, o.bias, o.phi])
                     for o in (optima[0], optima[len(turns) // 2], optima[-1])
@@ -142,7 +142,6 @@ def main() -> None:
                     mc_setup, W, b_end, n_samples=args.samples, seed=1 + 2 * (i * len(ps) + j) + e
                 )
                 mc_loss[i, j, e], mc_stderr[i, j, e] = estimate.mean, estimate.stderr
-                mc_exact[i, j, e] = float(expected_loss_compiled(mc_setup, W, b_end))
             progress.update(1)
     loss = first["first_order"]
     # below ZERO the first-order loss is zero up to rounding (p = 0 with k <= 4): ratios of it are NaN
@@ -150,7 +149,8 @@ def main() -> None:
     flat = loss.max(axis=2) - loss.min(axis=2) <= FLAT * loss.max(axis=2) + ZERO
     best_turn = np.where(flat, np.nan, turns[np.argmin(loss, axis=2)])
     turned_gain = positive[:, :, -1] / positive[:, :, 0] - 1
-    exact_ratio = exact / positive[..., None]
+    exact_ratio = exact / densities / positive[..., None]
+    mc_exact = exact[:, :, [0, -1], 0]  # the Monte Carlo models: both ends at the first density
     # where the first-order loss is zero the loss is second order: too few samples hold an event
     mc_loss[np.isnan(positive[:, :, [0, -1]])] = np.nan
     dims, kpt_dims, kpd_dims, end_dims = (
