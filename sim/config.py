@@ -127,8 +127,11 @@ class TrainConfig:
         if self.series is not None:
             if self.dropout_groups is not None:
                 raise InputError("model.dropout_groups is for one layer's units; a [series] model has blocks")
-            if self.backend not in ("auto", "torch"):
-                raise InputError(f"train.backend = {self.backend!r}: a [series] model trains on torch only")
+            if self.backend not in ("auto", "fused", "torch"):
+                raise InputError(
+                    f"train.backend = {self.backend!r}: a [series] model trains on fused (its numba kernel, "
+                    "what auto picks) or torch"
+                )
         # Every cell must make a valid Setup: validate them all now.
         self.cells()
 

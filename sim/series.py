@@ -1,10 +1,11 @@
 """Training the series model (theory.series: a residual stream through blocks that may fail), many
-instances at once in torch.
+instances at once: in torch (backend "torch"), or in the numba kernel of sim.series_kernel (backend
+"fused", the default on CPU: same model, law, objective and optimiser, its own random stream).
 
 Each instance has its own setup (same shapes; density, importance, p_block and p_unit may differ) and
 its own parameters; the objective is the sum over instances of each one's batch-mean loss divided by
 n (the TMS notebook's mean over features), so AdamW (element-wise) trains every instance as if alone.
-Inputs and masks are drawn from one seeded generator: the same seed gives the same numbers.
+Inputs and masks are drawn from seeded generators: the same seed and backend give the same numbers.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from theory.progress import Progress
 from theory.series import SeriesModel, SeriesSetup
 
 _NAMES = ("E", "R", "c", "U", "O", "b")
+#: The series model's trainers: "fused" (sim.series_kernel, CPU) and "torch" (this module's loop).
+SERIES_BACKENDS = ("fused", "torch")
 
 
 @dataclass(frozen=True)
@@ -118,16 +121,23 @@ def train_series(
     init: dict[str, np.ndarray] | None = None,
     progress: bool | None = None,
     on_steps: Callable[[int], None] | None = None,
+    backend: str = "fused",
 ) -> SeriesResult:
     """Train one series model per setup, all at once (AdamW, the TMS notebook's defaults); init: the
     starting parameters (series_init's shapes), default series_init(setups, seed); on_steps: called at
-    every logged step with the number of steps done since its last call."""
+    every logged step with the number of steps done since its last call; backend: SERIES_BACKENDS."""
     setups = check_setups(setups)
     steps, batch, log_every = check_schedule(steps, batch, lr, weight_decay, log_every)
+    if backend not in SERIES_BACKENDS:
+        raise InputError(f"backend = {backend!r} is unknown for the series model; allowed: {SERIES_BACKENDS}")
     start = series_init(setups, seed) if init is None else init
     expected = {name: (len(setups), *shape) for name, shape in setups[0].shapes.items()}
     if set(start) != set(expected) or any(np.shape(start[k]) != v for k, v in expected.items()):
         raise InputError(f"init must hold {expected}; got { {k: np.shape(v) for k, v in start.items()} }")
+    if backend == "fused":
+        return _train_fused(
+            setups, start, steps, batch, lr, weight_decay, seed, log_every, progress, on_steps
+        )
     params = {k: torch.tensor(np.asarray(start[k]), dtype=torch.float32, requires_grad=True) for k in _NAMES}
     optimizer = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=weight_decay)
     model = _Batch(setups)
@@ -163,12 +173,65 @@ def train_series(
     )
 
 
+def _train_fused(setups, start, steps, batch, lr, weight_decay, seed, log_every, progress, on_steps):
+    """train_series on sim.series_kernel: the kernel runs from one logged step to the next."""
+    from sim import series_kernel as kernel
+    from sim.splitmix import seed_states
+
+    shapes = setups[0].shapes
+    theta = kernel.flatten(start, shapes)
+    exp_avg, exp_sq = np.zeros_like(theta), np.zeros_like(theta)
+    states = seed_states(int(seed) + 1, len(setups))
+    arrays = kernel.setup_arrays(setups)
+    dims, direct = kernel.dims_of(setups[0]), bool(setups[0].direct)
+    logged = [s for s in range(steps) if s % log_every == 0 or s == steps - 1]
+    log_slot = np.full(steps, -1, dtype=np.int64)
+    log_slot[logged] = np.arange(len(logged))
+    history = np.zeros((len(setups), len(logged)))
+    began = time.perf_counter()
+    with Progress(steps * len(setups), "series training", "inst-step", show=progress) as bar:
+        done = 0
+        for last in [step + 1 for step in logged]:  # up to and including each logged step
+            kernel.train_block(
+                theta, exp_avg, exp_sq, states, dims, direct, *arrays, done, last, int(batch), float(lr),
+                float(weight_decay), 0.9, 0.999, 1e-8, log_slot, history,
+            )  # fmt: skip
+            if on_steps is not None:
+                on_steps(last - done)
+            bar.update((last - done) * len(setups))
+            done = last
+    return SeriesResult(
+        setups=setups,
+        params=kernel.unflatten(theta, shapes),
+        log_steps=np.array(logged),
+        loss_history=history,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        seconds=time.perf_counter() - began,
+    )
+
+
 def batch_losses(
-    setups: Sequence[SeriesSetup], params: dict[str, np.ndarray], batch: int, batches: int, seed: int = 0
+    setups: Sequence[SeriesSetup],
+    params: dict[str, np.ndarray],
+    batch: int,
+    batches: int,
+    seed: int = 0,
+    backend: str = "torch",
 ) -> np.ndarray:
     """The training forward pass's batch losses at fixed parameters, (instances, batches): their mean
-    estimates each instance's loss (the check that training samples the model's law)."""
+    estimates each instance's loss (the check that training samples the model's law); backend: whose
+    forward pass (SERIES_BACKENDS)."""
     setups = check_setups(setups)
+    if backend not in SERIES_BACKENDS:
+        raise InputError(f"backend = {backend!r} is unknown for the series model; allowed: {SERIES_BACKENDS}")
+    if backend == "fused":
+        from sim.series_kernel import batch_gradients
+
+        return batch_gradients(setups, params, batch=batch, batches=batches, seed=seed).loss
     model = _Batch(setups)
     tensors = {k: torch.tensor(np.asarray(params[k]), dtype=torch.float32) for k in _NAMES}
     generator = torch.Generator().manual_seed(int(seed))

@@ -78,6 +78,7 @@ def train_chunk(plan_, cells, data_seed: int, sample_seed: int, samples: int, se
         init=initial_params(config, cells, seed_of),
         progress=False,
         on_steps=on_steps,
+        backend=plan_.backend,
     )
     models = [result.model(i) for i in range(len(setups))]
     sampled = [

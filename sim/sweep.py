@@ -72,8 +72,8 @@ class Plan:
     def backend(self) -> str:
         """The trainer this plan's chunks use (fixed by the config's backend and the device type)."""
         c = self.config
-        if c.series is not None:
-            return "torch"  # the series model's only trainer
+        if c.series is not None:  # sim.series's trainers: its numba kernel unless torch is asked for
+            return "torch" if c.backend == "torch" else "fused"
         return resolve_backend(c.backend, torch.device(self.device), c.n_features, c.n_hidden)
 
     def manifest(self) -> dict:

@@ -22,7 +22,7 @@ samples the model literally (numpy); `leading_order_loss` is exact for the
 samples with at most one active feature: x = v e_i, every pre-activation is
 piecewise linear in v, so the expectation over v is a sum of integrals of
 quadratics between the kinks, summed over every mask with its probability;
-the trainer (sim.series) runs its own torch forward pass.
+the trainers (sim.series: a numba kernel and a torch loop) run their own forward passes.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sim.series import batch_losses, series_init, train_series
+from sim.series import SERIES_BACKENDS, batch_losses, series_init, train_series
 from theory import InputError
 from theory.series import SeriesModel, SeriesSetup, leading_order_loss, monte_carlo_series_loss
 
@@ -23,11 +23,12 @@ def _params(seed: int = 0) -> dict[str, np.ndarray]:
     return params
 
 
+@pytest.mark.parametrize("backend", SERIES_BACKENDS)
 @pytest.mark.parametrize("setups", [SETUPS, INDIRECT])
-def test_training_batches_sample_the_models_loss(setups):
-    """The torch forward pass's batch losses against theory's numpy Monte Carlo (shared code: none)."""
+def test_training_batches_sample_the_models_loss(setups, backend):
+    """Each trainer's forward pass's batch losses against theory's numpy Monte Carlo (shared code: none)."""
     params = _params()
-    losses = batch_losses(setups, params, batch=1024, batches=400, seed=3)
+    losses = batch_losses(setups, params, batch=1024, batches=400, seed=3, backend=backend)
     for i, setup in enumerate(setups):
         model = SeriesModel.of(setup, **{k: v[i] for k, v in params.items()})
         mc = monte_carlo_series_loss(setup, model, n_samples=1_000_000, seed=i)
@@ -39,11 +40,13 @@ def test_training_batches_sample_the_models_loss(setups):
         assert abs(losses[i].mean() - plain.mean) > 10 * stderr  # the check sees the dropout law
 
 
-def test_training_learns_and_repeats_itself():
+@pytest.mark.parametrize("backend", SERIES_BACKENDS)
+def test_training_learns_and_repeats_itself(backend):
     setups = [SeriesSetup(5, 2, 1, 2, sparsity=0.9, p_block=p) for p in (0.0, 0.4)]
-    a = train_series(setups, steps=400, batch=256, seed=1, progress=False, log_every=100)
-    b = train_series(setups, steps=400, batch=256, seed=1, progress=False, log_every=100)
-    c = train_series(setups, steps=400, batch=256, seed=2, progress=False, log_every=100)
+    a, b, c = (
+        train_series(setups, steps=400, batch=256, seed=s, progress=False, log_every=100, backend=backend)
+        for s in (1, 1, 2)
+    )
     np.testing.assert_array_equal(a.params["R"], b.params["R"])
     np.testing.assert_array_equal(a.loss_history, b.loss_history)
     assert not np.array_equal(a.params["R"], c.params["R"])
@@ -53,9 +56,10 @@ def test_training_learns_and_repeats_itself():
         assert leading_order_loss(setup, a.model(i)) < leading_order_loss(setup, start)
 
 
-def test_tms_with_untied_weights_is_the_model_without_blocks():
+@pytest.mark.parametrize("backend", SERIES_BACKENDS)
+def test_tms_with_untied_weights_is_the_model_without_blocks(backend):
     setups = [SeriesSetup(3, 2, 0, 1, sparsity=0.5)]
-    result = train_series(setups, steps=300, batch=256, progress=False)
+    result = train_series(setups, steps=300, batch=256, progress=False, backend=backend)
     assert result.params["R"].shape == (1, 0, 1, 2)
     assert result.loss_history[0, -1] < result.loss_history[0, 0]
 
@@ -73,6 +77,10 @@ def test_bad_input_is_refused():
         train_series(SETUPS, steps=1, init={"E": np.zeros((2, 2, 4))})
     with pytest.raises(InputError, match="SeriesSetup"):
         train_series(["not a setup"], steps=1)
+    with pytest.raises(InputError, match="backend = 'tiled' is unknown for the series model"):
+        train_series(SETUPS, steps=1, backend="tiled")
+    with pytest.raises(InputError, match="backend = 'tiled' is unknown for the series model"):
+        batch_losses(SETUPS, _params(), batch=4, batches=1, backend="tiled")
 
 
 SERIES_CONFIG = """
@@ -153,5 +161,5 @@ def test_series_configs_are_checked(tmp_path):
         TrainConfig.from_toml(path)
     tiled = 'log_every = 100\nbackend = "tiled"'
     path.write_text(SERIES_CONFIG.format(dropout="both").replace("log_every = 100", tiled))
-    with pytest.raises(InputError, match="torch only"):
+    with pytest.raises(InputError, match="trains on fused"):
         TrainConfig.from_toml(path)
