@@ -158,13 +158,18 @@ def gradients(
 
 def compile_kernels(name: str, header: str, depends: tuple[str, ...], **loops: str) -> Kernels:
     """A backend's kernels: `header` (imports, and a `batch` function or its import) and the loops
-    (_LOOPS filled with `loops`), written as a module in the cache's `kernels` folder and imported, so
-    that numba caches the compiled code beside it; later processes load that cache.
+    (_LOOPS filled with `loops`), a generated module (load_generated)."""
+    module = load_generated(name, header + _LOOPS.format(**loops), depends)
+    return Kernels(module.train_block, module.gradients)
+
+
+def load_generated(name: str, source: str, depends: tuple[str, ...]):
+    """The module of generated `source`, written in the cache's `kernels` folder and imported, so that
+    numba caches the code compiled from it beside it; later processes load that cache.
 
     The file's name carries a digest of its source and of the `depends` modules' files (the code it
     imports): numba's cache sees only the file it compiled, so a change there makes a new file.
     """
-    source = header + _LOOPS.format(**loops)
     digest = hashlib.sha256(source.encode())
     for module in depends:
         digest.update(Path(importlib.util.find_spec(module).origin).read_bytes())
@@ -177,7 +182,7 @@ def compile_kernels(name: str, header: str, depends: tuple[str, ...], **loops: s
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # numba's cache finds the module by name when it loads
     spec.loader.exec_module(module)
-    return Kernels(module.train_block, module.gradients)
+    return module
 
 
 @dataclass(frozen=True)

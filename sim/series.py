@@ -183,7 +183,7 @@ def _train_fused(setups, start, steps, batch, lr, weight_decay, seed, log_every,
     exp_avg, exp_sq = np.zeros_like(theta), np.zeros_like(theta)
     states = seed_states(int(seed) + 1, len(setups))
     arrays = kernel.setup_arrays(setups)
-    dims, direct = kernel.dims_of(setups[0]), bool(setups[0].direct)
+    train_block = kernel.kernels(setups[0]).train_block
     logged = [s for s in range(steps) if s % log_every == 0 or s == steps - 1]
     log_slot = np.full(steps, -1, dtype=np.int64)
     log_slot[logged] = np.arange(len(logged))
@@ -192,8 +192,8 @@ def _train_fused(setups, start, steps, batch, lr, weight_decay, seed, log_every,
     with Progress(steps * len(setups), "series training", "inst-step", show=progress) as bar:
         done = 0
         for last in [step + 1 for step in logged]:  # up to and including each logged step
-            kernel.train_block(
-                theta, exp_avg, exp_sq, states, dims, direct, *arrays, done, last, int(batch), float(lr),
+            train_block(
+                theta, exp_avg, exp_sq, states, *arrays, done, last, int(batch), float(lr),
                 float(weight_decay), 0.9, 0.999, 1e-8, log_slot, history,
             )  # fmt: skip
             if on_steps is not None:

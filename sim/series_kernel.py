@@ -30,11 +30,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba as nb
 import numpy as np
 
-from sim.kernel_run import adamw
-from sim.splitmix import seed_states, uniform
+from sim.kernel_run import load_generated
+from sim.splitmix import seed_states
 
 #: The parameters' order in the flat vector (sim.series's).
 NAMES = ("E", "R", "c", "U", "O", "b")
@@ -72,138 +71,126 @@ def setup_arrays(setups):
     return density, inv_density, importance, keep_block, keep_unit
 
 
-@nb.njit(cache=True)
-def _batch(theta, grad, dims, direct, density, inv_density, importance, keep_block, keep_unit, batch, state):
-    """One batch at theta: the gradient of (batch-mean loss) / n into grad; returns (state, batch loss).
+def _batch_source(n: int, d: int, L: int, k: int, direct: bool) -> str:  # noqa: E741 (blocks)
+    """Source of `batch(theta, grad, density, inv_density, importance, keep_block, keep_unit, batch,
+    state)` for one shape: the gradient of (batch-mean loss) / n into grad; returns (state, batch loss),
+    the loss being the batch mean of the importance-weighted sum over features.
 
-    The loss is the batch mean of the importance-weighted sum over features.
+    Every loop over features, stream dimensions, blocks and units is unrolled into scalar locals (as
+    sim.fused does): a generic loop over such small arrays runs about 2x slower. A dropped block or
+    unit is a zero scale, not a branch.
     """
-    n, d, L, k = dims[0], dims[1], dims[2], dims[3]
-    oR = d * n
-    oc = oR + L * k * d
-    oU = oc + L * k
-    oO = oU + L * d * k
-    ob = oO + n * d
-    x = np.empty(n)
-    S = np.empty((L + 1, d))  # the stream before block l (S[0] = E x), and after the last
-    Z = np.empty((L, k))  # pre-activations
-    A = np.empty((L, k))  # kept activations, unit-scaled
-    M = np.ones((L, k))  # unit scale: 1 / keep_unit or 0
-    B = np.ones(L)  # block scale: 1 / keep_block or 0
-    read = np.empty(d)
-    gs = np.empty(d)
-    gread = np.empty(d)
-    gnext = np.empty(d)
-    gA = np.empty(k)
-    for q in range(grad.size):
-        grad[q] = 0.0
-    inv_block = 1.0 / keep_block
-    inv_unit = 1.0 / keep_unit
-    drop_blocks = keep_block < 1.0
-    drop_units = keep_unit < 1.0
-    total = 0.0
-    for _ in range(batch):
-        for j in range(n):
-            state, u = uniform(state)
-            x[j] = u * inv_density[j] if u < density[j] else 0.0
-        for a in range(d):
-            acc = 0.0
-            for j in range(n):
-                acc += theta[a * n + j] * x[j]
-            S[0, a] = acc
-        for layer in range(L):
-            if drop_blocks:
-                state, u = uniform(state)
-                B[layer] = inv_block if u < keep_block else 0.0
-            for q in range(k):
-                z = theta[oc + layer * k + q]
-                row = oR + (layer * k + q) * d
-                for a in range(d):
-                    z += theta[row + a] * S[layer, a]
-                Z[layer, q] = z
-                if drop_units:
-                    state, u = uniform(state)
-                    M[layer, q] = inv_unit if u < keep_unit else 0.0
-                A[layer, q] = M[layer, q] * z if z > 0.0 else 0.0
-            scale = B[layer]
-            for a in range(d):
-                acc = 0.0
-                if scale != 0.0:
-                    row = oU + (layer * d + a) * k
-                    for q in range(k):
-                        acc += theta[row + q] * A[layer, q]
-                S[layer + 1, a] = S[layer, a] + scale * acc
-        for a in range(d):
-            read[a] = S[L, a] if direct else S[L, a] - S[0, a]
-            gread[a] = 0.0
-        for i in range(n):
-            y = theta[ob + i]
-            for a in range(d):
-                y += theta[oO + i * d + a] * read[a]
-            e = y - x[i] if y > 0.0 else -x[i]
-            total += importance[i] * e * e
-            if y > 0.0:
-                g = importance[i] * e
-                grad[ob + i] += g
-                for a in range(d):
-                    grad[oO + i * d + a] += g * read[a]
-                    gread[a] += theta[oO + i * d + a] * g
-        for a in range(d):
-            gs[a] = gread[a]
-        for layer in range(L - 1, -1, -1):
-            scale = B[layer]
-            if scale == 0.0:
-                continue  # a dropped block passes the gradient through unchanged
-            for a in range(d):
-                gnext[a] = 0.0
-            for q in range(k):
-                acc = 0.0
-                for a in range(d):
-                    acc += theta[oU + (layer * d + a) * k + q] * gs[a]
-                gA[q] = scale * acc
-            for a in range(d):
-                row = oU + (layer * d + a) * k
-                for q in range(k):
-                    grad[row + q] += scale * gs[a] * A[layer, q]
-            for q in range(k):
-                if Z[layer, q] > 0.0 and M[layer, q] != 0.0:
-                    gz = gA[q] * M[layer, q]
-                    grad[oc + layer * k + q] += gz
-                    row = oR + (layer * k + q) * d
-                    for a in range(d):
-                        grad[row + a] += gz * S[layer, a]
-                        gnext[a] += theta[row + a] * gz
-            for a in range(d):
-                gs[a] += gnext[a]
-        if not direct:
-            for a in range(d):
-                gs[a] -= gread[a]
-        for a in range(d):
-            for j in range(n):
-                if x[j] != 0.0:
-                    grad[a * n + j] += gs[a] * x[j]
-    weight = 2.0 / (batch * n)
-    for q in range(grad.size):
-        grad[q] *= weight
-    return state, total / batch
+    F, D, B, K = range(n), range(d), range(L), range(k)
+    index = iter(range(d * n + L * k * d + L * k + L * d * k + n * d + n))
+    names = (
+        [f"E{a}_{j}" for a in D for j in F]
+        + [f"R{h}_{q}_{a}" for h in B for q in K for a in D]
+        + [f"c{h}_{q}" for h in B for q in K]
+        + [f"U{h}_{a}_{q}" for h in B for a in D for q in K]
+        + [f"O{i}_{a}" for i in F for a in D]
+        + [f"b{i}" for i in F]
+    )  # the flat vector's order (NAMES, each C-ordered)
+    slots = {name: next(index) for name in names}
+    out = ["def batch(theta, grad, density, inv_density, importance, keep_block, keep_unit, batch, state):"]
+    put = out.append
+    for name in names:
+        put(f"    {name} = theta[{slots[name]}]; g{name} = 0.0")
+    for j in F:
+        put(f"    d{j} = density[{j}]; id{j} = inv_density[{j}]; I{j} = importance[{j}]")
+    put("    inv_block = 1.0 / keep_block")
+    put("    inv_unit = 1.0 / keep_unit")
+    put("    drop_blocks = keep_block < 1.0")
+    put("    drop_units = keep_unit < 1.0")
+    put("    total = 0.0")
+    put("    for _ in range(batch):")
+    for j in F:
+        put("        state, u = _uniform(state)")
+        put(f"        x{j} = u * id{j} if u < d{j} else 0.0")
+    for a in D:
+        put(f"        s0_{a} = " + " + ".join(f"E{a}_{j} * x{j}" for j in F))
+    for h in B:
+        put(f"        B{h} = 1.0")
+        put("        if drop_blocks:")
+        put("            state, u = _uniform(state)")
+        put(f"            B{h} = inv_block if u < keep_block else 0.0")
+        for q in K:
+            put(f"        z{h}_{q} = c{h}_{q} + " + " + ".join(f"R{h}_{q}_{a} * s{h}_{a}" for a in D))
+            put(f"        M{h}_{q} = 1.0")
+            put("        if drop_units:")
+            put("            state, u = _uniform(state)")
+            put(f"            M{h}_{q} = inv_unit if u < keep_unit else 0.0")
+            put(f"        A{h}_{q} = M{h}_{q} * z{h}_{q} if z{h}_{q} > 0.0 else 0.0")
+        for a in D:
+            put(
+                f"        s{h + 1}_{a} = s{h}_{a} + B{h} * ("
+                + " + ".join(f"U{h}_{a}_{q} * A{h}_{q}" for q in K)
+                + ")"
+            )
+    for a in D:
+        put(f"        r{a} = s{L}_{a}" + ("" if direct else f" - s0_{a}"))
+    for i in F:
+        put(f"        y{i} = b{i} + " + " + ".join(f"O{i}_{a} * r{a}" for a in D))
+        put(f"        e{i} = y{i} - x{i} if y{i} > 0.0 else -x{i}")
+        put(f"        total += I{i} * e{i} * e{i}")
+        put(f"        gy{i} = I{i} * e{i} if y{i} > 0.0 else 0.0")
+        put(f"        gb{i} += gy{i}")
+        for a in D:
+            put(f"        gO{i}_{a} += gy{i} * r{a}")
+    for a in D:
+        put(f"        t{L}_{a} = " + " + ".join(f"O{i}_{a} * gy{i}" for i in F))
+    for h in reversed(B):  # the adjoint of s_{l+1} = s_l + B_l U_l A_l(s_l): t_l from t_{l+1}
+        for q in K:
+            put(f"        gA{h}_{q} = B{h} * (" + " + ".join(f"U{h}_{a}_{q} * t{h + 1}_{a}" for a in D) + ")")
+            for a in D:
+                put(f"        gU{h}_{a}_{q} += B{h} * t{h + 1}_{a} * A{h}_{q}")
+            put(f"        gz{h}_{q} = gA{h}_{q} * M{h}_{q} if z{h}_{q} > 0.0 else 0.0")
+            put(f"        gc{h}_{q} += gz{h}_{q}")
+            for a in D:
+                put(f"        gR{h}_{q}_{a} += gz{h}_{q} * s{h}_{a}")
+        for a in D:
+            put(f"        t{h}_{a} = t{h + 1}_{a} + " + " + ".join(f"R{h}_{q}_{a} * gz{h}_{q}" for q in K))
+    for a in D:
+        if not direct:  # read = s_L - s_0: the readout's adjoint t_L also reaches s_0 directly, negated
+            put(f"        t0_{a} = t0_{a} - t{L}_{a}" if L else f"        t0_{a} = 0.0")
+        for j in F:
+            put(f"        gE{a}_{j} += t0_{a} * x{j}")
+    put(f"    weight = 2.0 / (batch * {n})")
+    for name in names:
+        put(f"    grad[{slots[name]}] = weight * g{name}")
+    put("    return state, total / batch")
+    return "\n".join(out) + "\n"
 
+
+_HEADER = """# Generated by sim.series_kernel for one series shape; numba caches it beside this file.
+import numba as nb
+import numpy as np
+
+from sim.kernel_run import adamw
+from sim.splitmix import uniform as _uniform
+
+
+@nb.njit(cache=True)  # not inlined: compiled once for both loops
+"""
+
+#: The per-instance loops around the generated `batch`.
+_LOOPS = """
 
 @nb.njit(parallel=True, cache=True)
 def train_block(
-    theta, exp_avg, exp_sq, states, dims, direct, density, inv_density, importance, keep_block, keep_unit,
-    first, last, batch, lr, weight_decay, beta1, beta2, eps, log_slot, history,
-):  # fmt: skip
-    """Steps first..last-1 (0-based) of every instance, in place; a logged step's batch loss into
-    history[instance, log_slot[step]]."""
+    theta, exp_avg, exp_sq, states, density, inv_density, importance, keep_block, keep_unit, first, last,
+    batch_size, lr, weight_decay, beta1, beta2, eps, log_slot, history,
+):
+    # Steps first..last-1 (0-based) of every instance, in place; a logged step's batch loss into
+    # history[instance, log_slot[step]].
     instances, size = theta.shape
     for inst in nb.prange(instances):
         grad = np.empty(size)
         state = states[inst]
         for t in range(first, last):
-            state, loss = _batch(
-                theta[inst], grad, dims, direct, density[inst], inv_density[inst], importance[inst],
-                keep_block[inst], keep_unit[inst], batch, state,
-            )  # fmt: skip
+            state, loss = batch(
+                theta[inst], grad, density[inst], inv_density[inst], importance[inst], keep_block[inst],
+                keep_unit[inst], batch_size, state,
+            )
             if log_slot[t] >= 0:
                 history[inst, log_slot[t]] = loss
             adamw(theta[inst], grad, exp_avg[inst], exp_sq[inst], t + 1, lr, weight_decay, beta1, beta2, eps)
@@ -212,27 +199,37 @@ def train_block(
 
 @nb.njit(parallel=True, cache=True)
 def gradients(
-    theta, states, dims, direct, density, inv_density, importance, keep_block, keep_unit, batch, batches,
-    out_grad, out_loss,
-):  # fmt: skip
-    """`batches` batches per instance at fixed theta: each batch's gradient and loss."""
+    theta, states, density, inv_density, importance, keep_block, keep_unit, batch_size, batches, out_grad,
+    out_loss,
+):
+    # `batches` batches per instance at fixed theta: each batch's gradient and loss.
     instances, size = theta.shape
     for inst in nb.prange(instances):
         grad = np.empty(size)
         state = states[inst]
         for t in range(batches):
-            state, loss = _batch(
-                theta[inst], grad, dims, direct, density[inst], inv_density[inst], importance[inst],
-                keep_block[inst], keep_unit[inst], batch, state,
-            )  # fmt: skip
+            state, loss = batch(
+                theta[inst], grad, density[inst], inv_density[inst], importance[inst], keep_block[inst],
+                keep_unit[inst], batch_size, state,
+            )
             out_grad[inst, t] = grad
             out_loss[inst, t] = loss
         states[inst] = state
+"""
+
+_KERNELS: dict[tuple, object] = {}
 
 
-def dims_of(setup) -> np.ndarray:
-    """(n, d, L, k) as the kernels take them."""
-    return np.array([setup.n_features, setup.stream, setup.blocks, setup.units], dtype=np.int64)
+def kernels(setup):
+    """The compiled module (train_block, gradients) for the setup's shape: generated, compiled once and
+    cached on disk (the first use of a shape compiles for 10-60 s; later processes load the cache)."""
+    key = (setup.n_features, setup.stream, setup.blocks, setup.units, bool(setup.direct))
+    if key not in _KERNELS:
+        n, d, L, k, direct = key  # noqa: E741 (blocks)
+        name = f"series_{n}x{d}_{L}x{k}" + ("" if direct else "_indirect")
+        source = _HEADER + _batch_source(*key) + _LOOPS
+        _KERNELS[key] = load_generated(name, source, ("sim.kernel_run", "sim.splitmix"))
+    return _KERNELS[key]
 
 
 @dataclass(frozen=True)
@@ -254,9 +251,9 @@ def batch_gradients(
     instances, size = theta.shape
     out_grad = np.empty((instances, batches, size))
     out_loss = np.empty((instances, batches))
-    gradients(
-        theta, seed_states(seed, instances), dims_of(setups[0]), bool(setups[0].direct),
-        *setup_arrays(setups), int(batch), int(batches), out_grad, out_loss,
+    kernels(setups[0]).gradients(
+        theta, seed_states(seed, instances), *setup_arrays(setups), int(batch), int(batches), out_grad,
+        out_loss,
     )  # fmt: skip
     grads = unflatten(out_grad.reshape(instances * batches, size), shapes)
     return Batches({k: v.reshape(instances, batches, *shapes[k]) for k, v in grads.items()}, out_loss)

@@ -42,7 +42,7 @@ def test_training_batches_sample_the_models_loss(setups, backend):
 
 @pytest.mark.parametrize("backend", SERIES_BACKENDS)
 def test_training_learns_and_repeats_itself(backend):
-    setups = [SeriesSetup(5, 2, 1, 2, sparsity=0.9, p_block=p) for p in (0.0, 0.4)]
+    setups = [SeriesSetup(4, 2, 2, 2, sparsity=0.9, p_block=p) for p in (0.0, 0.4)]
     a, b, c = (
         train_series(setups, steps=400, batch=256, seed=s, progress=False, log_every=100, backend=backend)
         for s in (1, 1, 2)

@@ -8,19 +8,20 @@ from sim import series_kernel as kernel
 from sim.series import series_init, train_series
 from theory.series import SeriesModel, SeriesSetup, monte_carlo_series_loss
 
-#: (blocks, units, p_block, p_unit, direct): the dropped blocks' and units' paths, no blocks, no direct path.
+#: (n, blocks, units, p_block, p_unit, direct): the dropped blocks' and units' paths, no blocks, no direct
+#: path, one wider block; few shapes (each compiles its own kernel), shared with tests/sim/test_series.py.
 CASES = [
-    (2, 3, 0.3, 0.0, True),
-    (3, 2, 0.2, 0.25, False),
-    (0, 1, 0.0, 0.0, True),
-    (1, 4, 0.4, 0.0, False),
-    (2, 2, 0.0, 0.5, True),
+    (4, 2, 2, 0.3, 0.0, True),
+    (4, 2, 2, 0.2, 0.25, False),
+    (3, 0, 1, 0.0, 0.0, True),
+    (4, 1, 4, 0.4, 0.0, False),
+    (4, 2, 2, 0.0, 0.5, True),
 ]
 
 
-def _setup(blocks, units, p_block, p_unit, direct, sparsity=0.6):
-    importance = 0.9 ** np.arange(5)
-    return SeriesSetup(5, 2, blocks, units, sparsity=sparsity, importance=importance, p_block=p_block,
+def _setup(n, blocks, units, p_block, p_unit, direct, sparsity=0.6):
+    importance = 0.9 ** np.arange(n)
+    return SeriesSetup(n, 2, blocks, units, sparsity=sparsity, importance=importance, p_block=p_block,
                        p_unit=p_unit, direct=direct)  # fmt: skip
 
 
@@ -65,7 +66,7 @@ def test_the_batches_sample_the_models_loss(case):
 
 
 def test_same_seed_same_numbers_whatever_the_thread_count():
-    setups = [_setup(2, 2, p, 0.1, True, sparsity=s) for s in (0.0, 0.9) for p in (0.0, 0.4)]
+    setups = [_setup(4, 2, 2, p, 0.1, True, sparsity=s) for s in (0.0, 0.9) for p in (0.0, 0.4)]
     runs = []
     threads = numba.get_num_threads()
     try:
@@ -88,7 +89,7 @@ def test_both_trainers_reach_the_same_loss(direct):
     both trainers (trained losses, one Monte Carlo per model, within 2% for at least 3 in 4 models;
     the median ratio within 1%; a start may end in another local minimum), and training lowered every
     model well below its start."""
-    groups = [_setup(2, 2, 0.3, 0.0, direct, sparsity=s) for s in (0.0, 0.8)]
+    groups = [_setup(4, 2, 2, 0.3, 0.0, direct, sparsity=s) for s in (0.0, 0.8)]
     setups = [s for s in groups for _ in range(6)]
     init = series_init(setups, seed=7)
 
