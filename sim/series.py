@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sim.trainer import check_schedule
+from sim.trainer import check_schedule, logged_steps
 from theory.errors import InputError
 from theory.progress import Progress
 from theory.series import SeriesModel, SeriesSetup
@@ -45,6 +45,11 @@ class SeriesResult:
 
     def model(self, instance: int) -> SeriesModel:
         return SeriesModel.of(self.setups[instance], **{k: v[instance] for k, v in self.params.items()})
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in SERIES_BACKENDS:
+        raise InputError(f"backend = {backend!r} is unknown for the series model; allowed: {SERIES_BACKENDS}")
 
 
 def check_setups(setups) -> tuple[SeriesSetup, ...]:
@@ -128,40 +133,19 @@ def train_series(
     every logged step with the number of steps done since its last call; backend: SERIES_BACKENDS."""
     setups = check_setups(setups)
     steps, batch, log_every = check_schedule(steps, batch, lr, weight_decay, log_every)
-    if backend not in SERIES_BACKENDS:
-        raise InputError(f"backend = {backend!r} is unknown for the series model; allowed: {SERIES_BACKENDS}")
+    _check_backend(backend)
     start = series_init(setups, seed) if init is None else init
     expected = {name: (len(setups), *shape) for name, shape in setups[0].shapes.items()}
     if set(start) != set(expected) or any(np.shape(start[k]) != v for k, v in expected.items()):
         raise InputError(f"init must hold {expected}; got { {k: np.shape(v) for k, v in start.items()} }")
-    if backend == "fused":
-        return _train_fused(
-            setups, start, steps, batch, lr, weight_decay, seed, log_every, progress, on_steps
-        )
-    params = {k: torch.tensor(np.asarray(start[k]), dtype=torch.float32, requires_grad=True) for k in _NAMES}
-    optimizer = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=weight_decay)
-    model = _Batch(setups)
-    generator = torch.Generator().manual_seed(int(seed) + 1)
-    logged = [s for s in range(steps) if s % log_every == 0 or s == steps - 1]
-    history = np.empty((len(setups), len(logged)))
+    logged = logged_steps(steps, log_every)
+    train = _train_fused if backend == "fused" else _train_torch
     began = time.perf_counter()
     with Progress(steps * len(setups), "series training", "inst-step", show=progress) as bar:
-        slot = reported = 0
-        for step in range(steps):
-            losses = model.losses(params, batch, generator)
-            optimizer.zero_grad(set_to_none=True)
-            (losses.sum() / model.n).backward()
-            optimizer.step()
-            if slot < len(logged) and step == logged[slot]:
-                history[:, slot] = losses.detach().numpy()
-                slot += 1
-                if on_steps is not None:
-                    on_steps(step + 1 - reported)
-                    reported = step + 1
-            bar.update(len(setups))
+        params, history = train(setups, start, steps, batch, lr, weight_decay, seed, logged, bar, on_steps)
     return SeriesResult(
         setups=setups,
-        params={k: v.detach().numpy().astype(np.float64) for k, v in params.items()},
+        params=params,
         log_steps=np.array(logged),
         loss_history=history,
         steps=steps,
@@ -173,8 +157,31 @@ def train_series(
     )
 
 
-def _train_fused(setups, start, steps, batch, lr, weight_decay, seed, log_every, progress, on_steps):
-    """train_series on sim.series_kernel: the kernel runs from one logged step to the next."""
+def _train_torch(setups, start, steps, batch, lr, weight_decay, seed, logged, bar, on_steps):
+    """train_series's torch loop: (params as float64 arrays, loss history)."""
+    params = {k: torch.tensor(np.asarray(start[k]), dtype=torch.float32, requires_grad=True) for k in _NAMES}
+    optimizer = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=weight_decay)
+    model = _Batch(setups)
+    generator = torch.Generator().manual_seed(int(seed) + 1)
+    history = np.empty((len(setups), len(logged)))
+    slot = reported = 0
+    for step in range(steps):
+        losses = model.losses(params, batch, generator)
+        optimizer.zero_grad(set_to_none=True)
+        (losses.sum() / model.n).backward()
+        optimizer.step()
+        if slot < len(logged) and step == logged[slot]:
+            history[:, slot] = losses.detach().numpy()
+            slot += 1
+            if on_steps is not None:
+                on_steps(step + 1 - reported)
+                reported = step + 1
+        bar.update(len(setups))
+    return {k: v.detach().numpy().astype(np.float64) for k, v in params.items()}, history
+
+
+def _train_fused(setups, start, steps, batch, lr, weight_decay, seed, logged, bar, on_steps):
+    """train_series on sim.series_kernel, run from one logged step to the next: (params, loss history)."""
     from sim import series_kernel as kernel
     from sim.splitmix import seed_states
 
@@ -184,34 +191,20 @@ def _train_fused(setups, start, steps, batch, lr, weight_decay, seed, log_every,
     states = seed_states(int(seed) + 1, len(setups))
     arrays = kernel.setup_arrays(setups)
     train_block = kernel.kernels(setups[0]).train_block
-    logged = [s for s in range(steps) if s % log_every == 0 or s == steps - 1]
     log_slot = np.full(steps, -1, dtype=np.int64)
     log_slot[logged] = np.arange(len(logged))
     history = np.zeros((len(setups), len(logged)))
-    began = time.perf_counter()
-    with Progress(steps * len(setups), "series training", "inst-step", show=progress) as bar:
-        done = 0
-        for last in [step + 1 for step in logged]:  # up to and including each logged step
-            train_block(
-                theta, exp_avg, exp_sq, states, *arrays, done, last, int(batch), float(lr),
-                float(weight_decay), 0.9, 0.999, 1e-8, log_slot, history,
-            )  # fmt: skip
-            if on_steps is not None:
-                on_steps(last - done)
-            bar.update((last - done) * len(setups))
-            done = last
-    return SeriesResult(
-        setups=setups,
-        params=kernel.unflatten(theta, shapes),
-        log_steps=np.array(logged),
-        loss_history=history,
-        steps=steps,
-        batch=batch,
-        lr=lr,
-        weight_decay=weight_decay,
-        seed=seed,
-        seconds=time.perf_counter() - began,
-    )
+    done = 0
+    for last in [step + 1 for step in logged]:  # up to and including each logged step
+        train_block(
+            theta, exp_avg, exp_sq, states, *arrays, done, last, int(batch), float(lr), float(weight_decay),
+            0.9, 0.999, 1e-8, log_slot, history,
+        )  # fmt: skip
+        if on_steps is not None:
+            on_steps(last - done)
+        bar.update((last - done) * len(setups))
+        done = last
+    return kernel.unflatten(theta, shapes), history
 
 
 def batch_losses(
@@ -226,8 +219,7 @@ def batch_losses(
     estimates each instance's loss (the check that training samples the model's law); backend: whose
     forward pass (SERIES_BACKENDS)."""
     setups = check_setups(setups)
-    if backend not in SERIES_BACKENDS:
-        raise InputError(f"backend = {backend!r} is unknown for the series model; allowed: {SERIES_BACKENDS}")
+    _check_backend(backend)
     if backend == "fused":
         from sim.series_kernel import batch_gradients
 

@@ -351,7 +351,8 @@ def _check_snapshot(snapshot_below, instances):
         raise InputError(f"snapshot_below has shape {np.shape(snapshot_below)}; expected ({instances},)")
 
 
-def _log_steps(steps: int, log_every: int) -> list[int]:
+def logged_steps(steps: int, log_every: int) -> list[int]:
+    """The steps whose batch loss a run logs: every log_every-th and the last."""
     return [s for s in range(steps) if s % log_every == 0 or s == steps - 1]
 
 
@@ -471,7 +472,7 @@ def train(
     backend = resolve_backend(backend, dev, n, m)
     init = _initial_W(init, seed, len(setups), n, m)
     _check_snapshot(snapshot_below, len(setups))
-    args = (setups, init, _log_steps(steps, log_every), steps, batch, lr, weight_decay, seed, progress)
+    args = (setups, init, logged_steps(steps, log_every), steps, batch, lr, weight_decay, seed, progress)
     if backend in NUMBA_BACKENDS:
         return _train_numba(backend, *args, on_steps, snapshot_below)
     return _train_torch(dev, *args, on_steps, snapshot_below)
