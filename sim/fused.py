@@ -33,7 +33,8 @@ from sim.kernel_run import Kernels, compile_kernels
 #: Largest n_features * n_hidden for which backend="auto" takes the fused kernel on CPU; larger models
 #: take sim.tiled. Both skip empty samples; on 2 cores (benchmarks/empty_samples.py) fused is 0.4x
 #: tiled when dense and 1.2-1.6x at densities 0.03-0.001 for 2 in 1 (1-2x for 5 in 2 below 0.01).
-#: Kept at 2 so that the 2-in-1 comparison sweeps (log-spaced densities down to 0.01) keep their stream.
+#: Kept at 2 so that earlier 2-in-1 sweeps resume with their stream; a config over densities 0.01-1 gains
+#: from asking for tiled (configs/compare/two_in_one.toml: training 2.2x faster).
 FUSED_MAX_SIZE = 2
 
 
