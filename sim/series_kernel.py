@@ -6,7 +6,8 @@ dropped with p_block, each unit with p_unit; the objective is each instance's
 batch-mean loss over n, AdamW with torch's update and weight decay on every
 parameter); only the arithmetic is organised differently. The torch loop
 streams (instances, batch, width) tensors through about 10 L small batched
-products per step; here one sample at a time lives in a few small arrays:
+products per step; here one sample at a time lives in scalar locals (the batch function is generated
+for each shape, every loop over features, stream dimensions, blocks and units unrolled):
 
 - per sample, one uniform per feature decides activity and value
   (x_i = u / P_i if u < P_i, the law of sim.fused); then, block by block, one
