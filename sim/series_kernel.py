@@ -24,11 +24,12 @@ torch loop's, the law of every batch does not (tests/sim/test_series_kernel.py
 holds the two against each other and against theory.series's Monte Carlo).
 
 Parameters travel as one flat float64 vector per instance in the order of
-sim.series's names (E, R, c, U, O, b), each C-ordered in its SeriesSetup.shapes.
+SeriesSetup.shapes (E, R, c, U, O, b), each C-ordered.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,27 +37,22 @@ import numpy as np
 from sim.kernel_run import load_generated
 from sim.splitmix import seed_states
 
-#: The parameters' order in the flat vector (sim.series's).
-NAMES = ("E", "R", "c", "U", "O", "b")
-
 
 def flatten(params: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]) -> np.ndarray:
-    """(instances, P) float64: each instance's parameters in NAMES order, C-ordered."""
+    """(instances, P) float64: each instance's parameters in the order of `shapes` (SeriesSetup.shapes:
+    E, R, c, U, O, b), each C-ordered."""
     instances = len(next(iter(params.values())))
-    parts = [np.asarray(params[name], dtype=np.float64).reshape(instances, -1) for name in NAMES]
-    out = np.ascontiguousarray(np.concatenate(parts, axis=1))
-    expected = sum(int(np.prod(shapes[name])) for name in NAMES)
-    if out.shape[1] != expected:
-        raise ValueError(f"{out.shape[1]} parameters per instance; the shapes hold {expected}")
-    return out
+    parts = [np.asarray(params[name], dtype=np.float64).reshape(instances, math.prod(shape))
+             for name, shape in shapes.items()]  # fmt: skip
+    return np.ascontiguousarray(np.concatenate(parts, axis=1))
 
 
 def unflatten(theta: np.ndarray, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
     """flatten's inverse: name -> (instances, *shape)."""
     out, start = {}, 0
-    for name in NAMES:
-        size = int(np.prod(shapes[name]))
-        out[name] = theta[:, start : start + size].reshape(len(theta), *shapes[name]).copy()
+    for name, shape in shapes.items():
+        size = math.prod(shape)
+        out[name] = theta[:, start : start + size].reshape(len(theta), *shape).copy()
         start += size
     return out
 
@@ -90,7 +86,7 @@ def _batch_source(n: int, d: int, L: int, k: int, direct: bool) -> str:  # noqa:
         + [f"U{h}_{a}_{q}" for h in B for a in D for q in K]
         + [f"O{i}_{a}" for i in F for a in D]
         + [f"b{i}" for i in F]
-    )  # the flat vector's order (NAMES, each C-ordered)
+    )  # the flat vector's order (SeriesSetup.shapes', each C-ordered)
     slots = {name: next(index) for name in names}
     out = ["def batch(theta, grad, density, inv_density, importance, keep_block, keep_unit, batch, state):"]
     put = out.append
@@ -223,7 +219,7 @@ _KERNELS: dict[tuple, object] = {}
 
 def kernels(setup):
     """The compiled module (train_block, gradients) for the setup's shape: generated, compiled once and
-    cached on disk (the first use of a shape compiles for 10-60 s; later processes load the cache)."""
+    cached on disk (the first use of a shape compiles for about 5-15 s; later processes load the cache)."""
     key = (setup.n_features, setup.stream, setup.blocks, setup.units, bool(setup.direct))
     if key not in _KERNELS:
         n, d, L, k, direct = key  # noqa: E741 (blocks)
