@@ -180,23 +180,25 @@ def composites(n_features: int, n_hidden: int, max_polygon: int = 5) -> tuple[Co
 
 @dataclass
 class BlockFit:
-    """One shape's best kind per cell (P, D) on features 0..k-1: loss, W, b, kind, vertex order."""
+    """One shape's best kind per cell (P, A, D) on features 0..k-1: loss, W, b, kind, vertex order."""
 
-    loss: np.ndarray  # (P, D)
-    W: np.ndarray  # (P, D, neurons, features)
-    b: np.ndarray  # (P, D, features)
-    kind: np.ndarray  # (P, D) of str
-    order: np.ndarray  # (P, D, features): vertex order, -1 for non-polygons
+    loss: np.ndarray  # (P, A, D)
+    W: np.ndarray  # (P, A, D, neurons, features)
+    b: np.ndarray  # (P, A, D, features)
+    kind: np.ndarray  # (P, A, D) of str
+    order: np.ndarray  # (P, A, D, features): vertex order, -1 for non-polygons
 
 
-def fit_shape(shape: Shape, decay: float, density, ps, progress=None) -> BlockFit:
-    """The shape's kinds fitted over (p, density) on features 0..k-1 (importance decay**i); the best kept."""
+def fit_shape(shape: Shape, decays, density, ps, progress=None) -> BlockFit:
+    """The shape's kinds fitted over (p, importance decay**i, density) on features 0..k-1; the best kept.
+
+    Every decay is fitted in the same batches (a cell's fit does not depend on the others')."""
     geometries = shape.geometries()
     k = shape.features
-    setups = np.empty((len(ps), len(density)), dtype=object)
-    for q, i in np.ndindex(*setups.shape):
-        setups[q, i] = Setup(
-            k, shape.neurons, sparsity=1 - density[i], importance=decay ** np.arange(k), p=ps[q]
+    setups = np.empty((len(ps), len(decays), len(density)), dtype=object)
+    for q, a, i in np.ndindex(*setups.shape):
+        setups[q, a, i] = Setup(
+            k, shape.neurons, sparsity=1 - density[i], importance=decays[a] ** np.arange(k), p=ps[q]
         )
     fits = fit_geometries(geometries, setups, progress)
     best = rank(fits.loss, [len(g.parameters()) for g in geometries]).phase
@@ -256,22 +258,21 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None) -> Fits:
     ps = np.array([setup.p for setup in grid[:, 0, 0]])
     loss = np.full((P, A, D, len(candidates)), np.inf)
     arrangement = np.empty((P, A, D, len(candidates)), dtype=object)
-    blocks: list[dict[Shape, BlockFit]] = []
     per_row = sum(
         exact_fit.passes(D) if fitted_on(g) == "exact loss" else D for s in options for g in s.geometries()
     )
     with Progress.of(progress, A * P * per_row, "block fits", "cell") as bar:
-        for a in range(A):
-            importance = np.asarray(grid[0, a, 0].importance)
-            fitted = {s: fit_shape(s, geometric_decay(importance), density, ps, bar) for s in options}
-            blocks.append(fitted)
+        importances = [np.asarray(grid[0, a, 0].importance) for a in range(A)]
+        decays = [geometric_decay(importance) for importance in importances]
+        fitted = {s: fit_shape(s, decays, density, ps, bar) for s in options}
+        for a, importance in enumerate(importances):
             ignored = importance[:, None, None] * ignore_loss(density)[None, None, :]  # (n, 1, D)
             tail = np.concatenate([np.cumsum(ignored[::-1], 0)[::-1], np.zeros_like(ignored[:1])])
             for c, candidate in enumerate(candidates):
                 for order in candidate.arrangements():
                     total, first = np.zeros((P, D)), 0
                     for s in order:
-                        total = total + importance[first] * fitted[s].loss
+                        total = total + importance[first] * fitted[s].loss[:, a]
                         first += s.features
                     total = total + tail[first]
                     better = total < loss[:, a, :, c]
@@ -283,7 +284,7 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None) -> Fits:
         out = []
         for cell in flat_cells:
             k, a, i = np.unravel_index(cell, (P, A, D))
-            out.append(_assemble(arrangement[k, a, i, j], blocks[a], (k, i), (m, n), density[i]))
+            out.append(_assemble(arrangement[k, a, i, j], fitted, (k, a, i), (m, n), density[i]))
         return out
 
     def solution(j, flat_cells):
@@ -296,8 +297,8 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None) -> Fits:
         return [text for _, _, text in assemble(j, flat_cells)]
 
     lead = setups.shape[1:-1]
-    block_loss = np.stack([np.stack([blocks[a][s].loss for a in range(A)], 1) for s in options])
-    block_kind = np.stack([np.stack([blocks[a][s].kind for a in range(A)], 1) for s in options])
+    block_loss = np.stack([fitted[s].loss for s in options])
+    block_kind = np.stack([fitted[s].kind for s in options])
     shaped = (len(options), P, *lead, D)
     return Fits(
         loss=loss.reshape(setups.shape + (len(candidates),)),
@@ -318,7 +319,7 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None) -> Fits:
 
 
 def _assemble(arrangement, fitted: dict[Shape, BlockFit], index, shape: tuple[int, int], density: float):
-    """The composite's W (m, n), b (n) and description at one cell (p, density index): blocks on
+    """The composite's W (m, n), b (n) and description at one cell (p, importance, density index): blocks on
     consecutive features and neurons in arrangement order, the rest ignored (bias at the mean)."""
     n_hidden, n_features = shape
     W = np.zeros(shape)

@@ -23,10 +23,12 @@ chain of starts is not enough.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import sympy as sp
 
+from theory import code_cache, storage
 from theory.blocks import Block
 from theory.closed_fit import starts
 from theory.compiled_loss import expected_loss_and_grad_many_compiled
@@ -44,19 +46,51 @@ CSE_ABOVE_OPS = 500
 
 
 class Family:
-    """One geometry's W(theta), b(theta) and their Jacobian, vectorised over many thetas."""
+    """One geometry's W(theta), b(theta) and their Jacobian, vectorised over many thetas.
+
+    Family.of(geometry) gives each block layout's Family once per process; its numpy code (sympy's
+    Jacobian and lambdify: seconds for a free pentagon or a tetrahedron) is kept on disk by
+    theory.code_cache, in the cache folder `families`, named by a digest of W(theta), b(theta), the
+    parameters, this file, theory/code_cache.py and the sympy and numpy versions.
+    """
 
     def __init__(self, geometry: Geometry):
         self.geometry = geometry
         W, b = geometry.matrices()
         self.params = geometry.parameters()
         entries = sp.Matrix(list(W) + list(b))
-        cse = sp.count_ops(list(entries)) > CSE_ABOVE_OPS
-        self._values = sp.lambdify(self.params, list(entries), "numpy", cse=cse)
-        self._jacobian = sp.lambdify(self.params, list(entries.jacobian(self.params)), "numpy", cse=cse)
+        key = code_cache.digest(
+            sp.srepr(entries),
+            sp.srepr(tuple(self.params)),
+            Path(__file__).read_bytes(),
+            Path(code_cache.__file__).read_bytes(),
+            sp.__version__,
+            np.__version__,
+        )
+        folder = storage.cache_folder("families")
+
+        def stored(part: str, expressions):
+            """part's numpy code, read from disk, or written (and expressions() computed) only now."""
+
+            def write():
+                cse = sp.count_ops(list(entries)) > CSE_ABOVE_OPS
+                return code_cache.lambdify(self.params, list(expressions()), cse=cse)
+
+            return code_cache.stored_function(folder / f"{key}.{part}.py", write)
+
+        self._values = stored("values", lambda: entries)
+        self._jacobian = stored("jacobian", lambda: entries.jacobian(self.params))
         self.shape = (geometry.n_hidden, geometry.n_features)
         #: norms are non-negative; biases and angles are free
         self.bounds = [(0.0, None) if role == "norm" else (None, None) for role in geometry.roles()]
+
+    @classmethod
+    def of(cls, geometry: Geometry) -> Family:
+        """The Family of the geometry's blocks (its name aside), built once per process."""
+        key = (geometry.n_features, geometry.n_hidden, geometry.blocks)
+        if key not in _FAMILIES:
+            _FAMILIES[key] = cls(geometry)
+        return _FAMILIES[key]
 
     def __call__(self, thetas: np.ndarray):
         """(W (N, m, n), b (N, n), Jacobian (N, m n + n, P)) at thetas (N, P)."""
@@ -67,6 +101,10 @@ class Family:
         values = _columns(self._values(*columns), N)
         jac = _columns(self._jacobian(*columns), N)
         return values[:, : m * n].reshape(N, m, n), values[:, m * n :], jac.reshape(N, m * n + n, P)
+
+
+#: Family.of's Families, by (n_features, n_hidden, blocks).
+_FAMILIES: dict[tuple, Family] = {}
 
 
 def _columns(entries: list, N: int) -> np.ndarray:
@@ -159,7 +197,7 @@ class Orders:
     def family(self, v: int) -> Family:
         """Order v's Family, built on first use (a free pentagon's sympy Jacobian takes a while)."""
         if v not in self._families:
-            self._families[v] = Family(self.variants[v])
+            self._families[v] = Family.of(self.variants[v])
         return self._families[v]
 
     def canonical(self, v: int, theta: np.ndarray) -> np.ndarray:
@@ -422,7 +460,7 @@ def _optima(geometries, orders: dict, theta: np.ndarray, order_index: np.ndarray
     for g, geometry in enumerate(geometries):
         x = theta[:, :, g, : counts[g]]
         if g not in orders:
-            W[:, :, g], b[:, :, g], _ = _reshaped(Family(geometry), x)
+            W[:, :, g], b[:, :, g], _ = _reshaped(Family.of(geometry), x)
             continue
         for v in np.unique(order_index[:, :, g]):
             cells = order_index[:, :, g] == v

@@ -10,6 +10,7 @@ its numpy code by theory.regime_store for later processes).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 
@@ -58,7 +59,7 @@ class Geometry:
     def matrices(self) -> tuple[sp.Matrix, sp.Matrix]:
         """W(theta) (m, n) and b(theta) (n,) as sympy matrices."""
         W, b, _ = _block_parts(self.blocks, self.n_features, self.n_hidden)
-        return W, b
+        return W.copy(), b.copy()
 
     def numeric_W_b(self, theta) -> tuple[np.ndarray, np.ndarray]:
         """W (m, n) and b (n,) at parameters theta (in the order of parameters()), as numpy arrays."""
@@ -94,8 +95,10 @@ def parameter_roles(parameters) -> np.ndarray:
     return np.array([_ROLES[t.name.split("_")[0]] for t in parameters])
 
 
+@functools.cache
 def _block_parts(blocks, n, m):
-    """W (m, n) and b (n, 1) as sympy matrices, and the parameters, block after block."""
+    """W (m, n) and b (n, 1) as sympy matrices, and the parameters, block after block (built once per
+    layout: the fits ask for a geometry's parameters thousands of times; callers get copies of W, b)."""
     W = sp.zeros(m, n)
     b = sp.zeros(n, 1)
     params: list[sp.Symbol] = []

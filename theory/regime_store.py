@@ -11,16 +11,14 @@ process finds the very regime derive_loss would give it at that point, and execu
 code instead of printing it again: the same source, so the same numbers bit for bit.
 
 The store's folder is named by a digest of everything the code depends on: the block's W(theta),
-b(theta) and parameters, the derivation's source (theory/symbolic.py), this file, and the sympy
-and numpy versions. Each file carries the SHA-256 of its content; a damaged or half-written file
-is never executed, it is derived and written again. Deleting the folder is always safe.
+b(theta) and parameters, the derivation's source (theory/symbolic.py), this file and
+theory/code_cache.py (which writes and reads the code), and the sympy and numpy versions. Each
+file carries the SHA-256 of its content; a damaged or half-written file is never executed, it is
+derived and written again. Deleting the folder is always safe.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import inspect
 import json
 import pickle
 from collections.abc import Callable
@@ -29,50 +27,8 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
-from theory import storage, symbolic
+from theory import code_cache, storage, symbolic
 from theory.symbolic import RegimeLoss
-
-
-def lambdify(args, expr) -> Callable:
-    """numpy function of expr with common subexpressions; no expression in its docstring
-    (printing it there was a third of the time of deriving a regime)."""
-    return sp.lambdify(args, expr, "numpy", cse=True, docstring_limit=0)
-
-
-@functools.cache
-def _namespace() -> dict:
-    """The globals lambdify gives numpy code (numpy's names, `numpy`, `builtins`, `range`)."""
-    return dict(lambdify((), 0).__globals__)
-
-
-def _function(source: str, name: str) -> Callable:
-    """The function `source` (lambdify's output, one `def`) defines."""
-    local: dict = {}
-    exec(compile(source, name, "exec"), dict(_namespace()), local)  # noqa: S102 (our own cache)
-    (function,) = local.values()
-    return function
-
-
-def _sealed(payload: bytes) -> bytes:
-    return hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
-
-
-def _unsealed(path: Path) -> bytes | None:
-    """The payload of a file `_sealed` wrote, or None if it is missing or damaged."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    digest, _, payload = data.partition(b"\n")
-    return payload if hashlib.sha256(payload).hexdigest().encode() == digest else None
-
-
-def _digest(*parts) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part if isinstance(part, bytes) else str(part).encode())
-        digest.update(b"\0")
-    return digest.hexdigest()[:20]
 
 
 def _arguments(regime: RegimeLoss, part: str) -> tuple[sp.Symbol, ...]:
@@ -98,12 +54,13 @@ class RegimeStore:
     """The regimes of one block form (W(theta), b(theta) in params) and their numpy code, on disk."""
 
     def __init__(self, W: sp.Matrix, b: sp.Matrix, params, folder: Path | None = None):
-        key = _digest(
+        key = code_cache.digest(
             sp.srepr(W),
             sp.srepr(b),
             sp.srepr(tuple(params)),
             Path(symbolic.__file__).read_bytes(),
             Path(__file__).read_bytes(),
+            Path(code_cache.__file__).read_bytes(),
             sp.__version__,
             np.__version__,
         )
@@ -113,46 +70,41 @@ class RegimeStore:
     @staticmethod
     def regime_id(path: bytes) -> str:
         """The name of the regime with this path (theory.symbolic.regime_path)."""
-        return _digest(path)
+        return code_cache.digest(path)
 
     def has(self, regime_id: str) -> bool:
         """Whether the regime is stored, whole."""
-        return regime_id in self._regimes or _unsealed(self.folder / f"{regime_id}.regime") is not None
+        return regime_id in self._regimes or code_cache.read(self.folder / f"{regime_id}.regime") is not None
 
     def save(self, regime_id: str, regime: RegimeLoss) -> None:
-        self._write(
+        code_cache.write(
             self.folder / f"{regime_id}.regime", pickle.dumps(regime, protocol=pickle.HIGHEST_PROTOCOL)
         )
         self._regimes[regime_id] = regime
 
     def regime(self, regime_id: str) -> RegimeLoss:
         if regime_id not in self._regimes:
-            payload = _unsealed(self.folder / f"{regime_id}.regime")
+            payload = code_cache.read(self.folder / f"{regime_id}.regime")
             if payload is None:
                 raise FileNotFoundError(f"regime {regime_id} is not in {self.folder} (or is damaged)")
             self._regimes[regime_id] = pickle.loads(payload)
         return self._regimes[regime_id]
 
-    def _write(self, path: Path, payload: bytes) -> None:
-        storage.write_atomically(path, lambda tmp: Path(tmp).write_bytes(_sealed(payload)))
-
     def function(self, regime_id: str, part: str) -> Callable:
         """A regime's numpy function (one of PARTS): executed from its stored code, or lambdified
         and stored. The regime must be in the store."""
-        path = self.folder / f"{regime_id}.{part}.py"
-        name = f"<closed form {self.folder.name}/{regime_id}.{part}>"
-        payload = _unsealed(path)
-        if payload is None:
+
+        def write():
             regime = self.regime(regime_id)
-            payload = inspect.getsource(lambdify(_arguments(regime, part), PARTS[part](regime))).encode()
-            self._write(path, payload)
-        return _function(payload.decode(), name)
+            return code_cache.lambdify(_arguments(regime, part), PARTS[part](regime))
+
+        return code_cache.stored_function(self.folder / f"{regime_id}.{part}.py", write)
 
     def operations(self, regime_id: str) -> int:
         """sympy's count of the operations in the regime's loss (stored: it takes a while)."""
         path = self.folder / f"{regime_id}.operations.json"
-        payload = _unsealed(path)
+        payload = code_cache.read(path)
         if payload is None:
             payload = json.dumps(int(sp.count_ops(self.regime(regime_id).expr))).encode()
-            self._write(path, payload)
+            code_cache.write(path, payload)
         return int(json.loads(payload))

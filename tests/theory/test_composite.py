@@ -192,3 +192,13 @@ def test_simplex_blocks_are_regular_and_their_composite_loss_is_the_assembled_mo
         exact = expected_loss_and_grad_many(list(setups.ravel()), W, b).loss
         np.testing.assert_allclose(exact, fits.loss[..., j].ravel(), rtol=1e-10)
         assert ((np.abs(W) > 1e-9).any(-1).sum(-1) == 5).all()
+
+
+@pytest.mark.parametrize("shape", [composite.Shape("pair", 2, 1), composite.Shape("triangle", 3, 2)])
+def test_a_shape_fitted_for_several_importances_at_once_is_fitted_as_for_each_alone(shape):
+    density, ps = np.array([0.1, 0.5]), np.array([0.0, 0.3])
+    together = composite.fit_shape(shape, [0.7, 1.0], density, ps)
+    for a, decay in enumerate([0.7, 1.0]):
+        alone = composite.fit_shape(shape, [decay], density, ps)
+        for field in ("loss", "W", "b", "kind", "order"):
+            np.testing.assert_array_equal(getattr(together, field)[:, a], getattr(alone, field)[:, 0])

@@ -11,6 +11,7 @@ from theory import InputError, Setup, catalogue, exact_fit, expected_loss_and_gr
 from theory.candidates import geometry
 from theory.closed_fit import starts
 from theory.exact_fit import Family, fit_exact
+from theory.geometries import Geometry
 from theory.loss import expected_loss_and_grad_many
 from theory.metrics import max_angle_to_neuron, superposition_onset
 from theory.optimize import minimize_lockstep
@@ -231,3 +232,41 @@ def test_three_in_two_under_dropout_a_pair_across_both_neurons_beats_the_pair_on
     assert np.linalg.norm(W[:, 0]) == pytest.approx(np.linalg.norm(W[:, 1]), rel=1e-4)
     assert W[:, 0] @ W[:, 1] == pytest.approx(-(np.linalg.norm(W[:, 0]) ** 2), rel=1e-6)
     assert max_angle_to_neuron(W[:, [0]])[()] == pytest.approx(45.0, abs=0.5)
+
+
+def _family_numbers(family: Family, thetas: np.ndarray):
+    W, b, jac = family(thetas)
+    return np.concatenate([W.reshape(len(thetas), -1), b, jac.reshape(len(thetas), -1)], axis=1)
+
+
+def test_a_familys_code_is_stored_and_a_later_process_gets_the_same_numbers(tmp_path, monkeypatch):
+    import sympy as sp
+
+    monkeypatch.setenv("TMS_DROPOUT_CACHE", str(tmp_path))
+    pentagon = catalogue(5, 2)[-2]  # free angles: 15 parameters
+    thetas = np.random.default_rng(2).uniform(-1, 1.5, size=(7, len(pentagon.parameters())))
+    first = _family_numbers(Family(pentagon), thetas)
+    folder = tmp_path / "families"
+    stored = sorted(path.name for path in folder.iterdir())
+    assert len(stored) == 2 and {name.split(".")[1] for name in stored} == {"values", "jacobian"}
+
+    def no_jacobian(*args, **kwargs):
+        raise AssertionError("a stored family's Jacobian was derived again")
+
+    monkeypatch.setattr(sp.MatrixBase, "jacobian", no_jacobian)
+    np.testing.assert_array_equal(_family_numbers(Family(pentagon), thetas), first)  # as a new process
+    assert sorted(path.name for path in folder.iterdir()) == stored  # nothing new written
+    monkeypatch.undo()
+    monkeypatch.setenv("TMS_DROPOUT_CACHE", str(tmp_path))
+    jacobian = next(folder.glob("*.jacobian.py"))
+    good = jacobian.read_bytes()
+    jacobian.write_bytes(good.replace(b"return", b"return 1 +", 1))  # code that runs, other numbers
+    np.testing.assert_array_equal(_family_numbers(Family(pentagon), thetas), first)
+    assert jacobian.read_bytes() == good  # written again
+
+
+def test_family_of_builds_one_family_per_block_layout():
+    pentagon = catalogue(5, 2)[-2]
+    renamed = Geometry("the same blocks", 5, 2, pentagon.blocks)
+    assert Family.of(pentagon) is Family.of(renamed)
+    assert Family.of(catalogue(5, 2)[-3]) is not Family.of(pentagon)
