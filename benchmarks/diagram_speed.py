@@ -4,8 +4,11 @@
         [--grid "--points 30 --p 0,0.15,0.4"] [--with-search]
 
 Each --problems entry is `tms-dropout theory phase-diagram --problem P` on its
-default grid (5x2: 12 densities x p = 0, 0.1, ..., 0.5 at importance 0.9**i;
-20x5: 12 densities x p = 0, 0.15, 0.4, importance 0.7**i), run by this
+default grid, or, for an entry ending in .toml, theory.phase_diagram on that
+config's grid, saved without a figure (e.g.
+configs/paper/twenty_in_five_quick.toml: 20 in 5 at three importance
+profiles). The defaults (5x2: 12 densities x p = 0, 0.1, ..., 0.5 at
+importance 0.9**i; 20x5: 12 densities x p = 0, 0.15, 0.4, importance 0.7**i), run by this
 checkout and by --baseline (a git revision, checked out into a temporary
 worktree), alternately, each in its own process, --rounds times. Prints the
 median wall time of each, their ratio, and how the two diagrams' optimal
@@ -40,6 +43,13 @@ import xarray as xr
 from worktree import ROOT, checkout
 
 COMMAND = "import sys; from tms_dropout.cli import main; main(sys.argv[1:])"
+#: theory.phase_diagram over a config's grid (argv: config, out), without the search, saved.
+CONFIG_COMMAND = (
+    "import sys; from theory.candidates import catalogue; from theory.diagram import phase_diagram; "
+    "from theory.grid import Grid; from theory.storage import save_dataset; "
+    "grid = Grid.from_toml(sys.argv[1]); candidates = catalogue(grid.n_features, grid.n_hidden); "
+    "save_dataset(phase_diagram(grid, candidates, search=False), sys.argv[2])"
+)
 
 
 def searches(tree: Path) -> bool:
@@ -49,21 +59,19 @@ def searches(tree: Path) -> bool:
 
 def run(tree: Path, problem: str, out: Path, cache: Path, grid: str = "", search: bool = False) -> float:
     """Seconds one phase-diagram command takes in the checkout at tree with the cache folder `cache`
-    (without its search over all of W, b unless `search`: a version before it has none)."""
+    (without its search over all of W, b unless `search`: a version before it has none). A problem
+    ending in .toml is a config of this checkout's, given to both (its grid; never the search)."""
     env = dict(
         os.environ, PYTHONPATH=str(tree), TMS_DROPOUT_PROGRESS_SECONDS="600", TMS_DROPOUT_CACHE=str(cache)
     )
     flag = [] if not searches(tree) else ["--search"] if search else ["--no-search"]
+    if problem.endswith(".toml"):
+        argv = [sys.executable, "-c", CONFIG_COMMAND, str(ROOT / problem), str(out)]
+    else:
+        argv = [sys.executable, "-c", COMMAND, "theory", "phase-diagram", "--problem", problem, "--out"]
+        argv += [str(out), *grid.split(), *flag]
     start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-c", COMMAND, "theory", "phase-diagram", "--problem", problem, "--out", str(out)]
-        + grid.split()
-        + flag,
-        cwd=tree,
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    subprocess.run(argv, cwd=tree, env=env, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
@@ -103,27 +111,29 @@ def main():
         print(f"baseline {args.baseline} against this checkout; median of {args.rounds} round(s)")
         print(f"{'problem':>8} {'baseline s':>11} {'cold s':>7} {'warm s':>7} {'ratios':>12}  numbers")
         for problem in args.problems.split(","):
+            label = Path(problem).stem  # a file name for it (a config's name without .toml)
             times = {"baseline": [], "cold": [], "warm": []}
             for round_ in range(args.rounds):
-                caches = {name: scratch / f"cache_{problem}_{round_}_{name}" for name in ("baseline", "cold")}
+                caches = {name: scratch / f"cache_{label}_{round_}_{name}" for name in ("baseline", "cold")}
                 caches["warm"] = caches["cold"]  # what the cold run left
                 for name, tree in (("baseline", baseline), ("cold", ROOT), ("warm", ROOT)):
-                    out = scratch / f"{name}_{problem}.nc"
+                    out = scratch / f"{name}_{label}.nc"
                     times[name].append(run(tree, problem, out, caches[name], args.grid))
             old, cold, warm = (statistics.median(times[k]) for k in ("baseline", "cold", "warm"))
-            numbers = compare(scratch / f"baseline_{problem}.nc", scratch / f"cold_{problem}.nc")
-            warm_is_cold = identical(scratch / f"cold_{problem}.nc", scratch / f"warm_{problem}.nc")
+            numbers = compare(scratch / f"baseline_{label}.nc", scratch / f"cold_{label}.nc")
+            warm_is_cold = identical(scratch / f"cold_{label}.nc", scratch / f"warm_{label}.nc")
             same = "warm = cold bit for bit" if warm_is_cold else "WARM DIFFERS FROM COLD"
             print(
-                f"{problem:>8} {old:11.1f} {cold:7.1f} {warm:7.1f} {old / cold:5.1f}x {old / warm:5.1f}x  "
+                f"{label:>8} {old:11.1f} {cold:7.1f} {warm:7.1f} {old / cold:5.1f}x {old / warm:5.1f}x  "
                 f"{numbers}; {same}",
                 flush=True,
             )
         if args.with_search and searches(ROOT):
             for problem in args.problems.split(","):
-                out, cache = scratch / f"search_{problem}.nc", scratch / f"cache_{problem}_search"
+                label = Path(problem).stem
+                out, cache = scratch / f"search_{label}.nc", scratch / f"cache_{label}_search"
                 seconds = run(ROOT, problem, out, cache, args.grid, search=True)
-                print(f"{problem:>8} with the search over all of W, b (this checkout only): {seconds:.1f} s")
+                print(f"{label:>8} with the search over all of W, b (this checkout only): {seconds:.1f} s")
 
 
 if __name__ == "__main__":

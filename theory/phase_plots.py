@@ -129,21 +129,25 @@ def _mark_search(ax, x: np.ndarray, y: np.ndarray, wins: np.ndarray) -> None:
 
 
 def plot_importance_maps(ds: xr.Dataset, axis: str, out: str | Path) -> Path:
-    """One (density, importance) map per p, and every p's boundaries in one panel."""
+    """One (density, importance) map per p, and every p's boundaries in one panel. Colours go to the
+    phases present, in index order (a composite diagram has over a hundred candidates)."""
     names = [str(g) for g in ds.geometry.values]
-    colours = colours_for(len(names))
+    present = np.unique(ds.phase.values)
+    grey = 0 if names[present[0]].startswith("ignore") else 1  # grey is for ignoring every feature
+    colours = colours_for(len(present) + grey)[grey:]
     cmap = ListedColormap(colours)
-    norm = BoundaryNorm(np.arange(len(names) + 1) - 0.5, len(names))
+    norm = BoundaryNorm(np.arange(len(present) + 1) - 0.5, len(present))
+    phases = ds.phase.copy(data=np.searchsorted(present, ds.phase.values))
     ps = ds.p.values
     fig, axes = plt.subplots(1, len(ps) + 1, figsize=(3.6 * (len(ps) + 1), 3.6), squeeze=False)
     axes = axes[0]
     D, R = ds.density.values, ds[axis].values
-    levels = np.arange(len(names) - 1) + 0.5
+    levels = np.arange(len(present) - 1) + 0.5
     line_styles = ["-", "--", ":", "-."]
     boundary_labels = []
     for k, p in enumerate(ps):
         ax = axes[k]
-        phase = ds.phase.sel(p=p).transpose(axis, "sparsity").values
+        phase = phases.sel(p=p).transpose(axis, "sparsity").values
         ax.pcolormesh(cell_edges(D), cell_edges(R), phase, cmap=cmap, norm=norm)
         ax.contour(D, R, phase, levels=levels, colors="k", linewidths=0.8)
         if p == 0 and axis == "r" and int(ds.attrs["n_features"]) == 2 and int(ds.attrs["n_hidden"]) == 1:
@@ -182,11 +186,8 @@ def plot_importance_maps(ds: xr.Dataset, axis: str, out: str | Path) -> Path:
     )
     n, m = ds.attrs["n_features"], ds.attrs["n_hidden"]
     title = f"Optimal geometry of {n} features in {m} dim(s) under dropout p (every parameter optimised)"
-    present = np.unique(ds.phase.values)
     labels = [names[i] for i in present]
-    return finish(
-        fig, out, title, [Patch(color=colours[i]) for i in present], labels, phase_caption(labels), ncol=6
-    )
+    return finish(fig, out, title, [Patch(color=c) for c in colours], labels, phase_caption(labels), ncol=6)
 
 
 def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:

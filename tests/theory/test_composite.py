@@ -202,3 +202,18 @@ def test_a_shape_fitted_for_several_importances_at_once_is_fitted_as_for_each_al
         alone = composite.fit_shape(shape, [decay], density, ps)
         for field in ("loss", "W", "b", "kind", "order"):
             np.testing.assert_array_equal(getattr(together, field)[:, a], getattr(alone, field)[:, 0])
+
+
+def test_cli_composite_maps_over_importance_colour_the_phases_present(tmp_path, capsys):
+    """5 in 3 has 19 composites, more than the palette's colours; a map over importance colours only the
+    phases that occur."""
+    config = tmp_path / "five_in_three.toml"
+    config.write_text(
+        "[model]\nn_features = 5\nn_hidden = 3\n\n"
+        "[grid]\nsparsity = [0.9, 0.5]\np = [0.0, 0.4]\nimportance_decay = [0.7, 1.0]\n"
+    )
+    out = tmp_path / "maps.nc"
+    result = run_cli(capsys, "theory", "phase-diagram", str(config), "--no-search", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert len(composites(5, 3)) > 18
+    assert out.with_suffix(".png").stat().st_size > 10_000
