@@ -13,7 +13,9 @@ def group():
 
 
 @group.command("build")
-@click.option("--quick", is_flag=True, help="Reduced grids and seeds (marked on every page); minutes, not an hour.")
+@click.option(
+    "--quick", is_flag=True, help="Reduced grids and seeds (marked on every page); minutes, not an hour."
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +20,31 @@ PALETTE = [
     "#984ea3", "#ffff99", "#a6761d", "#e7298a", "#66c2a5", "#8c510a",
     "#1f78b4", "#b2df8a", "#fb9a99", "#cab2d6", "#ff7f00", "#6a3d9a",
 ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PhaseColours:
+    """A diagram's phases coloured in index order, only those present (a composite diagram has over a
+    hundred candidates); grey only for a first phase that ignores every feature."""
+
+    present: np.ndarray  # the candidates that are a phase somewhere, ascending
+    index: np.ndarray  # ds.phase as positions in `present`
+    colours: list[str]
+    cmap: ListedColormap
+    norm: BoundaryNorm
+
+
+def phase_colours(ds: xr.Dataset) -> PhaseColours:
+    present = np.unique(ds.phase.values)
+    grey = 0 if str(ds.geometry.values[present[0]]).startswith("ignore") else 1
+    colours = colours_for(len(present) + grey)[grey:]
+    return PhaseColours(
+        present,
+        np.searchsorted(present, ds.phase.values),
+        colours,
+        ListedColormap(colours),
+        BoundaryNorm(np.arange(len(present) + 1) - 0.5, len(present)),
+    )
 
 
 def colours_for(count: int) -> list[str]:
@@ -129,15 +155,11 @@ def _mark_search(ax, x: np.ndarray, y: np.ndarray, wins: np.ndarray) -> None:
 
 
 def plot_importance_maps(ds: xr.Dataset, axis: str, out: str | Path) -> Path:
-    """One (density, importance) map per p, and every p's boundaries in one panel. Colours go to the
-    phases present, in index order (a composite diagram has over a hundred candidates)."""
+    """One (density, importance) map per p, and every p's boundaries in one panel (phase_colours)."""
     names = [str(g) for g in ds.geometry.values]
-    present = np.unique(ds.phase.values)
-    grey = 0 if names[present[0]].startswith("ignore") else 1  # grey is for ignoring every feature
-    colours = colours_for(len(present) + grey)[grey:]
-    cmap = ListedColormap(colours)
-    norm = BoundaryNorm(np.arange(len(present) + 1) - 0.5, len(present))
-    phases = ds.phase.copy(data=np.searchsorted(present, ds.phase.values))
+    coloured = phase_colours(ds)
+    present, colours, cmap, norm = coloured.present, coloured.colours, coloured.cmap, coloured.norm
+    phases = ds.phase.copy(data=coloured.index)
     ps = ds.p.values
     fig, axes = plt.subplots(1, len(ps) + 1, figsize=(3.6 * (len(ps) + 1), 3.6), squeeze=False)
     axes = axes[0]
@@ -192,18 +214,16 @@ def plot_importance_maps(ds: xr.Dataset, axis: str, out: str | Path) -> Path:
 
 def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:
     """A (density, p) diagram at one importance profile: phase map, features represented, angle to
-    neurons. Colours go to the phases present, in index order."""
+    neurons (phase_colours)."""
     ds = ds.sortby(ds.density).transpose("p", "sparsity", ...)
     names = [str(g) for g in ds.geometry.values]
-    present = np.unique(ds.phase.values)
-    colours = colours_for(len(present) + 1)[1:]  # grey is "ignore all"
-    cmap = ListedColormap(colours)
-    norm = BoundaryNorm(np.arange(len(present) + 1) - 0.5, len(present))
+    coloured = phase_colours(ds)
+    present, colours, cmap, norm = coloured.present, coloured.colours, coloured.cmap, coloured.norm
     ps, D = ds.p.values, ds.density.values
     rows = np.arange(len(ps))
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     ax = axes[0]
-    phases = np.searchsorted(present, ds.phase.values)
+    phases = coloured.index
     ax.pcolormesh(cell_edges(D), cell_edges(rows, log=False), phases, cmap=cmap, norm=norm)
     onset = ds.superposition_onset.values
     ax.plot(onset, rows, "kx", ms=7, label="superposition onset")
