@@ -14,9 +14,9 @@ like the exact loss; its minimiser's loss is then re-scored by
 theory.montecarlo on fresh samples (independent code and stream), because
 L_N at its own minimiser is biased low (it has fitted its sample).
 
-The kernel is a loop per sample over the active features only (for h = W x)
-and over the outputs the ReLU passes (for the gradient), in parallel over
-blocks of samples.
+The kernel is a loop per sample, over the active features only (for h = W x)
+and the outputs the ReLU passes (for the gradient) where those are few, in
+parallel over blocks of samples.
 """
 
 from __future__ import annotations
@@ -49,7 +49,12 @@ _BLOCKS = 64
 
 @nb.njit(cache=True, parallel=True)
 def _loss_and_grad(W, b, x, mask, importance):
-    """(mean over samples of sum_i I_i (x_i - x'_i)^2, its gradient in W (m, n), in b (n,))."""
+    """(mean over samples of sum_i I_i (x_i - x'_i)^2, its gradient in W (m, n), in b (n,)).
+
+    Per sample, the products with W skip the inactive features and the outputs the ReLU stops where
+    those are few (a quarter of n or less), and run over all n otherwise (no branch per feature, so the
+    loops vectorise); either way each sum adds the same nonzero terms in the same order, so the result
+    does not depend on the path taken. Each block of samples accumulates in its own arrays."""
     m, n = W.shape
     N = x.shape[0]
     losses = np.zeros(_BLOCKS)
@@ -57,47 +62,77 @@ def _loss_and_grad(W, b, x, mask, importance):
     grad_b = np.zeros((_BLOCKS, n))
     for block in nb.prange(_BLOCKS):
         h = np.empty(m)
+        out = np.empty(n)
         g = np.empty(n)
         dh = np.empty(m)
+        active = np.empty(n, np.int64)
+        passing = np.empty(n, np.int64)
+        block_W = np.zeros((m, n))
+        block_b = np.zeros(n)
+        block_loss = 0.0
         for s in range(block * N // _BLOCKS, (block + 1) * N // _BLOCKS):
-            for j in range(m):
-                h[j] = 0.0
+            xs = x[s]
+            k = 0
             for i in range(n):
-                xi = x[s, i]
-                if xi != 0.0:
-                    for j in range(m):
-                        h[j] += W[j, i] * xi
-            for j in range(m):
-                h[j] *= mask[s, j]
-            total = 0.0
-            for i in range(n):
-                out = b[i]
-                for j in range(m):
-                    out += W[j, i] * h[j]
-                if out > 0.0:
-                    r = out - x[s, i]
-                    total += importance[i] * r * r
-                    g[i] = 2.0 * importance[i] * r
+                active[k] = i
+                k += xs[i] != 0.0
+            dense = 4 * k > n
+            for j in range(m):  # h = D W x
+                acc = 0.0
+                if dense:
+                    for i in range(n):
+                        acc += W[j, i] * xs[i]
                 else:
-                    total += importance[i] * x[s, i] * x[s, i]
-                    g[i] = 0.0
-            losses[block] += total
-            for j in range(m):
-                dh[j] = 0.0
+                    for a in range(k):
+                        acc += W[j, active[a]] * xs[active[a]]
+                h[j] = acc * mask[s, j]
             for i in range(n):
-                gi = g[i]
-                if gi != 0.0:
-                    grad_b[block, i] += gi
-                    for j in range(m):
-                        grad_W[block, j, i] += gi * h[j]
-                        dh[j] += W[j, i] * gi
+                out[i] = b[i]
             for j in range(m):
-                dh[j] *= mask[s, j]
+                hj = h[j]
+                for i in range(n):
+                    out[i] += W[j, i] * hj
+            total = 0.0
+            for i in range(n):  # a clipped output leaves x_i as its residual and passes no gradient
+                on = out[i] > 0.0
+                r = (out[i] - xs[i]) if on else xs[i]
+                total += importance[i] * r * r
+                g[i] = (2.0 * importance[i] * r) if on else 0.0
+            block_loss += total
+            c = 0
             for i in range(n):
-                xi = x[s, i]
-                if xi != 0.0:
+                passing[c] = i
+                c += g[i] != 0.0
+            if c == 0:
+                continue
+            for i in range(n):
+                block_b[i] += g[i]
+            for j in range(m):  # dL/dW from the outputs, and dh = D W g
+                hj = h[j]
+                acc = 0.0
+                if 4 * c > n:
+                    for i in range(n):
+                        block_W[j, i] += g[i] * hj
+                        acc += W[j, i] * g[i]
+                else:
+                    for a in range(c):
+                        i = passing[a]
+                        block_W[j, i] += g[i] * hj
+                        acc += W[j, i] * g[i]
+                dh[j] = acc * mask[s, j]
+            if dense:  # dL/dW through h
+                for j in range(m):
+                    dj = dh[j]
+                    for i in range(n):
+                        block_W[j, i] += dj * xs[i]
+            else:
+                for a in range(k):
+                    i = active[a]
                     for j in range(m):
-                        grad_W[block, j, i] += dh[j] * xi
+                        block_W[j, i] += dh[j] * xs[i]
+        losses[block] = block_loss
+        grad_W[block] = block_W
+        grad_b[block] = block_b
     return losses.sum() / N, grad_W.sum(0) / N, grad_b.sum(0) / N
 
 

@@ -41,6 +41,27 @@ def test_compiled_sampled_loss_and_gradient_match_autograd(sparsity, p):
     np.testing.assert_allclose(grad_b, ref_b, rtol=1e-10, atol=1e-14)
 
 
+def test_kernel_paths_for_few_and_many_active_features_and_outputs_match_autograd():
+    """The kernel skips inactive features and clipped outputs where they are few (a quarter of n or
+    less) and runs over all of them otherwise: dense and sparse cells, outputs mostly passing or mostly
+    clipped, take every path (checked here), and each agrees with autograd."""
+    paths = set()
+    for sparsity, bias in [(0.2, 0.0), (0.9, -0.6), (0.6, -0.2)]:
+        setup = Setup(20, 5, sparsity=sparsity, importance=0.9 ** np.arange(20), p=0.3)
+        objective = SampledLoss.draw(setup, 4000, seed=7)
+        rng = np.random.default_rng(2)
+        W, b = rng.normal(0, 0.5, (5, 20)), bias + rng.normal(0, 0.3, 20)
+        out = ((objective.x @ W.T) * objective.mask) @ W + b
+        for name, count in (("active", (objective.x != 0).sum(1)), ("passing", (out > 0).sum(1))):
+            paths |= {(name, bool(many)) for many in np.unique(4 * count > 20)}
+        value, grad_W, grad_b = objective.loss_and_grad(W, b)
+        ref_value, ref_W, ref_b = _torch_reference(objective, W, b)
+        assert value == pytest.approx(ref_value, rel=1e-12)
+        np.testing.assert_allclose(grad_W, ref_W, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(grad_b, ref_b, rtol=1e-10, atol=1e-14)
+    assert paths == {(name, many) for name in ("active", "passing") for many in (False, True)}
+
+
 def test_samples_have_an_active_feature_and_the_average_estimates_the_exact_loss():
     """Drawn given an active feature, weighted by the chance of one: over many samples L_N is the exact
     loss within its sampling error, at a fixed model."""
