@@ -1,9 +1,12 @@
 """Bad input: one clear line naming the value and what is allowed, from the library and the CLI."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from sim import train
+from sim.config import TrainConfig
 from tests.cli_helpers import run_cli
 from theory import InputError, Setup, expected_loss, expected_loss_bounds
 
@@ -151,3 +154,15 @@ def test_monte_carlo_takes_one_model_and_enough_samples():
         monte_carlo_loss(setup, np.ones((3, 1, 2)), np.zeros((3, 2)))
     with pytest.raises(InputError, match="n_samples = 1 is not allowed; it must be an integer >= 2"):
         monte_carlo_loss(setup, [[1.0, -1.0]], [0.0, 0.0], n_samples=1)
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(Path(__file__).resolve().parent.parent.glob("configs/**/*.toml")),
+    ids=lambda path: str(path.relative_to(Path(__file__).resolve().parent.parent)),
+)
+def test_every_shipped_config_reads(path):
+    """The configs the README and the paper's runs name are valid for `tms-dropout sim sweep` (an unknown
+    key or a value out of range fails with the file's name)."""
+    config = TrainConfig.from_toml(path)
+    assert config.n_features >= 1 and config.n_cells >= 1 and config.seeds
