@@ -18,6 +18,7 @@ from theory.phase_plots import (  # noqa: E402
     colours_for,
     finish,
     importance_axis,
+    phase_boundaries,
     phase_caption,
     plain_log_axis,
 )
@@ -56,14 +57,7 @@ def plot_phase_maps(ds: xr.Dataset, out: str | Path) -> Path:
     for ax, (title, cell, Y, ylabel, yscale) in zip(axes[0], panels, strict=True):
         edges = cell_edges(Y, log=yscale == "log")
         ax.pcolormesh(cell_edges(D), edges, cell.empirical_phase.values, cmap=cmap, norm=norm)
-        ax.contour(
-            D,
-            Y,
-            cell.analytic_phase.values,
-            levels=np.arange(len(labels) - 1) + 0.5,
-            colors="k",
-            linewidths=1.0,
-        )
+        phase_boundaries(ax, cell_edges(D), edges, cell.analytic_phase.values, colors="k", linewidths=1.0)
         miss = ~cell.agree_empirical.values
         yy, dd = np.nonzero(miss)
         ax.plot(D[dd], Y[yy], "x", color="w", ms=5, mew=1.2)

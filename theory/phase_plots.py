@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
@@ -91,6 +92,25 @@ def cell_edges(values, log: bool = True) -> np.ndarray:
     return np.exp(edges) if log else edges
 
 
+def phase_boundaries(ax, x_edges, y_edges, phase, **style) -> bool:
+    """A line along every cell edge between two cells of different phase, phase (len(y), len(x)) on the
+    cells between consecutive edges (as pcolormesh draws them): one line per boundary however many
+    phases lie between the two indices (a contour of the index draws one per level). Whether any."""
+    phase = np.asarray(phase)
+    segments = [
+        [(x_edges[c + 1], y_edges[r]), (x_edges[c + 1], y_edges[r + 1])]
+        for r, c in zip(*np.nonzero(phase[:, 1:] != phase[:, :-1]), strict=True)
+    ] + [
+        [(x_edges[c], y_edges[r + 1]), (x_edges[c + 1], y_edges[r + 1])]
+        for r, c in zip(*np.nonzero(phase[1:, :] != phase[:-1, :]), strict=True)
+    ]
+    if segments:
+        ax.add_collection(LineCollection(segments, **style))
+    ax.set_xlim(min(x_edges[0], x_edges[-1]), max(x_edges[0], x_edges[-1]))
+    ax.set_ylim(min(y_edges[0], y_edges[-1]), max(y_edges[0], y_edges[-1]))
+    return bool(segments)
+
+
 def plain_log_axis(ax, axis: str = "x") -> None:
     """A log axis labelled in plain numbers (0.01, 0.02, 0.05, 0.1, ...), the same on every figure."""
     target = ax.xaxis if axis == "x" else ax.yaxis
@@ -164,28 +184,19 @@ def plot_importance_maps(ds: xr.Dataset, axis: str, out: str | Path) -> Path:
     fig, axes = plt.subplots(1, len(ps) + 1, figsize=(3.6 * (len(ps) + 1), 3.6), squeeze=False)
     axes = axes[0]
     D, R = ds.density.values, ds[axis].values
-    levels = np.arange(len(present) - 1) + 0.5
+    D_edges, R_edges = cell_edges(D), cell_edges(R)
     line_styles = ["-", "--", ":", "-."]
     boundary_labels = []
     for k, p in enumerate(ps):
         ax = axes[k]
         phase = phases.sel(p=p).transpose(axis, "sparsity").values
-        ax.pcolormesh(cell_edges(D), cell_edges(R), phase, cmap=cmap, norm=norm)
-        ax.contour(D, R, phase, levels=levels, colors="k", linewidths=0.8)
+        ax.pcolormesh(D_edges, R_edges, phase, cmap=cmap, norm=norm)
+        phase_boundaries(ax, D_edges, R_edges, phase, colors="k", linewidths=0.8)
         if p == 0 and axis == "r" and int(ds.attrs["n_features"]) == 2 and int(ds.attrs["n_hidden"]) == 1:
             ax.plot(published_boundary(R), R, "w--", lw=1.2, label="published, fixed biases")
             ax.legend(loc="lower left", fontsize=6)
-        bounded = np.unique(phase).size > 1
-        if bounded:
-            axes[-1].contour(
-                D,
-                R,
-                phase,
-                levels=levels,
-                colors=[f"C{k}"],
-                linewidths=1,
-                linestyles=line_styles[k % len(line_styles)],
-            )
+        style = dict(colors=f"C{k}", linewidths=1, linestyles=line_styles[k % len(line_styles)])
+        bounded = phase_boundaries(axes[-1], D_edges, R_edges, phase, **style)
         boundary_labels.append(f"p = {p:g}" if bounded else f"p = {p:g}: none (one phase)")
         if "search_wins" in ds:
             _mark_search(ax, D, R, ds.search_wins.sel(p=p).transpose(axis, "sparsity").values)
@@ -193,6 +204,9 @@ def plot_importance_maps(ds: xr.Dataset, axis: str, out: str | Path) -> Path:
     for ax in axes:
         plain_log_axis(ax, "x")
         plain_log_axis(ax, "y")
+        if len(R) <= 8:  # few values (importance profiles): a tick at each, which a log axis may not label
+            ax.set_yticks(R, [f"{v:g}" for v in R], minor=False)
+            ax.set_yticks([], minor=True)
         ax.set_xlabel("density 1 - S", fontsize=8)
         ax.set_ylabel(
             "relative importance r of the last feature" if axis == "r" else "importance decay d (I_i = d**i)",

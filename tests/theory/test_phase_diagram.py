@@ -18,7 +18,7 @@ from theory import (
 )
 from theory.closed_fit import closed_form
 from theory.fits import rank
-from theory.phase_plots import PALETTE, colours_for
+from theory.phase_plots import PALETTE, colours_for, phase_boundaries
 
 
 @pytest.mark.parametrize(
@@ -130,3 +130,26 @@ def test_phases_get_distinct_colours_or_a_clear_error():
     assert len(set(colours)) == len(colours) == len(PALETTE)
     with pytest.raises(ValueError, match="add colours to PALETTE"):
         colours_for(len(PALETTE) + 1)
+
+
+def test_phase_boundaries_draw_one_line_per_cell_edge_between_phases():
+    """A jump of several phase indices is one boundary, on the cell edge between the two cells (a contour
+    of the index drew one line per level in between), and cells of one phase draw none."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    phase = np.array([[0, 5, 5], [0, 0, 5]])  # rows: y cells, columns: x cells
+    x_edges, y_edges = np.array([1.0, 2.0, 4.0, 8.0]), np.array([10.0, 20.0, 30.0])
+    assert phase_boundaries(ax, x_edges, y_edges, phase, colors="k")
+    (lines,) = ax.collections
+    segments = sorted(tuple(map(tuple, s.round(9).tolist())) for s in lines.get_segments())
+    assert segments == sorted(
+        [
+            ((2.0, 10.0), (2.0, 20.0)),  # row 0: between columns 0 and 1
+            ((4.0, 20.0), (4.0, 30.0)),  # row 1: between columns 1 and 2
+            ((2.0, 20.0), (4.0, 20.0)),  # column 1: between rows 0 and 1
+        ]
+    )
+    assert not phase_boundaries(ax, x_edges, y_edges, np.full((2, 3), 4), colors="k")
+    assert len(ax.collections) == 1
+    plt.close(fig)
