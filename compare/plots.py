@@ -125,8 +125,9 @@ def profile(axis: str, value: float) -> str:
 def plot_loss_ratios(ds: xr.Dataset, out: str | Path, beats: float = 0.995) -> Path:
     """Best trained loss over theory's optimum against density, one line per p, one panel per importance
     profile: `ds` holds `ratio` (with its 2-standard-error band `ratio_low`, `ratio_high`) and
-    `family_ratio` (dashed), and where it has one `best_ratio` (dash-dot: against the better of the family
-    and the model where no ReLU clips), over (p, importance axis, sparsity) with a `density` coordinate."""
+    `family_ratio` (dashed), and where it has one `best_ratio` (dash-dot: against the better of theory's
+    optimum and the model where no ReLU clips), over (p, importance axis, sparsity) with a `density`
+    coordinate."""
     axis = importance_axis(ds.ratio)
     values = ds[axis].values
     fig, axes = plt.subplots(1, len(values), figsize=(4.2 * len(values), 3.8), sharey=True, squeeze=False)
@@ -148,7 +149,7 @@ def plot_loss_ratios(ds: xr.Dataset, out: str | Path, beats: float = 0.995) -> P
     n, m = ds.attrs.get("n_features"), ds.attrs.get("n_hidden")
     size = f"{n} features in {m} dims: " if n and m else ""
     linear = (
-        ";\ndash-dot: against the better of the family and the model where no ReLU clips"
+        ";\ndash-dot: against the better of theory's optimum and the model where no ReLU clips"
         if "best_ratio" in ds
         else ""
     )

@@ -246,7 +246,9 @@ def plot_density_diagram(ds: xr.Dataset, out: str | Path) -> Path:
     ax.set_yticks(rows, [f"{p:g}" for p in ps])
     ax.set_ylabel("dropout rate p", fontsize=8)
     ax.legend(loc="lower left", fontsize=7)
-    ax.set_title("optimal geometry", fontsize=9)
+    searched = "search_wins" in ds and bool(ds.search_wins.any())
+    title = "best candidate (o: the optimum is the search's)" if searched else "optimal geometry"
+    ax.set_title(title, fontsize=9)
     for k, p in enumerate(ps):
         axes[1].plot(D, ds.represented.values[k], "o-", ms=3, color=f"C{k}", label=f"p = {p:g}")
         axes[2].plot(D, ds.max_angle_to_neuron.values[k], "o-", ms=3, color=f"C{k}", label=f"p = {p:g}")
