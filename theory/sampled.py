@@ -52,9 +52,10 @@ def _loss_and_grad(W, b, x, mask, importance):
     """(mean over samples of sum_i I_i (x_i - x'_i)^2, its gradient in W (m, n), in b (n,)).
 
     Per sample, the products with W skip the inactive features and the outputs the ReLU stops where
-    those are few (a quarter of n or less), and run over all n otherwise (no branch per feature, so the
-    loops vectorise); either way each sum adds the same nonzero terms in the same order, so the result
-    does not depend on the path taken. Each block of samples accumulates in its own arrays."""
+    those are few (a quarter of n or less), and run over all n otherwise (no branch per feature to
+    mispredict); either way each sum adds the same nonzero terms in the same order, so the result does
+    not depend on the path taken. Each block of samples accumulates in its own arrays (not in shared
+    ones that both threads write every sample)."""
     m, n = W.shape
     N = x.shape[0]
     losses = np.zeros(_BLOCKS)
