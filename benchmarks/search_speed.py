@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from diagram_speed import identical
 from worktree import ROOT, checkout
 
 #: The family's diagram on a config's grid (argv: config, importance decays or 'all', out), saved.
@@ -56,11 +57,6 @@ def run(tree: Path, command: str, args: list[str], cache: Path) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", command, *args], cwd=tree, env=env, check=True)
     return time.perf_counter() - start
-
-
-def identical(old: Path, new: Path) -> bool:
-    """Whether two Datasets hold the same variables, bit for bit (attributes aside: they carry times)."""
-    return xr.load_dataset(old).drop_attrs().identical(xr.load_dataset(new).drop_attrs())
 
 
 def main():

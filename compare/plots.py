@@ -54,10 +54,11 @@ def plot_phase_maps(ds: xr.Dataset, out: str | Path) -> Path:
         cell = ds.isel({axis: 0})
         panels = [(f"{axis} = {value:g}", cell, ds.p.values, "dropout p", "linear")]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels) + 0.8, 3.9), squeeze=False)
+    D_edges = cell_edges(D)
     for ax, (title, cell, Y, ylabel, yscale) in zip(axes[0], panels, strict=True):
         edges = cell_edges(Y, log=yscale == "log")
-        ax.pcolormesh(cell_edges(D), edges, cell.empirical_phase.values, cmap=cmap, norm=norm)
-        phase_boundaries(ax, cell_edges(D), edges, cell.analytic_phase.values, colors="k", linewidths=1.0)
+        ax.pcolormesh(D_edges, edges, cell.empirical_phase.values, cmap=cmap, norm=norm)
+        phase_boundaries(ax, D_edges, edges, cell.analytic_phase.values, colors="k", linewidths=1.0)
         miss = ~cell.agree_empirical.values
         yy, dd = np.nonzero(miss)
         ax.plot(D[dd], Y[yy], "x", color="w", ms=5, mew=1.2)
