@@ -21,7 +21,11 @@ So one fit per block shape gives every composite of every size:
   vertex, turned by three angles); the 4- and 5-simplex (5 on 4 and 6 on 5
   neurons, regular or free norms and biases, turned by every plane rotation
   of their neurons: under dropout the trained 20-in-5 models spread 5-7
-  features over the 5 neurons in nearly this shape); each fitted
+  features over the 5 neurons in nearly this shape); the 5-demicube (16 on
+  5 neurons, regular, turned by every plane rotation: the optimum of a
+  search over all of W and b at low density and uniform importance; fitted
+  on the sampled loss and scored by Monte Carlo, theory.sampled_fit, at
+  density <= 0.2 only); each fitted
   (theory.fits.fit_geometries) on features 0..k-1 (importance decay**i),
   the best kind per cell kept;
 - structures: every multiset of shapes on at most m neurons and n features;
@@ -31,7 +35,7 @@ So one fit per block shape gives every composite of every size:
 A Composite candidate is one structure; its loss is its best arrangement's.
 Restrictions, stated in the phase diagram's attrs (ASSUMPTIONS):
 the blocks of more than 2 neurons are simplices (tetrahedron, 4- and
-5-simplex), no feature spans two blocks, blocks take runs of consecutive
+5-simplex) or the 5-demicube, no feature spans two blocks, blocks take runs of consecutive
 features in importance order, and the ignored features are the least
 important.
 Importance must be c * decay**i.
@@ -44,10 +48,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theory import exact_fit
+from theory import exact_fit, sampled_fit
 from theory.blocks import (
     antipodal,
     dedicated,
+    demicube,
     free_polygon,
     free_simplex,
     free_tetrahedron,
@@ -67,13 +72,15 @@ from theory.setup import Setup
 ASSUMPTIONS = (
     "blocks on disjoint features and neurons (the loss is then a sum over blocks, exactly): dedicated, "
     "pair on one neuron, turned pair on two, k-gon in a plane of two neurons, tetrahedron in three, "
-    "4- and 5-simplex in four and five; each block on consecutive features in importance order; the least "
-    "important features ignored"
+    "4- and 5-simplex in four and five, 5-demicube (16 features) in five, its loss by Monte Carlo; each "
+    "block on consecutive features in importance order; the least important features ignored"
 )
 
 
 #: The simplices past the tetrahedron that composites use: k + 1 features spread over k neurons.
 SIMPLEX_DIMENSIONS = (4, 5)
+#: The demicube that composites use: 16 features over 5 neurons.
+DEMICUBE = "5-demicube"
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,8 @@ class Shape:
                 G("tetrahedron", 4, 3, (tetrahedron(range(4)),)),
                 G("tetrahedron, free vertices", 4, 3, (free_tetrahedron(range(4)),)),
             )
+        if k == 2 ** (self.neurons - 1) and self.neurons >= 5:
+            return (G(self.name, k, self.neurons, (demicube(range(k), range(self.neurons)),)),)
         if k == self.neurons + 1 >= 5:
             neurons = range(self.neurons)
             return (
@@ -122,6 +131,7 @@ def shapes(max_polygon: int) -> tuple[Shape, ...]:
         + polygons
         + (Shape("tetrahedron", 4, 3),)
         + simplices
+        + (Shape(DEMICUBE, 16, 5),)
     )
 
 
@@ -187,6 +197,11 @@ class BlockFit:
     b: np.ndarray  # (P, A, D, features)
     kind: np.ndarray  # (P, A, D) of str
     order: np.ndarray  # (P, A, D, features): vertex order, -1 for non-polygons
+    #: the loss's standard error (0: exact) and rigorous bounds (the loss itself where exact; NaN where a
+    #: Monte Carlo score has none), (P, A, D)
+    stderr: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
 
 
 def fit_shape(shape: Shape, decays, density, ps, progress=None) -> BlockFit:
@@ -203,6 +218,20 @@ def fit_shape(shape: Shape, decays, density, ps, progress=None) -> BlockFit:
     fits = fit_geometries(geometries, setups, progress)
     best = rank(fits.loss, [len(g.parameters()) for g in geometries]).phase
     cells = best.size
+
+    def chosen(values):
+        return np.take_along_axis(values, best[..., None], -1)[..., 0]
+
+    loss = chosen(fits.loss)
+    if "sampled_stderr" in fits.extra:  # NaN for the kinds fitted on the exact loss
+        stderr, lower, upper = (
+            chosen(fits.extra[f"sampled_{key}"][1]) for key in ("stderr", "lower", "upper")
+        )
+        exact = np.isnan(stderr) & np.isfinite(loss)
+        stderr = np.where(exact, 0.0, stderr)
+        lower, upper = np.where(exact, loss, lower), np.where(exact, loss, upper)
+    else:
+        stderr, lower, upper = np.zeros_like(loss), loss, loss
     W = np.empty((cells, shape.neurons, k))
     b = np.empty((cells, k))
     for j in range(len(geometries)):
@@ -210,11 +239,14 @@ def fit_shape(shape: Shape, decays, density, ps, progress=None) -> BlockFit:
         if mine.size:
             W[mine], b[mine] = fits.solution(j, mine)
     return BlockFit(
-        np.take_along_axis(fits.loss, best[..., None], -1)[..., 0],
+        loss,
         W.reshape(best.shape + (shape.neurons, k)),
         b.reshape(best.shape + (k,)),
         np.array([g.name for g in geometries])[best],
         np.take_along_axis(fits.vertex_order, best[..., None, None], -2)[..., 0, :],
+        stderr,
+        lower,
+        upper,
     )
 
 
@@ -258,9 +290,11 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None) -> Fits:
     ps = np.array([setup.p for setup in grid[:, 0, 0]])
     loss = np.full((P, A, D, len(candidates)), np.inf)
     arrangement = np.empty((P, A, D, len(candidates)), dtype=object)
-    per_row = sum(
-        exact_fit.passes(D) if fitted_on(g) == "exact loss" else D for s in options for g in s.geometries()
-    )
+    cells_per_fit = {
+        "exact loss": exact_fit.passes(D),
+        "sampled loss": len(sampled_fit.fitted_cells(density)),
+    }
+    per_row = sum(cells_per_fit.get(fitted_on(g), D) for s in options for g in s.geometries())
     with Progress.of(progress, A * P * per_row, "block fits", "cell") as bar:
         importances = [np.asarray(grid[0, a, 0].importance) for a in range(A)]
         decays = [geometric_decay(importance) for importance in importances]
@@ -279,6 +313,8 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None) -> Fits:
                     loss[:, a, :, c] = np.where(better, total, loss[:, a, :, c])
                     for k, i in zip(*np.nonzero(better), strict=True):
                         arrangement[k, a, i, c] = order
+
+    loss[np.isinf(loss)] = np.nan  # a block not fitted there (the demicube above its densest cell)
 
     def assemble(j: int, flat_cells: np.ndarray):
         out = []
@@ -312,6 +348,18 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None) -> Fits:
                 {"description": "each shape's best loss on features 0..k-1 (importance decay**i)"},
             ),
             "block_kind": (("shape",), block_kind.reshape(shaped).astype(str), {}),
+            **{
+                f"block_loss_{key}": (
+                    ("shape",),
+                    np.stack([getattr(fitted[s], key) for s in options]).reshape(shaped),
+                    {"description": text},
+                )
+                for key, text in (
+                    ("stderr", "block_loss's standard error where it is a Monte Carlo score (0: exact)"),
+                    ("lower", "a rigorous lower bound of block_loss (itself where exact; NaN: none)"),
+                    ("upper", "a rigorous upper bound of block_loss (itself where exact; NaN: none)"),
+                )
+            },
         },
         describe=describe,
         coords={"shape": [s.name for s in options]},

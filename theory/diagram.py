@@ -117,8 +117,12 @@ def optimal(setup: Setup, candidates=None, progress: bool | None = False) -> Opt
 
 
 def fitted_on_any(candidate, grouped: bool = False) -> str | None:
-    """'closed form', 'exact loss' or 'sum of blocks'."""
-    return "sum of blocks" if isinstance(candidate, Composite) else fitted_on(candidate, grouped)
+    """'closed form', 'exact loss', 'sampled loss', 'sum of blocks' or 'sum of blocks, one by Monte
+    Carlo' (a composite with a block fitted on the sampled loss: the 5-demicube)."""
+    if not isinstance(candidate, Composite):
+        return fitted_on(candidate, grouped)
+    sampled = any(fitted_on(g) == "sampled loss" for s in candidate.shapes for g in s.geometries())
+    return "sum of blocks, one by Monte Carlo" if sampled else "sum of blocks"
 
 
 def phase_diagram(grid: Grid, candidates=None, progress=None, search: bool | None = None) -> xr.Dataset:

@@ -52,13 +52,17 @@ def rank(losses: np.ndarray, complexity) -> Ranking:
     phase = np.argmin(simplest, axis=-1)
     others = np.where(tied, np.inf, losses)
     runner_up = np.argmin(others, axis=-1)
-    margin = np.take_along_axis(others, runner_up[..., None], -1)[..., 0] - best[..., 0]
+    with np.errstate(invalid="ignore"):  # no finite candidate: inf - inf, NaN
+        margin = np.take_along_axis(others, runner_up[..., None], -1)[..., 0] - best[..., 0]
     return Ranking(phase, runner_up, margin)
 
 
 def fitted_on(geometry, grouped: bool = False) -> str:
-    """How a geometry is fitted: 'exact loss' (it has a polygon or a solid block, or the hidden units
-    are dropped in groups, which the closed forms do not model) or 'closed form'."""
+    """How a geometry is fitted: 'sampled loss' (it has a block with too many features for the exact
+    loss: the demicube), 'exact loss' (a polygon or a solid block, or the hidden units are dropped in
+    groups, which the closed forms do not model) or 'closed form'."""
+    if any(block.type.sampled for block in geometry.blocks):
+        return "sampled loss"
     exact = grouped or any(block.type.exact for block in geometry.blocks)
     return "exact loss" if exact else "closed form"
 
@@ -70,9 +74,9 @@ def grouped(setups) -> bool:
 
 def fit_geometries(geometries, setups: np.ndarray, progress=None) -> Fits:
     """Every geometry fitted the way it is fitted (fitted_on), over cells setups (P, ..., D), joined."""
-    from theory import closed_fit, exact_fit
+    from theory import closed_fit, exact_fit, sampled_fit
 
-    groups = {"closed form": closed_fit.fit, "exact loss": exact_fit.fit}
+    groups = {"closed form": closed_fit.fit, "exact loss": exact_fit.fit, "sampled loss": sampled_fit.fit}
     by_groups = grouped(setups)
     parts = []
     for kind, fitter in groups.items():
@@ -111,6 +115,13 @@ def join(parts: list[tuple[list[int], Fits]], count: int) -> Fits:
             fits, e = owner[j]
             return fits.describe(e, flat_cells)
 
-    extra = {k: v for _, fits in parts for k, v in fits.extra.items()}
+    extra = {}
+    for members, fits in parts:
+        for key, (dims, values, attrs) in fits.extra.items():
+            if dims[:1] == ("geometry",):  # per candidate: NaN for the other fitters' candidates
+                full = np.full(cells + (count,) + values.shape[len(cells) + 1 :], np.nan)
+                full[..., members] = values
+                values = full
+            extra[key] = (dims, values, attrs)
     coords = {k: v for _, fits in parts for k, v in fits.coords.items()}
     return Fits(loss, theta, vertex_order, solution, extra, describe, coords)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from theory.blocks import demicube_vertices
+
 
 def feature_norms(W) -> np.ndarray:
     """||W_i||, shape (..., n)."""
@@ -215,6 +217,8 @@ def tegum_factors(W, represented: float = 0.5, overlap: float = 0.1, tolerance: 
     - k spanning k - 1 dims with every cos within tolerance of -1/(k-1): "triangle" (k = 3),
       "tetrahedron" (k = 4), else "(k-1)-simplex";
     - k spanning 2 dims: the k-gon's name ("square", "pentagon", ...), regular or not;
+    - k = 2^(d-1) spanning d >= 5 dims, each feature's sorted cosines within tolerance of a vertex's of
+      the d-demicube (for d = 5: five at -3/5, ten at 1/5): "d-demicube";
     - otherwise "k features".
 
     A span's dimension counts the unit columns' singular values above tolerance. Factors come in order
@@ -267,4 +271,9 @@ def _kind(cos: np.ndarray, dims: int, tolerance: float) -> str:
         return {3: "triangle", 4: "tetrahedron"}.get(k, f"{k - 1}-simplex")
     if dims == 2 and k >= 3:
         return polygon_name(k)
+    if dims >= 5 and k == 2 ** (dims - 1):
+        vertex = np.sort((demicube_vertices(dims) @ demicube_vertices(dims)[0])[1:])
+        rows = np.sort(cos[~np.eye(k, dtype=bool)].reshape(k, k - 1), axis=1)
+        if np.abs(rows - vertex).max() < tolerance:
+            return f"{dims}-demicube"
     return f"{k} features"

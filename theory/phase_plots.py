@@ -66,6 +66,8 @@ PHASE_NOTES = {
     "interference (optimal only when dense; elsewhere a local minimum of training)",
     "simplex": "k-simplex: k + 1 features at a regular simplex's vertices in the space of k neurons, turned "
     "by every rotation of them",
+    "demicube": "5-demicube: 16 features at the vertices of the 5-cube with an even number of minus signs "
+    "(cosines -3/5 and 1/5), spread over all 5 neurons, turned by every rotation of them",
     "free vertices": "free vertices: every vertex its own norm and bias",
     "free angles": "free angles: every vertex its own norm, angle and bias",
     "unclassified": "unclassified: no catalogue geometry fits the trained model",

@@ -3,19 +3,31 @@
 import numpy as np
 import pytest
 
-from theory.blocks import KINDS, Block, Simplex
+from theory.blocks import KINDS, Block, Demicube, Simplex, demicube_vertices
 from theory.errors import InputError
 from theory.geometries import canonical_geometry
 
 
 def _block(name: str, features: int) -> Block:
     shape = KINDS[name].shape
-    neurons = shape[1] if shape else features - 1 if isinstance(KINDS[name], Simplex) else 2
+    kind = KINDS[name]
+    neurons = (
+        shape[1]
+        if shape
+        else 5
+        if isinstance(kind, Demicube)
+        else features - 1
+        if isinstance(kind, Simplex)
+        else 2
+    )
     return Block(name, tuple(range(shape[0] if shape else features)), tuple(range(neurons)))
 
 
 def _sizes(kind) -> tuple:
-    """Block sizes to test a kind at: polygons of 3 and 5 vertices, simplices in 4 and 5 dimensions."""
+    """Block sizes to test a kind at: polygons of 3 and 5 vertices, simplices in 4 and 5 dimensions, the
+    5-demicube."""
+    if isinstance(kind, Demicube):
+        return (16,)
     return (3, 5) if kind.polygon else (5, 6) if isinstance(kind, Simplex) else (None,)
 
 
@@ -55,6 +67,9 @@ def test_every_kind_knows_its_shape_role_and_next_constraint():
         "free simplex",
     ]
     assert Block("free simplex", tuple(range(6)), tuple(range(5))).constrained().kind == "simplex"
+    assert [k for k in KINDS if KINDS[k].sampled] == ["demicube"]
+    with pytest.raises(InputError, match="2\\^\\(k-1\\) features on k >= 5 neurons"):
+        Block("demicube", tuple(range(8)), tuple(range(4)))
     with pytest.raises(InputError, match="k \\+ 1 features on k >= 4 neurons"):
         Block("simplex", (0, 1, 2, 3), (0, 1, 2))
     assert Block("free tetrahedron", (0, 1, 2, 3), (0, 1, 2)).constrained().kind == "tetrahedron"
@@ -68,3 +83,16 @@ def test_every_kind_knows_its_shape_role_and_next_constraint():
         Block("polygon", (0, 1, 2, 3), (0, 1))
     ) == ("4-gon")
     assert not KINDS["ignore"].represents and KINDS["dedicated"].represents
+
+
+def test_demicube_vertices_are_the_even_sign_vectors_with_cosines_minus_three_fifths_and_one_fifth():
+    V = demicube_vertices(5)
+    assert V.shape == (16, 5)
+    signs = np.sign(V)
+    np.testing.assert_array_equal(np.prod(signs, axis=1), np.ones(16))  # an even number of minus signs
+    assert len({tuple(row) for row in signs}) == 16
+    G = V @ V.T
+    off = G[~np.eye(16, dtype=bool)]
+    np.testing.assert_allclose(np.sort(np.unique(off.round(12))), [-0.6, 0.2])
+    assert np.sum(np.isclose(G, -0.6), axis=1).tolist() == [5] * 16  # each vertex's 5 far neighbours
+    np.testing.assert_allclose(V.T @ V, 16 / 5 * np.eye(5), atol=1e-12)  # a tight frame

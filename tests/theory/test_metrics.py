@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from theory import metrics
+from theory.blocks import demicube_vertices
 
 
 def polygon(k, m=2):
@@ -106,3 +107,15 @@ def test_tegum_factors_names_each_orthogonal_group_and_its_spread():
     assert metrics.tegum_factors(np.full((2, 3), 0.1)) == []
     with pytest.raises(ValueError, match="one model"):
         metrics.tegum_factors(np.zeros((2, 2, 3)))
+
+
+def test_tegum_factors_name_a_turned_and_shuffled_demicube_but_not_another_frame_of_sixteen():
+    rng = np.random.default_rng(0)
+    rotation = np.linalg.qr(rng.normal(size=(5, 5)))[0]
+    cube = rotation @ demicube_vertices(5).T * 1.1  # (5, 16)
+    W = np.zeros((5, 20))
+    W[:, rng.permutation(20)[:16]] = cube + rng.normal(scale=0.01, size=cube.shape)
+    (factor,) = metrics.tegum_factors(W)
+    assert (factor.kind, factor.dims, len(factor.features)) == ("5-demicube", 5, 16)
+    frame = rng.normal(size=(5, 16))  # 16 directions in 5 dims with no such cosines
+    assert [f.kind for f in metrics.tegum_factors(frame / np.linalg.norm(frame, axis=0))] == ["16 features"]

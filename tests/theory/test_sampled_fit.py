@@ -1,0 +1,79 @@
+"""The 5-demicube, fitted on the sampled loss: its gradient through W(theta), its Monte Carlo score
+against the rigorous bracket of the truncated exact loss, and its place in the 20-in-5 composites."""
+
+import numpy as np
+import pytest
+
+from theory.blocks import demicube, demicube_vertices
+from theory.composite import DEMICUBE, Shape, composites, fit_shape
+from theory.exact_fit import Family
+from theory.fits import fitted_on
+from theory.geometries import Geometry
+from theory.sampled import SampledLoss
+from theory.sampled_fit import SAMPLED_DENSEST, fit_cell, fitted_cells, objective
+from theory.setup import Setup
+
+GEOMETRY = Geometry(DEMICUBE, 16, 5, (demicube(range(16), range(5)),))
+
+
+def _theta(rng) -> np.ndarray:
+    """r, b, then the 10 turn angles."""
+    return np.concatenate([[rng.uniform(0.8, 1.2), rng.uniform(-0.3, -0.1)], rng.uniform(-np.pi, np.pi, 10)])
+
+
+def test_the_gradient_in_theta_matches_central_differences():
+    setup = Setup(16, 5, sparsity=0.9, importance=0.9 ** np.arange(16), p=0.15)
+    f = objective(Family.of(GEOMETRY), SampledLoss.draw(setup, 4096, seed=3))
+    theta = _theta(np.random.default_rng(0))
+    _, grad = f(theta)
+    h = 1e-6
+    numeric = [(f(theta + h * e)[0] - f(theta - h * e)[0]) / (2 * h) for e in np.eye(len(theta))]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_the_family_places_a_regular_demicube_turned_by_the_angles():
+    theta = _theta(np.random.default_rng(1))
+    W, b, _ = Family.of(GEOMETRY)(theta[None])
+    U = W[0] / theta[0]
+    np.testing.assert_allclose(U.T @ U, demicube_vertices(5) @ demicube_vertices(5).T, atol=1e-12)
+    np.testing.assert_allclose(b[0], theta[1])
+
+
+def test_the_fit_is_scored_inside_its_rigorous_bracket_and_beats_its_start():
+    setup = Setup(16, 5, sparsity=0.95, importance=np.ones(16), p=0.15)
+    rng = np.random.default_rng(2)
+    start = _theta(rng)
+    found = fit_cell(GEOMETRY, setup, [start], seed=4)
+    assert found["upper"] - found["lower"] < 2e-3 * found["upper"]  # tight at density 0.05: 0.1%
+    assert found["lower"] - 3 * found["stderr"] <= found["loss"] <= found["upper"] + 3 * found["stderr"]
+    W, b, _ = Family.of(GEOMETRY)(start[None])
+    assert found["sampled"] < SampledLoss.draw(setup, 2**15, seed=4).loss_and_grad(W[0], b[0])[0]
+    assert found["theta"][1] < 0  # a negative bias clips the interference
+
+
+def test_without_dropout_the_turn_does_not_matter():
+    setup = Setup(16, 5, sparsity=0.95, importance=np.ones(16), p=0.0)
+    ends = [fit_cell(GEOMETRY, setup, [_theta(np.random.default_rng(s))], seed=9) for s in (5, 6)]
+    assert ends[0]["loss"] == pytest.approx(ends[1]["loss"], abs=3 * ends[0]["stderr"])
+
+
+def test_composites_of_twenty_in_five_include_the_demicube_fitted_only_where_sparse():
+    names = [c.name for c in composites(20, 5)]
+    assert DEMICUBE in names and len(names) == 106
+    assert DEMICUBE not in [c.name for c in composites(12, 5)] + [c.name for c in composites(20, 4)]
+    (geometry,) = Shape(DEMICUBE, 16, 5).geometries()
+    assert fitted_on(geometry) == "sampled loss"
+    density = np.array([1.0, 0.3, SAMPLED_DENSEST, 0.05, 0.1])
+    assert fitted_cells(density).tolist() == [3, 4, 2]
+
+
+def test_the_demicube_block_beats_the_five_simplex_block_at_low_density():
+    """At uniform importance, density 0.05, p = 0.15 on 16 features: the demicube represents all 16, the
+    best 5-simplex 6 (the other 10 ignored), and its loss (Monte Carlo, bracketed) is the lower."""
+    density, ps, decays = np.array([0.05]), np.array([0.15]), [1.0]
+    cube = fit_shape(Shape(DEMICUBE, 16, 5), decays, density, ps)
+    simplex = fit_shape(Shape("5-simplex", 6, 5), decays, density, ps)
+    ignored = 10 * (0.05 / 3 - 0.05**2 / 4)
+    assert cube.upper[0, 0, 0] < simplex.loss[0, 0, 0] + ignored
+    assert cube.lower[0, 0, 0] <= cube.loss[0, 0, 0] + 3 * cube.stderr[0, 0, 0]
+    assert cube.kind[0, 0, 0] == DEMICUBE

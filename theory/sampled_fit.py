@@ -1,0 +1,175 @@
+"""Fitting geometries past the exact loss's reach on the sampled loss: the 5-demicube (16 features on 5).
+
+The exact loss of 16 features sums over 2^16 active sets (theory.loss stops at
+MAX_EXACT_FEATURES). A geometry with a block whose kind is `sampled`
+(theory.blocks: the demicube) is fitted like the search over all of W and b
+(theory.sampled), but over its few parameters theta: L-BFGS-B on the sampled
+loss L_N(W(theta), b(theta)), its gradient chained through the Jacobian of
+W(theta), b(theta) (theory.exact_fit.Family); the best end point minimised
+again on a sample of its own, twice the size; then scored by Monte Carlo on
+fresh samples (theory.montecarlo, independent code): the loss it is ranked
+by, with its standard error. Where density <= TRUNCATED_DENSEST the score is
+also bracketed rigorously on the exact loss truncated to CHECK_ACTIVE active
+features (theory.loss.bracket), an independent check stored beside it.
+
+Where it is fitted: at density <= SAMPLED_DENSEST only (elsewhere its loss is
+NaN, and a NaN never wins a cell). Each row of cells is walked from the
+sparsest density up: the sparsest from RANDOM_STARTS random turns, each
+denser cell from its sparser neighbour's optimum and one random turn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+
+from theory.compiled_loss import expected_loss_bounds_compiled
+from theory.exact_fit import Family
+from theory.fits import Fits
+from theory.geometries import Geometry
+from theory.montecarlo import monte_carlo_loss
+from theory.progress import Progress
+from theory.sampled import OPTIONS, RESCORE_SAMPLES, SampledLoss, one_blas_thread, search_samples_for
+
+#: Fitted at densities up to this only: above it the demicube's interference costs more than any
+#: block composite (20 in 5, uniform importance, p = 0.15: at density 0.19 it is 1.4% above the
+#: composites' best, and further above at every denser cell).
+SAMPLED_DENSEST = 0.2
+#: Random turns at the sparsest cell of each row.
+RANDOM_STARTS = 4
+#: Bracketed on the exact loss truncated to this many active features at density <= TRUNCATED_DENSEST.
+CHECK_ACTIVE = 6
+TRUNCATED_DENSEST = 0.1
+#: A random start's norm and bias (the demicube's optimum at density 0.05-0.14: norm 0.8-1.1, bias
+#: -0.35 to -0.2).
+START_NORM, START_BIAS = 1.0, -0.2
+
+
+def fitted_cells(density) -> np.ndarray:
+    """The indices of the densities a sampled-loss fit runs at (<= SAMPLED_DENSEST), sparsest first."""
+    density = np.asarray(density, dtype=float)
+    fitted = np.flatnonzero(density <= SAMPLED_DENSEST * (1 + 1e-9))
+    return fitted[np.argsort(density[fitted], kind="stable")]
+
+
+def _start(geometry: Geometry, setup, rng: np.random.Generator) -> np.ndarray:
+    """Norms START_NORM, biases START_BIAS (an ignored feature's at its mean), angles uniform."""
+    names = [t.name for t in geometry.parameters()]
+    ignored = {f"b_{b.features[0]}": b.features[0] for b in geometry.blocks if not b.type.represents}
+    out = np.empty(len(names))
+    for i, (name, role) in enumerate(zip(names, geometry.roles(), strict=True)):
+        if name in ignored:
+            out[i] = setup.density[ignored[name]] / 2
+        else:
+            out[i] = {"norm": START_NORM, "bias": START_BIAS}.get(role, np.nan)
+            if role == "angle":
+                out[i] = rng.uniform(-np.pi, np.pi)
+    return out
+
+
+def objective(family: Family, sampled: SampledLoss):
+    """theta -> (L_N(W(theta), b(theta)), its gradient in theta: the chain rule through the Jacobian)."""
+
+    def f(x):
+        W, b, J = family(np.asarray(x, dtype=float)[None])
+        value, grad_W, grad_b = sampled.loss_and_grad(W[0], b[0])
+        return value, np.concatenate([grad_W.ravel(), grad_b]) @ J[0]
+
+    return f
+
+
+def _minimize(family: Family, sampled: SampledLoss, theta: np.ndarray):
+    with one_blas_thread():
+        end = minimize(
+            objective(family, sampled),
+            theta,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=family.bounds,
+            options=OPTIONS,
+        )
+    return end.x, float(end.fun)
+
+
+def fit_cell(geometry: Geometry, setup, starts: list[np.ndarray], seed: int) -> dict:
+    """The geometry fitted at one setup from the given starts (module docstring): its theta, the loss
+    L_N at the end of the polish, the Monte Carlo score and its standard error, and the truncated-loss
+    bracket (NaN where density > TRUNCATED_DENSEST). The three samples use seed, seed + 1, seed + 2."""
+    family = Family.of(geometry)
+    samples = search_samples_for(setup)
+    search = SampledLoss.draw(setup, samples, seed)
+    ends = [_minimize(family, search, x) for x in starts]
+    theta = min(ends, key=lambda end: end[1])[0]
+    theta, polished = _minimize(family, SampledLoss.draw(setup, 2 * samples, seed + 1), theta)
+    W, b, _ = family(theta[None])
+    score = monte_carlo_loss(setup, W[0], b[0], n_samples=RESCORE_SAMPLES, seed=seed + 2)
+    lower = upper = np.nan
+    if np.max(setup.density) <= TRUNCATED_DENSEST * (1 + 1e-9):
+        bounds = expected_loss_bounds_compiled(setup, W[0], b[0], CHECK_ACTIVE)
+        lower, upper = float(bounds.lower), float(bounds.upper)
+    return {
+        "theta": theta,
+        "sampled": polished,
+        "loss": score.mean,
+        "stderr": score.stderr,
+        "lower": lower,
+        "upper": upper,
+    }
+
+
+def fit(geometries: list[Geometry], setups: np.ndarray, progress=None, seed: int = 0) -> Fits:
+    """Every geometry fitted on the sampled loss at every cell of setups (..., D) of density <=
+    SAMPLED_DENSEST (module docstring); NaN elsewhere. Adds `sampled_stderr`, `sampled_lower` and
+    `sampled_upper` (per geometry) to the Fits' extra variables."""
+    lead, D = setups.shape[:-1], setups.shape[-1]
+    rows = setups.reshape(-1, D)
+    Q, G = rows.shape[0], len(geometries)
+    m, n = geometries[0].n_hidden, geometries[0].n_features
+    counts = [len(g.parameters()) for g in geometries]
+    walk = fitted_cells([float(np.max(s.density)) for s in rows[0]])
+    out = {key: np.full((Q, D, G), np.nan) for key in ("loss", "stderr", "lower", "upper")}
+    theta = np.full((Q, D, G, max(counts)), np.nan)
+    with Progress.of(progress, Q * G * len(walk), "sampled-loss fits", "cell") as bar:
+        for q, g in np.ndindex(Q, G):
+            previous = None
+            for i in walk:
+                rng = np.random.default_rng([seed, q, i, g])
+                setup = rows[q, i]
+                starts = [
+                    _start(geometries[g], setup, rng)
+                    for _ in range(1 if previous is not None else RANDOM_STARTS)
+                ]
+                if previous is not None:
+                    starts.insert(0, previous)
+                found = fit_cell(geometries[g], setup, starts, seed + (q * D + i) * G + g)
+                previous = found["theta"]
+                theta[q, i, g, : counts[g]] = found["theta"]
+                for key in out:
+                    out[key][q, i, g] = found[key]
+                bar.update()
+
+    def solution(j: int, flat_cells: np.ndarray):
+        x = theta.reshape(Q * D, G, -1)[flat_cells, j, : counts[j]]
+        W = np.full((len(flat_cells), m, n), np.nan)
+        b = np.full((len(flat_cells), n), np.nan)
+        ok = np.isfinite(x).all(-1)
+        if ok.any():
+            W[ok], b[ok], _ = Family.of(geometries[j])(x[ok])
+        return W, b
+
+    attrs = {
+        "stderr": "standard error of a sampled-loss-fitted candidate's Monte Carlo loss (theory.sampled_fit)",
+        "lower": f"its loss's rigorous lower bound (exact loss truncated to {CHECK_ACTIVE} active features) "
+        f"at density <= {TRUNCATED_DENSEST}",
+        "upper": "and upper bound",
+    }
+    return Fits(
+        loss=out["loss"].reshape(lead + (D, G)),
+        theta=theta.reshape(lead + (D, G, max(counts))),
+        vertex_order=np.full(lead + (D, G, n), -1),
+        solution=solution,
+        extra={
+            f"sampled_{key}": (("geometry",), out[key].reshape(lead + (D, G)), {"description": text})
+            for key, text in attrs.items()
+        },
+    )
