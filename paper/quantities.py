@@ -89,10 +89,23 @@ def plane_gaps(ds: xr.Dataset | xr.DataArray) -> xr.DataArray:
     return xr.apply_ufunc(gaps, W, input_core_dims=[["hidden", "feature"]], output_core_dims=[["gap"]])
 
 
+def factor_names(W: xr.DataArray) -> xr.DataArray:
+    """Each model's tegum factors (theory.metrics.tegum_factors) by kind, joined by " + " ("5-demicube",
+    "antipodal pair + pentagon", ...), over W's dims but hidden and feature."""
+
+    def names(w):
+        return " + ".join(factor.kind for factor in metrics.tegum_factors(w))
+
+    return xr.apply_ufunc(
+        names, W, input_core_dims=[["hidden", "feature"]], vectorize=True, output_dtypes=[object]
+    ).astype(str)
+
+
 HELPERS = {
     "best_seed_share": best_seed_share,
     "largest_jump": largest_jump,
     "comparison": comparison,
+    "factor_names": factor_names,
     "feature_norms": feature_norms,
     "in_phase": in_phase,
     "phase_share": phase_share,

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from paper.quantities import in_phase, phase_share, plane_gaps, worst_checked_cell
+from paper.quantities import factor_names, in_phase, phase_share, plane_gaps, worst_checked_cell
+from theory.blocks import demicube_vertices
 
 
 def _models(columns):
@@ -47,3 +48,13 @@ def test_phase_share_and_worst_checked_cell_read_the_right_cells():
     assert in_phase(ds, "triangle").dims == ("p", "cell")
     worst = worst_checked_cell(ds)
     assert (float(worst.p), float(worst.optimal_loss), float(worst.exact_minimum)) == (0.4, 2.0, 1.0)
+
+
+def test_factor_names_name_each_model_by_its_factors():
+    cube = 1.1 * demicube_vertices(5).T  # (5, 16)
+    pairs = np.zeros((5, 16))
+    pairs[np.arange(5), np.arange(5)], pairs[np.arange(5), np.arange(5, 10)] = 1.0, -1.0
+    W = xr.DataArray(np.stack([cube, pairs]), dims=("p", "hidden", "feature"), coords={"p": [0.0, 0.4]})
+    names = factor_names(W)
+    assert names.dims == ("p",)
+    assert names.values.tolist() == ["5-demicube", " + ".join(["antipodal pair"] * 5)]
