@@ -25,7 +25,14 @@ import xarray as xr
 from theory import composite
 from theory.candidates import catalogue, complexity
 from theory.composite import ASSUMPTIONS, Composite
-from theory.direct import CHECK_ACTIVE, POLISH_ACTIVE, SEARCH_ACTIVE, minimize_truncated, xavier_starts
+from theory.direct import (
+    CHECK_ACTIVE,
+    POLISH_ACTIVE,
+    SEARCH_ACTIVE,
+    TRUNCATED_DENSEST,
+    minimize_truncated,
+    xavier_starts,
+)
 from theory.errors import InputError
 from theory.fits import TIE, Fits, fit_geometries, fitted_on, join, rank
 from theory.grid import Grid
@@ -37,9 +44,6 @@ from theory.sampled import RESCORE_SAMPLES, minimize_sampled
 from theory.setup import Setup
 
 KIND = "tms-dropout phase diagram"
-#: Past the exact loss's reach, completeness runs at densities up to this only (the truncated loss's
-#: bracket widens with the chance of many active features).
-TRUNCATED_DENSEST = 0.1
 #: With the search, a feature is represented when its column is longer than this (the search's end points
 #: leave the features they ignore small nonzero columns; the candidates' are exactly zero).
 SEARCH_REPRESENTED = 0.5

@@ -37,6 +37,10 @@ from theory.setup import Setup
 SEARCH_ACTIVE = 3
 POLISH_ACTIVE = 5
 CHECK_ACTIVE = 6
+#: Past the exact loss's reach, the truncated loss's bracket is used at densities up to this only (it
+#: widens with the chance of many active features): theory.diagram's completeness check, and the
+#: bracket of a block fitted on the sampled loss (theory.sampled_fit).
+TRUNCATED_DENSEST = 0.1
 #: L-BFGS-B's stopping rule here: the truncated objective is a lower bound of the loss, not the loss, so
 #: converging it to rounding (theory.optimize.EXACT_OPTIONS) buys nothing the bracket could show
 OPTIONS = {"maxiter": 1000, "ftol": 1e-12, "gtol": 1e-8}

@@ -24,6 +24,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from theory.compiled_loss import expected_loss_bounds_compiled
+from theory.direct import CHECK_ACTIVE, TRUNCATED_DENSEST
 from theory.exact_fit import Family
 from theory.fits import Fits
 from theory.geometries import Geometry
@@ -37,9 +38,6 @@ from theory.sampled import OPTIONS, RESCORE_SAMPLES, SampledLoss, one_blas_threa
 SAMPLED_DENSEST = 0.2
 #: Random turns at the sparsest cell of each row.
 RANDOM_STARTS = 4
-#: Bracketed on the exact loss truncated to this many active features at density <= TRUNCATED_DENSEST.
-CHECK_ACTIVE = 6
-TRUNCATED_DENSEST = 0.1
 #: A random start's norm and bias (the demicube's optimum at density 0.05-0.14: norm 0.8-1.1, bias
 #: -0.35 to -0.2).
 START_NORM, START_BIAS = 1.0, -0.2
