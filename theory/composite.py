@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theory import exact_fit, sampled_fit
+from theory import exact_fit
 from theory.blocks import (
     antipodal,
     dedicated,
@@ -290,29 +290,32 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None) -> Fits:
     ps = np.array([setup.p for setup in grid[:, 0, 0]])
     loss = np.full((P, A, D, len(candidates)), np.inf)
     arrangement = np.empty((P, A, D, len(candidates)), dtype=object)
-    cells_per_fit = {
-        "exact loss": exact_fit.passes(D),
-        "sampled loss": len(sampled_fit.fitted_cells(density)),
-    }
-    per_row = sum(cells_per_fit.get(fitted_on(g), D) for s in options for g in s.geometries())
+    # a sampled-loss fit costs a hundred exact ones or more: it reports on a bar of its own, after the rest
+    sampled = [s for s in options if any(fitted_on(g) == "sampled loss" for g in s.geometries())]
+    exact = [s for s in options if s not in sampled]
+    per_row = sum(
+        exact_fit.passes(D) if fitted_on(g) == "exact loss" else D for s in exact for g in s.geometries()
+    )
+    importances = [np.asarray(grid[0, a, 0].importance) for a in range(A)]
+    decays = [geometric_decay(importance) for importance in importances]
     with Progress.of(progress, A * P * per_row, "block fits", "cell") as bar:
-        importances = [np.asarray(grid[0, a, 0].importance) for a in range(A)]
-        decays = [geometric_decay(importance) for importance in importances]
-        fitted = {s: fit_shape(s, decays, density, ps, bar) for s in options}
-        for a, importance in enumerate(importances):
-            ignored = importance[:, None, None] * ignore_loss(density)[None, None, :]  # (n, 1, D)
-            tail = np.concatenate([np.cumsum(ignored[::-1], 0)[::-1], np.zeros_like(ignored[:1])])
-            for c, candidate in enumerate(candidates):
-                for order in candidate.arrangements():
-                    total, first = np.zeros((P, D)), 0
-                    for s in order:
-                        total = total + importance[first] * fitted[s].loss[:, a]
-                        first += s.features
-                    total = total + tail[first]
-                    better = total < loss[:, a, :, c]
-                    loss[:, a, :, c] = np.where(better, total, loss[:, a, :, c])
-                    for k, i in zip(*np.nonzero(better), strict=True):
-                        arrangement[k, a, i, c] = order
+        fitted = {s: fit_shape(s, decays, density, ps, bar) for s in exact}
+    show = progress.enabled if isinstance(progress, Progress) else progress
+    fitted |= {s: fit_shape(s, decays, density, ps, show) for s in sampled}
+    for a, importance in enumerate(importances):
+        ignored = importance[:, None, None] * ignore_loss(density)[None, None, :]  # (n, 1, D)
+        tail = np.concatenate([np.cumsum(ignored[::-1], 0)[::-1], np.zeros_like(ignored[:1])])
+        for c, candidate in enumerate(candidates):
+            for order in candidate.arrangements():
+                total, first = np.zeros((P, D)), 0
+                for s in order:
+                    total = total + importance[first] * fitted[s].loss[:, a]
+                    first += s.features
+                total = total + tail[first]
+                better = total < loss[:, a, :, c]
+                loss[:, a, :, c] = np.where(better, total, loss[:, a, :, c])
+                for k, i in zip(*np.nonzero(better), strict=True):
+                    arrangement[k, a, i, c] = order
 
     loss[np.isinf(loss)] = np.nan  # a block not fitted there (the demicube above its densest cell)
 
