@@ -118,8 +118,8 @@ def join(parts: list[tuple[list[int], Fits]], count: int) -> Fits:
     extra = {}
     for members, fits in parts:
         for key, (dims, values, attrs) in fits.extra.items():
-            if dims[:1] == ("geometry",):  # per candidate: NaN for the other fitters' candidates
-                full = np.full(cells + (count,) + values.shape[len(cells) + 1 :], np.nan)
+            if dims == ("geometry",):  # one value per candidate: NaN for the other fitters' candidates
+                full = np.full(cells + (count,), np.nan)
                 full[..., members] = values
                 values = full
             extra[key] = (dims, values, attrs)

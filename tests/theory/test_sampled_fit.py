@@ -7,7 +7,7 @@ import pytest
 from theory.blocks import demicube, demicube_vertices
 from theory.composite import DEMICUBE, Shape, composites, fit_shape
 from theory.exact_fit import Family
-from theory.fits import fitted_on
+from theory.fits import Fits, fitted_on, join
 from theory.geometries import Geometry
 from theory.sampled import SampledLoss
 from theory.sampled_fit import SAMPLED_DENSEST, fit_cell, fitted_cells, objective
@@ -77,3 +77,19 @@ def test_the_demicube_block_beats_the_five_simplex_block_at_low_density():
     assert cube.upper[0, 0, 0] < simplex.loss[0, 0, 0] + ignored
     assert cube.lower[0, 0, 0] <= cube.loss[0, 0, 0] + 3 * cube.stderr[0, 0, 0]
     assert cube.kind[0, 0, 0] == DEMICUBE
+
+
+def test_join_spreads_a_fitters_per_candidate_variables_over_every_candidate():
+    cells = (2, 3)
+
+    def fits(G, extra):
+        return Fits(
+            np.ones(cells + (G,)), np.zeros(cells + (G, 1)), -np.ones(cells + (G, 4), int), None, extra
+        )
+
+    stderr = np.arange(6.0).reshape(cells + (1,))
+    joined = join([([0, 2], fits(2, {})), ([1], fits(1, {"sampled_stderr": (("geometry",), stderr, {})}))], 3)
+    dims, values, _ = joined.extra["sampled_stderr"]
+    assert dims == ("geometry",) and values.shape == cells + (3,)
+    np.testing.assert_array_equal(values[..., 1], stderr[..., 0])
+    assert np.isnan(values[..., [0, 2]]).all()
