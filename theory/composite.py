@@ -23,9 +23,12 @@ So one fit per block shape gives every composite of every size:
   of their neurons: under dropout the trained 20-in-5 models spread 5-7
   features over the 5 neurons in nearly this shape); the 5-demicube (16 on
   5 neurons, regular, turned by every plane rotation: the optimum of a
-  search over all of W and b at low density and uniform importance; fitted
-  on the sampled loss and scored by Monte Carlo, theory.sampled_fit, at
-  density <= 0.2 only); each fitted
+  search over all of W and b at low density and uniform importance) and
+  the simplex prism (20 on 5: a rectified 4-simplex and a tilted prism over
+  its dual, two norms and two biases; the search's optimum at uniform
+  importance, density <= 0.07), both fitted on the sampled loss and scored
+  by Monte Carlo (theory.sampled_fit), the demicube at density <= 0.2, the
+  prism at density <= 0.1 only; each fitted
   (theory.fits.fit_geometries) on features 0..k-1 (importance decay**i),
   the best kind per cell kept;
 - structures: every multiset of shapes on at most m neurons and n features;
@@ -35,7 +38,7 @@ So one fit per block shape gives every composite of every size:
 A Composite candidate is one structure; its loss is its best arrangement's.
 Restrictions, stated in the phase diagram's attrs (ASSUMPTIONS):
 the blocks of more than 2 neurons are simplices (tetrahedron, 4- and
-5-simplex) or the 5-demicube, no feature spans two blocks, blocks take runs of consecutive
+5-simplex), the 5-demicube or the simplex prism, no feature spans two blocks, blocks take runs of consecutive
 features in importance order, and the ignored features are the least
 important.
 Importance must be c * decay**i.
@@ -60,6 +63,7 @@ from theory.blocks import (
     parallel,
     polygon,
     simplex,
+    simplex_prism,
     tetrahedron,
 )
 from theory.errors import InputError
@@ -72,7 +76,8 @@ from theory.setup import Setup
 ASSUMPTIONS = (
     "blocks on disjoint features and neurons (the loss is then a sum over blocks, exactly): dedicated, "
     "pair on one neuron, turned pair on two, k-gon in a plane of two neurons, tetrahedron in three, "
-    "4- and 5-simplex in four and five, 5-demicube (16 features) in five, its loss by Monte Carlo; each "
+    "4- and 5-simplex in four and five, 5-demicube (16 features) or simplex prism (20) in five, their loss "
+    "by Monte Carlo; each "
     "block on consecutive features in importance order; the least important features ignored"
 )
 
@@ -81,6 +86,8 @@ ASSUMPTIONS = (
 SIMPLEX_DIMENSIONS = (4, 5)
 #: The demicube that composites use: 16 features over 5 neurons.
 DEMICUBE = "5-demicube"
+#: The simplex prism: 20 features over 5 neurons (theory.blocks.SimplexPrism).
+PRISM = "simplex prism"
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,8 @@ class Shape:
                 G("tetrahedron", 4, 3, (tetrahedron(range(4)),)),
                 G("tetrahedron, free vertices", 4, 3, (free_tetrahedron(range(4)),)),
             )
+        if (k, self.neurons) == (20, 5):
+            return (G(self.name, k, self.neurons, (simplex_prism(range(k), range(self.neurons)),)),)
         if k == 2 ** (self.neurons - 1) and self.neurons >= 5:
             return (G(self.name, k, self.neurons, (demicube(range(k), range(self.neurons)),)),)
         if k == self.neurons + 1 >= 5:
@@ -131,7 +140,7 @@ def shapes(max_polygon: int) -> tuple[Shape, ...]:
         + polygons
         + (Shape("tetrahedron", 4, 3),)
         + simplices
-        + (Shape(DEMICUBE, 16, 5),)
+        + (Shape(DEMICUBE, 16, 5), Shape(PRISM, 20, 5))
     )
 
 
@@ -317,7 +326,7 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None) -> Fits:
                 for k, i in zip(*np.nonzero(better), strict=True):
                     arrangement[k, a, i, c] = order
 
-    loss[np.isinf(loss)] = np.nan  # a block not fitted there (the demicube above its densest cell)
+    loss[np.isinf(loss)] = np.nan  # a block not fitted there (a sampled kind above its densest cell)
 
     def assemble(j: int, flat_cells: np.ndarray):
         out = []

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theory.blocks import demicube_vertices
+from theory.blocks import demicube_vertices, prism_vertices
 
 
 def feature_norms(W) -> np.ndarray:
@@ -219,6 +219,9 @@ def tegum_factors(W, represented: float = 0.5, overlap: float = 0.1, tolerance: 
     - k spanning 2 dims: the k-gon's name ("square", "pentagon", ...), regular or not;
     - k = 2^(d-1) spanning d >= 5 dims, each feature's sorted cosines within tolerance of a vertex's of
       the d-demicube (for d = 5: five at -3/5, ten at 1/5): "d-demicube";
+    - 20 spanning 5 dims, ten features' sorted cosines within tolerance of a rectified 4-simplex
+      vertex's and ten of a prism vertex's in theory.blocks.prism_vertices at one tilt (searched in
+      steps of half a degree): "simplex prism";
     - otherwise "k features".
 
     A span's dimension counts the unit columns' singular values above tolerance. Factors come in order
@@ -276,4 +279,22 @@ def _kind(cos: np.ndarray, dims: int, tolerance: float) -> str:
         rows = np.sort(cos[~np.eye(k, dtype=bool)].reshape(k, k - 1), axis=1)
         if np.abs(rows - vertex).max() < tolerance:
             return f"{dims}-demicube"
+    if dims == 5 and k == 20 and _is_simplex_prism(cos, tolerance):
+        return "simplex prism"
     return f"{k} features"
+
+
+#: The tilts tegum_factors tries for the simplex prism (radians).
+PRISM_TILTS = np.radians(np.arange(0.0, 90.25, 0.5))
+
+
+def _is_simplex_prism(cos: np.ndarray, tolerance: float) -> bool:
+    rows = np.sort(cos[~np.eye(20, dtype=bool)].reshape(20, 19), axis=1)
+    for tilt in PRISM_TILTS:
+        gram = prism_vertices(tilt) @ prism_vertices(tilt).T
+        near = [
+            np.abs(rows - np.sort(np.delete(gram[v], v))).max(axis=1) < tolerance for v in (0, 10)
+        ]  # each feature against a rectified-simplex vertex and a prism vertex
+        if near[0].sum() >= 10 and near[1].sum() >= 10 and (near[0] | near[1]).all():
+            return True
+    return False

@@ -64,10 +64,13 @@ PHASE_NOTES = {
     "45 degrees from both: written across them)",
     "same-sign pair": "same-sign pair: two features on one direction, same sign, the bias cancels their "
     "interference (optimal only when dense; elsewhere a local minimum of training)",
-    "simplex": "k-simplex: k + 1 features at a regular simplex's vertices in the space of k neurons, turned "
+    "-simplex": "k-simplex: k + 1 features at a regular simplex's vertices in the space of k neurons, turned "
     "by every rotation of them",
     "demicube": "5-demicube: 16 features at the vertices of the 5-cube with an even number of minus signs "
     "(cosines -3/5 and 1/5), spread over all 5 neurons, turned by every rotation of them",
+    "simplex prism": "simplex prism: 20 features on 5 neurons, 10 at a rectified 4-simplex's vertices in 4 "
+    "of the 5 dimensions and 10 at a prism over the dual simplex tilted out of them, one norm and bias "
+    "per orbit",
     "free vertices": "free vertices: every vertex its own norm and bias",
     "free angles": "free angles: every vertex its own norm, angle and bias",
     "unclassified": "unclassified: no catalogue geometry fits the trained model",

@@ -1,8 +1,9 @@
-"""Fitting geometries past the exact loss's reach on the sampled loss: the 5-demicube (16 features on 5).
+"""Fitting geometries past the exact loss's reach on the sampled loss: the 5-demicube (16 features on 5)
+and the simplex prism (20 on 5).
 
 The exact loss of 16 features sums over 2^16 active sets (theory.loss stops at
 MAX_EXACT_FEATURES). A geometry with a block whose kind is `sampled`
-(theory.blocks: the demicube) is fitted like the search over all of W and b
+(theory.blocks: the demicube, the simplex prism) is fitted like the search over all of W and b
 (theory.sampled), but over its few parameters theta: L-BFGS-B on the sampled
 loss L_N(W(theta), b(theta)), its gradient chained through the Jacobian of
 W(theta), b(theta) (theory.exact_fit.Family); the best end point minimised
@@ -12,10 +13,11 @@ by, with its standard error. Where density <= TRUNCATED_DENSEST the score is
 also bracketed rigorously on the exact loss truncated to CHECK_ACTIVE active
 features (theory.loss.bracket), an independent check stored beside it.
 
-Where it is fitted: at density <= SAMPLED_DENSEST only (elsewhere its loss is
-NaN, and a NaN never wins a cell). Each row of cells is walked from the
-sparsest density up: the sparsest from RANDOM_STARTS random turns, each
-denser cell from its sparser neighbour's optimum and one random turn.
+Where it is fitted: at densities up to its sampled kinds' `densest` only
+(theory.blocks; elsewhere its loss is NaN, and a NaN never wins a cell). Each
+row of cells is walked from the sparsest density up: the sparsest from
+RANDOM_STARTS random turns, each denser cell from its sparser neighbour's
+optimum and one random turn.
 """
 
 from __future__ import annotations
@@ -32,22 +34,23 @@ from theory.montecarlo import monte_carlo_loss
 from theory.progress import Progress
 from theory.sampled import OPTIONS, RESCORE_SAMPLES, SampledLoss, one_blas_thread, search_samples_for
 
-#: Fitted at densities up to this only. On the study's 20-in-5 grid at uniform importance, density 0.19,
-#: the demicube is 1.5% and 4.6% above the best block composite at p = 0.15 and 0.4 and 0.6% below it at
-#: p = 0; at 0.26, p = 0, the search over all of W and b, started from its optimum at 0.19, ends at five
-#: antipodal pairs.
-SAMPLED_DENSEST = 0.2
 #: Random turns at the sparsest cell of each row.
 RANDOM_STARTS = 4
-#: A random start's norm and bias (the demicube's optimum at density 0.05-0.14: norm 0.8-1.1, bias
-#: -0.35 to -0.2).
+#: A random start's norm and bias (the demicube's and the simplex prism's optima at density 0.05-0.14:
+#: norms 0.8-1.1, biases -0.35 to -0.2).
 START_NORM, START_BIAS = 1.0, -0.2
 
 
-def fitted_cells(density) -> np.ndarray:
-    """The indices of the densities a sampled-loss fit runs at (<= SAMPLED_DENSEST), sparsest first."""
+def densest(geometry: Geometry) -> float:
+    """The densest cell a geometry with sampled blocks is fitted at: the least of their kinds' `densest`."""
+    return min(block.type.densest for block in geometry.blocks if block.type.sampled)
+
+
+def fitted_cells(density, geometry: Geometry) -> np.ndarray:
+    """The indices of the densities a sampled-loss fit of the geometry runs at (<= densest(geometry)),
+    sparsest first."""
     density = np.asarray(density, dtype=float)
-    fitted = np.flatnonzero(density <= SAMPLED_DENSEST * (1 + 1e-9))
+    fitted = np.flatnonzero(density <= densest(geometry) * (1 + 1e-9))
     return fitted[np.argsort(density[fitted], kind="stable")]
 
 
@@ -117,21 +120,22 @@ def fit_cell(geometry: Geometry, setup, starts: list[np.ndarray], seed: int) -> 
 
 
 def fit(geometries: list[Geometry], setups: np.ndarray, progress=None, seed: int = 0) -> Fits:
-    """Every geometry fitted on the sampled loss at every cell of setups (..., D) of density <=
-    SAMPLED_DENSEST (module docstring); NaN elsewhere. Adds `sampled_stderr`, `sampled_lower` and
+    """Every geometry fitted on the sampled loss at every cell of setups (..., D) of density <= its
+    densest(geometry) (module docstring); NaN elsewhere. Adds `sampled_stderr`, `sampled_lower` and
     `sampled_upper` (per geometry) to the Fits' extra variables."""
     lead, D = setups.shape[:-1], setups.shape[-1]
     rows = setups.reshape(-1, D)
     Q, G = rows.shape[0], len(geometries)
     m, n = geometries[0].n_hidden, geometries[0].n_features
     counts = [len(g.parameters()) for g in geometries]
-    walk = fitted_cells([float(np.max(s.density)) for s in rows[0]])
+    row_density = [float(np.max(s.density)) for s in rows[0]]
+    walks = [fitted_cells(row_density, g) for g in geometries]
     out = {key: np.full((Q, D, G), np.nan) for key in ("loss", "stderr", "lower", "upper")}
     theta = np.full((Q, D, G, max(counts)), np.nan)
-    with Progress.of(progress, Q * G * len(walk), "sampled-loss fits", "cell") as bar:
+    with Progress.of(progress, Q * sum(map(len, walks)), "sampled-loss fits", "cell") as bar:
         for q, g in np.ndindex(Q, G):
             previous = None
-            for i in walk:
+            for i in walks[g]:
                 rng = np.random.default_rng([seed, q, i, g])
                 setup = rows[q, i]
                 starts = [

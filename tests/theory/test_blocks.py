@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from theory.blocks import KINDS, Block, Demicube, Simplex, demicube_vertices
+from theory.blocks import (
+    KINDS,
+    Block,
+    Demicube,
+    Simplex,
+    SimplexPrism,
+    demicube_vertices,
+    prism_vertices,
+    rectified_simplex_vertices,
+)
 from theory.errors import InputError
 from theory.geometries import canonical_geometry
 
@@ -15,7 +24,7 @@ def _block(name: str, features: int) -> Block:
         shape[1]
         if shape
         else 5
-        if isinstance(kind, Demicube)
+        if isinstance(kind, Demicube | SimplexPrism)
         else features - 1
         if isinstance(kind, Simplex)
         else 2
@@ -25,9 +34,11 @@ def _block(name: str, features: int) -> Block:
 
 def _sizes(kind) -> tuple:
     """Block sizes to test a kind at: polygons of 3 and 5 vertices, simplices in 4 and 5 dimensions, the
-    5-demicube."""
+    5-demicube, the simplex prism."""
     if isinstance(kind, Demicube):
         return (16,)
+    if isinstance(kind, SimplexPrism):
+        return (20,)
     return (3, 5) if kind.polygon else (5, 6) if isinstance(kind, Simplex) else (None,)
 
 
@@ -67,9 +78,12 @@ def test_every_kind_knows_its_shape_role_and_next_constraint():
         "free simplex",
     ]
     assert Block("free simplex", tuple(range(6)), tuple(range(5))).constrained().kind == "simplex"
-    assert [k for k in KINDS if KINDS[k].sampled] == ["demicube"]
+    assert [k for k in KINDS if KINDS[k].sampled] == ["demicube", "simplex prism"]
+    assert [KINDS[k].densest for k in KINDS if KINDS[k].sampled] == [0.2, 0.1]
     with pytest.raises(InputError, match="2\\^\\(k-1\\) features on k >= 5 neurons"):
         Block("demicube", tuple(range(8)), tuple(range(4)))
+    with pytest.raises(InputError, match="20 features on 5 neurons"):
+        Block("simplex prism", tuple(range(16)), tuple(range(5)))
     with pytest.raises(InputError, match="k \\+ 1 features on k >= 4 neurons"):
         Block("simplex", (0, 1, 2, 3), (0, 1, 2))
     assert Block("free tetrahedron", (0, 1, 2, 3), (0, 1, 2)).constrained().kind == "tetrahedron"
@@ -96,3 +110,25 @@ def test_demicube_vertices_are_the_even_sign_vectors_with_cosines_minus_three_fi
     np.testing.assert_allclose(np.sort(np.unique(off.round(12))), [-0.6, 0.2])
     assert np.sum(np.isclose(G, -0.6), axis=1).tolist() == [5] * 16  # each vertex's 5 far neighbours
     np.testing.assert_allclose(V.T @ V, 16 / 5 * np.eye(5), atol=1e-12)  # a tight frame
+
+
+def test_the_simplex_prism_is_a_rectified_simplex_and_a_tilted_prism_over_its_dual():
+    R = rectified_simplex_vertices(4)
+    assert R.shape == (10, 4)
+    G = R @ R.T
+    np.testing.assert_allclose(np.sort(np.unique(G[~np.eye(10, dtype=bool)].round(12))), [-2 / 3, 1 / 6])
+    assert np.sum(np.isclose(G, -2 / 3), axis=1).tolist() == [3] * 10  # the three disjoint edges
+    tilt = 0.7
+    V = prism_vertices(tilt)
+    np.testing.assert_allclose(np.linalg.norm(V, axis=1), 1.0)
+    np.testing.assert_allclose(V[:10, 4], 0.0)  # the rectified simplex lies in four dimensions
+    np.testing.assert_allclose(V[10::2, 4], np.sin(tilt))  # the prism's two layers at +-sin(tilt)
+    np.testing.assert_allclose(V[11::2, 4], -np.sin(tilt))
+    G = V @ V.T
+    # over one simplex vertex the prism's two vertices are at cos(2 tilt)
+    np.testing.assert_allclose(np.diagonal(G[10::2, 11::2]), np.cos(2 * tilt))
+    # each rectified vertex -(f_i + f_j) is against the prism over f_i, f_j (4 vertices) and away from
+    # the other 6: the rectified simplex is the dual one
+    cross = G[:10, 10:]
+    np.testing.assert_allclose(np.sort(cross, axis=1)[:, :4], -np.sqrt(3 / 8) * np.cos(tilt))
+    np.testing.assert_allclose(np.sort(cross, axis=1)[:, 4:], np.sqrt(1 / 6) * np.cos(tilt))

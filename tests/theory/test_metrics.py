@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from theory import metrics
-from theory.blocks import demicube_vertices
+from theory.blocks import demicube_vertices, prism_vertices
 
 
 def polygon(k, m=2):
@@ -119,3 +119,15 @@ def test_tegum_factors_name_a_turned_and_shuffled_demicube_but_not_another_frame
     assert (factor.kind, factor.dims, len(factor.features)) == ("5-demicube", 5, 16)
     frame = rng.normal(size=(5, 16))  # 16 directions in 5 dims with no such cosines
     assert [f.kind for f in metrics.tegum_factors(frame / np.linalg.norm(frame, axis=0))] == ["16 features"]
+
+
+def test_tegum_factors_name_a_turned_shuffled_simplex_prism_at_any_tilt_but_not_another_frame_of_twenty():
+    rng = np.random.default_rng(1)
+    for tilt in (0.4, 0.71, 1.1):
+        rotation = np.linalg.qr(rng.normal(size=(5, 5)))[0]
+        prism = rotation @ prism_vertices(tilt).T * np.repeat([1.12, 1.1], 10)  # two norms, one per orbit
+        W = (prism + rng.normal(scale=0.01, size=prism.shape))[:, rng.permutation(20)]
+        (factor,) = metrics.tegum_factors(W)
+        assert (factor.kind, factor.dims, len(factor.features)) == ("simplex prism", 5, 20)
+    frame = rng.normal(size=(5, 20))
+    assert [f.kind for f in metrics.tegum_factors(frame / np.linalg.norm(frame, axis=0))] == ["20 features"]
