@@ -512,13 +512,19 @@ def rectified_simplex_vertices(k: int) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
+def _prism_rows(cos, sin, number=float) -> list[list]:
+    """The simplex prism's vertices at a tilt of the given cosine and sine (numbers or sympy
+    expressions), each constant entry made by `number`."""
+    f = [[number(x) for x in vertex] for vertex in simplex_vertices(4)]
+    rectified = [[number(x) for x in vertex] + [number(0.0)] for vertex in rectified_simplex_vertices(4)]
+    return rectified + [[cos * x for x in f[k]] + [sign * sin] for k in range(5) for sign in (1, -1)]
+
+
 def prism_vertices(tilt: float) -> np.ndarray:
     """The simplex prism's 20 unit vertices in 5 dimensions at a tilt, one per row: rows 0-9 the
     rectified 4-simplex (rectified_simplex_vertices(4)) in the first four coordinates, rows 10-19 the
     4-simplex prism (cos(tilt) f_k, +sin(tilt)), (cos(tilt) f_k, -sin(tilt)) for k = 0..4."""
-    f = simplex_vertices(4)
-    prism = [np.append(np.cos(tilt) * f[k], sign * np.sin(tilt)) for k in range(5) for sign in (1.0, -1.0)]
-    return np.vstack([np.hstack([rectified_simplex_vertices(4), np.zeros((10, 1))]), prism])
+    return np.array(_prism_rows(np.cos(tilt), np.sin(tilt)), dtype=float)
 
 
 class SimplexPrism(Simplex):
@@ -549,12 +555,12 @@ class SimplexPrism(Simplex):
     def _tilt(self, block) -> sp.Symbol:
         return sp.Symbol(f"phi_{block.label}_tilt", real=True)
 
+    def _vertices(self, block):
+        raise NotImplementedError("the simplex prism's vertices depend on its tilt: prism_vertices(tilt)")
+
     def _unit_columns(self, block):
         t = self._tilt(block)
-        f = [[sp.Float(x, 17) for x in vertex] for vertex in simplex_vertices(4)]
-        rectified = [[sp.Float(x, 17) for x in vertex] + [0] for vertex in rectified_simplex_vertices(4)]
-        prism = [[sp.cos(t) * x for x in f[k]] + [sign * sp.sin(t)] for k in range(5) for sign in (1, -1)]
-        return rectified + prism
+        return _prism_rows(sp.cos(t), sp.sin(t), lambda x: sp.Float(x, 17))
 
     def parametrise(self, block, W, b):
         norms, params = [], []
