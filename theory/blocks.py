@@ -541,8 +541,9 @@ class SimplexPrism(Simplex):
     role = "simplex prism vertex"
     exact = False
     sampled = True
-    #: On the study's 20-in-5 grid at uniform importance, density 0.097, p = 0, it is 2.4% above the
-    #: 5-demicube (and the search over all of W and b); it wins at 0.05 and 0.07.
+    #: On the study's 20-in-5 grid at uniform importance, density 0.097, p = 0, it is 2.2% above the
+    #: 5-demicube (the family's best there, within 0.1% of the search over all of W and b); it wins at
+    #: 0.05 and 0.07.
     densest = 0.1
 
     def check(self, block):
