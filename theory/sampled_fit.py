@@ -36,8 +36,8 @@ from theory.sampled import OPTIONS, RESCORE_SAMPLES, SampledLoss, one_blas_threa
 
 #: Random turns at the sparsest cell of each row.
 RANDOM_STARTS = 4
-#: A random start's norm and bias (the demicube's and the simplex prism's optima at density 0.05-0.14:
-#: norms 0.8-1.1, biases -0.35 to -0.2).
+#: A random start's norm and bias (the demicube's optimum at density 0.05-0.14: norm 0.8-1.1, bias -0.35
+#: to -0.2; the simplex prism's where it wins, density 0.05-0.07: norms 1.0-1.12, biases -0.36 to -0.33).
 START_NORM, START_BIAS = 1.0, -0.2
 
 
