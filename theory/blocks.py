@@ -577,16 +577,17 @@ class SimplexPrism(Simplex):
         return params + [self._tilt(block)] + turn
 
     def project(self, block, W, b):
-        norms = np.linalg.norm(self._frame(block, W), axis=0)
-        U = self._frame(block, W) / np.maximum(norms, 1e-300)
+        frame = self._frame(block, W)
+        norms = np.linalg.norm(frame, axis=0)
+        U = frame / np.maximum(norms, 1e-300)
         # cos(2 t) is the cosine between the prism's two vertices over one simplex vertex; of the tilts
         # with that cosine (t, -t, pi - t, t - pi: no rotation takes one to another), the one a rotation
         # takes nearest the columns
         t = float(np.arccos(np.clip(np.mean([U[:, 10 + 2 * k] @ U[:, 11 + 2 * k] for k in range(5)]), -1, 1)))
 
         def misfit(tilt):
-            R = self._rotation(prism_vertices(tilt), U)
-            return np.linalg.norm(R @ prism_vertices(tilt).T - U)
+            V = prism_vertices(tilt)
+            return np.linalg.norm(self._rotation(V, U) @ V.T - U)
 
         tilt = min((t / 2, -t / 2, np.pi - t / 2, t / 2 - np.pi), key=misfit)
         biases = np.asarray([b[f] for f in block.features], dtype=float)

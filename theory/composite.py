@@ -309,7 +309,7 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None) -> Fits:
     decays = [geometric_decay(importance) for importance in importances]
     with Progress.of(progress, A * P * per_row, "block fits", "cell") as bar:
         fitted = {s: fit_shape(s, decays, density, ps, bar) for s in exact}
-    show = progress.enabled if isinstance(progress, Progress) else progress
+    show = Progress.switch(progress)
     fitted |= {s: fit_shape(s, decays, density, ps, show) for s in sampled}
     for a, importance in enumerate(importances):
         ignored = importance[:, None, None] * ignore_loss(density)[None, None, :]  # (n, 1, D)

@@ -212,7 +212,7 @@ def search_optimum(
             loss[k, a, i], stderr[k, a, i] = found.monte_carlo, found.monte_carlo_stderr
         bar.update()
 
-    show = progress.enabled if isinstance(progress, Progress) else progress  # a bar of its own
+    show = Progress.switch(progress)  # a bar of its own
     total = P * A * (2 * D - 1)
     with Progress(total, "search over all of W, b (sampled loss)", "cell", show=show) as bar:
         for k, a in np.ndindex(P, A):

@@ -6,6 +6,7 @@ zero superposition and zero dimensionality.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -288,13 +289,20 @@ def _kind(cos: np.ndarray, dims: int, tolerance: float) -> str:
 PRISM_TILTS = np.radians(np.arange(0.0, 90.25, 0.5))
 
 
-def _is_simplex_prism(cos: np.ndarray, tolerance: float) -> bool:
-    rows = np.sort(cos[~np.eye(20, dtype=bool)].reshape(20, 19), axis=1)
+@functools.cache
+def _prism_cosines() -> np.ndarray:
+    """At each of PRISM_TILTS, a rectified-simplex vertex's and a prism vertex's sorted cosines to the
+    other 19 vertices: (tilts, 2, 19)."""
+    out = []
     for tilt in PRISM_TILTS:
         gram = prism_vertices(tilt) @ prism_vertices(tilt).T
-        near = [
-            np.abs(rows - np.sort(np.delete(gram[v], v))).max(axis=1) < tolerance for v in (0, 10)
-        ]  # each feature against a rectified-simplex vertex and a prism vertex
-        if near[0].sum() >= 10 and near[1].sum() >= 10 and (near[0] | near[1]).all():
-            return True
-    return False
+        out.append([np.sort(np.delete(gram[v], v)) for v in (0, 10)])
+    return np.array(out)
+
+
+def _is_simplex_prism(cos: np.ndarray, tolerance: float) -> bool:
+    rows = np.sort(cos[~np.eye(20, dtype=bool)].reshape(20, 19), axis=1)
+    # (tilts, 2, 20): each feature against a rectified-simplex vertex and a prism vertex at each tilt
+    near = np.abs(rows[None, None] - _prism_cosines()[:, :, None]).max(axis=-1) < tolerance
+    ten_each = (near.sum(axis=-1) >= 10).all(axis=1)
+    return bool((ten_each & near.any(axis=1).all(axis=-1)).any())

@@ -72,6 +72,12 @@ class Progress:
             return nullcontext(progress)
         return cls(total, desc, unit, show=progress)
 
+    @staticmethod
+    def switch(progress) -> bool | None:
+        """The `show` for a bar of a function's own (not its caller's): a caller's Progress's `enabled`,
+        else `progress` itself (None, True or False)."""
+        return progress.enabled if isinstance(progress, Progress) else progress
+
     def update(self, k: int = 1) -> None:
         self.done += int(k)
         if self.bar is not None:
