@@ -340,105 +340,149 @@ def _scratch(n):
     )  # fmt: skip
 
 
+@nb.njit(cache=True, inline="always")
+def _mask_pass(
+    total, model, mask, W, b, density, importance, p, leaders, tables, sets, largest, out_gW, out_gb, scratch
+):
+    """total plus one dropout mask's term of model's loss (_losses), summed over the active sets in order;
+    with out_gW, out_gb (not None) that mask's gradient added into them. scratch: _mask_scratch."""
+    work, g, M, G, coef, members = scratch
+    B, m, n = W.shape
+    keep = 1.0 - p[model]
+    groups = 0
+    for hh in range(m):
+        groups += leaders[model, hh] == hh
+    kept = 0  # kept groups
+    split = False
+    for hh in range(m):
+        bit = (mask >> hh) & 1
+        split |= bit != (mask >> leaders[model, hh]) & 1
+        if leaders[model, hh] == hh:
+            kept += bit
+    if split:
+        return total
+    p_mask = keep**kept * p[model] ** (groups - kept)
+    if p_mask == 0.0:
+        return total
+    if kept == 0 and len(sets) == 1 << n:
+        # every unit dropped: y_i = b_i+, E[(x_i - b_i+)^2] = d_i/3 - d_i b_i+ + b_i+^2
+        for i in range(n):
+            bias = b[model, i] if b[model, i] >= ZERO_SCALE else 0.0  # as _jet: below, 0
+            dens = density[model, i]
+            total += p_mask * importance[model, i] * (dens / 3.0 - dens * bias + bias * bias)
+            if out_gW is not None and bias > 0.0:
+                out_gb[model, i] += p_mask * importance[model, i] * (2.0 * bias - dens)
+        return total
+    for i in range(n):
+        for j in range(n):
+            acc = 0.0
+            for hh in range(m):
+                if (mask >> hh) & 1:
+                    acc += W[model, hh, i] * W[model, hh, j]
+            M[i, j] = acc / keep
+            G[i, j] = 0.0
+    for active in sets:
+        p_set = 1.0
+        k = 0
+        for j in range(n):
+            if (active >> j) & 1:
+                p_set *= density[model, j]
+                members[k] = j
+                k += 1
+            else:
+                p_set *= 1.0 - density[model, j]
+        if p_set == 0.0:
+            continue
+        per_set = 0.0
+        for i in range(n):
+            seed = -1
+            for t in range(k):
+                coef[t] = M[i, members[t]]
+                if members[t] == i:
+                    seed = t
+            value, cross, unit = _jet(b[model, i], coef, k, seed, tables, work, out_gW is not None)
+            term = value
+            if seed >= 0:  # i active: 1/3 - 2 E[u_i y_+] + E[y_+^2], E[u_i y_+] = dJ/dc_i / 2
+                term += 1.0 / 3.0 - cross
+            per_set += importance[model, i] * term
+            if out_gW is not None:
+                weight = p_mask * p_set * importance[model, i]
+                active_i = 1.0 if seed >= 0 else 0.0
+                _jet_backward(k, unit, 1.0, -active_i, tables, work, g)  # d term / d(b_i, coef)
+                out_gb[model, i] += weight * g[0]
+                for t in range(k):
+                    G[i, members[t]] += weight * g[1 + t]
+        total += p_mask * p_set * per_set
+    if out_gW is not None:  # M_ij = sum_h kept_h W_hi W_hj / keep
+        for hh in range(m):
+            if (mask >> hh) & 1:
+                for a_ in range(n):
+                    acc = 0.0
+                    for j in range(n):
+                        acc += (G[a_, j] + G[j, a_]) * W[model, hh, j]
+                    out_gW[model, hh, a_] += acc / keep
+    return total
+
+
+@nb.njit(cache=True)
+def _mask_scratch(n, largest):
+    """_mask_pass's work arrays: _scratch, the jet's gradient, M and its adjoint, the coefficients and
+    the active features of one form."""
+    return (
+        _scratch(largest),
+        np.empty(n + 1),
+        np.empty((n, n)),
+        np.zeros((n, n)),
+        np.empty(n),
+        np.empty(n, np.int64),
+    )
+
+
 @nb.njit(cache=True, parallel=True)
 def _losses(W, b, density, importance, p, leaders, tables, sets, largest, out_gW, out_gb):
     """The exact loss of models W (B, m, n), b (B, n), each at its own setup: density, importance (B, n),
     p (B,), group leaders (B, m) (Setup.group_leaders: a mask that splits a group has probability 0),
     summed over the active sets `sets` (bit masks, ascending; every one of the 2^n, or those of at most
     `largest` features). With out_gW, out_gb arrays (not None), its gradients into them: (B, m, n),
-    (B, n). None compiles a version without the gradient."""
+    (B, n). None compiles a version without the gradient. One thread per model."""
     B, m, n = W.shape
-    every_set = len(sets) == 1 << n
     out = np.zeros(B)
     for model in nb.prange(B):
-        keep = 1.0 - p[model]
-        work = _scratch(largest)
-        g = np.empty(n + 1)
-        M = np.empty((n, n))
-        G = np.zeros((n, n))  # dL/dM for the current mask
-        coef = np.empty(n)
-        members = np.empty(n, dtype=np.int64)
-        total = 0.0
+        scratch = _mask_scratch(n, largest)
         if out_gW is not None:
             for i in range(n):
                 out_gb[model, i] = 0.0
                 for hh in range(m):
                     out_gW[model, hh, i] = 0.0
-        groups = 0
-        for hh in range(m):
-            groups += leaders[model, hh] == hh
+        total = 0.0
         for mask in range(1 << m):
-            kept = 0  # kept groups
-            split = False
-            for hh in range(m):
-                bit = (mask >> hh) & 1
-                split |= bit != (mask >> leaders[model, hh]) & 1
-                if leaders[model, hh] == hh:
-                    kept += bit
-            if split:
-                continue
-            p_mask = keep**kept * p[model] ** (groups - kept)
-            if p_mask == 0.0:
-                continue
-            if (
-                kept == 0 and every_set
-            ):  # every unit dropped: y_i = b_i+, E[(x_i - b_i+)^2] = d_i/3 - d_i b_i+ + b_i+^2
-                for i in range(n):
-                    bias = b[model, i] if b[model, i] >= ZERO_SCALE else 0.0  # as _jet: below, 0
-                    dens = density[model, i]
-                    total += p_mask * importance[model, i] * (dens / 3.0 - dens * bias + bias * bias)
-                    if out_gW is not None and bias > 0.0:
-                        out_gb[model, i] += p_mask * importance[model, i] * (2.0 * bias - dens)
-                continue
-            for i in range(n):
-                for j in range(n):
-                    acc = 0.0
-                    for hh in range(m):
-                        if (mask >> hh) & 1:
-                            acc += W[model, hh, i] * W[model, hh, j]
-                    M[i, j] = acc / keep
-                    G[i, j] = 0.0
-            for active in sets:
-                p_set = 1.0
-                k = 0
-                for j in range(n):
-                    if (active >> j) & 1:
-                        p_set *= density[model, j]
-                        members[k] = j
-                        k += 1
-                    else:
-                        p_set *= 1.0 - density[model, j]
-                if p_set == 0.0:
-                    continue
-                per_set = 0.0
-                for i in range(n):
-                    seed = -1
-                    for t in range(k):
-                        coef[t] = M[i, members[t]]
-                        if members[t] == i:
-                            seed = t
-                    value, cross, unit = _jet(b[model, i], coef, k, seed, tables, work, out_gW is not None)
-                    term = value
-                    if seed >= 0:  # i active: 1/3 - 2 E[u_i y_+] + E[y_+^2], E[u_i y_+] = dJ/dc_i / 2
-                        term += 1.0 / 3.0 - cross
-                    per_set += importance[model, i] * term
-                    if out_gW is not None:
-                        weight = p_mask * p_set * importance[model, i]
-                        active_i = 1.0 if seed >= 0 else 0.0
-                        _jet_backward(k, unit, 1.0, -active_i, tables, work, g)  # d term / d(b_i, coef)
-                        out_gb[model, i] += weight * g[0]
-                        for t in range(k):
-                            G[i, members[t]] += weight * g[1 + t]
-                total += p_mask * p_set * per_set
-            if out_gW is not None:  # M_ij = sum_h kept_h W_hi W_hj / keep
-                for hh in range(m):
-                    if (mask >> hh) & 1:
-                        for a_ in range(n):
-                            acc = 0.0
-                            for j in range(n):
-                                acc += (G[a_, j] + G[j, a_]) * W[model, hh, j]
-                            out_gW[model, hh, a_] += acc / keep
+            total = _mask_pass(
+                total, model, mask, W, b, density, importance, p, leaders, tables, sets, largest, out_gW,
+                out_gb, scratch,
+            )  # fmt: skip
         out[model] = total
+    return out
+
+
+@nb.njit(cache=True, parallel=True)
+def _losses_by_mask(W, b, density, importance, p, leaders, tables, sets, largest):
+    """_losses without the gradient, one thread per (model, dropout mask): for fewer models than
+    threads (a bracket of one model: 2^m masks of equal cost where p > 0). Each mask's sum over the
+    active sets is its own, the masks' sums added in order: equal to _losses' to rounding, not bit for
+    bit (which adds every term to one running total)."""
+    B, m, n = W.shape
+    masks = 1 << m
+    partial = np.zeros(B * masks)
+    for pair in nb.prange(B * masks):
+        model, mask = pair // masks, pair % masks
+        partial[pair] = _mask_pass(
+            0.0, model, mask, W, b, density, importance, p, leaders, tables, sets, largest, None, None,
+            _mask_scratch(n, largest),
+        )  # fmt: skip
+    out = np.zeros(B)
+    for model in range(B):
+        for mask in range(masks):
+            out[model] += partial[model * masks + mask]
     return out
 
 
@@ -475,7 +519,9 @@ def _flat(setup: Setup, W, b, exact: bool = True):
     return W, b, batch
 
 
-def _run(setups, W, b, grad: bool, max_active: int | None = None):
+def _run(setups, W, b, grad: bool, max_active: int | None = None, by_mask: bool | None = None):
+    """(loss, grad_W, grad_b) of B models by _losses, or by _losses_by_mask where by_mask (default: a
+    bracket, truncated and without the gradient, of fewer models than threads)."""
     setups, W, b = check_many(setups, W, b, exact=max_active is None)
     n = setups[0].n_features
     largest = n if max_active is None else min(max_active, n)  # the most coefficients of a form
@@ -485,6 +531,12 @@ def _run(setups, W, b, grad: bool, max_active: int | None = None):
     p = np.array([s.p for s in setups], dtype=float)
     leaders = np.array([s.group_leaders for s in setups])
     W, b = np.ascontiguousarray(W), np.ascontiguousarray(b)
+    if by_mask is None:
+        by_mask = not grad and largest < n and len(W) < nb.get_num_threads()
+    if by_mask:
+        if grad:
+            raise InputError("the loss computed one thread per dropout mask has no gradient")
+        return _losses_by_mask(W, b, density, importance, p, leaders, _TABLES, sets, largest), None, None
     gW = np.empty_like(W) if grad else None
     gb = np.empty_like(b) if grad else None
     return _losses(W, b, density, importance, p, leaders, _TABLES, sets, largest, gW, gb), gW, gb

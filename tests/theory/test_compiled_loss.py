@@ -144,3 +144,25 @@ def test_truncated_loss_reaches_twenty_features():
         expected_loss_compiled(setup, W, b)
     with pytest.raises(InputError, match="max_active = 13 is too large"):
         expected_loss_bounds_compiled(setup, W, b, max_active=13)
+
+
+@pytest.mark.parametrize("groups", [None, [0, 0, 1]])
+def test_one_thread_per_dropout_mask_sums_what_one_thread_per_model_does(groups):
+    """A bracket of fewer models than threads runs one thread per (model, mask); on any machine both
+    paths are forced here and agree to rounding, for every truncation, with and without groups."""
+    from theory.compiled_loss import _run
+
+    rng = np.random.default_rng(6)
+    setups = [
+        Setup(6, 3, sparsity=0.8, importance=0.9 ** np.arange(6), p=p, dropout_groups=groups)
+        for p in (0.0, 0.3, 0.9)
+    ]
+    W, b = rng.normal(size=(3, 3, 6)), rng.normal(scale=0.3, size=(3, 6))
+    for k in (1, 3, 6):
+        by_model = _run(setups, W, b, False, k, by_mask=False)[0]
+        by_mask = _run(setups, W, b, False, k, by_mask=True)[0]
+        np.testing.assert_allclose(by_mask, by_model, rtol=1e-14)
+        single = [_run([s], w[None], c[None], False, k)[0][0] for s, w, c in zip(setups, W, b, strict=True)]
+        np.testing.assert_allclose(single, by_model, rtol=1e-14)
+    with pytest.raises(InputError, match="no gradient"):
+        _run(setups, W, b, True, 3, by_mask=True)
