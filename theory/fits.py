@@ -72,11 +72,18 @@ def grouped(setups) -> bool:
     return any(s.dropout_groups is not None for s in np.asarray(setups, dtype=object).flat)
 
 
-def fit_geometries(geometries, setups: np.ndarray, progress=None) -> Fits:
-    """Every geometry fitted the way it is fitted (fitted_on), over cells setups (P, ..., D), joined."""
+def fit_geometries(geometries, setups: np.ndarray, progress=None, ceiling=None) -> Fits:
+    """Every geometry fitted the way it is fitted (fitted_on), over cells setups (P, ..., D), joined.
+    ceiling (P, ..., D): where the sampled-loss fits are screened (theory.sampled_fit; None: nowhere)."""
+    from functools import partial
+
     from theory import closed_fit, exact_fit, sampled_fit
 
-    groups = {"closed form": closed_fit.fit, "exact loss": exact_fit.fit, "sampled loss": sampled_fit.fit}
+    groups = {
+        "closed form": closed_fit.fit,
+        "exact loss": exact_fit.fit,
+        "sampled loss": partial(sampled_fit.fit, ceiling=ceiling),
+    }
     by_groups = grouped(setups)
     parts = []
     for kind, fitter in groups.items():

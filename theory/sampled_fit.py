@@ -18,9 +18,21 @@ Where it is fitted: at densities up to its sampled kinds' `densest` only
 row of cells is walked from the sparsest density up: the sparsest from
 RANDOM_STARTS random turns, each denser cell from its sparser neighbour's
 optimum and one random turn.
+
+Screening: a caller may give each cell a ceiling, the loss above which the
+geometry cannot matter there (theory.composite: SCREEN above the best candidate
+fitted on the exact loss). Where the search's best L_N ends above it, the cell
+is not polished, scored or bracketed, and the rest of its row (denser cells)
+is not fitted: NaN, like a cell above `densest`. Its L_N is kept (`screened_at`).
+This rests on the geometry's excess over the best candidate growing with the
+density along a row, as it does for both sampled kinds on the 20-in-5 grids
+(where the demicube or the prism is within SCREEN of the best it is so at
+every sparser cell of its row).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
@@ -93,15 +105,37 @@ def _minimize(family: Family, sampled: SampledLoss, theta: np.ndarray):
     return end.x, float(end.fun)
 
 
-def fit_cell(geometry: Geometry, setup, starts: list[np.ndarray], seed: int) -> dict:
-    """The geometry fitted at one setup from the given starts (module docstring): its theta, the loss
-    L_N at the end of the polish, the Monte Carlo score and its standard error, and the truncated-loss
-    bracket (NaN where density > TRUNCATED_DENSEST). The three samples use seed, seed + 1, seed + 2."""
+@dataclass(frozen=True)
+class CellFit:
+    """One cell's sampled-loss fit: theta at the end; L_N at the end of the search (its best start);
+    L_N at the end of the polish, the Monte Carlo score and its standard error and the truncated-loss
+    bracket (NaN where screened, and the bracket also where density > TRUNCATED_DENSEST)."""
+
+    theta: np.ndarray
+    searched: float
+    sampled: float = np.nan
+    loss: float = np.nan
+    stderr: float = np.nan
+    lower: float = np.nan
+    upper: float = np.nan
+
+    @property
+    def screened(self) -> bool:
+        return bool(np.isnan(self.loss))
+
+
+def fit_cell(
+    geometry: Geometry, setup, starts: list[np.ndarray], seed: int, ceiling: float = np.inf
+) -> CellFit:
+    """The geometry fitted at one setup from the given starts (module docstring); screened (no polish,
+    score or bracket) where the search's best L_N is above ceiling. The three samples use seed,
+    seed + 1, seed + 2."""
     family = Family.of(geometry)
     samples = search_samples_for(setup)
     search = SampledLoss.draw(setup, samples, seed)
-    ends = [_minimize(family, search, x) for x in starts]
-    theta = min(ends, key=lambda end: end[1])[0]
+    theta, searched = min((_minimize(family, search, x) for x in starts), key=lambda end: end[1])
+    if searched > ceiling:
+        return CellFit(theta, searched)
     theta, polished = _minimize(family, SampledLoss.draw(setup, 2 * samples, seed + 1), theta)
     W, b, _ = family(theta[None])
     score = monte_carlo_loss(setup, W[0], b[0], n_samples=RESCORE_SAMPLES, seed=seed + 2)
@@ -109,33 +143,32 @@ def fit_cell(geometry: Geometry, setup, starts: list[np.ndarray], seed: int) -> 
     if np.max(setup.density) <= TRUNCATED_DENSEST * (1 + 1e-9):
         bounds = expected_loss_bounds_compiled(setup, W[0], b[0], CHECK_ACTIVE)
         lower, upper = float(bounds.lower), float(bounds.upper)
-    return {
-        "theta": theta,
-        "sampled": polished,
-        "loss": score.mean,
-        "stderr": score.stderr,
-        "lower": lower,
-        "upper": upper,
-    }
+    return CellFit(theta, searched, polished, score.mean, score.stderr, lower, upper)
 
 
-def fit(geometries: list[Geometry], setups: np.ndarray, progress=None, seed: int = 0) -> Fits:
+def fit(geometries: list[Geometry], setups: np.ndarray, progress=None, seed: int = 0, ceiling=None) -> Fits:
     """Every geometry fitted on the sampled loss at every cell of setups (..., D) of density <= its
-    densest(geometry) (module docstring); NaN elsewhere. Adds `sampled_stderr`, `sampled_lower` and
-    `sampled_upper` (per geometry) to the Fits' extra variables."""
+    densest(geometry) (module docstring); NaN elsewhere, and where screened: ceiling (..., D), the loss
+    above which a cell's fit stops and its row with it (None: none). Adds `sampled_stderr`,
+    `sampled_lower`, `sampled_upper` and `sampled_screened_at` (per geometry) to the Fits' extra
+    variables."""
     lead, D = setups.shape[:-1], setups.shape[-1]
     rows = setups.reshape(-1, D)
     Q, G = rows.shape[0], len(geometries)
+    ceiling = (
+        np.full((Q, D), np.inf) if ceiling is None else np.broadcast_to(ceiling, lead + (D,)).reshape(Q, D)
+    )
     m, n = geometries[0].n_hidden, geometries[0].n_features
     counts = [len(g.parameters()) for g in geometries]
     row_density = [float(np.max(s.density)) for s in rows[0]]
     walks = [fitted_cells(row_density, g) for g in geometries]
-    out = {key: np.full((Q, D, G), np.nan) for key in ("loss", "stderr", "lower", "upper")}
+    keys = ("loss", "stderr", "lower", "upper", "screened_at")
+    out = {key: np.full((Q, D, G), np.nan) for key in keys}
     theta = np.full((Q, D, G, max(counts)), np.nan)
     with Progress.of(progress, Q * sum(map(len, walks)), "sampled-loss fits", "cell") as bar:
         for q, g in np.ndindex(Q, G):
             previous = None
-            for i in walks[g]:
+            for step, i in enumerate(walks[g]):
                 rng = np.random.default_rng([seed, q, i, g])
                 setup = rows[q, i]
                 starts = [
@@ -144,11 +177,15 @@ def fit(geometries: list[Geometry], setups: np.ndarray, progress=None, seed: int
                 ]
                 if previous is not None:
                     starts.insert(0, previous)
-                found = fit_cell(geometries[g], setup, starts, seed + (q * D + i) * G + g)
-                previous = found["theta"]
-                theta[q, i, g, : counts[g]] = found["theta"]
-                for key in out:
-                    out[key][q, i, g] = found[key]
+                found = fit_cell(geometries[g], setup, starts, seed + (q * D + i) * G + g, ceiling[q, i])
+                if found.screened:
+                    out["screened_at"][q, i, g] = found.searched
+                    bar.update(len(walks[g]) - step)
+                    break
+                previous = found.theta
+                theta[q, i, g, : counts[g]] = found.theta
+                for key in keys[:-1]:
+                    out[key][q, i, g] = getattr(found, key)
                 bar.update()
 
     def solution(j: int, flat_cells: np.ndarray):
@@ -165,6 +202,9 @@ def fit(geometries: list[Geometry], setups: np.ndarray, progress=None, seed: int
         "lower": f"its loss's rigorous lower bound (exact loss truncated to {CHECK_ACTIVE} active features) "
         f"at density <= {TRUNCATED_DENSEST}",
         "upper": "and upper bound",
+        "screened_at": "where a cell's fit was screened: its sampled loss at the end of the search, above "
+        "the ceiling (the loss above which the candidate cannot matter there); the cell and the denser "
+        "cells of its row are not fitted (NaN)",
     }
     return Fits(
         loss=out["loss"].reshape(lead + (D, G)),

@@ -4,8 +4,9 @@ against the rigorous bracket of the truncated exact loss, and its place in the 2
 import numpy as np
 import pytest
 
+from theory import composite
 from theory.blocks import KINDS, demicube, demicube_vertices, simplex_prism
-from theory.composite import DEMICUBE, PRISM, Shape, composites, fit_shape
+from theory.composite import DEMICUBE, PRISM, SCREEN, Shape, composites
 from theory.exact_fit import Family
 from theory.fits import Fits, fitted_on, join
 from theory.geometries import Geometry
@@ -45,17 +46,21 @@ def test_the_fit_is_scored_inside_its_rigorous_bracket_and_beats_its_start():
     rng = np.random.default_rng(2)
     start = _theta(rng)
     found = fit_cell(GEOMETRY, setup, [start], seed=4)
-    assert found["upper"] - found["lower"] < 2e-3 * found["upper"]  # tight at density 0.05: 0.1%
-    assert found["lower"] - 3 * found["stderr"] <= found["loss"] <= found["upper"] + 3 * found["stderr"]
+    assert found.upper - found.lower < 2e-3 * found.upper  # tight at density 0.05: 0.1%
+    assert found.lower - 3 * found.stderr <= found.loss <= found.upper + 3 * found.stderr
     W, b, _ = Family.of(GEOMETRY)(start[None])
-    assert found["sampled"] < SampledLoss.draw(setup, 2**15, seed=4).loss_and_grad(W[0], b[0])[0]
-    assert found["theta"][1] < 0  # a negative bias clips the interference
+    assert found.sampled < SampledLoss.draw(setup, 2**15, seed=4).loss_and_grad(W[0], b[0])[0]
+    assert found.theta[1] < 0  # a negative bias clips the interference
+    # the same search with a ceiling below where it ends: screened, the search unchanged, nothing scored
+    screened = fit_cell(GEOMETRY, setup, [start], seed=4, ceiling=0.999 * found.searched)
+    assert screened.screened and screened.searched == found.searched
+    assert np.isnan([screened.sampled, screened.loss, screened.lower]).all()
 
 
 def test_without_dropout_the_turn_does_not_matter():
     setup = Setup(16, 5, sparsity=0.95, importance=np.ones(16), p=0.0)
     ends = [fit_cell(GEOMETRY, setup, [_theta(np.random.default_rng(s))], seed=9) for s in (5, 6)]
-    assert ends[0]["loss"] == pytest.approx(ends[1]["loss"], abs=3 * ends[0]["stderr"])
+    assert ends[0].loss == pytest.approx(ends[1].loss, abs=3 * ends[0].stderr)
 
 
 def test_composites_of_twenty_in_five_include_the_demicube_and_the_prism_fitted_only_where_sparse():
@@ -72,16 +77,40 @@ def test_composites_of_twenty_in_five_include_the_demicube_and_the_prism_fitted_
     assert fitted_cells(density, prism).tolist() == [3, 4]
 
 
-def test_the_demicube_block_beats_the_five_simplex_block_at_low_density():
-    """At uniform importance, density 0.05, p = 0.15 on 16 features: the demicube represents all 16, the
-    best 5-simplex 6 (the other 10 ignored), and its loss (Monte Carlo, bracketed) is the lower."""
-    density, ps, decays = np.array([0.05]), np.array([0.15]), [1.0]
-    cube = fit_shape(Shape(DEMICUBE, 16, 5), decays, density, ps)
-    simplex = fit_shape(Shape("5-simplex", 6, 5), decays, density, ps)
-    ignored = 10 * (0.05 / 3 - 0.05**2 / 4)
-    assert cube.upper[0, 0, 0] < simplex.loss[0, 0, 0] + ignored
-    assert cube.lower[0, 0, 0] <= cube.loss[0, 0, 0] + 3 * cube.stderr[0, 0, 0]
-    assert cube.kind[0, 0, 0] == DEMICUBE
+def test_the_demicube_beats_the_five_simplex_at_low_density_and_is_screened_where_it_cannot_matter():
+    """16 in 5, p = 0.15, density 0.05 and 0.1. At uniform importance the demicube represents all 16, the
+    best 5-simplex 6 (the other 10 ignored), and its loss (Monte Carlo, bracketed) is the lower: fitted at
+    both densities. At importance 0.7**i its search ends more than SCREEN above the best other candidate:
+    not polished or scored at the sparser density, not fitted at the denser."""
+    density = (0.05, 0.1)
+    setups = np.array(
+        [[[Setup(16, 5, sparsity=1 - d, importance=decay ** np.arange(16), p=0.15) for d in density]
+          for decay in (1.0, 0.7)]]
+    )  # fmt: skip
+    candidates = [c for c in composites(16, 5) if c.name in ("ignore all", "5-simplex", DEMICUBE)]
+    fits = composite.fit(candidates, setups)
+    loss = fits.loss[0]  # (importance, density, candidate)
+    cube = [c.name for c in candidates].index(DEMICUBE)
+    others = np.delete(loss, cube, axis=-1).min(-1)
+    block, lower, upper, stderr, screened_at = (
+        fits.extra[key][1][fits.coords["shape"].index(DEMICUBE), 0]
+        for key in (
+            "block_loss",
+            "block_loss_lower",
+            "block_loss_upper",
+            "block_loss_stderr",
+            "block_loss_screened_at",
+        )
+    )
+    # uniform importance: fitted at both densities; the composite is the block alone (no feature ignored)
+    np.testing.assert_array_equal(loss[0, :, cube], block[0])
+    assert np.isnan(screened_at[0]).all()
+    assert upper[0, 0] < others[0, 0]  # a rigorous bound below the 5-simplex + 10 ignored
+    assert lower[0, 0] - 3 * stderr[0, 0] <= block[0, 0] <= upper[0, 0] + 3 * stderr[0, 0]
+    # importance 0.7**i: screened at the sparser density (its search's loss kept), not fitted at the denser
+    assert np.isnan(loss[1, :, cube]).all() and np.isnan(block[1]).all()
+    assert screened_at[1, 0] > (1 + SCREEN) * others[1, 0]
+    assert np.isnan(screened_at[1, 1])
 
 
 PRISM_GEOMETRY = Geometry(PRISM, 20, 5, (simplex_prism(range(20), range(5)),))
@@ -98,10 +127,10 @@ def test_the_prism_beats_the_demicube_at_uniform_importance_density_five_hundred
     cube = fit_cell(
         GEOMETRY, Setup(16, 5, sparsity=0.95, importance=np.ones(16), p=0.0), [_theta(rng)], seed=6
     )
-    assert prism["upper"] < cube["lower"] + 4 * (0.05 / 3 - 0.05**2 / 4)
-    assert prism["lower"] - 3 * prism["stderr"] <= prism["loss"] <= prism["upper"] + 3 * prism["stderr"]
-    assert np.degrees(abs(prism["theta"][4])) % 180 == pytest.approx(41, abs=3)
-    W, _, _ = Family.of(PRISM_GEOMETRY)(prism["theta"][None])
+    assert prism.upper < cube.lower + 4 * (0.05 / 3 - 0.05**2 / 4)
+    assert prism.lower - 3 * prism.stderr <= prism.loss <= prism.upper + 3 * prism.stderr
+    assert np.degrees(abs(prism.theta[4])) % 180 == pytest.approx(41, abs=3)
+    W, _, _ = Family.of(PRISM_GEOMETRY)(prism.theta[None])
     assert [f.kind for f in tegum_factors(W[0])] == ["simplex prism"]
 
 
