@@ -302,6 +302,8 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None, screen: 
     """Every composite's least loss (best arrangement) at every cell of setups (P, ..., D). screen: a
     sampled-loss fit stops where its composite ends more than this fraction above the best composite of
     the blocks fitted on the exact loss (theory.sampled_fit; np.inf: never)."""
+    if not screen >= 0:  # NaN too
+        raise InputError(f"screen = {screen!r} is not allowed; it must be >= 0 (np.inf: never screen)")
     if grouped(setups):
         raise InputError(
             "composite candidates add up blocks on disjoint neurons, each dropped on its own; with "
@@ -336,7 +338,7 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None, screen: 
                 ceiling[:, a] = ((1 + screen) * best_exact[:, a] - ignored[a][s.features]) / importance[0]
         fitted[s] = fit_shape(s, decays, density, ps, show, ceiling)
     loss, arrangement = _best_arrangements(candidates, fitted, importances, ignored, (P, D))
-    loss[np.isinf(loss)] = np.nan  # a block not fitted there (a sampled kind above its densest cell)
+    loss[np.isinf(loss)] = np.nan  # a block not fitted: a sampled kind above its densest cell, or screened
 
     def assemble(j: int, flat_cells: np.ndarray):
         out = []

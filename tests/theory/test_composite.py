@@ -217,3 +217,10 @@ def test_cli_composite_maps_over_importance_colour_the_phases_present(tmp_path, 
     assert result.returncode == 0, result.stderr
     assert len(composites(5, 3)) > 18
     assert out.with_suffix(".png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("screen", [-0.1, float("nan")])
+def test_a_negative_or_undefined_screen_is_refused(screen):
+    setups = np.array([[Setup(2, 1, sparsity=0.5, p=0.0)]])
+    with pytest.raises(InputError, match="screen"):
+        composite.fit(composites(2, 1, 2), setups, screen=screen)
