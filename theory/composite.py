@@ -243,19 +243,14 @@ def fit_shape(shape: Shape, decays, density, ps, progress=None, ceiling=None) ->
 
     loss = chosen(fits.loss)
     if "sampled_stderr" in fits.extra:  # NaN for the kinds fitted on the exact loss
-        stderr, lower, upper = (
-            chosen(fits.extra[f"sampled_{key}"][1]) for key in ("stderr", "lower", "upper")
+        stderr, lower, upper, screened_at = (
+            chosen(fits.extra[f"sampled_{key}"][1]) for key in ("stderr", "lower", "upper", "screened_at")
         )
         exact = np.isnan(stderr) & np.isfinite(loss)
         stderr = np.where(exact, 0.0, stderr)
         lower, upper = np.where(exact, loss, lower), np.where(exact, loss, upper)
     else:
-        stderr, lower, upper = np.zeros_like(loss), loss, loss
-    screened_at = (
-        chosen(fits.extra["sampled_screened_at"][1])
-        if "sampled_screened_at" in fits.extra
-        else np.full_like(loss, np.nan)
-    )
+        stderr, lower, upper, screened_at = np.zeros_like(loss), loss, loss, np.full_like(loss, np.nan)
     W = np.empty((cells, shape.neurons, k))
     b = np.empty((cells, k))
     for j in range(len(geometries)):

@@ -162,8 +162,8 @@ def fit(geometries: list[Geometry], setups: np.ndarray, progress=None, seed: int
     counts = [len(g.parameters()) for g in geometries]
     row_density = [float(np.max(s.density)) for s in rows[0]]
     walks = [fitted_cells(row_density, g) for g in geometries]
-    keys = ("loss", "stderr", "lower", "upper", "screened_at")
-    out = {key: np.full((Q, D, G), np.nan) for key in keys}
+    scored = ("loss", "stderr", "lower", "upper")  # CellFit's fields of a cell fitted to the end
+    out = {key: np.full((Q, D, G), np.nan) for key in (*scored, "screened_at")}
     theta = np.full((Q, D, G, max(counts)), np.nan)
     with Progress.of(progress, Q * sum(map(len, walks)), "sampled-loss fits", "cell") as bar:
         for q, g in np.ndindex(Q, G):
@@ -184,7 +184,7 @@ def fit(geometries: list[Geometry], setups: np.ndarray, progress=None, seed: int
                     break
                 previous = found.theta
                 theta[q, i, g, : counts[g]] = found.theta
-                for key in keys[:-1]:
+                for key in scored:
                     out[key][q, i, g] = getattr(found, key)
                 bar.update()
 
