@@ -342,10 +342,10 @@ def _scratch(n):
 
 @nb.njit(cache=True, inline="always")
 def _mask_pass(
-    total, model, mask, W, b, density, importance, p, leaders, tables, sets, largest, out_gW, out_gb, scratch
+    total, model, mask, W, b, density, importance, p, leaders, tables, sets, largest, grad, gW, gb, scratch
 ):
     """total plus one dropout mask's term of model's loss (_losses), summed over the active sets in order;
-    with out_gW, out_gb (not None) that mask's gradient added into them. scratch: _mask_scratch."""
+    with grad, that mask's gradient added into gW, gb. scratch: _mask_scratch."""
     work, g, M, G, coef, members = scratch
     B, m, n = W.shape
     keep = 1.0 - p[model]
@@ -370,8 +370,8 @@ def _mask_pass(
             bias = b[model, i] if b[model, i] >= ZERO_SCALE else 0.0  # as _jet: below, 0
             dens = density[model, i]
             total += p_mask * importance[model, i] * (dens / 3.0 - dens * bias + bias * bias)
-            if out_gW is not None and bias > 0.0:
-                out_gb[model, i] += p_mask * importance[model, i] * (2.0 * bias - dens)
+            if grad and bias > 0.0:
+                gb[model, i] += p_mask * importance[model, i] * (2.0 * bias - dens)
         return total
     for i in range(n):
         for j in range(n):
@@ -400,27 +400,27 @@ def _mask_pass(
                 coef[t] = M[i, members[t]]
                 if members[t] == i:
                     seed = t
-            value, cross, unit = _jet(b[model, i], coef, k, seed, tables, work, out_gW is not None)
+            value, cross, unit = _jet(b[model, i], coef, k, seed, tables, work, grad)
             term = value
             if seed >= 0:  # i active: 1/3 - 2 E[u_i y_+] + E[y_+^2], E[u_i y_+] = dJ/dc_i / 2
                 term += 1.0 / 3.0 - cross
             per_set += importance[model, i] * term
-            if out_gW is not None:
+            if grad:
                 weight = p_mask * p_set * importance[model, i]
                 active_i = 1.0 if seed >= 0 else 0.0
                 _jet_backward(k, unit, 1.0, -active_i, tables, work, g)  # d term / d(b_i, coef)
-                out_gb[model, i] += weight * g[0]
+                gb[model, i] += weight * g[0]
                 for t in range(k):
                     G[i, members[t]] += weight * g[1 + t]
         total += p_mask * p_set * per_set
-    if out_gW is not None:  # M_ij = sum_h kept_h W_hi W_hj / keep
+    if grad:  # M_ij = sum_h kept_h W_hi W_hj / keep
         for hh in range(m):
             if (mask >> hh) & 1:
                 for a_ in range(n):
                     acc = 0.0
                     for j in range(n):
                         acc += (G[a_, j] + G[j, a_]) * W[model, hh, j]
-                    out_gW[model, hh, a_] += acc / keep
+                    gW[model, hh, a_] += acc / keep
     return total
 
 
@@ -439,50 +439,42 @@ def _mask_scratch(n, largest):
 
 
 @nb.njit(cache=True, parallel=True)
-def _losses(W, b, density, importance, p, leaders, tables, sets, largest, out_gW, out_gb):
+def _losses(W, b, density, importance, p, leaders, tables, sets, largest, grad, out_gW, out_gb, by_mask):
     """The exact loss of models W (B, m, n), b (B, n), each at its own setup: density, importance (B, n),
     p (B,), group leaders (B, m) (Setup.group_leaders: a mask that splits a group has probability 0),
     summed over the active sets `sets` (bit masks, ascending; every one of the 2^n, or those of at most
-    `largest` features). With out_gW, out_gb arrays (not None), its gradients into them: (B, m, n),
-    (B, n). None compiles a version without the gradient. One thread per model."""
+    `largest` features). With grad, its gradients into out_gW (B, m, n) and out_gb (B, n); without,
+    those are not read (empty arrays will do). One thread per model; with by_mask (no gradient), one
+    per (model, dropout mask), for fewer models than threads (a bracket of one model: 2^m masks of
+    equal cost where p > 0): each mask's sum over the active sets is then its own and the masks' sums
+    are added in order, equal to the per-model sum to rounding, not bit for bit (that one adds every
+    term to one running total). One compiled version serves every case."""
     B, m, n = W.shape
-    out = np.zeros(B)
-    for model in nb.prange(B):
+    masks = 1 << m
+    per_model = masks if by_mask else 1  # work items per model, each 1 or every mask
+    span = masks // per_model
+    partial = np.zeros(B * per_model)
+    for item in nb.prange(B * per_model):
+        model, first = item // per_model, (item % per_model) * span
         scratch = _mask_scratch(n, largest)
-        if out_gW is not None:
+        if grad:
             for i in range(n):
                 out_gb[model, i] = 0.0
                 for hh in range(m):
                     out_gW[model, hh, i] = 0.0
         total = 0.0
-        for mask in range(1 << m):
+        for mask in range(first, first + span):
             total = _mask_pass(
-                total, model, mask, W, b, density, importance, p, leaders, tables, sets, largest, out_gW,
-                out_gb, scratch,
+                total, model, mask, W, b, density, importance, p, leaders, tables, sets, largest, grad,
+                out_gW, out_gb, scratch,
             )  # fmt: skip
-        out[model] = total
-    return out
-
-
-@nb.njit(cache=True, parallel=True)
-def _losses_by_mask(W, b, density, importance, p, leaders, tables, sets, largest):
-    """_losses without the gradient, one thread per (model, dropout mask): for fewer models than
-    threads (a bracket of one model: 2^m masks of equal cost where p > 0). Each mask's sum over the
-    active sets is its own, the masks' sums added in order: equal to _losses' to rounding, not bit for
-    bit (which adds every term to one running total)."""
-    B, m, n = W.shape
-    masks = 1 << m
-    partial = np.zeros(B * masks)
-    for pair in nb.prange(B * masks):
-        model, mask = pair // masks, pair % masks
-        partial[pair] = _mask_pass(
-            0.0, model, mask, W, b, density, importance, p, leaders, tables, sets, largest, None, None,
-            _mask_scratch(n, largest),
-        )  # fmt: skip
+        partial[item] = total
+    if not by_mask:
+        return partial
     out = np.zeros(B)
     for model in range(B):
-        for mask in range(masks):
-            out[model] += partial[model * masks + mask]
+        for item in range(model * per_model, (model + 1) * per_model):
+            out[model] += partial[item]
     return out
 
 
@@ -520,8 +512,9 @@ def _flat(setup: Setup, W, b, exact: bool = True):
 
 
 def _run(setups, W, b, grad: bool, max_active: int | None = None, by_mask: bool | None = None):
-    """(loss, grad_W, grad_b) of B models by _losses, or by _losses_by_mask where by_mask (default: a
-    bracket, truncated and without the gradient, of fewer models than threads)."""
+    """(loss, grad_W, grad_b) of B models by _losses, one thread per model, or per (model, dropout mask)
+    where by_mask (default: a bracket, truncated and without the gradient, of fewer models than
+    threads)."""
     setups, W, b = check_many(setups, W, b, exact=max_active is None)
     n = setups[0].n_features
     largest = n if max_active is None else min(max_active, n)  # the most coefficients of a form
@@ -533,13 +526,12 @@ def _run(setups, W, b, grad: bool, max_active: int | None = None, by_mask: bool 
     W, b = np.ascontiguousarray(W), np.ascontiguousarray(b)
     if by_mask is None:
         by_mask = not grad and largest < n and len(W) < nb.get_num_threads()
-    if by_mask:
-        if grad:
-            raise InputError("the loss computed one thread per dropout mask has no gradient")
-        return _losses_by_mask(W, b, density, importance, p, leaders, _TABLES, sets, largest), None, None
-    gW = np.empty_like(W) if grad else None
-    gb = np.empty_like(b) if grad else None
-    return _losses(W, b, density, importance, p, leaders, _TABLES, sets, largest, gW, gb), gW, gb
+    if by_mask and grad:
+        raise InputError("the loss computed one thread per dropout mask has no gradient")
+    gW = np.empty_like(W) if grad else np.empty((0, 0, 0))
+    gb = np.empty_like(b) if grad else np.empty((0, 0))
+    loss = _losses(W, b, density, importance, p, leaders, _TABLES, sets, largest, grad, gW, gb, by_mask)
+    return (loss, gW, gb) if grad else (loss, None, None)
 
 
 def _all_sets(n: int) -> np.ndarray:
