@@ -1,0 +1,233 @@
+"""One 20-in-5 cell where training beats the composite family: are the features it does not represent
+working as a bias of the hidden layer?
+
+    python scripts/hidden_offset.py [--decay 0.7] [--p 0.15] [--density 0.3684] [--seeds 12]
+                                    [--steps 10000] [--samples 2000000] [--out runs/hidden_offset.nc]
+
+The model x' = ReLU(W^T D W x / (1 - p) + b) has a bias on its outputs only.
+Under dropout an offset c in the hidden layer would be worth having: it
+reaches output i as w_i . D c / (1 - p), a bias that moves with the dropout
+mask D, as the signal does. The trained models at such cells give the
+features they do not represent small columns that all point one way; their
+sum over the active ones is such an offset (random, through the count of
+active features, but passed through the same mask as the signal).
+
+The script trains --seeds models at the cell (sim.trainer, the study's loop)
+and takes the one of least loss on --samples fresh samples; runs theory's
+phase diagram at the cell (the composite family, and its search over all of
+W and b on the sampled loss, theory.diagram.search_optimum: the independent
+check); fits the --head most important features with all of W and b free
+on the exact loss, the rest ignored (theory.minimize_loss: the best any
+geometry of those features alone can do). For the best trained model and
+the search's, it describes the unrepresented columns (norms, mean pairwise
+cosine, the offset their mean inputs make) and scores the model on one
+stream of samples three ways:
+
+- as it is (checked against theory.monte_carlo_loss on another stream:
+  the two must agree within 4 standard errors, or the script stops);
+- each unrepresented feature's input replaced by its mean, density / 2:
+  their columns then add a constant offset to the hidden layer, passed
+  through the dropout mask;
+- the same offset added after the mask (not dropped): a constant bias of
+  the outputs, which b already provides.
+
+If the second is as low as the first and the third is not, the unrepresented
+features work as a hidden-layer bias that dropout modulates. Writes the
+numbers to --out (a Dataset with the config) and prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from sim.trainer import sampled_loss, train
+from theory import Grid, Setup, metrics, minimize_loss, phase_diagram
+from theory.candidates import catalogue
+from theory.composite import ignore_loss
+from theory.montecarlo import monte_carlo_loss
+from theory.storage import save_dataset
+
+REPRESENTED = 0.5  # a feature is represented when ||W_i|| exceeds this (as scripts/twenty_in_five.py)
+VARIANTS = ("as it is", "unrepresented inputs at their mean", "that offset not dropped")
+
+
+@dataclass(frozen=True)
+class VariantLosses:
+    """The loss of one model scored three ways (VARIANTS) on the same samples, with standard errors."""
+
+    mean: np.ndarray  # (3,)
+    stderr: np.ndarray  # (3,)
+    n_samples: int
+
+
+def variant_losses(
+    setup: Setup, W, b, unrepresented, n_samples: int, seed: int, chunk: int = 200_000
+) -> VariantLosses:
+    """The loss of (W, b) at setup on n_samples samples (one stream for all three), with the inputs of
+    the features `unrepresented` (a boolean mask) as drawn, replaced by their mean density / 2 (an
+    offset of the hidden layer that the dropout mask multiplies), and that offset added after the
+    mask."""
+    W, b = setup.check_parameters(W, b)
+    rest = np.asarray(unrepresented, dtype=bool)
+    rng = np.random.default_rng(seed)
+    density, importance, keep = setup.density, setup.importance_array, 1.0 - setup.p
+    offset = W[:, rest] @ (density[rest] / 2)  # the hidden offset: sum_j w_j E[x_j]
+    sums, squares, done = np.zeros(3), np.zeros(3), 0
+    while done < n_samples:
+        size = min(chunk, n_samples - done)
+        x = rng.random((size, setup.n_features)) * (rng.random((size, setup.n_features)) < density)
+        mask = (rng.random((size, setup.n_groups)) < keep)[:, setup.unit_groups] / keep
+        signal = x[:, ~rest] @ W[:, ~rest].T
+        hidden = (
+            mask * (signal + x[:, rest] @ W[:, rest].T),
+            mask * (signal + offset),
+            mask * signal + offset,
+        )
+        for v, h in enumerate(hidden):
+            loss = (importance * (x - np.maximum(h @ W + b, 0.0)) ** 2).sum(1)
+            sums[v] += loss.sum()
+            squares[v] += (loss**2).sum()
+        done += size
+    mean = sums / n_samples
+    stderr = np.sqrt(np.maximum(squares / n_samples - mean**2, 0.0) / (n_samples - 1))
+    return VariantLosses(mean, stderr, n_samples)
+
+
+@dataclass(frozen=True)
+class Unrepresented:
+    """A model's columns of norm <= REPRESENTED: which, their norms, their mean pairwise cosine and the
+    hidden offset their mean inputs make, sum_j w_j density_j / 2."""
+
+    rest: np.ndarray
+    norms: np.ndarray
+    mean_cosine: float
+    offset: np.ndarray
+
+
+def unrepresented(setup: Setup, W: np.ndarray) -> Unrepresented:
+    norms = metrics.feature_norms(W)
+    rest = norms <= REPRESENTED
+    unit = W[:, rest] / norms[rest]
+    r = int(rest.sum())
+    cosine = float(((unit.T @ unit).sum() - r) / (r * (r - 1))) if r > 1 else np.nan
+    return Unrepresented(rest, norms, cosine, W[:, rest] @ (setup.density[rest] / 2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--decay", type=float, default=0.7, help="importance decay**i [default: 0.7]")
+    parser.add_argument("--p", type=float, default=0.15, help="dropout rate [default: 0.15]")
+    parser.add_argument(
+        "--density", type=float, default=0.36840315, help="[default: the TMS schedule's 0.368]"
+    )
+    parser.add_argument("--seeds", type=int, default=12, help="models trained [default: 12]")
+    parser.add_argument(
+        "--steps", type=int, default=10_000, help="training steps [default: 10000, the study's]"
+    )
+    parser.add_argument(
+        "--head", type=int, default=6, help="features fitted free on the exact loss [default: 6]"
+    )
+    parser.add_argument("--samples", type=int, default=2_000_000, help="samples of each score [default: 2e6]")
+    parser.add_argument("--out", default="runs/hidden_offset.nc")
+    args = parser.parse_args()
+    n, m = 20, 5
+    importance = args.decay ** np.arange(n)
+    setup = Setup(n, m, sparsity=1 - args.density, importance=importance, p=args.p)
+
+    print(f"== training {args.seeds} models, {args.steps} steps")
+    trained = train([setup] * args.seeds, steps=args.steps, seed=0)
+    scores = sampled_loss([setup] * args.seeds, trained.W, trained.b, n_samples=args.samples, seed=1)
+    best = int(np.argmin(scores.mean))
+
+    print("== theory at the cell: the composite family, its search over all of W and b, the free head")
+    grid = Grid(
+        n_features=n, n_hidden=m, sparsity=[1 - args.density], p=[args.p], importance=tuple(importance)
+    )
+    theory = phase_diagram(grid, catalogue(n, m), search=True, progress=False)
+    cell = {d: 0 for d in theory.optimal_loss.dims}
+    family_loss = float(theory.family_loss[cell])
+    k = args.head
+    head = Setup(k, m, sparsity=1 - args.density, importance=importance[:k], p=args.p)
+    tail = float((importance[k:] * ignore_loss(np.full(n - k, args.density))).sum())
+    free_loss = minimize_loss(head, n_starts=8).loss + tail
+
+    models = {
+        "best trained": (trained.W[best], trained.b[best]),
+        "theory's search": (
+            theory.search_W[cell].transpose("hidden", "feature").values,
+            theory.search_b[cell].values,
+        ),
+    }
+    looks = {name: unrepresented(setup, W) for name, (W, _) in models.items()}
+    scored = {}
+    for name, (W, b) in models.items():
+        scored[name] = variant_losses(setup, W, b, looks[name].rest, args.samples, seed=2)
+        check = monte_carlo_loss(setup, W, b, n_samples=args.samples, seed=3)
+        if abs(check.mean - scored[name].mean[0]) > 4 * np.hypot(check.stderr, scored[name].stderr[0]):
+            raise SystemExit(
+                f"the scorer disagrees with theory.monte_carlo_loss on the {name} model: "
+                f"{scored[name].mean[0]} vs {check.mean} +- {check.stderr}"
+            )
+
+    names = list(models)
+    ds = xr.Dataset(
+        {
+            "variant_loss": (
+                ("model", "variant"),
+                np.stack([scored[x].mean for x in names]),
+                {"description": "each model scored three ways on one stream"},
+            ),
+            "variant_stderr": (("model", "variant"), np.stack([scored[x].stderr for x in names])),
+            "trained_loss": ((), float(scores.mean[best]), {"description": "best seed, fresh samples"}),
+            "family_loss": ((), family_loss, {"description": "composite family's optimum (exact)"}),
+            "family_composite": ((), str(theory.composite[cell].values)),
+            "search_loss": ((), float(theory.search_loss[cell]), {"description": "its own Monte Carlo"}),
+            "free_head_loss": (
+                (),
+                free_loss,
+                {"description": f"{k} features free on the exact loss, rest ignored"},
+            ),
+            "represented": ("model", [int((~looks[x].rest).sum()) for x in names]),
+            "unrepresented_norm": (
+                ("model", "feature"),
+                np.stack([np.where(looks[x].rest, looks[x].norms, np.nan) for x in names]),
+            ),
+            "unrepresented_mean_cosine": ("model", [looks[x].mean_cosine for x in names]),
+            "offset_norm": ("model", [float(np.linalg.norm(looks[x].offset)) for x in names]),
+            "W": (("model", "hidden", "feature"), np.stack([models[x][0] for x in names])),
+            "b": (("model", "feature"), np.stack([models[x][1] for x in names])),
+        },
+        coords={"model": names, "variant": list(VARIANTS), "feature": np.arange(n), "hidden": np.arange(m)},
+        attrs={"config": json.dumps(vars(args)), "command": "python scripts/hidden_offset.py"},
+    )
+    save_dataset(ds, Path(args.out))
+    trained_loss = float(scores.mean[best])
+    print(
+        f"best of {args.seeds} trained: {trained_loss:.5f}; family ({ds.family_composite.item()}): "
+        f"{family_loss:.5f} (trained / family {trained_loss / family_loss:.4f}); theory's search: "
+        f"{float(ds.search_loss):.5f}; {k} features free on the exact loss, the rest ignored: "
+        f"{free_loss:.5f} "
+        f"(trained / that {trained_loss / free_loss:.4f})"
+    )
+    for name in names:
+        look = looks[name]
+        print(
+            f"{name}: {int((~look.rest).sum())} features represented; the other {int(look.rest.sum())}: "
+            f"norms {np.round(look.norms[look.rest], 3)}, mean pairwise cosine {look.mean_cosine:.3f}; "
+            f"their mean input makes a hidden offset of norm {np.linalg.norm(look.offset):.3f}"
+        )
+        for variant, value, error in zip(VARIANTS, scored[name].mean, scored[name].stderr, strict=True):
+            print(
+                f"  {variant:36s} {value:.5f} +- {error:.5f}  ({value / scored[name].mean[0]:.4f} of as is)"
+            )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
