@@ -1,7 +1,7 @@
 """One 20-in-5 cell where training beats the composite family: are the features it does not represent
 working as a bias of the hidden layer?
 
-    python scripts/hidden_offset.py [--decay 0.7] [--p 0.15] [--density 0.3684] [--seeds 12]
+    python scripts/hidden_offset.py [--decay 0.7] [--p 0.15] [--density 0.3684 ...] [--seeds 12]
                                     [--steps 10000] [--samples 2000000] [--out runs/hidden_offset.nc]
 
 The model x' = ReLU(W^T D W x / (1 - p) + b) has a bias on its outputs only.
@@ -12,7 +12,7 @@ features they do not represent small columns that all point one way; their
 sum over the active ones is such an offset (random, through the count of
 active features, but passed through the same mask as the signal).
 
-The script trains --seeds models at the cell (sim.trainer, the study's loop)
+At each --density the script trains --seeds models (sim.trainer, the study's loop)
 and takes the one of least loss on --samples fresh samples; runs theory's
 phase diagram at the cell (the composite family, and its search over all of
 W and b on the sampled loss, theory.diagram.search_optimum: the independent
@@ -124,7 +124,11 @@ def main() -> None:
     parser.add_argument("--decay", type=float, default=0.7, help="importance decay**i [default: 0.7]")
     parser.add_argument("--p", type=float, default=0.15, help="dropout rate [default: 0.15]")
     parser.add_argument(
-        "--density", type=float, default=0.36840315, help="[default: the TMS schedule's 0.368]"
+        "--density",
+        type=float,
+        nargs="+",
+        default=[0.36840315],
+        help="one cell per density [default: the TMS schedule's 0.368]",
     )
     parser.add_argument("--seeds", type=int, default=12, help="models trained [default: 12]")
     parser.add_argument(
@@ -136,25 +140,40 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2_000_000, help="samples of each score [default: 2e6]")
     parser.add_argument("--out", default="runs/hidden_offset.nc")
     args = parser.parse_args()
+    cells = [at_density(args, density) for density in args.density]
+    ds = xr.concat(cells, dim="density", data_vars="all", coords="minimal", compat="override")
+    ds = ds.assign_coords(density=args.density)
+    ds.attrs.update(
+        config=json.dumps(vars(args)),
+        command="python scripts/hidden_offset.py",
+        p=args.p,
+        decay=args.decay,
+        head=args.head,
+    )
+    save_dataset(ds, Path(args.out))
+    print(f"wrote {args.out}")
+
+
+def at_density(args, density: float) -> xr.Dataset:
+    """The script's numbers at one cell (module docstring), printed and as a Dataset."""
     n, m = 20, 5
     importance = args.decay ** np.arange(n)
-    setup = Setup(n, m, sparsity=1 - args.density, importance=importance, p=args.p)
+    setup = Setup(n, m, sparsity=1 - density, importance=importance, p=args.p)
+    print(f"== importance {args.decay}**i, p = {args.p}, density {density:.4g}")
 
-    print(f"== training {args.seeds} models, {args.steps} steps")
+    print(f"   training {args.seeds} models, {args.steps} steps")
     trained = train([setup] * args.seeds, steps=args.steps, seed=0)
     scores = sampled_loss([setup] * args.seeds, trained.W, trained.b, n_samples=args.samples, seed=1)
     best = int(np.argmin(scores.mean))
 
-    print("== theory at the cell: the composite family, its search over all of W and b, the free head")
-    grid = Grid(
-        n_features=n, n_hidden=m, sparsity=[1 - args.density], p=[args.p], importance=tuple(importance)
-    )
+    print("   theory at the cell: the composite family, its search over all of W and b, the free head")
+    grid = Grid(n_features=n, n_hidden=m, sparsity=[1 - density], p=[args.p], importance=tuple(importance))
     theory = phase_diagram(grid, catalogue(n, m), search=True, progress=False)
     cell = {d: 0 for d in theory.optimal_loss.dims}
     family_loss = float(theory.family_loss[cell])
     k = args.head
-    head = Setup(k, m, sparsity=1 - args.density, importance=importance[:k], p=args.p)
-    tail = float((importance[k:] * ignore_loss(np.full(n - k, args.density))).sum())
+    head = Setup(k, m, sparsity=1 - density, importance=importance[:k], p=args.p)
+    tail = float((importance[k:] * ignore_loss(np.full(n - k, density))).sum())
     free_loss = minimize_loss(head, n_starts=8).loss + tail
 
     models = {
@@ -204,9 +223,7 @@ def main() -> None:
             "b": (("model", "feature"), np.stack([models[x][1] for x in names])),
         },
         coords={"model": names, "variant": list(VARIANTS), "feature": np.arange(n), "hidden": np.arange(m)},
-        attrs={"config": json.dumps(vars(args)), "command": "python scripts/hidden_offset.py"},
     )
-    save_dataset(ds, Path(args.out))
     trained_loss = float(scores.mean[best])
     print(
         f"best of {args.seeds} trained: {trained_loss:.5f}; family ({ds.family_composite.item()}): "
@@ -226,7 +243,7 @@ def main() -> None:
             print(
                 f"  {variant:36s} {value:.5f} +- {error:.5f}  ({value / scored[name].mean[0]:.4f} of as is)"
             )
-    print(f"wrote {args.out}")
+    return ds
 
 
 if __name__ == "__main__":
