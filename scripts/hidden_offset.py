@@ -50,10 +50,10 @@ from sim.trainer import sampled_loss, train
 from theory import Grid, Setup, metrics, minimize_loss, phase_diagram
 from theory.candidates import catalogue
 from theory.composite import ignore_loss
+from theory.diagram import SEARCH_REPRESENTED
 from theory.montecarlo import monte_carlo_loss
 from theory.storage import save_dataset
 
-REPRESENTED = 0.5  # a feature is represented when ||W_i|| exceeds this (as scripts/twenty_in_five.py)
 VARIANTS = ("as it is", "unrepresented inputs at their mean", "that offset not dropped")
 
 
@@ -64,6 +64,12 @@ class VariantLosses:
     mean: np.ndarray  # (3,)
     stderr: np.ndarray  # (3,)
     n_samples: int
+
+
+def mean_offset(setup: Setup, W: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """The hidden offset the features `rest` (a boolean mask) make at their mean inputs: sum_j w_j
+    density_j / 2."""
+    return W[:, rest] @ (setup.density[rest] / 2)
 
 
 def variant_losses(
@@ -77,7 +83,7 @@ def variant_losses(
     rest = np.asarray(unrepresented, dtype=bool)
     rng = np.random.default_rng(seed)
     density, importance, keep = setup.density, setup.importance_array, 1.0 - setup.p
-    offset = W[:, rest] @ (density[rest] / 2)  # the hidden offset: sum_j w_j E[x_j]
+    offset = mean_offset(setup, W, rest)
     sums, squares, done = np.zeros(3), np.zeros(3), 0
     while done < n_samples:
         size = min(chunk, n_samples - done)
@@ -101,8 +107,8 @@ def variant_losses(
 
 @dataclass(frozen=True)
 class Unrepresented:
-    """A model's columns of norm <= REPRESENTED: which, their norms, their mean pairwise cosine and the
-    hidden offset their mean inputs make, sum_j w_j density_j / 2."""
+    """A model's columns of norm <= SEARCH_REPRESENTED: which, their norms, their mean pairwise cosine
+    and the hidden offset their mean inputs make (mean_offset)."""
 
     rest: np.ndarray
     norms: np.ndarray
@@ -112,11 +118,11 @@ class Unrepresented:
 
 def unrepresented(setup: Setup, W: np.ndarray) -> Unrepresented:
     norms = metrics.feature_norms(W)
-    rest = norms <= REPRESENTED
+    rest = norms <= SEARCH_REPRESENTED
     unit = W[:, rest] / norms[rest]
     r = int(rest.sum())
     cosine = float(((unit.T @ unit).sum() - r) / (r * (r - 1))) if r > 1 else np.nan
-    return Unrepresented(rest, norms, cosine, W[:, rest] @ (setup.density[rest] / 2))
+    return Unrepresented(rest, norms, cosine, mean_offset(setup, W, rest))
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -75,8 +76,6 @@ def grouped(setups) -> bool:
 def fit_geometries(geometries, setups: np.ndarray, progress=None, ceiling=None) -> Fits:
     """Every geometry fitted the way it is fitted (fitted_on), over cells setups (P, ..., D), joined.
     ceiling (P, ..., D): where the sampled-loss fits are screened (theory.sampled_fit; None: nowhere)."""
-    from functools import partial
-
     from theory import closed_fit, exact_fit, sampled_fit
 
     groups = {
