@@ -32,7 +32,13 @@ stream of samples three ways:
   the outputs, which b already provides.
 
 If the second is as low as the first and the third is not, the unrepresented
-features work as a hidden-layer bias that dropout modulates. Writes the
+features work as a hidden-layer bias that dropout modulates. What it is for:
+output i is b_i + s_i (x_i - a_i) + ... with the random gain
+s_i = w_i . D w_i / (1 - p) and a_i = -w_i . c / |w_i|^2 the part of the
+offset along w_i; the gain's noise costs Var(s_i) E[(x_i - a_i)^2], least
+with the input centred (a_i at its mean), which b alone, added after the
+mask, cannot do. The script reports a_i as a fraction of each represented
+feature's mean input (centred_fraction) and b_i over that mean. Writes the
 numbers to --out (a Dataset with the config) and prints them.
 """
 
@@ -66,12 +72,6 @@ class VariantLosses:
     n_samples: int
 
 
-def mean_offset(setup: Setup, W: np.ndarray, rest: np.ndarray) -> np.ndarray:
-    """The hidden offset the features `rest` (a boolean mask) make at their mean inputs: sum_j w_j
-    density_j / 2."""
-    return W[:, rest] @ (setup.density[rest] / 2)
-
-
 def variant_losses(
     setup: Setup, W, b, unrepresented, n_samples: int, seed: int, chunk: int = 200_000
 ) -> VariantLosses:
@@ -83,7 +83,7 @@ def variant_losses(
     rest = np.asarray(unrepresented, dtype=bool)
     rng = np.random.default_rng(seed)
     density, importance, keep = setup.density, setup.importance_array, 1.0 - setup.p
-    offset = mean_offset(setup, W, rest)
+    offset = metrics.mean_offset(W, density, rest)
     sums, squares, done = np.zeros(3), np.zeros(3), 0
     while done < n_samples:
         size = min(chunk, n_samples - done)
@@ -103,26 +103,6 @@ def variant_losses(
     mean = sums / n_samples
     stderr = np.sqrt(np.maximum(squares / n_samples - mean**2, 0.0) / (n_samples - 1))
     return VariantLosses(mean, stderr, n_samples)
-
-
-@dataclass(frozen=True)
-class Unrepresented:
-    """A model's columns of norm <= SEARCH_REPRESENTED: which, their norms, their mean pairwise cosine
-    and the hidden offset their mean inputs make (mean_offset)."""
-
-    rest: np.ndarray
-    norms: np.ndarray
-    mean_cosine: float
-    offset: np.ndarray
-
-
-def unrepresented(setup: Setup, W: np.ndarray) -> Unrepresented:
-    norms = metrics.feature_norms(W)
-    rest = norms <= SEARCH_REPRESENTED
-    unit = W[:, rest] / norms[rest]
-    r = int(rest.sum())
-    cosine = float(((unit.T @ unit).sum() - r) / (r * (r - 1))) if r > 1 else np.nan
-    return Unrepresented(rest, norms, cosine, mean_offset(setup, W, rest))
 
 
 def main() -> None:
@@ -189,10 +169,12 @@ def at_density(args, density: float) -> xr.Dataset:
             theory.search_b[cell].values,
         ),
     }
-    looks = {name: unrepresented(setup, W) for name, (W, _) in models.items()}
+    looks = {
+        name: metrics.hidden_offset(W, setup.density, SEARCH_REPRESENTED) for name, (W, _) in models.items()
+    }
     scored = {}
     for name, (W, b) in models.items():
-        scored[name] = variant_losses(setup, W, b, looks[name].rest, args.samples, seed=2)
+        scored[name] = variant_losses(setup, W, b, looks[name].unrepresented, args.samples, seed=2)
         check = monte_carlo_loss(setup, W, b, n_samples=args.samples, seed=3)
         if abs(check.mean - scored[name].mean[0]) > 4 * np.hypot(check.stderr, scored[name].stderr[0]):
             raise SystemExit(
@@ -218,13 +200,27 @@ def at_density(args, density: float) -> xr.Dataset:
                 free_loss,
                 {"description": f"{k} features free on the exact loss, rest ignored"},
             ),
-            "represented": ("model", [int((~looks[x].rest).sum()) for x in names]),
+            "represented": ("model", [int((~looks[x].unrepresented).sum()) for x in names]),
             "unrepresented_norm": (
                 ("model", "feature"),
-                np.stack([np.where(looks[x].rest, looks[x].norms, np.nan) for x in names]),
+                np.stack([np.where(looks[x].unrepresented, looks[x].norms, np.nan) for x in names]),
             ),
-            "unrepresented_mean_cosine": ("model", [looks[x].mean_cosine for x in names]),
-            "offset_norm": ("model", [float(np.linalg.norm(looks[x].offset)) for x in names]),
+            "unrepresented_mean_cosine": ("model", [looks[x].tail_cosine for x in names]),
+            "offset_norm": ("model", [looks[x].offset_norm for x in names]),
+            "centred_fraction": (
+                ("model", "feature"),
+                np.stack([looks[x].centred for x in names]),
+                {
+                    "description": "represented features: the fraction of the mean input density / 2 that "
+                    "the offset removes before the mask, -w_i . c / |w_i|^2 / (density / 2) (NaN: not "
+                    "represented)"
+                },
+            ),
+            "bias_over_mean": (
+                ("model", "feature"),
+                np.stack([models[x][1] / (density / 2) for x in names]),
+                {"description": "b_i over the mean input density / 2"},
+            ),
             "W": (("model", "hidden", "feature"), np.stack([models[x][0] for x in names])),
             "b": (("model", "feature"), np.stack([models[x][1] for x in names])),
         },
@@ -240,10 +236,13 @@ def at_density(args, density: float) -> xr.Dataset:
     )
     for name in names:
         look = looks[name]
+        rest, kept = look.unrepresented, ~look.unrepresented
         print(
-            f"{name}: {int((~look.rest).sum())} features represented; the other {int(look.rest.sum())}: "
-            f"norms {np.round(look.norms[look.rest], 3)}, mean pairwise cosine {look.mean_cosine:.3f}; "
-            f"their mean input makes a hidden offset of norm {np.linalg.norm(look.offset):.3f}"
+            f"{name}: {int(kept.sum())} features represented; the other {int(rest.sum())}: "
+            f"norms {np.round(look.norms[rest], 3)}, mean pairwise cosine {look.tail_cosine:.3f}; "
+            f"their mean input makes a hidden offset of norm {look.offset_norm:.3f}; it removes "
+            f"{np.round(look.centred[kept], 2)} of the represented features' mean inputs before the "
+            f"mask, and their biases are {np.round(models[name][1][kept] / (density / 2), 2)} of it"
         )
         for variant, value, error in zip(VARIANTS, scored[name].mean, scored[name].stderr, strict=True):
             print(

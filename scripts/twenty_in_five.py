@@ -85,27 +85,35 @@ BEATS = 0.995  # training beats the family below this ratio (and with its range 
 COMPLETENESS_STARTS = 8  # random starts per cell at p = 0 (under dropout: warm starts only)
 
 
-def describe(W: np.ndarray, b: np.ndarray) -> dict:
-    """What one trained model (m, n) looks like."""
+def describe(W: np.ndarray, b: np.ndarray, density) -> dict:
+    """What one model (m, n) looks like, its features at `density` (n,) or one value: the represented
+    features' count, spread over neurons, overlaps, mean cosine and bias, and the offset the other
+    features make in the hidden layer at their mean inputs (theory.metrics.hidden_offset: its norm, the
+    mean cosine of their columns, and the mean fraction of a represented feature's mean input it removes
+    before the dropout mask)."""
     norms = metrics.feature_norms(W)
     shown = norms > REPRESENTED
     unit = W[:, shown] / norms[shown]
     k = int(shown.sum())
     signed = unit.T @ unit - np.eye(k)
+    offset = metrics.hidden_offset(W, density, REPRESENTED)
     return {
         "represented": k,
         "neurons_per_feature": float(metrics.neurons_per_feature(W)[shown].mean()) if k else np.nan,
         "overlapping": int((np.abs(signed) > OVERLAP).any(axis=1).sum()),
         "mean_cosine": float(signed.sum() / (k * (k - 1))) if k > 1 else np.nan,
         "bias": float(b[shown].mean()) if k else np.nan,
+        "offset_norm": offset.offset_norm,
+        "tail_cosine": offset.tail_cosine,
+        "centred": float(offset.centred[shown].mean()) if k else np.nan,
     }
 
 
-def add_looks(ds: xr.Dataset, name: str, W: np.ndarray, b: np.ndarray) -> None:
-    """`describe` of every cell's model, W (cells, m, n) and b (cells, n) in ds's cell order, as variables
-    name_<key> of ds."""
+def add_looks(ds: xr.Dataset, name: str, W: np.ndarray, b: np.ndarray, setups) -> None:
+    """`describe` of every cell's model, W (cells, m, n) and b (cells, n) in ds's cell order with their
+    setups, as variables name_<key> of ds."""
     dims, shape = ds.ratio.dims, ds.ratio.shape
-    looks = [describe(w, v) for w, v in zip(W, b, strict=True)]
+    looks = [describe(w, v, setup.density) for w, v, setup in zip(W, b, setups, strict=True)]
     for key in looks[0]:
         ds[f"{name}_{key}"] = (dims, np.array([x[key] for x in looks]).reshape(shape))
 
@@ -162,8 +170,8 @@ def compare(config: TrainConfig, runs: xr.Dataset, theory: xr.Dataset, samples: 
             "n_hidden": config.n_hidden,
         },
     )
-    add_looks(out, "trained", flat_W, flat_b)
-    add_looks(out, "theory", theory_W, theory_b)
+    add_looks(out, "trained", flat_W, flat_b, setups)
+    add_looks(out, "theory", theory_W, theory_b, setups)
     out["beats_theory"] = (out.ratio < BEATS) & (out.ratio_high < 1)
     out["beats_family"] = (out.family_ratio < BEATS) & ((trained + 2 * stderr) / family < 1)
     return out
@@ -250,7 +258,7 @@ def with_linear(ds: xr.Dataset, theory: xr.Dataset, config: TrainConfig, samples
         ds.trained_loss.values / np.minimum(linear, ds.theory_loss.values),
         {"description": "trained / the better of theory's optimum and the linear regime's (same stream)"},
     )
-    add_looks(ds, "linear", flat_W, flat_b)
+    add_looks(ds, "linear", flat_W, flat_b, list(setups.reshape(-1)))
     ds["linear_W"] = (dims + ("hidden", "feature"), W, {"description": "the linear regime's optimal W"})
     ds["linear_b"] = (dims + ("feature",), b, {"description": "its bias b* = (1 - W^T W) mu"})
     return ds
@@ -341,8 +349,8 @@ def with_completeness(ds: xr.Dataset, theory: xr.Dataset, config: TrainConfig, s
     ds["direct_loss"] = (dims, direct, {"description": f"completeness minimum on {samples} fresh samples"})
     ds["direct_stderr"] = (dims, stderr)
     ds["trained_over_direct"] = ds.trained_loss / ds.direct_loss
-    looks = [describe(w, v) for w, v in zip(W, b, strict=True)]
-    for key in ("represented", "neurons_per_feature", "bias"):
+    looks = [describe(w, v, setup.density) for w, v, setup in zip(W, b, setups, strict=True)]
+    for key in ("represented", "neurons_per_feature", "bias", "offset_norm", "centred"):
         values = np.full(ds.ratio.shape, np.nan)
         values[done] = [x[key] for x in looks]
         ds[f"direct_{key}"] = (dims, values)
@@ -462,8 +470,8 @@ def optimum_table(theory: xr.Dataset) -> str:
     lines = [
         "| importance | p | density | loss | found by | represented | dimensions per feature | neurons per "
         "feature | largest angle to a neuron (deg) | factors (features; dims over neurons) | bias of "
-        "represented | bias of the rest |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "represented | bias of the rest | hidden offset of the rest (norm; mean input removed) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p, a, s, cell in cells(theory, axis):
         W, b = cell.W.transpose("hidden", "feature").values, cell.b.values
@@ -474,9 +482,19 @@ def optimum_table(theory: xr.Dataset) -> str:
         lines.append(
             f"| {profile(axis, a)} | {p:g} | {1 - s:.3g} | {float(cell.optimal_loss):.5f} | {found} "
             f"| {int(shown.sum())} | {float(cell.dimensions_per_feature):.3f} | {spread:.2f} "
-            f"| {float(angle):.1f} | {factors_and_biases(W, b)} |"
+            f"| {float(angle):.1f} | {factors_and_biases(W, b)} | {offset_cell(W, 1 - s)} |"
         )
     return "\n".join(lines)
+
+
+def offset_cell(W: np.ndarray, density) -> str:
+    """The hidden offset of one model's unrepresented features at their mean inputs: its norm and the
+    mean fraction of a represented feature's mean input it removes before the mask (metrics.hidden_offset)."""
+    offset = metrics.hidden_offset(W, density, REPRESENTED)
+    shown = ~offset.unrepresented
+    if offset.offset_norm == 0 or not shown.any():
+        return "none"
+    return f"{offset.offset_norm:.3f}; {float(offset.centred[shown].mean()):.0%}"
 
 
 def structure_figure(runs: xr.Dataset, path: Path, densities=(1.0, 0.264, 0.05)) -> None:

@@ -181,6 +181,58 @@ def superposition_onset(density, superposed) -> np.ndarray:
     return np.where(np.isfinite(values), values, np.nan)
 
 
+@dataclass(frozen=True)
+class HiddenOffset:
+    """What the features a model W (m, n) does not represent add to its hidden layer at their mean inputs.
+
+    unrepresented: (n,) bool, the columns of norm <= `represented`; norms: (n,) every column's norm;
+    tail_cosine: the mean pairwise cosine of the unrepresented nonzero columns (1: all point one way;
+    NaN with fewer than two); offset: (m,) c = sum_j w_j density_j / 2 over them; centred: (n,) for each
+    represented feature i, the fraction of its mean input density_i / 2 that c removes along its
+    column, a_i / (density_i / 2) with a_i = -w_i . c / |w_i|^2 (NaN for the unrepresented). Under
+    dropout output i receives w_i . D c / (1 - p), whose mean is (1 - p) w_i . c / (1 - p): on average
+    the hidden layer carries x_i - a_i along w_i, and the mask multiplies that, not x_i.
+    """
+
+    unrepresented: np.ndarray
+    norms: np.ndarray
+    tail_cosine: float
+    offset: np.ndarray
+    centred: np.ndarray
+
+    @property
+    def offset_norm(self) -> float:
+        return float(np.linalg.norm(self.offset))
+
+
+def mean_offset(W, density, features) -> np.ndarray:
+    """sum_j w_j density_j / 2 over the features selected by `features` (an (n,) bool mask): the hidden
+    offset their inputs add at their mean, (m,)."""
+    W = np.asarray(W, dtype=np.float64)
+    density = np.broadcast_to(np.asarray(density, dtype=np.float64), W.shape[-1:])
+    return W[:, features] @ (density[features] / 2)
+
+
+def hidden_offset(W, density, represented: float = 0.5) -> HiddenOffset:
+    """The hidden offset of one model W (m, n) with feature densities `density` (n,) or one value
+    (HiddenOffset); a feature is represented when its column is longer than `represented`."""
+    W = np.asarray(W, dtype=np.float64)
+    n = W.shape[1]
+    density = np.broadcast_to(np.asarray(density, dtype=np.float64), (n,))
+    norms = feature_norms(W)
+    rest = norms <= represented
+    nonzero = rest & (norms > 0)
+    unit = W[:, nonzero] / norms[nonzero]
+    r = int(nonzero.sum())
+    cosine = float(((unit.T @ unit).sum() - r) / (r * (r - 1))) if r > 1 else np.nan
+    offset = mean_offset(W, density, rest)
+    centred = np.full(n, np.nan)
+    kept = ~rest
+    with np.errstate(divide="ignore", invalid="ignore"):
+        centred[kept] = -(offset @ W[:, kept]) / norms[kept] ** 2 / (density[kept] / 2)
+    return HiddenOffset(rest, norms, cosine, offset, centred)
+
+
 #: Names of the k-gons, k = 3..6.
 POLYGON_NAMES = {3: "triangle", 4: "square", 5: "pentagon", 6: "hexagon"}
 

@@ -17,10 +17,13 @@ def test_a_simplex_of_six_features_in_five_dims_has_mean_cosine_minus_one_fifth(
     basis = np.linalg.svd(vertices)[2][:5]  # its 5-dimensional span
     W = basis @ vertices.T
     W = W / np.linalg.norm(W, axis=0) * 0.9
-    shape = script.describe(np.concatenate([W, 0.1 * np.eye(5)[:, :2]], axis=1), np.zeros(8))
+    shape = script.describe(np.concatenate([W, 0.1 * np.eye(5)[:, :2]], axis=1), np.zeros(8), 0.5)
     assert shape["represented"] == 6  # the two columns of norm 0.1 are not
     assert shape["mean_cosine"] == pytest.approx(-0.2)
     assert shape["overlapping"] == 6
+    # the two short columns at their mean inputs 0.25: offset 0.025 (e_0 + e_1), orthogonal to each other
+    assert shape["offset_norm"] == pytest.approx(0.025 * np.sqrt(2))
+    assert shape["tail_cosine"] == pytest.approx(0.0)
 
 
 def test_profiles_are_named_in_words():

@@ -131,3 +131,27 @@ def test_tegum_factors_name_a_turned_shuffled_simplex_prism_at_any_tilt_but_not_
         assert (factor.kind, factor.dims, len(factor.features)) == ("simplex prism", 5, 20)
     frame = rng.normal(size=(5, 20))
     assert [f.kind for f in metrics.tegum_factors(frame / np.linalg.norm(frame, axis=0))] == ["20 features"]
+
+
+def test_hidden_offset_centres_each_represented_input_along_its_column():
+    """Feature 0 on neuron 0, feature 1 on neuron 1, features 2 and 3 unrepresented (norms 0.3 and
+    0.22): at their mean inputs (density / 2 = 0.25 and 0.1) they add c = (-0.3 * 0.25 + 0.1 * 0.1,
+    0.2 * 0.1) = (-0.065, 0.02) to the hidden layer. Along w_0 = (2, 0) that is -0.065 * 2 / 4 = -0.0325:
+    x_0 - 0.0325 on average, 0.13 of feature 0's mean input 0.25 removed; along w_1 = (0, 0.5) it adds
+    0.04: -0.16 of 0.25. The two tail columns' cosine is -0.3 * 0.1 / (0.3 * sqrt(0.05))."""
+    W = np.array([[2.0, 0.0, -0.3, 0.1], [0.0, 0.5, 0.0, 0.2]])
+    look = metrics.hidden_offset(W, [0.5, 0.5, 0.5, 0.2], represented=0.4)
+    np.testing.assert_array_equal(look.unrepresented, [False, False, True, True])
+    np.testing.assert_allclose(look.offset, [-0.065, 0.02], rtol=1e-12)
+    np.testing.assert_allclose(look.centred[:2], [0.13, -0.16], rtol=1e-12)
+    assert np.isnan(look.centred[2:]).all()
+    assert look.tail_cosine == pytest.approx(-0.3 * 0.1 / (0.3 * np.sqrt(0.05)), rel=1e-12)
+    assert look.offset_norm == pytest.approx(np.hypot(0.065, 0.02), rel=1e-12)
+
+
+def test_hidden_offset_of_zero_columns_has_no_cosine():
+    """A family's optimum leaves its ignored features at exactly zero: no offset, no direction."""
+    W = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    look = metrics.hidden_offset(W, 0.3)
+    assert np.isnan(look.tail_cosine) and look.offset_norm == 0.0
+    np.testing.assert_array_equal(look.centred[:2], [0.0, 0.0])
