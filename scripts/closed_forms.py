@@ -8,7 +8,13 @@ For every cell: theory.lone_feature's a* = ||W||^2, b* and L*; the exact loss
 and b found by theory.minimize_loss from --starts random starts (any
 weights, any bias sign: nothing assumes the closed form's regime), with its
 W's participation ratio (how many units it uses); and a Monte Carlo estimate
-at the closed-form W, b with its standard error.
+at the closed-form W, b with its standard error. Beside it, the same feature
+with a constant offset in its units (theory.lone_feature_offset_optimum:
+the hidden bias the TMS model lacks, y = ReLU(b + G (x - c))): its closed
+form, its ratio to the optimum without, and a Monte Carlo estimate of the
+ReLU model at its optimum (sampled here, not by theory.monte_carlo_loss,
+whose model has no hidden offset): equal in one unit, below it in more,
+where the ReLU clips.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import xarray as xr
 
 from sim.results import code_version
 from theory import Setup, expected_loss, minimize_loss, monte_carlo_loss
-from theory.lone_feature import lone_feature_optimum
+from theory.lone_feature import lone_feature_offset_optimum, lone_feature_optimum
 from theory.progress import Progress
 from theory.storage import save_dataset
 
@@ -40,7 +46,8 @@ def main() -> None:
     P, D, K = np.meshgrid(ps, densities, ks, indexing="ij")
     opt = lone_feature_optimum(D, P, K)
     shape = P.shape
-    exact, searched, used, mc, mc_err = (np.zeros(shape) for _ in range(5))
+    exact, searched, used, mc, mc_err, offset_mc, offset_err = (np.zeros(shape) for _ in range(7))
+    offset = lone_feature_offset_optimum(D, P, K)
     with Progress(P.size, "lone feature", unit="cell") as progress:
         for idx in np.ndindex(shape):
             p, s, k = float(P[idx]), float(D[idx]), int(K[idx])
@@ -54,6 +61,9 @@ def main() -> None:
             used[idx] = w2.sum() ** 2 / (w2**2).sum() if w2.sum() > 1e-12 else 0.0
             estimate = monte_carlo_loss(setup, W, b, n_samples=args.samples, seed=1 + idx[0] * 1000 + idx[1])
             mc[idx], mc_err[idx] = estimate.mean, estimate.stderr
+            offset_mc[idx], offset_err[idx] = offset_monte_carlo(
+                lone_feature_offset_optimum(s, p, k), s, p, k, args.samples, seed=2 + idx[0] * 1000 + idx[1]
+            )
             progress.update(1)
     dims = ("p", "density", "k")
     ds = xr.Dataset(
@@ -72,6 +82,22 @@ def main() -> None:
                 np.where(P > 0, (mc - opt.loss) / np.where(mc_err > 0, mc_err, 1.0), np.nan),
                 {"description": "(Monte Carlo - L*) / stderr; NaN at p = 0, where L* = 0 exactly"},
             ),
+            "offset_loss": (
+                dims,
+                offset.loss,
+                {"description": "with a constant hidden offset: closed form L*_c = sigma^2 q / (1 + q)"},
+            ),
+            "offset_ratio": (
+                dims,
+                np.where(P > 0, offset.loss / np.where(opt.loss > 0, opt.loss, 1.0), np.nan),
+                {"description": "L*_c / L* = (u + q) / (1 + q), u = 1 - 3 density / 4; NaN at p = 0"},
+            ),
+            "offset_monte_carlo": (
+                dims,
+                offset_mc,
+                {"description": "the ReLU model with the offset at (a*, b*, c*), sampled"},
+            ),
+            "offset_monte_carlo_stderr": (dims, offset_err),
         },
         coords={"p": ps, "density": densities, "k": ks},
         attrs={
@@ -94,7 +120,23 @@ def main() -> None:
         f"{float(gap.max()):.2g} (negative: the search found less)"
     )
     print(f"Monte Carlo: largest |z| {float(abs(z).max()):.2f}")
+    zc = ((ds.offset_monte_carlo - ds.offset_loss) / ds.offset_monte_carlo_stderr).where(ds.p > 0)
+    print(
+        f"with a hidden offset: L*_c / L* from {float(ds.offset_ratio.min()):.3f} to "
+        f"{float(ds.offset_ratio.max()):.3f}; Monte Carlo of the ReLU model against L*_c: largest |z| in one "
+        f"unit {float(abs(zc.sel(k=1)).max()) if 1 in ds.k else float('nan'):.2f}, largest z in more "
+        f"{float(zc.where(ds.k > 1).max()):.2f} (the ReLU clips: at most L*_c)"
+    )
     print(f"wrote {args.out}")
+
+
+def offset_monte_carlo(opt, density: float, p: float, k: int, n: int, seed: int) -> tuple[float, float]:
+    """The loss of y = ReLU(b + G (x - c)) at the offset optimum `opt` on n samples: mean, stderr."""
+    rng = np.random.default_rng(seed)
+    x = rng.random(n) * (rng.random(n) < density)
+    gain = float(opt.norm_squared) / k * rng.binomial(k, 1 - p, n) / (1 - p)
+    err = (np.maximum(float(opt.bias) + gain * (x - float(opt.offset)), 0.0) - x) ** 2
+    return float(err.mean()), float(err.std() / np.sqrt(n))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,27 @@ W and b (any bias) against this, with Monte Carlo beside it. Two
 features in k units therefore gain from sharing every unit antipodally:
 against one unit each, the loss falls by the factor 1 / (k - (k - 1) p),
 1 / (2 - p) for a pair written across two neurons at 45 degrees.
+
+The TMS model has no bias in its hidden layer. Give the feature one, a
+constant offset -c w in its units (h = w (x - c)), and the output is
+y = b + G (x - c): the mask now multiplies the input less c. Where nothing
+clips, with mu = s / 2 and sigma^2 = s / 3 - s^2 / 4 the input's mean and
+variance,
+
+    L(a, b, c) = (b - a c)^2 + a^2 q c^2 + s (b - a c)(a - 1) - s a^2 q c + s ((1 - a)^2 + a^2 q) / 3,
+
+least at c* = mu, b* = mu, a* = 1 / (1 + q), where (`lone_feature_offset_optimum`)
+
+    L*_c = sigma^2 q / (1 + q) = L* (u + q) / (1 + q):
+
+the gain's noise then falls on the input's variance instead of its second
+moment, and the offset saves the fraction (1 - u) / (1 + q) of the loss,
+3 s / 4 for small q. In one unit (k = 1) G is 0 or exactly 1 at the optimum,
+so nothing clips and L*_c = p sigma^2 is the ReLU model's loss: the
+dropped feature is read as its mean, the kept one exactly. In k > 1 units G
+can exceed 1 and the output of an inactive feature, mu (1 - G), then goes
+negative; the ReLU clips it towards its target 0, so L*_c bounds the ReLU
+model's loss at (a*, b*, c*) from above.
 """
 
 from __future__ import annotations
@@ -94,3 +115,33 @@ def sparse_limit(p, k=1):
     if np.any((p < 0) | (p >= 1)) or np.any(k < 1):
         raise ValueError("need 0 <= p < 1 and k >= 1")
     return p / (3 * (k - (k - 1) * p))
+
+
+@dataclass(frozen=True)
+class OffsetLoneFeature:
+    """The optimum of one feature spread evenly over k units with a constant offset -c w in those units
+    (arrays broadcast over the inputs): y = ReLU(b + G (x - c))."""
+
+    norm_squared: np.ndarray  # a* = 1 / (1 + q)
+    bias: np.ndarray  # b* = mu
+    offset: np.ndarray  # c* = mu
+    loss: np.ndarray  # L*_c = sigma^2 q / (1 + q), importance 1 (exact in one unit, an upper bound in k > 1)
+    noise: np.ndarray  # q
+
+
+def offset_loss(a, b, c, density, p, k):
+    """L(a, b, c) with the hidden offset, where nothing clips, importance 1."""
+    a, b, c, s = (np.asarray(v, float) for v in (a, b, c, density))
+    q = np.asarray(p, float) / (np.asarray(k, float) * (1 - np.asarray(p, float)))
+    beta = b - a * c
+    return beta**2 + a**2 * q * c**2 + s * (beta * (a - 1) - a**2 * q * c) + s * ((1 - a) ** 2 + a**2 * q) / 3
+
+
+def lone_feature_offset_optimum(density, p, k=1) -> OffsetLoneFeature:
+    """a*, b*, c*, L*_c with the hidden offset for density s in (0, 1], dropout p in [0, 1), k >= 1 units."""
+    s, p, k = np.asarray(density, float), np.asarray(p, float), np.asarray(k, float)
+    if np.any((s <= 0) | (s > 1)) or np.any((p < 0) | (p >= 1)) or np.any(k < 1):
+        raise ValueError("need 0 < density <= 1, 0 <= p < 1 and k >= 1")
+    q = p / (k * (1 - p))
+    a, mu = 1 / (1 + q), s / 2
+    return OffsetLoneFeature(a, mu, mu, offset_loss(a, mu, mu, s, p, k), q)
