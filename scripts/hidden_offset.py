@@ -2,7 +2,8 @@
 working as a bias of the hidden layer?
 
     python scripts/hidden_offset.py [--decay 0.7] [--p 0.15] [--density 0.3684 ...] [--seeds 12]
-                                    [--steps 10000] [--samples 2000000] [--out runs/hidden_offset.nc]
+                                    [--steps 10000] [--samples 2000000] [--tail-starts 4]
+                                    [--out runs/hidden_offset.nc]
 
 The model x' = ReLU(W^T D W x / (1 - p) + b) has a bias on its outputs only.
 Under dropout an offset c in the hidden layer would be worth having: it
@@ -30,6 +31,12 @@ stream of samples three ways:
   through the dropout mask;
 - the same offset added after the mask (not dropped): a constant bias of
   the outputs, which b already provides.
+
+Beside them, theory.tail_offset's structure fitted from --tail-starts random
+starts (the --head most important features free, the rest along one shared
+direction, with a norm each or one norm for all; sampled loss, re-scored by
+Monte Carlo), scored the same three ways: if it reaches the search's loss,
+it is the optimum's shape, named with a few parameters.
 
 If the second is as low as the first and the third is not, the unrepresented
 features work as a hidden-layer bias that dropout modulates. What it is for:
@@ -59,8 +66,12 @@ from theory.composite import ignore_loss
 from theory.diagram import SEARCH_REPRESENTED
 from theory.montecarlo import monte_carlo_loss
 from theory.storage import save_dataset
+from theory.tail_offset import minimize_tail_offset
 
 VARIANTS = ("as it is", "unrepresented inputs at their mean", "that offset not dropped")
+#: theory.tail_offset's structure, each name with its equal_tail: the features past the head along one
+#: direction with a norm each, or with one norm for all.
+STRUCTURES = {"head + one tail direction": False, "head + one tail direction, one norm": True}
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,12 @@ def main() -> None:
         "--head", type=int, default=6, help="features fitted free on the exact loss [default: 6]"
     )
     parser.add_argument("--samples", type=int, default=2_000_000, help="samples of each score [default: 2e6]")
+    parser.add_argument(
+        "--tail-starts",
+        type=int,
+        default=4,
+        help="random starts of the head + one tail direction structure [default: 4]",
+    )
     parser.add_argument("--out", default="runs/hidden_offset.nc")
     args = parser.parse_args()
     cells = [at_density(args, density) for density in args.density]
@@ -162,13 +179,18 @@ def at_density(args, density: float) -> xr.Dataset:
     tail = float((importance[k:] * ignore_loss(np.full(n - k, density))).sum())
     free_loss = minimize_loss(head, n_starts=8).loss + tail
 
+    print(f"   the structure: {k} free columns and the rest along one direction, from random starts")
+    structures = {
+        name: minimize_tail_offset(setup, k, random_starts=args.tail_starts, equal_tail=equal, seed=4)
+        for name, equal in STRUCTURES.items()
+    }
     models = {
         "best trained": (trained.W[best], trained.b[best]),
         "theory's search": (
             theory.search_W[cell].transpose("hidden", "feature").values,
             theory.search_b[cell].values,
         ),
-    }
+    } | {name: (fit.W, fit.b) for name, fit in structures.items()}
     looks = {
         name: metrics.hidden_offset(W, setup.density, SEARCH_REPRESENTED) for name, (W, _) in models.items()
     }
@@ -195,6 +217,12 @@ def at_density(args, density: float) -> xr.Dataset:
             "family_loss": ((), family_loss, {"description": "composite family's optimum (exact)"}),
             "family_composite": ((), str(theory.composite[cell].values)),
             "search_loss": ((), float(theory.search_loss[cell]), {"description": "its own Monte Carlo"}),
+            "structure_loss": (
+                "structure",
+                [fit.monte_carlo for fit in structures.values()],
+                {"description": "theory.tail_offset's fit from random starts: its own Monte Carlo"},
+            ),
+            "structure_stderr": ("structure", [fit.monte_carlo_stderr for fit in structures.values()]),
             "free_head_loss": (
                 (),
                 free_loss,
@@ -224,7 +252,13 @@ def at_density(args, density: float) -> xr.Dataset:
             "W": (("model", "hidden", "feature"), np.stack([models[x][0] for x in names])),
             "b": (("model", "feature"), np.stack([models[x][1] for x in names])),
         },
-        coords={"model": names, "variant": list(VARIANTS), "feature": np.arange(n), "hidden": np.arange(m)},
+        coords={
+            "model": names,
+            "variant": list(VARIANTS),
+            "structure": list(STRUCTURES),
+            "feature": np.arange(n),
+            "hidden": np.arange(m),
+        },
     )
     trained_loss = float(scores.mean[best])
     print(
@@ -234,6 +268,12 @@ def at_density(args, density: float) -> xr.Dataset:
         f"{free_loss:.5f} "
         f"(trained / that {trained_loss / free_loss:.4f})"
     )
+    for name, fit in structures.items():
+        print(
+            f"{name} ({k} free): {fit.monte_carlo:.5f} +- {fit.monte_carlo_stderr:.5f} (over the "
+            f"search's {fit.monte_carlo / float(ds.search_loss):.4f}, over trained "
+            f"{fit.monte_carlo / trained_loss:.4f})"
+        )
     for name in names:
         look = looks[name]
         rest, kept = look.unrepresented, ~look.unrepresented
