@@ -190,8 +190,9 @@ class HiddenOffset:
     NaN with fewer than two); offset: (m,) c = sum_j w_j density_j / 2 over them; centred: (n,) for each
     represented feature i, the fraction of its mean input density_i / 2 that c removes along its
     column, a_i / (density_i / 2) with a_i = -w_i . c / |w_i|^2 (NaN for the unrepresented). Under
-    dropout output i receives w_i . D c / (1 - p), whose mean is (1 - p) w_i . c / (1 - p): on average
-    the hidden layer carries x_i - a_i along w_i, and the mask multiplies that, not x_i.
+    dropout output i receives w_i . D c / (1 - p), of mean w_i . c, beside the signal
+    w_i . D w_i x_i / (1 - p) of mean |w_i|^2 x_i: on average the hidden layer carries x_i - a_i along
+    w_i, and the mask multiplies that, not x_i.
     """
 
     unrepresented: np.ndarray
