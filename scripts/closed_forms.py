@@ -61,8 +61,9 @@ def main() -> None:
             used[idx] = w2.sum() ** 2 / (w2**2).sum() if w2.sum() > 1e-12 else 0.0
             estimate = monte_carlo_loss(setup, W, b, n_samples=args.samples, seed=1 + idx[0] * 1000 + idx[1])
             mc[idx], mc_err[idx] = estimate.mean, estimate.stderr
+            gain, bias, shift = (float(v[idx]) for v in (offset.norm_squared, offset.bias, offset.offset))
             offset_mc[idx], offset_err[idx] = offset_monte_carlo(
-                lone_feature_offset_optimum(s, p, k), s, p, k, args.samples, seed=2 + idx[0] * 1000 + idx[1]
+                gain, bias, shift, s, p, k, args.samples, seed=2 + idx[0] * 1000 + idx[1]
             )
             progress.update(1)
     dims = ("p", "density", "k")
@@ -130,12 +131,14 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
-def offset_monte_carlo(opt, density: float, p: float, k: int, n: int, seed: int) -> tuple[float, float]:
-    """The loss of y = ReLU(b + G (x - c)) at the offset optimum `opt` on n samples: mean, stderr."""
+def offset_monte_carlo(
+    a: float, b: float, c: float, density: float, p: float, k: int, n: int, seed: int
+) -> tuple[float, float]:
+    """The loss of y = ReLU(b + G (x - c)), E[G] = a, on n samples: mean, stderr."""
     rng = np.random.default_rng(seed)
     x = rng.random(n) * (rng.random(n) < density)
-    gain = float(opt.norm_squared) / k * rng.binomial(k, 1 - p, n) / (1 - p)
-    err = (np.maximum(float(opt.bias) + gain * (x - float(opt.offset)), 0.0) - x) ** 2
+    gain = a / k * rng.binomial(k, 1 - p, n) / (1 - p)
+    err = (np.maximum(b + gain * (x - c), 0.0) - x) ** 2
     return float(err.mean()), float(err.std() / np.sqrt(n))
 
 
