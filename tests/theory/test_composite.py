@@ -78,6 +78,7 @@ def test_three_in_two_matches_the_catalogue_where_it_has_the_same_geometries():
         np.testing.assert_allclose(found[where], expected[where], rtol=1e-6, err_msg=ours)
 
 
+@pytest.mark.slow  # 10-12 s: the default suite stays under five minutes from empty caches
 def test_twenty_in_five_against_monte_carlo():
     """The composites fitted on the exact loss at n = 20, summed over blocks, against Monte Carlo and the
     rigorous bracket of the assembled model (the demicube's and the prism's, fitted by Monte Carlo, are

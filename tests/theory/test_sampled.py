@@ -104,6 +104,7 @@ def test_sampled_search_rejects_bad_input():
         SampledLoss.draw(Setup(3, 2, sparsity=1.0))
 
 
+@pytest.mark.slow  # 10-12 s: the default suite stays under five minutes from empty caches
 def test_search_takes_the_optimum_only_where_it_beats_the_candidates():
     """A diagram whose only candidates are poor (ignore every feature, or dedicate one): the search beats
     them wherever it runs, and W, b, optimal_loss and the metrics become its end point's; with the
