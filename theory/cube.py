@@ -158,8 +158,11 @@ def _moment(offset: torch.Tensor, coef: torch.Tensor, q: int) -> torch.Tensor:
         half = 2**d
         divided = (value[..., half:] - value[..., :half]) / ((order + 1) * safe_pivot)
         hi = o + suffix[..., d : d + 1]
+        # A straddling node whose whole range (suffix) is below ZERO_SCALE is 0 as well (its value below
+        # ZERO_SCALE^(q + d), its derivatives below (q + d) ZERO_SCALE^(q + d - 1), d >= 1): several tiny
+        # pivots in a row would otherwise chain divisions by each into derivatives that overflow (0 * inf).
         value = torch.where(
-            (hi <= 0) | ((o < 0) & (pivot <= TINY_PIVOT)),
+            (hi <= 0) | ((o < 0) & ((pivot <= TINY_PIVOT) | (suffix[..., d : d + 1] <= ZERO_SCALE))),
             torch.zeros_like(o),
             torch.where(o >= 0, polynomial, divided),
         )

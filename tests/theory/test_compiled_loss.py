@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 
 from theory import InputError, Setup, expected_loss, expected_loss_and_grad, expected_loss_bounds
 from theory.compiled_loss import (
@@ -67,6 +67,13 @@ def test_bad_input_is_one_clear_error():
 
 @settings(max_examples=150)
 @given(problems(setup_strategy=setups((1, 4), (1, 3), groups=True)))
+@example(  # three pivots of 1.7e-108 in a row: the reference's derivatives once chained 1 / pivot^3 (NaN)
+    (
+        Setup(4, 1, sparsity=0.0),
+        np.array([[1.0, 1.68143656e-108, 1.68143656e-108, 1.68143656e-108]]),
+        np.array([-1.68143656e-108, 0.0, 0.0, 0.0]),
+    )
+)
 def test_compiled_gradient_is_the_exact_gradient_on_the_hard_cases(problem):
     setup, W, b = problem
     reference = expected_loss_and_grad(setup, W, b)
