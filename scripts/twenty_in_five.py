@@ -482,19 +482,16 @@ def optimum_table(theory: xr.Dataset) -> str:
         lines.append(
             f"| {profile(axis, a)} | {p:g} | {1 - s:.3g} | {float(cell.optimal_loss):.5f} | {found} "
             f"| {int(shown.sum())} | {float(cell.dimensions_per_feature):.3f} | {spread:.2f} "
-            f"| {float(angle):.1f} | {factors_and_biases(W, b)} | {offset_cell(W, 1 - s)} |"
+            f"| {float(angle):.1f} | {factors_and_biases(W, b)} | {offset_cell(describe(W, b, 1 - s))} |"
         )
     return "\n".join(lines)
 
 
-def offset_cell(W: np.ndarray, density) -> str:
-    """The hidden offset of one model's unrepresented features at their mean inputs: its norm and the
-    mean fraction of a represented feature's mean input it removes before the mask (metrics.hidden_offset)."""
-    offset = metrics.hidden_offset(W, density, REPRESENTED)
-    shown = ~offset.unrepresented
-    if offset.offset_norm == 0 or not shown.any():
+def offset_cell(look: dict) -> str:
+    """A model's hidden offset (describe's offset_norm and centred) as one Markdown table cell."""
+    if look["offset_norm"] == 0 or not look["represented"]:
         return "none"
-    return f"{offset.offset_norm:.3f}; {float(offset.centred[shown].mean()):.0%}"
+    return f"{look['offset_norm']:.3f}; {look['centred']:.0%}"
 
 
 def structure_figure(runs: xr.Dataset, path: Path, densities=(1.0, 0.264, 0.05)) -> None:
