@@ -39,6 +39,14 @@ clips (theory.linear_regime: its loss in closed form, an upper bound on the
 ReLU model's, minimised over all of W), scored on the trained models'
 samples beside the family's: at density one it is the trained optimum.
 
+Where theory's search is the optimum, theory.tail_offset.search_structures
+fits the structure of a free head (the features the search represents) and
+every other feature along one direction, from the search's end point and on
+its samples: OUT/head_and_tail.nc and OUT/head_and_tail.md (per cell the
+structure's loss over the search's, with a norm per tail feature and with
+one norm, and the search's hidden offset). A ratio of 1 where that offset is
+not near zero says the search's optimum has that shape.
+
 Writes OUT/comparison.nc (every number above per cell, with the config),
 OUT/comparison.md (the table) and OUT/comparison.png (ratio against
 density per p, one panel per importance profile). Also (alone with
@@ -76,6 +84,7 @@ from theory.diagram import completeness, phase_diagram  # noqa: E402
 from theory.linear_regime import linear_optimum  # noqa: E402
 from theory.phase_plots import importance_axis  # noqa: E402
 from theory.storage import save_dataset, save_text  # noqa: E402
+from theory.tail_offset import TAILS, search_structures  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REPRESENTED = 0.5  # a feature is represented when ||W_i|| exceeds this
@@ -487,6 +496,46 @@ def optimum_table(theory: xr.Dataset) -> str:
     return "\n".join(lines)
 
 
+def head_and_tail_table(ds: xr.Dataset) -> str:
+    """theory.tail_offset.search_structures' fits: one row per fitted cell (the search's loss, the
+    structure's over it with each tail, the search's hidden offset; "quiet" below the Dataset's
+    quiet_offset), and per p the greatest ratio where the tail does work."""
+    quiet_offset = ds.attrs["quiet_offset"]
+    axis = next(d for d in ds.search_loss.dims if d not in ("p", "sparsity"))
+    lines = [
+        "| p | importance | density | head | search | structure / search: a norm each; one norm (se of a "
+        "score) | hidden offset |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    rows = ds.stack(cell=ds.search_loss.dims).where(lambda d: d.head_size >= 0, drop=True)
+    if not rows.cell.size:
+        return "\n".join([*lines, "", "- no cell where the search is the optimum (or no search)"])
+    for c in rows.cell:
+        row = rows.sel(cell=c)
+        ratios = (
+            "; ".join(f"{float(row.ratio.sel(tail=t)):.4f}" for t in TAILS)
+            + f" ({float(row.structure_stderr.max() / row.search_loss):.4f})"
+        )
+        density = float(row.density) if "density" in row.coords else 1 - float(row.sparsity)
+        quiet = " (quiet)" if float(row.offset_norm) < quiet_offset else ""
+        lines.append(
+            f"| {float(row.p):g} | {profile(axis, row[axis].item())} | {density:.3g} | {int(row.head_size)} "
+            f"| {float(row.search_loss):.5f} | {ratios} | {float(row.offset_norm):.3f}{quiet} |"
+        )
+    lines.append("")
+    for p in np.unique(rows.p.values):
+        at = rows.where((rows.p == p) & (rows.offset_norm >= quiet_offset), drop=True)
+        if not at.cell.size:
+            lines.append(f"- p = {p:g}: no fitted cell with a hidden offset of norm >= {quiet_offset}")
+            continue
+        worst = ", ".join(f"{t} {float(at.ratio.sel(tail=t).max()):.4f}" for t in TAILS)
+        lines.append(
+            f"- p = {p:g}: at the {at.cell.size} cells with a hidden offset of norm >= {quiet_offset}, "
+            f"structure / search at most: {worst}"
+        )
+    return "\n".join(lines)
+
+
 def offset_cell(look: dict) -> str:
     """A model's hidden offset (describe's offset_norm and centred) as one Markdown table cell."""
     if look["offset_norm"] == 0 or not look["represented"]:
@@ -658,6 +707,12 @@ def main():
     save_dataset(theory, out / "theory.nc")
     save_text(optimum_table(theory) + "\n", out / "optimum.md")
     print(f"wrote {out / 'theory.nc'} and {out / 'optimum.md'} (what theory's optimum is, cell by cell)")
+    wins = int(theory.search_wins.sum()) if "search_wins" in theory else 0
+    print(f"== the head + one tail direction structure at the {wins} cells where the search is the optimum")
+    structures = search_structures(theory, progress=True).assign_attrs(config=json.dumps(config.to_dict()))
+    save_dataset(structures, out / "head_and_tail.nc")
+    save_text(head_and_tail_table(structures) + "\n", out / "head_and_tail.md")
+    print(f"wrote {out / 'head_and_tail.nc'} and {out / 'head_and_tail.md'}")
     print(f"== scoring the best seed of each cell on {args.samples} fresh samples")
     ds = compare(config, runs, theory, args.samples)
     if args.bracket:

@@ -199,7 +199,7 @@ def search_optimum(
             loss[k, a, i], stderr[k, a, i] = family[k, a, i], 0.0
             bar.update()
             return
-        cell = (k * A + a) * D + i
+        cell = flat_cell(grid, k, a, i)
         random_W, random_b = xavier_starts(setup, random, seed + cell)
         starts = (
             np.concatenate([np.stack([w for w, _ in warm]), random_W]),
@@ -259,6 +259,13 @@ def search_optimum(
     for name, variable in optimum_variables(grid, best_W, best_b, SEARCH_REPRESENTED).items():
         out[name] = variable
     return out
+
+
+def flat_cell(grid: Grid, k: int, a: int, i: int) -> int:
+    """The flat index of the cell at p index k, importance index a and sparsity index i: search_optimum
+    draws that cell's samples with its seed + this (the search sample, the polish's, the Monte Carlo
+    stream)."""
+    return (k * len(grid.labels) + a) * len(grid.sparsity) + i
 
 
 def _winners(fits: Fits, phase: np.ndarray, m: int, n: int):

@@ -5,6 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
+
+from theory.tail_offset import TAILS
 
 _PATH = Path(__file__).resolve().parents[2] / "scripts" / "twenty_in_five.py"
 _SPEC = importlib.util.spec_from_file_location("twenty_in_five", _PATH)
@@ -67,3 +70,35 @@ def test_aligning_rotation_puts_each_factor_back_on_its_own_neurons():
     simplex = np.eye(5) - 1 / 5
     full = np.linalg.svd(simplex)[2][:4] @ simplex.T
     assert rotation_script.aligning_rotation(full, metrics.tegum_factors(full)) is None
+
+
+def test_the_head_and_tail_table_has_a_row_per_fitted_cell_and_the_worst_ratio_where_the_tail_works():
+    dims = ("p", "importance_decay", "sparsity")
+    head = np.full((2, 1, 3), -1)
+    head[1, 0] = [5, 6, 9]  # three fitted cells at p = 0.4, the sparsest one quiet
+    ratio = np.full((2, 1, 3, 2), np.nan)
+    ratio[1, 0] = [[1.0012, 1.0031], [1.0005, 1.0040], [1.02, 1.03]]
+    ds = xr.Dataset(
+        {
+            "search_loss": (dims, np.full((2, 1, 3), 0.1)),
+            "structure_stderr": (dims + ("tail",), np.full((2, 1, 3, 2), 1e-5)),
+            "ratio": (dims + ("tail",), ratio),
+            "head_size": (dims, head),
+            "offset_norm": (dims, np.array([[[0.0, 0.0, 0.0]], [[0.7, 0.3, 0.01]]])),
+        },
+        coords={"p": [0.0, 0.4], "importance_decay": [0.7], "sparsity": [0.0, 0.5, 0.9], "tail": list(TAILS)},
+        attrs={"quiet_offset": 0.05},
+    )
+    text = script.head_and_tail_table(ds)
+    rows = [line for line in text.splitlines() if line.startswith("| 0.4")]
+    assert rows == [
+        "| 0.4 | importance 0.7**i | 1 | 5 | 0.10000 | 1.0012; 1.0031 (0.0001) | 0.700 |",
+        "| 0.4 | importance 0.7**i | 0.5 | 6 | 0.10000 | 1.0005; 1.0040 (0.0001) | 0.300 |",
+        "| 0.4 | importance 0.7**i | 0.1 | 9 | 0.10000 | 1.0200; 1.0300 (0.0001) | 0.010 (quiet) |",
+    ], text
+    assert (
+        "- p = 0.4: at the 2 cells with a hidden offset of norm >= 0.05, structure / search at most: "
+        "a norm each 1.0012, one norm 1.0040" in text
+    )
+    empty = script.head_and_tail_table(ds.assign(head_size=ds.head_size * 0 - 1))
+    assert "no cell where the search is the optimum" in empty
