@@ -214,8 +214,8 @@ def search_structures(diagram: xr.Dataset, progress=None, options: dict | None =
 
     Returns a Dataset over the diagram's dims: search_loss, structure_loss and structure_stderr (dim
     tail), ratio, head_size (-1: no fit), the end point's offset_norm (theory.metrics.hidden_offset),
-    structure_W, structure_b; NaN where the search does not win. options: L-BFGS-B's (default
-    theory.sampled.OPTIONS)."""
+    structure_W, structure_b; every variable but search_loss NaN (head_size -1) where the search
+    does not win. options: L-BFGS-B's (default theory.sampled.OPTIONS)."""
     grid = grid_of(diagram)
     dims = diagram.optimal_loss.dims
     P, A, D = len(grid.p), len(grid.labels), len(grid.sparsity)
@@ -243,7 +243,7 @@ def search_structures(diagram: xr.Dataset, progress=None, options: dict | None =
             seed = flat_cell(grid, k, a, i)  # the search's samples and Monte Carlo stream at the cell
             for t, equal in enumerate(TAILS.values()):
                 fit = minimize_tail_offset(
-                    setup, features, [start], random_starts=0, equal_tail=equal, seed=seed
+                    setup, features, [start], random_starts=0, equal_tail=equal, seed=seed, options=options
                 )
                 loss[k, a, i, t], stderr[k, a, i, t] = fit.monte_carlo, fit.monte_carlo_stderr
                 W[k, a, i, t], b[k, a, i, t] = fit.W, fit.b
@@ -263,7 +263,7 @@ def search_structures(diagram: xr.Dataset, progress=None, options: dict | None =
                     "head = its represented features; Monte Carlo on the search's stream (NaN: the "
                     "search does not win)"
                 },
-            ),  # fmt: skip
+            ),
             "structure_stderr": (dims + ("tail",), stderr.reshape(shape + (T,))),
             "ratio": (
                 dims + ("tail",),
