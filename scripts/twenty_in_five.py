@@ -516,11 +516,11 @@ def head_and_tail_table(ds: xr.Dataset) -> str:
             "; ".join(f"{float(row.ratio.sel(tail=t)):.4f}" for t in TAILS)
             + f" ({float(row.structure_stderr.max() / row.search_loss):.4f})"
         )
-        density = float(row.density) if "density" in row.coords else 1 - float(row.sparsity)
         quiet = " (quiet)" if float(row.offset_norm) < quiet_offset else ""
         lines.append(
-            f"| {float(row.p):g} | {profile(axis, row[axis].item())} | {density:.3g} | {int(row.head_size)} "
-            f"| {float(row.search_loss):.5f} | {ratios} | {float(row.offset_norm):.3f}{quiet} |"
+            f"| {float(row.p):g} | {profile(axis, row[axis].item())} | {float(row.density):.3g} "
+            f"| {int(row.head_size)} | {float(row.search_loss):.5f} | {ratios} "
+            f"| {float(row.offset_norm):.3f}{quiet} |"
         )
     lines.append("")
     for p in np.unique(rows.p.values):

@@ -249,9 +249,7 @@ def search_structures(diagram: xr.Dataset, progress=None, options: dict | None =
                 W[k, a, i, t], b[k, a, i, t] = fit.W, fit.b
                 bar.update()
     shape = diagram.optimal_loss.shape
-    coords = {d: diagram[d] for d in dims} | {"tail": list(TAILS)}
-    if "density" in diagram.coords:
-        coords["density"] = diagram.density
+    coords = {d: diagram[d] for d in dims} | {"tail": list(TAILS), "density": diagram.density}
     return xr.Dataset(
         {
             "search_loss": (dims, search.reshape(shape), {"description": "the search's Monte Carlo loss"}),

@@ -86,7 +86,13 @@ def test_the_head_and_tail_table_has_a_row_per_fitted_cell_and_the_worst_ratio_w
             "head_size": (dims, head),
             "offset_norm": (dims, np.array([[[0.0, 0.0, 0.0]], [[0.7, 0.3, 0.01]]])),
         },
-        coords={"p": [0.0, 0.4], "importance_decay": [0.7], "sparsity": [0.0, 0.5, 0.9], "tail": list(TAILS)},
+        coords={
+            "p": [0.0, 0.4],
+            "importance_decay": [0.7],
+            "sparsity": [0.0, 0.5, 0.9],
+            "density": ("sparsity", [1.0, 0.5, 0.1]),
+            "tail": list(TAILS),
+        },
         attrs={"quiet_offset": 0.05},
     )
     text = script.head_and_tail_table(ds)
