@@ -34,10 +34,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from tms_reference import ReferenceModel, reference_optimize  # noqa: E402
 from worktree import ROOT, checkout  # noqa: E402
 
 from sim import train  # noqa: E402
+from sim.published import ReferenceModel, reference_optimize  # noqa: E402
 from sim.trainer import _Batched, _FlatAdamW  # noqa: E402
 from theory import Setup  # noqa: E402
 from theory.grid import tms_sparsities  # noqa: E402

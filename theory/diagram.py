@@ -173,10 +173,13 @@ def search_optimum(
     cell's own end point and the next sparser cell's, whose end point is kept if it is lower on the
     search's sample and then by Monte Carlo (on the same stream). Under dropout the dense optimum is
     found reliably and carries down to the sparse cells; at low density a random start can find a
-    basin that carries back up.
+    basin that carries back up. Every end point is also tried with its features rearranged, the
+    longest columns given to the most important features (theory.sampled.minimize_sampled): a random
+    start represents a random subset of the features.
 
     Adds `family_loss` (the candidates' best, what `optimal_loss` was), `search_loss` and
-    `search_loss_stderr` (the end point's Monte Carlo loss), `search_W`, `search_b` and `search_wins`;
+    `search_loss_stderr` (the end point's Monte Carlo loss), `search_W`, `search_b`, `search_wins` and
+    `search_rearranged` (the end point came from a rearranged one);
     where it wins, `optimal_loss` becomes `search_loss` and W, b are the end point's. The metrics of the
     optimum are computed again, with a feature represented when its column is longer than
     SEARCH_REPRESENTED.
@@ -190,6 +193,7 @@ def search_optimum(
     family = ds.optimal_loss.values.reshape(P, A, D)
     W, b = np.empty((P, A, D, m, n)), np.empty((P, A, D, n))
     loss, stderr = np.empty((P, A, D)), np.empty((P, A, D))
+    moved = np.zeros((P, A, D), dtype=bool)
     order = np.argsort(grid.density)[::-1]  # dense first
 
     def search(k, a, i, warm, random, improve=False):
@@ -210,6 +214,7 @@ def search_optimum(
         if found is not None and (not improve or found.monte_carlo < loss[k, a, i]):
             W[k, a, i], b[k, a, i] = found.W, found.b
             loss[k, a, i], stderr[k, a, i] = found.monte_carlo, found.monte_carlo_stderr
+            moved[k, a, i] = found.rearranged
         bar.update()
 
     show = Progress.switch(progress)  # a bar of its own
@@ -243,6 +248,12 @@ def search_optimum(
          "(theory.montecarlo, samples apart from the search's)", "samples": RESCORE_SAMPLES},
     )  # fmt: skip
     out["search_loss_stderr"] = (dims, stderr.reshape(shape), {"description": "its standard error"})
+    out["search_rearranged"] = (
+        dims,
+        moved.reshape(shape),
+        {"description": "the search's end point came from an end point with its features rearranged "
+         "(theory.sampled.rearranged: the longest columns to the most important features)"},
+    )  # fmt: skip
     out["search_W"] = (dims + ("hidden", "feature"), W.reshape(shape + (m, n)))
     out["search_b"] = (dims + ("feature",), b.reshape(shape + (n,)))
     out["search_wins"] = (

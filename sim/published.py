@@ -1,10 +1,12 @@
-"""The published TMS notebook's training loop, kept as the speed baseline.
+"""The published TMS notebook's training loop, kept as a yardstick and an independent check.
 
 Faithful to the notebook (Anthropic, "Toy Models of Superposition"): W of
 shape (instances, features, hidden), xavier_normal_, einsum forward, two
 torch.rand calls per batch, autograd, AdamW, constant lr, loss =
 mean over batch and features summed over instances; plus F.dropout on the
-hidden layer, as in the dropout study. Not used by the library.
+hidden layer, as in the dropout study. The library's trainers share none of
+it: benchmarks/trainer_speed.py times them against it, and
+scripts/independent_check.py trains with it to check theory's optimum.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class ReferenceModel(nn.Module):
         )
 
 
-def reference_optimize(model: ReferenceModel, n_batch=1024, steps=10_000, lr=1e-3):
+def reference_optimize(model: ReferenceModel, n_batch=1024, steps=10_000, lr=1e-3, on_step=None):
+    """Train model in place; on_step (optional) is called after every step. Returns the last loss."""
     opt = torch.optim.AdamW(list(model.parameters()), lr=lr)
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
@@ -51,4 +54,6 @@ def reference_optimize(model: ReferenceModel, n_batch=1024, steps=10_000, lr=1e-
         loss = error.mean(dim=(0, 2)).sum()  # einops.reduce(error, 'b i f -> i', 'mean').sum()
         loss.backward()
         opt.step()
+        if on_step is not None:
+            on_step()
     return loss.item()
