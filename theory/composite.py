@@ -6,10 +6,12 @@ its block's features and the dropout masks of its block's neurons, which are
 independent of everything else, so the expectation over the rest integrates
 out. An ignored feature costs I_i Var(x_i) = I_i (s/3 - s^2/4) (bias at its
 mean s/2, s the density). And the loss is linear in the importances, so a
-block on features f..f+k-1 with importance decay**i costs decay**f times the
-same block on features 0..k-1 (its optimum unchanged).
-
-So one fit per block shape gives every composite of every size:
+block on features f..f+k-1 costs I_f times the same block with the
+importances I_{f+i} / I_f on features 0..k-1 (its optimum unchanged): where
+importance is c * decay**i, that profile is decay**i wherever the block sits,
+and one fit per block shape gives every composite of every size; for any
+other profile (non-increasing) each shape is fitted at every place an
+arrangement puts it (block_profiles), several times the work.
 
 - shapes: dedicated (1 feature, 1 neuron); pair (2 on 1: antipodal or
   same-sign); turned pair (2 on 2: a two-vertex polygon, own norms and
@@ -31,8 +33,8 @@ So one fit per block shape gives every composite of every size:
   prism at density <= 0.1 only, and screened: where the search's loss for
   one ends more than SCREEN above the best composite of the other blocks, it
   is not fitted there nor at the denser cells of that row; each fitted
-  (theory.fits.fit_geometries) on features 0..k-1 (importance decay**i),
-  the best kind per cell kept;
+  (theory.fits.fit_geometries) on features 0..k-1 (importance decay**i, or
+  each profile block_profiles gives), the best kind per cell kept;
 - structures: every multiset of shapes on at most m neurons and n features;
 - arrangements: each structure's blocks in every order, on consecutive
   features from the most important, the rest ignored.
@@ -43,7 +45,7 @@ the blocks of more than 2 neurons are simplices (tetrahedron, 4- and
 5-simplex), the 5-demicube or the simplex prism, no feature spans two blocks, blocks take runs of consecutive
 features in importance order, and the ignored features are the least
 important.
-Importance must be c * decay**i.
+Importance must not increase with the feature's index (c * decay**i, decay in (0, 1], is fitted fastest).
 """
 
 from __future__ import annotations
@@ -206,7 +208,8 @@ def composites(n_features: int, n_hidden: int, max_polygon: int = 5) -> tuple[Co
 
 @dataclass
 class BlockFit:
-    """One shape's best kind per cell (P, A, D) on features 0..k-1: loss, W, b, kind, vertex order."""
+    """One shape's best kind per cell (P, A, D) on features 0..k-1: loss, W, b, kind, vertex order. A: the
+    importance profiles it was fitted at (block_profiles)."""
 
     loss: np.ndarray  # (P, A, D)
     W: np.ndarray  # (P, A, D, neurons, features)
@@ -222,18 +225,18 @@ class BlockFit:
     screened_at: np.ndarray
 
 
-def fit_shape(shape: Shape, decays, density, ps, progress=None, ceiling=None) -> BlockFit:
-    """The shape's kinds fitted over (p, importance decay**i, density) on features 0..k-1; the best kept.
+def fit_shape(shape: Shape, profiles, density, ps, progress=None, ceiling=None) -> BlockFit:
+    """The shape's kinds fitted over (p, importance profile, density) on features 0..k-1; the best kept.
 
-    Every decay is fitted in the same batches (a cell's fit does not depend on the others'). ceiling
-    (p, decay, density): the loss above which a sampled-loss fit is screened (theory.sampled_fit)."""
+    profiles (A, k): the importances of its features, one row per profile. Every profile is fitted in
+    the same batches (a cell's fit does not depend on the others'). ceiling (p, profile, density): the
+    loss above which a sampled-loss fit is screened (theory.sampled_fit)."""
     geometries = shape.geometries()
     k = shape.features
-    setups = np.empty((len(ps), len(decays), len(density)), dtype=object)
+    profiles = np.asarray(profiles, dtype=float).reshape(-1, k)
+    setups = np.empty((len(ps), len(profiles), len(density)), dtype=object)
     for q, a, i in np.ndindex(*setups.shape):
-        setups[q, a, i] = Setup(
-            k, shape.neurons, sparsity=1 - density[i], importance=decays[a] ** np.arange(k), p=ps[q]
-        )
+        setups[q, a, i] = Setup(k, shape.neurons, sparsity=1 - density[i], importance=profiles[a], p=ps[q])
     fits = fit_geometries(geometries, setups, progress, ceiling)
     best = rank(fits.loss, [len(g.parameters()) for g in geometries]).phase
     cells = best.size
@@ -275,22 +278,54 @@ def ignore_loss(density: np.ndarray) -> np.ndarray:
     return density / 3 - density**2 / 4
 
 
-def geometric_decay(importance) -> float:
-    """decay when importance is c * decay**i (c > 0); else an InputError."""
+def geometric_decay(importance) -> float | None:
+    """decay when importance is c * decay**i (c > 0, decay in (0, 1]); None for any other profile that
+    does not increase with the feature's index; else an InputError (composites put blocks on runs of
+    features from the first, the most important, and ignore the last)."""
     importance = np.asarray(importance, dtype=float)
-    decay = importance[1] / importance[0] if len(importance) > 1 and importance[0] > 0 else 1.0
-    if importance[0] <= 0 or not np.allclose(
-        importance, importance[0] * decay ** np.arange(len(importance)), rtol=1e-12
-    ):
+    if importance[0] <= 0 or (np.diff(importance) > 0).any():
         raise InputError(
-            f"composite candidates need importance c * decay**i (c > 0, decay in (0, 1]); "
-            f"got {list(importance)}"
+            "composite candidates need importances that do not increase with the feature's index, the "
+            f"first positive (order the features by importance); got {[float(v) for v in importance]}"
         )
-    if not 0 < decay <= 1:
-        raise InputError(
-            f"composite candidates need decay in (0, 1]; importance {list(importance)} has {decay:g}"
-        )
-    return float(decay)
+    decay = importance[1] / importance[0] if len(importance) > 1 else 1.0
+    if decay > 0 and np.allclose(importance, importance[0] * decay ** np.arange(len(importance)), rtol=1e-12):
+        return float(decay)
+    return None
+
+
+def block_profiles(candidates, importances) -> tuple[dict[Shape, np.ndarray], dict[Shape, np.ndarray]]:
+    """Where each shape is fitted: profiles[s] (R, k), the importances of its k features relative to its
+    first, one row per profile needed, and slot[s] (A, n), the row for importance vector a with the
+    block's first feature at f (-1: no arrangement puts it there). Importance c * decay**i has one
+    profile, decay**i, wherever a block sits; any other has one per place (the shape fitted again at
+    each)."""
+    n = candidates[0].n_features
+    places = {}
+    for candidate in candidates:
+        for order in candidate.arrangements():
+            first = 0
+            for shape in order:
+                places.setdefault(shape, {0}).add(first)
+                first += shape.features
+    profiles, slot = {}, {}
+    for shape, firsts in places.items():
+        k = shape.features
+        rows: dict[tuple, int] = {}
+        slot[shape] = np.full((len(importances), n), -1)
+        for a, importance in enumerate(importances):
+            importance = np.asarray(importance, dtype=float)
+            decay = geometric_decay(importance)
+            for f in sorted(firsts):
+                if decay is not None:
+                    row = decay ** np.arange(k)
+                elif importance[f] > 0:
+                    row = importance[f : f + k] / importance[f]
+                else:  # a block on features of importance 0 costs 0 whatever it is fitted at
+                    row = np.ones(k)
+                slot[shape][a, f] = rows.setdefault(tuple(row), len(rows))
+        profiles[shape] = np.array(list(rows), dtype=float).reshape(-1, k)
+    return profiles, slot
 
 
 def fit(candidates: list[Composite], setups: np.ndarray, progress=None, screen: float = SCREEN) -> Fits:
@@ -315,31 +350,32 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None, screen: 
     # a sampled-loss fit costs a hundred exact ones or more: it reports on a bar of its own, after the rest
     sampled = [s for s in options if any(fitted_on(g) == "sampled loss" for g in s.geometries())]
     exact = [s for s in options if s not in sampled]
-    per_row = sum(
-        exact_fit.passes(D) if fitted_on(g) == "exact loss" else D for s in exact for g in s.geometries()
-    )
     importances = [np.asarray(grid[0, a, 0].importance) for a in range(A)]
-    decays = [geometric_decay(importance) for importance in importances]
-    with Progress.of(progress, A * P * per_row, "block fits", "cell") as bar:
-        fitted = {s: fit_shape(s, decays, density, ps, bar) for s in exact}
+    profiles, slot = block_profiles(candidates, importances)
+    rows = sum(len(profiles[s]) * (exact_fit.passes(D) if fitted_on(g) == "exact loss" else D)
+               for s in exact for g in s.geometries())  # fmt: skip
+    with Progress.of(progress, P * rows, "block fits", "cell") as bar:
+        fitted = {s: fit_shape(s, profiles[s], density, ps, bar) for s in exact}
     ignored = [_ignored_tail(importance, density) for importance in importances]
     without = [c for c in candidates if all(s in fitted for s in c.shapes)]
-    best_exact = np.nanmin(_best_arrangements(without, fitted, importances, ignored, (P, D))[0], -1)
+    best_exact = np.nanmin(_best_arrangements(without, fitted, slot, importances, ignored, (P, D))[0], -1)
     show = Progress.switch(progress)
     for s in sampled:
-        ceiling = np.full((P, A, D), np.inf)
+        ceiling = np.full((P, len(profiles[s]), D), np.inf)
         if s.neurons == m:  # its only composites: the block on features 0..k-1, the rest ignored
             for a, importance in enumerate(importances):
-                ceiling[:, a] = ((1 + screen) * best_exact[:, a] - ignored[a][s.features]) / importance[0]
-        fitted[s] = fit_shape(s, decays, density, ps, show, ceiling)
-    loss, arrangement = _best_arrangements(candidates, fitted, importances, ignored, (P, D))
+                ceiling[:, slot[s][a, 0]] = (
+                    (1 + screen) * best_exact[:, a] - ignored[a][s.features]
+                ) / importance[0]
+        fitted[s] = fit_shape(s, profiles[s], density, ps, show, ceiling)
+    loss, arrangement = _best_arrangements(candidates, fitted, slot, importances, ignored, (P, D))
     loss[np.isinf(loss)] = np.nan  # a block not fitted: a sampled kind above its densest cell, or screened
 
     def assemble(j: int, flat_cells: np.ndarray):
         out = []
         for cell in flat_cells:
             k, a, i = np.unravel_index(cell, (P, A, D))
-            out.append(_assemble(arrangement[k, a, i, j], fitted, (k, a, i), (m, n), density[i]))
+            out.append(_assemble(arrangement[k, a, i, j], fitted, slot, (k, a, i), (m, n), density[i]))
         return out
 
     def solution(j, flat_cells):
@@ -352,8 +388,11 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None, screen: 
         return [text for _, _, text in assemble(j, flat_cells)]
 
     lead = setups.shape[1:-1]
-    block_loss = np.stack([fitted[s].loss for s in options])
-    block_kind = np.stack([fitted[s].kind for s in options])
+    def first(s: Shape, values: np.ndarray) -> np.ndarray:  # (P, A, D): the shape on features 0..k-1
+        return values[:, slot[s][:, 0]]
+
+    block_loss = np.stack([first(s, fitted[s].loss) for s in options])
+    block_kind = np.stack([first(s, fitted[s].kind) for s in options])
     shaped = (len(options), P, *lead, D)
     return Fits(
         loss=loss.reshape(setups.shape + (len(candidates),)),
@@ -370,7 +409,7 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None, screen: 
             **{
                 f"block_loss_{key}": (
                     ("shape",),
-                    np.stack([getattr(fitted[s], key) for s in options]).reshape(shaped),
+                    np.stack([first(s, getattr(fitted[s], key)) for s in options]).reshape(shaped),
                     {"description": text},
                 )
                 for key, text in (
@@ -381,7 +420,7 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None, screen: 
             },
             "block_loss_screened_at": (
                 ("shape",),
-                np.stack([fitted[s].screened_at for s in options]).reshape(shaped),
+                np.stack([first(s, fitted[s].screened_at) for s in options]).reshape(shaped),
                 {
                     "description": "where a sampled-loss fit was screened (its composite more than "
                     "`screen` above the best composite of the blocks fitted on the exact loss; it and the "
@@ -402,9 +441,10 @@ def _ignored_tail(importance: np.ndarray, density: np.ndarray) -> np.ndarray:
     return np.concatenate([np.cumsum(ignored[::-1], 0)[::-1], np.zeros_like(ignored[:1])])
 
 
-def _best_arrangements(candidates, fitted: dict[Shape, BlockFit], importances, tails, cells):
+def _best_arrangements(candidates, fitted: dict[Shape, BlockFit], slot, importances, tails, cells):
     """Each candidate's least loss over its arrangements, (P, A, D, C) (inf where a block is not
-    fitted), and that arrangement; tails: _ignored_tail per importance, cells: (P, D)."""
+    fitted), and that arrangement; slot: block_profiles', tails: _ignored_tail per importance, cells:
+    (P, D)."""
     P, D = cells
     A = len(importances)
     loss = np.full((P, A, D, len(candidates)), np.inf)
@@ -414,7 +454,7 @@ def _best_arrangements(candidates, fitted: dict[Shape, BlockFit], importances, t
             for order in candidate.arrangements():
                 total, first = np.zeros((P, D)), 0
                 for s in order:
-                    total = total + importance[first] * fitted[s].loss[:, a]
+                    total = total + importance[first] * fitted[s].loss[:, slot[s][a, first]]
                     first += s.features
                 total = total + tails[a][first]
                 better = total < loss[:, a, :, c]
@@ -424,15 +464,19 @@ def _best_arrangements(candidates, fitted: dict[Shape, BlockFit], importances, t
     return loss, arrangement
 
 
-def _assemble(arrangement, fitted: dict[Shape, BlockFit], index, shape: tuple[int, int], density: float):
+def _assemble(
+    arrangement, fitted: dict[Shape, BlockFit], slot, cell, shape: tuple[int, int], density: float
+):
     """The composite's W (m, n), b (n) and description at one cell (p, importance, density index): blocks on
     consecutive features and neurons in arrangement order, the rest ignored (bias at the mean)."""
     n_hidden, n_features = shape
     W = np.zeros(shape)
     b = np.full(n_features, density / 2)
     first, neuron, parts = 0, 0, []
+    q, a, i = cell
     for s in arrangement:
         k, c, block = s.features, s.neurons, fitted[s]
+        index = (q, slot[s][a, first], i)
         W[neuron : neuron + c, first : first + k] = block.W[index]
         b[first : first + k] = block.b[index]
         order = [int(v) + first for v in block.order[index] if v >= 0]
