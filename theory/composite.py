@@ -388,6 +388,7 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None, screen: 
         return [text for _, _, text in assemble(j, flat_cells)]
 
     lead = setups.shape[1:-1]
+
     def first(s: Shape, values: np.ndarray) -> np.ndarray:  # (P, A, D): the shape on features 0..k-1
         return values[:, slot[s][:, 0]]
 
@@ -464,9 +465,7 @@ def _best_arrangements(candidates, fitted: dict[Shape, BlockFit], slot, importan
     return loss, arrangement
 
 
-def _assemble(
-    arrangement, fitted: dict[Shape, BlockFit], slot, cell, shape: tuple[int, int], density: float
-):
+def _assemble(arrangement, fitted: dict[Shape, BlockFit], slot, cell, shape: tuple[int, int], density: float):
     """The composite's W (m, n), b (n) and description at one cell (p, importance, density index): blocks on
     consecutive features and neurons in arrangement order, the rest ignored (bias at the mean)."""
     n_hidden, n_features = shape
