@@ -195,6 +195,8 @@ def main(argv=None) -> int:
         for name, value in (("--seeds", seeds), ("--steps", steps), ("--samples", args.samples - 1)):
             if value < 1:
                 raise InputError(f"{name} must be at least {1 if name != '--samples' else 2}")
+        if not args.tolerance >= 0:
+            raise InputError(f"--tolerance = {args.tolerance} is not allowed; it must be >= 0 (0.01: 1%)")
         if not args.theory.is_file():
             raise InputError(
                 f"--theory {args.theory}: no such file (write it with `tms-dropout theory phase-diagram`)"

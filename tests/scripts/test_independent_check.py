@@ -77,4 +77,6 @@ def test_a_diagram_of_another_grid_is_refused(tmp_path, capsys):
     assert script.main(_args(tmp_path, "other.nc")) == 2
     assert "is not CONFIG's" in capsys.readouterr().err
     assert script.main(_args(tmp_path, "none.nc")) == 2
+    assert script.main(_args(tmp_path, "theory.nc", "--tolerance", "-0.01")) == 2
+    assert "--tolerance" in capsys.readouterr().err
     assert np.isfinite(theory.optimal_loss).all()
