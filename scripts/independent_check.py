@@ -35,6 +35,7 @@ import xarray as xr
 
 from sim.config import TrainConfig
 from sim.published import ReferenceModel, reference_optimize
+from theory.diagram import grid_of
 from theory.errors import InputError
 from theory.montecarlo import monte_carlo_losses
 from theory.progress import Progress
@@ -75,20 +76,14 @@ def train_published(config: TrainConfig, seeds: int, steps: int, seed: int = 0, 
 
 
 def check_grid(grid, theory: xr.Dataset) -> None:
-    """An InputError unless theory is a phase diagram of grid's cells."""
-    dims = grid.dims
-    if "optimal_loss" not in theory or "W" not in theory:
-        raise InputError("THEORY has no optimal_loss and W: write it with `tms-dropout theory phase-diagram`")
-    missing = [d for d in dims if d not in theory.optimal_loss.dims]
-    if missing or theory.optimal_loss.shape != grid.shape:
-        wanted = dict(zip(dims, grid.shape, strict=True))
+    """An InputError unless theory is a phase diagram of grid's cells (the grid it records, model and
+    importance included, and its shape)."""
+    if grid_of(theory) != grid or theory.optimal_loss.shape != grid.shape:
+        wanted = dict(zip(grid.dims, grid.shape, strict=True))
         raise InputError(
-            f"THEORY's grid {dict(theory.optimal_loss.sizes)} is not CONFIG's {wanted}: "
-            "write it with `tms-dropout theory phase-diagram CONFIG`"
+            f"THEORY's grid {dict(theory.optimal_loss.sizes)} is not CONFIG's {wanted} (or its model or "
+            "importance differ): write it with `tms-dropout theory phase-diagram CONFIG`"
         )
-    for name, values in grid.axes.items():
-        if not np.allclose(theory[name].values, values, rtol=1e-9, atol=0):
-            raise InputError(f"THEORY's {name} {list(theory[name].values)} is not CONFIG's {values}")
 
 
 def score(config: TrainConfig, theory: xr.Dataset, W, b, samples: int, progress=None) -> xr.Dataset:

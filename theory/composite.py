@@ -308,14 +308,14 @@ def block_profiles(candidates, importances) -> tuple[dict[Shape, np.ndarray], di
             for shape in order:
                 places.setdefault(shape, {0}).add(first)
                 first += shape.features
+    importances = [np.asarray(importance, dtype=float) for importance in importances]
+    decays = [geometric_decay(importance) for importance in importances]
     profiles, slot = {}, {}
     for shape, firsts in places.items():
         k = shape.features
         rows: dict[tuple, int] = {}
         slot[shape] = np.full((len(importances), n), -1)
-        for a, importance in enumerate(importances):
-            importance = np.asarray(importance, dtype=float)
-            decay = geometric_decay(importance)
+        for a, (importance, decay) in enumerate(zip(importances, decays, strict=True)):
             for f in sorted(firsts):
                 if decay is not None:
                     row = decay ** np.arange(k)

@@ -76,6 +76,10 @@ def test_a_diagram_of_another_grid_is_refused(tmp_path, capsys):
     save_dataset(theory.isel(sparsity=[0]), tmp_path / "other.nc")
     assert script.main(_args(tmp_path, "other.nc")) == 2
     assert "is not CONFIG's" in capsys.readouterr().err
+    other = Grid.from_toml(tmp_path / "config.toml").to_dict() | {"importance": (1.0, 0.5)}
+    save_dataset(phase_diagram(Grid(**other)), tmp_path / "importance.nc")  # same axes, other importance
+    assert script.main(_args(tmp_path, "importance.nc")) == 2
+    assert "is not CONFIG's" in capsys.readouterr().err
     assert script.main(_args(tmp_path, "none.nc")) == 2
     assert script.main(_args(tmp_path, "theory.nc", "--tolerance", "-0.01")) == 2
     assert "--tolerance" in capsys.readouterr().err
