@@ -3,8 +3,12 @@
     tms-dropout theory phase-diagram CONFIG --out THEORY.nc
     python scripts/independent_check.py CONFIG --theory THEORY.nc --out DIR
                                         [--seeds S] [--steps N] [--samples N] [--seed 0]
+                                        [--tolerance 0.01] [--exit-zero] [--no-search]
 
 The phase diagram writes the optimum's W and b at every cell of CONFIG's grid.
+Without --theory the script computes it first, as `tms-dropout theory
+phase-diagram CONFIG` does with its defaults (--no-search: as it does with
+--no-search), into DIR/theory.nc (and its figure, DIR/theory.png).
 This trains every cell S times (default: as many as CONFIG's seeds) for N steps
 (default: CONFIG's) with the published TMS notebook's loop (sim.published:
 autograd, AdamW at CONFIG's learning rate and batch, xavier_normal_, F.dropout
@@ -18,8 +22,10 @@ Per cell: theory's loss over the best trained model's (`ratio`; above 1 where
 training found a lower loss) and its standard error. The check: theory's
 optimum at most --tolerance (default 1%) above the best trained model at every
 cell. Writes DIR/independent.nc (the losses, ratios, trained W and b, with the
-config and the command's settings) and DIR/independent.md (a row per cell and
-the verdict), prints the table, and exits 1 where a cell fails the check.
+config and the command's settings, `passed` among its attributes) and
+DIR/independent.md (a row per cell and the verdict), prints the table, and
+exits 1 where a cell fails the check (0 with --exit-zero, for a caller that
+reads the verdict from the Dataset).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import xarray as xr
 
 from sim.config import TrainConfig
 from sim.published import ReferenceModel, reference_optimize
+from theory import diagram_runs
 from theory.diagram import grid_of
 from theory.errors import InputError
 from theory.montecarlo import monte_carlo_losses
@@ -132,6 +139,10 @@ def score(config: TrainConfig, theory: xr.Dataset, W, b, samples: int, progress=
                 gap_stderr / best_loss,
                 {"description": "its standard error (the difference's, on shared samples)"},
             ),
+            "importance": (
+                dims + ("feature",),
+                np.array([s.importance_array for s in setups.ravel()]).reshape(grid.shape + (-1,)),
+            ),
             "trained_W": (dims + ("seed", "hidden", "feature"), W),
             "trained_b": (dims + ("seed", "feature"), b),
         },
@@ -175,13 +186,29 @@ def table(ds: xr.Dataset, tolerance: float) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path, help="the sweep config (its [model], [grid] and [train])")
-    parser.add_argument("--theory", type=Path, required=True, help="the phase diagram of CONFIG (netCDF)")
+    parser.add_argument(
+        "--theory",
+        type=Path,
+        default=None,
+        help="the phase diagram of CONFIG (netCDF) [default: computed into DIR/theory.nc]",
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for independent.nc and .md")
     parser.add_argument("--seeds", type=int, default=None, help="models per cell (default: CONFIG's seeds)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: CONFIG's)")
     parser.add_argument("--samples", type=int, default=1_000_000, help="Monte Carlo samples per cell")
     parser.add_argument("--seed", type=int, default=0, help="torch's seed for the first p (then + 1 each)")
     parser.add_argument("--tolerance", type=float, default=0.01, help="the check's allowance (0.01: 1%%)")
+    parser.add_argument(
+        "--exit-zero",
+        action="store_true",
+        help="exit 0 where the check fails (the verdict is in the Dataset)",
+    )
+    parser.add_argument(
+        "--search",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="without --theory: the phase diagram's search over all of W, b [default: the command's]",
+    )
     args = parser.parse_args(argv)
     try:
         config = TrainConfig.from_toml(args.config)
@@ -192,10 +219,19 @@ def main(argv=None) -> int:
                 raise InputError(f"{name} must be at least {1 if name != '--samples' else 2}")
         if not args.tolerance >= 0:
             raise InputError(f"--tolerance = {args.tolerance} is not allowed; it must be >= 0 (0.01: 1%)")
-        if not args.theory.is_file():
+        if args.theory is not None and not args.theory.is_file():
             raise InputError(
-                f"--theory {args.theory}: no such file (write it with `tms-dropout theory phase-diagram`)"
+                f"--theory {args.theory}: no such file (write it with `tms-dropout theory phase-diagram`, "
+                "or leave --theory out to compute it here)"
             )
+        if args.theory is not None and args.search is not None:
+            raise InputError(
+                "--search and --no-search choose how the diagram is computed; with --theory it is not"
+            )
+        if args.theory is None:
+            args.theory = args.out / "theory.nc"
+            args.out.mkdir(parents=True, exist_ok=True)
+            diagram_runs.run(config.grid, args.theory, None, search=args.search)
         theory = xr.load_dataset(args.theory)
         check_grid(config.grid, theory)
         W, b = train_published(config, seeds, steps, args.seed, progress=True)
@@ -212,6 +248,7 @@ def main(argv=None) -> int:
         seed=args.seed,
         tolerance=args.tolerance,
         trainer="sim.published (the TMS notebook's loop)",
+        passed=int(not (ds.ratio > 1 + args.tolerance).any()),
     )
     args.out.mkdir(parents=True, exist_ok=True)
     save_dataset(ds, args.out / "independent.nc")
@@ -219,7 +256,7 @@ def main(argv=None) -> int:
     save_text(text + "\n", args.out / "independent.md")
     print(text)
     print(f"wrote {args.out / 'independent.nc'} and {args.out / 'independent.md'}")
-    return int(bool((ds.ratio > 1 + args.tolerance).any()))
+    return 0 if args.exit_zero else 1 - ds.attrs["passed"]
 
 
 if __name__ == "__main__":

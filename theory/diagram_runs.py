@@ -15,10 +15,15 @@ from theory.errors import InputError
 
 
 def run(
-    grid, out: Path, figure: Path | None, max_polygon: int, completeness: int, search: bool | None = None
+    grid,
+    out: Path,
+    figure: Path | None,
+    max_polygon: int = 5,
+    completeness: int = 0,
+    search: bool | None = None,
 ) -> None:
     """theory.phase_diagram on grid (search: theory.phase_diagram's), with completeness cells per p; write
-    OUT and its figure; summarise."""
+    OUT and its figure (None: OUT with .png); summarise. The defaults are the command's."""
     from theory.candidates import catalogue
     from theory.diagram import completeness as check_completeness
     from theory.diagram import phase_diagram

@@ -68,7 +68,35 @@ def test_a_model_above_the_trained_ones_fails_the_check(tmp_path, capsys):
     assert script.main(_args(tmp_path, "ignore.nc", "--steps", "300", "--samples", "20000")) == 1
     ds = xr.load_dataset(tmp_path / "out" / "independent.nc")
     assert (ds.ratio > 1.01 + 2 * ds.ratio_stderr).all(), ds.ratio.values
+    assert ds.attrs["passed"] == 0
     assert "fails at 2 of 2 cells" in (tmp_path / "out" / "independent.md").read_text()
+    # --exit-zero: the same verdict, in the Dataset only
+    args = _args(tmp_path, "ignore.nc", "--steps", "300", "--samples", "20000", "--exit-zero")
+    assert script.main(args) == 0
+    assert xr.load_dataset(tmp_path / "out" / "independent.nc").attrs["passed"] == 0
+
+
+def test_without_theory_the_diagram_is_the_commands(tmp_path, capsys):
+    """No --theory: the script writes the diagram `tms-dropout theory phase-diagram CONFIG` writes into
+    DIR/theory.nc, with its figure, and checks against it."""
+    from click.testing import CliRunner
+
+    from tms_dropout.cli import cli
+
+    config, _ = _inputs(tmp_path)
+    out = tmp_path / "out"
+    args = [str(config), "--out", str(out), "--steps", "300", "--samples", "20000", "--exit-zero"]
+    assert script.main(args) == 0
+    command_line = ["theory", "phase-diagram", str(config), "--out", str(tmp_path / "cli.nc")]
+    result = CliRunner().invoke(cli, command_line)
+    assert result.exit_code == 0, result.output
+    mine, command = xr.load_dataset(out / "theory.nc"), xr.load_dataset(tmp_path / "cli.nc")
+    assert set(mine.data_vars) == set(command.data_vars)
+    for name in command.data_vars:
+        assert mine[name].equals(command[name]), name
+    assert (out / "theory.png").is_file()
+    ds = xr.load_dataset(out / "independent.nc")
+    assert ds.attrs["theory"] == str(out / "theory.nc") and ds.attrs["passed"] in (0, 1)
 
 
 def test_a_diagram_of_another_grid_is_refused(tmp_path, capsys):
@@ -81,6 +109,7 @@ def test_a_diagram_of_another_grid_is_refused(tmp_path, capsys):
     assert script.main(_args(tmp_path, "importance.nc")) == 2
     assert "is not CONFIG's" in capsys.readouterr().err
     assert script.main(_args(tmp_path, "none.nc")) == 2
+    assert "leave --theory out" in capsys.readouterr().err
     assert script.main(_args(tmp_path, "theory.nc", "--tolerance", "-0.01")) == 2
     assert "--tolerance" in capsys.readouterr().err
     assert np.isfinite(theory.optimal_loss).all()
