@@ -23,14 +23,18 @@ arrangement puts it (block_profiles), several times the work.
   vertex, turned by three angles); the 4- and 5-simplex (5 on 4 and 6 on 5
   neurons, regular or free norms and biases, turned by every plane rotation
   of their neurons: under dropout the trained 20-in-5 models spread 5-7
-  features over the 5 neurons in nearly this shape); the 5-demicube (16 on
-  5 neurons, regular, turned by every plane rotation: the optimum of a
+  features over the 5 neurons in nearly this shape); the 5-orthoplex (10 on
+  5: five antipodal pairs on an orthonormal frame turned off the neurons,
+  each vertex its own norm and bias; the search's optimum under dropout at
+  importance 0.9**i and intermediate density; under dropout only, as
+  without it the turn does not matter and it is five pairs); the
+  5-demicube (16 on 5 neurons, regular, turned by every plane rotation: the optimum of a
   search over all of W and b at low density and uniform importance) and
   the simplex prism (20 on 5: a rectified 4-simplex and a tilted prism over
   its dual, two norms and two biases; the search's optimum at uniform
-  importance, density <= 0.07), both fitted on the sampled loss and scored
-  by Monte Carlo (theory.sampled_fit), the demicube at density <= 0.2, the
-  prism at density <= 0.1 only, and screened: where the search's loss for
+  importance, density <= 0.07), all three fitted on the sampled loss and
+  scored by Monte Carlo (theory.sampled_fit), the orthoplex at density <= 0.3,
+  the demicube at density <= 0.2, the prism at density <= 0.1 only, and screened: where the search's loss for
   one ends more than SCREEN above the best composite of the other blocks, it
   is not fitted there nor at the denser cells of that row; each fitted
   (theory.fits.fit_geometries) on features 0..k-1 (importance decay**i, or
@@ -64,6 +68,7 @@ from theory.blocks import (
     free_simplex,
     free_tetrahedron,
     irregular_polygon,
+    orthoplex,
     parallel,
     polygon,
     simplex,
@@ -80,8 +85,8 @@ from theory.setup import Setup
 ASSUMPTIONS = (
     "blocks on disjoint features and neurons (the loss is then a sum over blocks, exactly): dedicated, "
     "pair on one neuron, turned pair on two, k-gon in a plane of two neurons, tetrahedron in three, "
-    "4- and 5-simplex in four and five, 5-demicube (16 features) or simplex prism (20) in five, their loss "
-    "by Monte Carlo; each "
+    "4- and 5-simplex in four and five, 5-orthoplex (10 features, under dropout), 5-demicube (16) or "
+    "simplex prism (20) in five, their loss by Monte Carlo; each "
     "block on consecutive features in importance order; the least important features ignored"
 )
 
@@ -92,6 +97,9 @@ SIMPLEX_DIMENSIONS = (4, 5)
 DEMICUBE = "5-demicube"
 #: The simplex prism: 20 features over 5 neurons (theory.blocks.SimplexPrism).
 PRISM = "simplex prism"
+#: The orthoplex: 10 features over 5 neurons, five antipodal pairs on a turned frame
+#: (theory.blocks.Orthoplex).
+ORTHOPLEX = "5-orthoplex"
 #: A sampled-loss fit stops (theory.sampled_fit's screening) where its composite's loss at the end of the
 #: search is more than this fraction above the best composite of blocks fitted on the exact loss. On the
 #: 20-in-5 study grid, fitted everywhere, the demicube's and the prism's excess over that best grows with
@@ -123,6 +131,8 @@ class Shape:
             )
         if (k, self.neurons) == (20, 5):
             return (G(self.name, k, self.neurons, (simplex_prism(range(k), range(self.neurons)),)),)
+        if k == 2 * self.neurons and self.neurons >= 5:
+            return (G(self.name, k, self.neurons, (orthoplex(range(k), range(self.neurons)),)),)
         if k == 2 ** (self.neurons - 1) and self.neurons >= 5:
             return (G(self.name, k, self.neurons, (demicube(range(k), range(self.neurons)),)),)
         if k == self.neurons + 1 >= 5:
@@ -149,7 +159,7 @@ def shapes(max_polygon: int) -> tuple[Shape, ...]:
         + polygons
         + (Shape("tetrahedron", 4, 3),)
         + simplices
-        + (Shape(DEMICUBE, 16, 5), Shape(PRISM, 20, 5))
+        + (Shape(ORTHOPLEX, 10, 5), Shape(DEMICUBE, 16, 5), Shape(PRISM, 20, 5))
     )
 
 

@@ -1,5 +1,5 @@
-"""Fitting geometries past the exact loss's reach on the sampled loss: the 5-demicube (16 features on 5)
-and the simplex prism (20 on 5).
+"""Fitting geometries past the exact loss's reach on the sampled loss: the 5-orthoplex (10 features on 5),
+the 5-demicube (16 on 5) and the simplex prism (20 on 5).
 
 The exact loss of 16 features sums over 2^16 active sets (theory.loss stops at
 MAX_EXACT_FEATURES). A geometry with a block whose kind is `sampled`
@@ -13,8 +13,9 @@ by, with its standard error. Where density <= TRUNCATED_DENSEST the score is
 also bracketed rigorously on the exact loss truncated to CHECK_ACTIVE active
 features (theory.loss.bracket), an independent check stored beside it.
 
-Where it is fitted: at densities up to its sampled kinds' `densest` only
-(theory.blocks; elsewhere its loss is NaN, and a NaN never wins a cell). Each
+Where it is fitted: at densities up to its sampled kinds' `densest` only, and
+under dropout only where a kind is `dropout_only` (theory.blocks; elsewhere its
+loss is NaN, and a NaN never wins a cell). Each
 row of cells is walked from the sparsest density up: the sparsest from
 RANDOM_STARTS random turns, each denser cell from its sparser neighbour's
 optimum and one random turn.
@@ -51,6 +52,11 @@ RANDOM_STARTS = 4
 #: A random start's norm and bias (the demicube's optimum at density 0.05-0.14: norm 0.8-1.1, bias -0.35
 #: to -0.2; the simplex prism's where it wins, density 0.05-0.07: norms 1.0-1.12, biases -0.36 to -0.33).
 START_NORM, START_BIAS = 1.0, -0.2
+
+
+def dropout_only(geometry: Geometry) -> bool:
+    """Whether a geometry with sampled blocks is fitted under dropout only (a block's kind says so)."""
+    return any(block.type.dropout_only for block in geometry.blocks if block.type.sampled)
 
 
 def densest(geometry: Geometry) -> float:
@@ -167,6 +173,9 @@ def fit(geometries: list[Geometry], setups: np.ndarray, progress=None, seed: int
     theta = np.full((Q, D, G, max(counts)), np.nan)
     with Progress.of(progress, Q * sum(map(len, walks)), "sampled-loss fits", "cell") as bar:
         for q, g in np.ndindex(Q, G):
+            if dropout_only(geometries[g]) and rows[q, 0].p == 0:
+                bar.update(len(walks[g]))
+                continue
             previous = None
             for step, i in enumerate(walks[g]):
                 rng = np.random.default_rng([seed, q, i, g])

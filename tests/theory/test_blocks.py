@@ -7,9 +7,11 @@ from theory.blocks import (
     KINDS,
     Block,
     Demicube,
+    Orthoplex,
     Simplex,
     SimplexPrism,
     demicube_vertices,
+    orthoplex_vertices,
     prism_vertices,
     rectified_simplex_vertices,
 )
@@ -24,7 +26,7 @@ def _block(name: str, features: int) -> Block:
         shape[1]
         if shape
         else 5
-        if isinstance(kind, Demicube | SimplexPrism)
+        if isinstance(kind, Demicube | SimplexPrism | Orthoplex)
         else features - 1
         if isinstance(kind, Simplex)
         else 2
@@ -34,7 +36,9 @@ def _block(name: str, features: int) -> Block:
 
 def _sizes(kind) -> tuple:
     """Block sizes to test a kind at: polygons of 3 and 5 vertices, simplices in 4 and 5 dimensions, the
-    5-demicube, the simplex prism."""
+    5-orthoplex, the 5-demicube, the simplex prism."""
+    if isinstance(kind, Orthoplex):
+        return (10,)
     if isinstance(kind, Demicube):
         return (16,)
     if isinstance(kind, SimplexPrism):
@@ -78,8 +82,13 @@ def test_every_kind_knows_its_shape_role_and_next_constraint():
         "free simplex",
     ]
     assert Block("free simplex", tuple(range(6)), tuple(range(5))).constrained().kind == "simplex"
-    assert [k for k in KINDS if KINDS[k].sampled] == ["demicube", "simplex prism"]
-    assert [KINDS[k].densest for k in KINDS if KINDS[k].sampled] == [0.2, 0.1]
+    assert [k for k in KINDS if KINDS[k].sampled] == ["demicube", "orthoplex", "simplex prism"]
+    assert [KINDS[k].densest for k in KINDS if KINDS[k].sampled] == [0.2, 0.3, 0.1]
+    assert [k for k in KINDS if KINDS[k].dropout_only] == ["orthoplex"]
+    with pytest.raises(InputError, match="2k features on k >= 5 neurons"):
+        Block("orthoplex", tuple(range(8)), tuple(range(4)))
+    with pytest.raises(InputError, match="2k features on k >= 5 neurons"):
+        Block("orthoplex", tuple(range(12)), tuple(range(5)))
     with pytest.raises(InputError, match="2\\^\\(k-1\\) features on k >= 5 neurons"):
         Block("demicube", tuple(range(8)), tuple(range(4)))
     with pytest.raises(InputError, match="20 features on 5 neurons"):
@@ -110,6 +119,16 @@ def test_demicube_vertices_are_the_even_sign_vectors_with_cosines_minus_three_fi
     np.testing.assert_allclose(np.sort(np.unique(off.round(12))), [-0.6, 0.2])
     assert np.sum(np.isclose(G, -0.6), axis=1).tolist() == [5] * 16  # each vertex's 5 far neighbours
     np.testing.assert_allclose(V.T @ V, 16 / 5 * np.eye(5), atol=1e-12)  # a tight frame
+
+
+def test_orthoplex_vertices_are_antipodal_pairs_on_the_axes():
+    V = orthoplex_vertices(5)
+    assert V.shape == (10, 5)
+    np.testing.assert_array_equal(V[0::2], np.eye(5))  # features 2j, 2j + 1 on e_j and -e_j
+    np.testing.assert_array_equal(V[1::2], -np.eye(5))
+    G = V @ V.T
+    np.testing.assert_array_equal(np.sort(np.unique(G[~np.eye(10, dtype=bool)])), [-1.0, 0.0])
+    np.testing.assert_allclose(V.T @ V, 2 * np.eye(5))  # a tight frame
 
 
 def test_the_simplex_prism_is_a_rectified_simplex_and_a_tilted_prism_over_its_dual():

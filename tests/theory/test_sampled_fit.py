@@ -1,12 +1,13 @@
-"""The 5-demicube, fitted on the sampled loss: its gradient through W(theta), its Monte Carlo score
-against the rigorous bracket of the truncated exact loss, and its place in the 20-in-5 composites."""
+"""The 5-demicube (and the 5-orthoplex, the simplex prism), fitted on the sampled loss: its gradient
+through W(theta), its Monte Carlo score against the rigorous bracket of the truncated exact loss, and its
+place in the 20-in-5 composites."""
 
 import numpy as np
 import pytest
 
-from theory import composite
+from theory import composite, sampled_fit
 from theory.blocks import KINDS, demicube, demicube_vertices, simplex_prism
-from theory.composite import DEMICUBE, PRISM, SCREEN, Shape, composites
+from theory.composite import DEMICUBE, ORTHOPLEX, PRISM, SCREEN, Shape, composites
 from theory.exact_fit import Family
 from theory.fits import Fits, fitted_on, join
 from theory.geometries import Geometry
@@ -65,9 +66,9 @@ def test_without_dropout_the_turn_does_not_matter():
 
 def test_composites_of_twenty_in_five_include_the_demicube_and_the_prism_fitted_only_where_sparse():
     names = [c.name for c in composites(20, 5)]
-    assert DEMICUBE in names and PRISM in names and len(names) == 107
+    assert DEMICUBE in names and PRISM in names and ORTHOPLEX in names and len(names) == 108
     smaller = [c.name for c in composites(12, 5)] + [c.name for c in composites(20, 4)]
-    assert DEMICUBE not in smaller and PRISM not in smaller
+    assert DEMICUBE not in smaller and PRISM not in smaller and ORTHOPLEX not in composites(20, 4)
     (geometry,) = Shape(DEMICUBE, 16, 5).geometries()
     assert fitted_on(geometry) == "sampled loss"
     density = np.array([1.0, 0.3, KINDS["demicube"].densest, 0.05, 0.1])
@@ -111,6 +112,42 @@ def test_the_demicube_beats_the_five_simplex_at_low_density_and_is_screened_wher
     assert np.isnan(loss[1, :, cube]).all() and np.isnan(block[1]).all()
     assert screened_at[1, 0] > (1 + SCREEN) * others[1, 0]
     assert np.isnan(screened_at[1, 1])
+
+
+def test_the_orthoplex_is_not_fitted_without_dropout():
+    """At p = 0 the loss does not depend on the turn, and the unturned orthoplex is five pairs on single
+    neurons, a composite of blocks: NaN there, nothing fitted."""
+    (geometry,) = Shape(ORTHOPLEX, 10, 5).geometries()
+    setups = np.array([[Setup(10, 5, sparsity=0.9, importance=0.9 ** np.arange(10), p=0.0)]])
+    fits = sampled_fit.fit([geometry], setups)
+    assert np.isnan(fits.loss).all() and np.isnan(fits.theta).all()
+    assert np.isnan(fits.extra["sampled_screened_at"][1]).all()
+
+
+@pytest.mark.slow
+def test_under_dropout_the_turned_orthoplex_beats_its_pairs_on_single_neurons():
+    """10 in 5 at importance 0.9**i, density 0.136 (where a search over all of W and b on the 20-in-5 grid
+    ends at five antipodal pairs spread over four to five neurons each). At p = 0.15 the orthoplex, turned
+    off the neurons, is more than 1% below five pairs each on a neuron of its own (its unturned form,
+    fitted on the exact loss), and its pairs are spread: dropout rewards a pair written into several
+    units that fail independently. At p = 0 it is not fitted (the turn does not matter there)."""
+    density = np.exp(-2.0)  # 0.1353
+    setups = np.array(
+        [[[Setup(10, 5, sparsity=1 - density, importance=0.9 ** np.arange(10), p=p)]] for p in (0.0, 0.15)]
+    )
+    candidates = [c for c in composites(10, 5) if c.name in ("5 pairs", ORTHOPLEX)]
+    fits = composite.fit(candidates, setups)
+    pairs, turned = (
+        fits.loss[:, 0, 0, [c.name for c in candidates].index(name)] for name in ("5 pairs", ORTHOPLEX)
+    )
+    assert np.isnan(turned[0]) and np.isfinite(pairs[0])
+    stderr = fits.extra["block_loss_stderr"][1][fits.coords["shape"].index(ORTHOPLEX), 1, 0, 0]
+    assert turned[1] + 3 * stderr < 0.99 * pairs[1], (turned, pairs)
+    W, _ = fits.solution([c.name for c in candidates].index(ORTHOPLEX), np.array([1]))
+    columns = W[0] / np.linalg.norm(W[0], axis=0)
+    np.testing.assert_allclose(columns[:, 0::2].T @ columns[:, 1::2], -np.eye(5), atol=1e-9)  # the pairs
+    spread = 1 / (columns**4).sum(0)  # participation ratio: 1 on one neuron, 5 over all five alike
+    assert spread.min() > 3, spread
 
 
 PRISM_GEOMETRY = Geometry(PRISM, 20, 5, (simplex_prism(range(20), range(5)),))
