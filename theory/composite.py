@@ -43,7 +43,10 @@ arrangement puts it (block_profiles), several times the work.
 - arrangements: each structure's blocks in every order, on consecutive
   features from the most important, the rest ignored.
 
-A Composite candidate is one structure; its loss is its best arrangement's.
+A Composite candidate is one structure; its loss is its best arrangement's. One with a
+block scored by Monte Carlo is not a candidate (NaN) at a cell where it is not below every
+composite with an exact loss by more than RESOLVE standard errors (resolved): a sampled
+score within noise of an exact one does not take the cell.
 Restrictions, stated in the phase diagram's attrs (ASSUMPTIONS):
 the blocks of more than 2 neurons are simplices (tetrahedron, 4- and
 5-simplex), the 5-demicube or the simplex prism, no feature spans two blocks, blocks take runs of consecutive
@@ -86,7 +89,8 @@ ASSUMPTIONS = (
     "blocks on disjoint features and neurons (the loss is then a sum over blocks, exactly): dedicated, "
     "pair on one neuron, turned pair on two, k-gon in a plane of two neurons, tetrahedron in three, "
     "4- and 5-simplex in four and five, 5-orthoplex (10 features, under dropout), 5-demicube (16) or "
-    "simplex prism (20) in five, their loss by Monte Carlo; each "
+    "simplex prism (20) in five, their loss by Monte Carlo (a cell's optimum only where below every "
+    "exactly scored composite by two standard errors); each "
     "block on consecutive features in importance order; the least important features ignored"
 )
 
@@ -105,6 +109,9 @@ ORTHOPLEX = "5-orthoplex"
 #: 20-in-5 study grid, fitted everywhere, the demicube's and the prism's excess over that best grows with
 #: density along every row but one (within 2% of the best there); every cell this skips was 10.4% above.
 SCREEN = 0.1
+#: A composite scored by Monte Carlo (a block fitted on the sampled loss) takes a cell only where it is below
+#: every composite with an exact loss by more than this many of its standard errors (resolved).
+RESOLVE = 2.0
 
 
 @dataclass(frozen=True)
@@ -378,8 +385,9 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None, screen: 
                     (1 + screen) * best_exact[:, a] - ignored[a][s.features]
                 ) / importance[0]
         fitted[s] = fit_shape(s, profiles[s], density, ps, show, ceiling)
-    loss, arrangement = _best_arrangements(candidates, fitted, slot, importances, ignored, (P, D))
+    loss, arrangement, stderr = _best_arrangements(candidates, fitted, slot, importances, ignored, (P, D))
     loss[np.isinf(loss)] = np.nan  # a block not fitted: a sampled kind above its densest cell, or screened
+    loss = resolved(loss, stderr, best_exact)
 
     def assemble(j: int, flat_cells: np.ndarray):
         out = []
@@ -446,6 +454,16 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None, screen: 
     )
 
 
+def resolved(loss: np.ndarray, stderr: np.ndarray, best_exact: np.ndarray) -> np.ndarray:
+    """loss (..., C) with NaN where a composite scored by Monte Carlo (stderr > 0) is not below best_exact
+    (...), the least loss of the composites whose loss is exact, by more than RESOLVE of its standard
+    errors: within sampling error of an exact optimum it cannot take the cell (as the search over all of
+    W and b cannot: theory.diagram)."""
+    with np.errstate(invalid="ignore"):
+        unresolved = (stderr > 0) & ~(loss + RESOLVE * stderr < best_exact[..., None])
+    return np.where(unresolved, np.nan, loss)
+
+
 def _ignored_tail(importance: np.ndarray, density: np.ndarray) -> np.ndarray:
     """(n + 1, 1, D): the loss of ignoring features f..n-1 (bias at the mean), for f = 0..n."""
     ignored = importance[:, None, None] * ignore_loss(density)[None, None, :]  # (n, 1, D)
@@ -454,25 +472,29 @@ def _ignored_tail(importance: np.ndarray, density: np.ndarray) -> np.ndarray:
 
 def _best_arrangements(candidates, fitted: dict[Shape, BlockFit], slot, importances, tails, cells):
     """Each candidate's least loss over its arrangements, (P, A, D, C) (inf where a block is not
-    fitted), and that arrangement; slot: block_profiles', tails: _ignored_tail per importance, cells:
-    (P, D)."""
+    fitted), that arrangement, and its loss's standard error (0 where every block's loss is exact; the
+    blocks' Monte Carlo scores are independent); slot: block_profiles', tails: _ignored_tail per
+    importance, cells: (P, D)."""
     P, D = cells
     A = len(importances)
     loss = np.full((P, A, D, len(candidates)), np.inf)
+    stderr = np.zeros((P, A, D, len(candidates)))
     arrangement = np.empty((P, A, D, len(candidates)), dtype=object)
     for a, importance in enumerate(importances):
         for c, candidate in enumerate(candidates):
             for order in candidate.arrangements():
-                total, first = np.zeros((P, D)), 0
+                total, variance, first = np.zeros((P, D)), np.zeros((P, D)), 0
                 for s in order:
                     total = total + importance[first] * fitted[s].loss[:, slot[s][a, first]]
+                    variance = variance + (importance[first] * fitted[s].stderr[:, slot[s][a, first]]) ** 2
                     first += s.features
                 total = total + tails[a][first]
                 better = total < loss[:, a, :, c]
                 loss[:, a, :, c] = np.where(better, total, loss[:, a, :, c])
+                stderr[:, a, :, c] = np.where(better, np.sqrt(variance), stderr[:, a, :, c])
                 for k, i in zip(*np.nonzero(better), strict=True):
                     arrangement[k, a, i, c] = order
-    return loss, arrangement
+    return loss, arrangement, stderr
 
 
 def _assemble(arrangement, fitted: dict[Shape, BlockFit], slot, cell, shape: tuple[int, int], density: float):

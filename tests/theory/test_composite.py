@@ -257,3 +257,53 @@ def test_a_profile_that_is_not_geometric_fits_each_block_where_it_sits():
         np.testing.assert_allclose(exact, fits.loss[..., j].ravel(), rtol=1e-9, err_msg=candidates[j].name)
     geometric = composite.block_profiles(candidates, [0.8 ** np.arange(6)])[0]
     assert all(len(rows) == 1 for rows in geometric.values())  # one profile per shape, wherever it sits
+
+
+def test_a_monte_carlo_score_takes_a_cell_only_two_standard_errors_below_the_exact_optimum():
+    """resolved: composites scored by Monte Carlo (stderr > 0) lose the cells where they are within two
+    standard errors of the best exactly scored composite (NaN there); exact ones are never touched."""
+    from theory.composite import RESOLVE, resolved
+
+    best_exact = np.array([1.0, 1.0, 1.0, np.nan])
+    loss = np.array([[1.0, 0.90], [1.2, 0.99], [0.95, 0.997], [0.5, 0.4]])
+    stderr = np.array([[0.0, 0.01], [0.0, 0.004], [0.0, 0.001], [0.0, 0.01]])
+    out = resolved(loss, stderr, best_exact)
+    assert RESOLVE == 2
+    np.testing.assert_array_equal(out[:, 0], loss[:, 0])  # exact: kept as they are
+    # 0.90 + 0.02 < 1: kept; 0.99 + 0.008 < 1: kept; 0.997 + 0.002 = 0.999 < 1: kept
+    np.testing.assert_array_equal(out[:3, 1], loss[:3, 1])
+    assert np.isnan(out[3, 1])  # no exact composite to be below: not resolved
+    np.testing.assert_array_equal(
+        np.isnan(resolved(np.array([[1.0, 0.995]]), np.array([[0.0, 0.003]]), np.array([1.0]))),
+        [[False, True]],
+    )  # 0.995 + 0.006 > 1: within noise of the exact optimum
+
+
+def test_a_composites_standard_error_is_its_sampled_blocks_weighted_by_importance():
+    """_best_arrangements: a composite's loss is I_f times each block's where it sits plus the ignored
+    tail, and its standard error I_f times the sampled block's (0 for blocks with an exact loss)."""
+    from theory.composite import ORTHOPLEX, BlockFit, _best_arrangements, _ignored_tail, block_profiles
+
+    candidates = [c for c in composites(10, 5) if c.name in ("dedicated", ORTHOPLEX)]
+    importance = 0.5 * 0.9 ** np.arange(10)
+    profiles, slot = block_profiles(candidates, [importance])
+    density = np.array([0.2])
+
+    def fake(shape, loss, stderr):
+        cells = (1, len(profiles[shape]), 1)
+        k, c = shape.features, shape.neurons
+        return BlockFit(
+            np.full(cells, loss), np.zeros(cells + (c, k)), np.zeros(cells + (k,)),
+            np.full(cells, shape.name), np.full(cells + (k,), -1), np.full(cells, stderr),
+            np.full(cells, np.nan), np.full(cells, np.nan), np.full(cells, np.nan),
+        )  # fmt: skip
+
+    fitted = {s: fake(s, 0.3 if s.name == ORTHOPLEX else 0.1, 0.01 if s.name == ORTHOPLEX else 0.0)
+              for c in candidates for s in c.shapes}  # fmt: skip
+    tail = _ignored_tail(importance, density)
+    loss, _, stderr = _best_arrangements(candidates, fitted, slot, [importance], [tail], (1, 1))
+    names = [c.name for c in candidates]
+    cube, single = names.index(ORTHOPLEX), names.index("dedicated")
+    assert stderr[0, 0, 0, cube] == pytest.approx(0.5 * 0.01) and stderr[0, 0, 0, single] == 0
+    assert loss[0, 0, 0, cube] == pytest.approx(0.5 * 0.3)  # all ten features in the block: no tail
+    assert loss[0, 0, 0, single] == pytest.approx(0.5 * 0.1 + tail[1][0, 0])
