@@ -122,7 +122,8 @@ def optimal(setup: Setup, candidates=None, progress: bool | None = False) -> Opt
 
 def fitted_on_any(candidate, grouped: bool = False) -> str | None:
     """'closed form', 'exact loss', 'sampled loss', 'sum of blocks' or 'sum of blocks, one by Monte
-    Carlo' (a composite with a block fitted on the sampled loss: the 5-demicube, the simplex prism)."""
+    Carlo' (a composite with a block fitted on the sampled loss: the 5-orthoplex, the 5-demicube, the
+    simplex prism)."""
     if not isinstance(candidate, Composite):
         return fitted_on(candidate, grouped)
     sampled = any(fitted_on(g) == "sampled loss" for s in candidate.shapes for g in s.geometries())

@@ -60,8 +60,8 @@ def rank(losses: np.ndarray, complexity) -> Ranking:
 
 def fitted_on(geometry, grouped: bool = False) -> str:
     """How a geometry is fitted: 'sampled loss' (it has a block with too many features for the exact
-    loss: the demicube, the simplex prism), 'exact loss' (a polygon or a solid block, or the hidden units
-    are dropped in groups, which the closed forms do not model) or 'closed form'."""
+    loss: the orthoplex, the demicube, the simplex prism), 'exact loss' (a polygon or a solid block, or
+    the hidden units are dropped in groups, which the closed forms do not model) or 'closed form'."""
     if any(block.type.sampled for block in geometry.blocks):
         return "sampled loss"
     exact = grouped or any(block.type.exact for block in geometry.blocks)

@@ -66,6 +66,8 @@ PHASE_NOTES = {
     "interference (optimal only when dense; elsewhere a local minimum of training)",
     "-simplex": "k-simplex: k + 1 features at a regular simplex's vertices in the space of k neurons, turned "
     "by every rotation of them",
+    "orthoplex": "5-orthoplex: five antipodal pairs along an orthonormal frame turned off the neurons, "
+    "each pair spread over several of them (under dropout)",
     "demicube": "5-demicube: 16 features at the vertices of the 5-cube with an even number of minus signs "
     "(cosines -3/5 and 1/5), spread over all 5 neurons, turned by every rotation of them",
     "simplex prism": "simplex prism: 20 features on 5 neurons, 10 at a rectified 4-simplex's vertices in 4 "
