@@ -523,18 +523,19 @@ class Orthoplex(Simplex):
     pairs, features (f, f + 1) on the pair e_j, -e_j, along an orthonormal frame), each vertex its own
     norm r_f and bias b_f, turned like the simplex. Without dropout it is k antipodal pairs on k neurons
     (the loss does not depend on the turn); under dropout turning the frame off the neurons spreads each
-    pair over several of them: a search over all of W and b finds it turned so, each pair over four to
-    five of the five neurons, for 20 features in 5 at importance 0.9**i, p = 0.15, density 0.14 to 0.26,
-    where it is below every composite of blocks on disjoint neurons. Its 2k features are past the exact
-    loss's reach for a fit: fitted on the sampled loss (theory.sampled_fit), like the demicube."""
+    pair over several of them: a search over all of W and b finds it turned so for 20 features in 5 at
+    importance 0.9**i, p = 0.15, density 0.14 to 0.26 (each pair over about four of the five neurons at
+    0.14 and 0.19, fewer at 0.26), below every composite of blocks on disjoint neurons. Its 2k features
+    are past the exact loss's reach for a fit: fitted on the sampled loss (theory.sampled_fit), like the
+    demicube."""
 
     name = "orthoplex"
     role = "orthoplex vertex"
     exact = False
     sampled = True
     regular = False
-    #: On the study's 20-in-5 grid the search's end points are turned orthoplexes at density 0.07 to 0.26
-    #: (and five pairs on single neurons, the composite of pairs, at 0.37 and above).
+    #: On the study's 20-in-5 grid the search's end points under dropout that are five antipodal pairs lie
+    #: at density 0.07 to 0.51; the orthoplex is the family's best at density 0.05 to 0.19.
     densest = 0.3
     #: unturned, it is k antipodal pairs each on a neuron of its own: the composite of k pairs
     dropout_only = True
