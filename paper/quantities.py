@@ -101,6 +101,26 @@ def factor_names(W: xr.DataArray) -> xr.DataArray:
     ).astype(str)
 
 
+def neurons_per_feature(W: xr.DataArray) -> xr.DataArray:
+    """theory.metrics.neurons_per_feature over W's dims but hidden: each column's participation ratio of
+    its squared entries (1 on one neuron, m spread evenly over all)."""
+    return xr.apply_ufunc(
+        metrics.neurons_per_feature,
+        W,
+        input_core_dims=[["hidden", "feature"]],
+        output_core_dims=[["feature"]],
+    )
+
+
+def sampled_bound(ds: xr.Dataset, name: str, side: str) -> xr.DataArray:
+    """A composite diagram's candidate `name` (a block fitted on the sampled loss on the first features,
+    importance 1 there, the rest ignored) with its block's Monte Carlo score replaced by the block's
+    rigorous bound, side 'lower' or 'upper' (NaN where it has none)."""
+    return (
+        ds.loss.sel(geometry=name) - ds.block_loss.sel(shape=name) + ds[f"block_loss_{side}"].sel(shape=name)
+    )
+
+
 HELPERS = {
     "best_seed_share": best_seed_share,
     "largest_jump": largest_jump,
@@ -108,8 +128,10 @@ HELPERS = {
     "factor_names": factor_names,
     "feature_norms": feature_norms,
     "in_phase": in_phase,
+    "neurons_per_feature": neurons_per_feature,
     "phase_share": phase_share,
     "plane_gaps": plane_gaps,
+    "sampled_bound": sampled_bound,
     "worst_checked_cell": worst_checked_cell,
     "published_boundary": published_boundary,
 }

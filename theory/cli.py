@@ -9,6 +9,9 @@ import click
 
 from theory.errors import InputError
 
+#: `theory phase-diagram`'s largest k-gon block by default (theory.diagram_runs.run's too).
+MAX_POLYGON = 5
+
 
 def _numbers(name: str, text: str | None):
     """'0.9' -> 0.9; '1,0.5' -> [1.0, 0.5]; a JSON array is accepted too."""
@@ -180,7 +183,7 @@ def direct_diagram_command(config, starts, samples, out, figure):
 @click.option(
     "--max-polygon",
     type=int,
-    default=5,
+    default=MAX_POLYGON,
     show_default=True,
     help="Composites (every problem but 2x1, 3x2, 5x2): the largest k-gon block (3 to 6; 2: none).",
 )

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from theory.cli import MAX_POLYGON
 from theory.errors import InputError
 
 
@@ -18,7 +19,7 @@ def run(
     grid,
     out: Path,
     figure: Path | None,
-    max_polygon: int = 5,
+    max_polygon: int = MAX_POLYGON,
     completeness: int = 0,
     search: bool | None = None,
 ) -> None:
