@@ -45,7 +45,11 @@ every other feature along one direction, from the search's end point and on
 its samples: OUT/head_and_tail.nc and OUT/head_and_tail.md (per cell the
 structure's loss over the search's, with a norm per tail feature and with
 one norm, and the search's hidden offset). A ratio of 1 where that offset is
-not near zero says the search's optimum has that shape.
+not near zero says the search's optimum has that shape. Where that head has
+one feature per unit, its symmetric form is fitted too (theory.tilted_frame:
+the head's columns at one angle about the tail's direction), from the
+search's end point and from random starts: its loss over the search's, its
+tilt and the cosine between head columns.
 
 Writes OUT/comparison.nc (every number above per cell, with the config),
 OUT/comparison.md (the table) and OUT/comparison.png (ratio against
@@ -504,8 +508,8 @@ def head_and_tail_table(ds: xr.Dataset) -> str:
     axis = next(d for d in ds.search_loss.dims if d not in ("p", "sparsity"))
     lines = [
         "| p | importance | density | head | search | structure / search: a norm each; one norm (se of a "
-        "score) | hidden offset |",
-        "|---|---|---|---|---|---|---|",
+        "score) | tilted frame / search (tilt, head cosine) | hidden offset |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     rows = ds.stack(cell=ds.search_loss.dims).where(lambda d: d.head_size >= 0, drop=True)
     if not rows.cell.size:
@@ -517,9 +521,14 @@ def head_and_tail_table(ds: xr.Dataset) -> str:
             + f" ({float(row.structure_stderr.max() / row.search_loss):.4f})"
         )
         quiet = " (quiet)" if float(row.offset_norm) < quiet_offset else ""
+        frame = (
+            f"{float(row.frame_ratio):.4f} ({float(row.frame_tilt):.3f}, {float(row.frame_head_cosine):.3f})"
+            if np.isfinite(float(row.frame_ratio))
+            else "-"
+        )
         lines.append(
             f"| {float(row.p):g} | {profile(axis, row[axis].item())} | {float(row.density):.3g} "
-            f"| {int(row.head_size)} | {float(row.search_loss):.5f} | {ratios} "
+            f"| {int(row.head_size)} | {float(row.search_loss):.5f} | {ratios} | {frame} "
             f"| {float(row.offset_norm):.3f}{quiet} |"
         )
     lines.append("")
@@ -529,9 +538,15 @@ def head_and_tail_table(ds: xr.Dataset) -> str:
             lines.append(f"- p = {p:g}: no fitted cell with a hidden offset of norm >= {quiet_offset}")
             continue
         worst = ", ".join(f"{t} {float(at.ratio.sel(tail=t).max()):.4f}" for t in TAILS)
+        framed = at.where(at.frame_ratio.notnull(), drop=True)
+        frame = (
+            f"; the tilted frame at {framed.cell.size} of them, at most {float(framed.frame_ratio.max()):.4f}"
+            if framed.cell.size
+            else "; the tilted frame at none of them"
+        )
         lines.append(
             f"- p = {p:g}: at the {at.cell.size} cells with a hidden offset of norm >= {quiet_offset}, "
-            f"structure / search at most: {worst}"
+            f"structure / search at most: {worst}{frame}"
         )
     return "\n".join(lines)
 

@@ -245,6 +245,59 @@ def rearranged(setup: Setup, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, 
     return W[:, perm], b[perm]
 
 
+@dataclass(frozen=True)
+class StructureMinimum:
+    """The end point of minimize_structure: its theta, (W, b), L_N there on the polishing sample (biased
+    low), its Monte Carlo re-score and standard error, and every start's L_N on the search sample at its
+    end point (in the order of the starts)."""
+
+    theta: np.ndarray
+    W: np.ndarray
+    b: np.ndarray
+    sampled: float
+    monte_carlo: float
+    monte_carlo_stderr: float
+    start_losses: np.ndarray
+
+
+def _minimize_structure(structure, objective: SampledLoss, theta: np.ndarray, options: dict):
+    def f(x):
+        value, grad_W, grad_b = objective.loss_and_grad(*structure.matrices(x))
+        return value, structure.pull_back(x, grad_W, grad_b)
+
+    with one_blas_thread():
+        end = minimize(f, theta, jac=True, method="L-BFGS-B", bounds=structure.bounds(), options=options)
+    return end.x, float(end.fun)
+
+
+def minimize_structure(
+    structure,
+    setup: Setup,
+    thetas,
+    seed: int = 0,
+    rescore: int = RESCORE_SAMPLES,
+    options: dict | None = None,
+) -> StructureMinimum:
+    """A structure of few parameters theta (its `matrices(theta)` -> (W, b), `pull_back(theta, grad_W,
+    grad_b)` -> the gradient in theta, `bounds()`) minimised like minimize_sampled minimises W and b:
+    L-BFGS-B on L_N (N = search_samples_for(setup)) from every theta in thetas, the best end point
+    minimised again on twice N samples of its own, then re-scored by theory.montecarlo with `rescore`
+    samples. The three samples are drawn with seed, seed + 1, seed + 2."""
+    if not len(thetas):
+        raise InputError("no start: give at least one theta")
+    options = OPTIONS if options is None else options
+    n_samples = search_samples_for(setup)
+    search = SampledLoss.draw(setup, n_samples, seed)
+    ends = [_minimize_structure(structure, search, np.asarray(theta, float), options) for theta in thetas]
+    losses = np.array([loss for _, loss in ends])
+    theta, _ = ends[int(np.argmin(losses))]
+    polish = SampledLoss.draw(setup, 2 * n_samples, seed + 1)
+    theta, polished = _minimize_structure(structure, polish, theta, options)
+    W, b = structure.matrices(theta)
+    score = monte_carlo_loss(setup, W, b, n_samples=rescore, seed=seed + 2)
+    return StructureMinimum(theta, W, b, polished, score.mean, score.stderr, losses)
+
+
 def minimize_sampled(
     setup: Setup,
     starts: tuple[np.ndarray, np.ndarray],

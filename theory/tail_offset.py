@@ -20,7 +20,8 @@ m head + m + (n - head) + n (or m head + m + 1 + n), against the search's
 m n + n: 65 against 120 at 20 in 5 with a head of 5, and 51 with one tail norm.
 
 search_structures fits it, from the search's end point, at every cell where
-a phase diagram's search over all of W and b is the optimum.
+a phase diagram's search over all of W and b is the optimum, and where the
+head has one feature per unit also its symmetric form, theory.tilted_frame.
 """
 
 from __future__ import annotations
@@ -29,22 +30,23 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-from scipy.optimize import minimize
 
 from theory import metrics
 from theory.diagram import SEARCH_REPRESENTED, flat_cell, grid_of
 from theory.errors import InputError
-from theory.montecarlo import monte_carlo_loss
-from theory.optimize import one_blas_thread
 from theory.progress import Progress
-from theory.sampled import OPTIONS, RESCORE_SAMPLES, SampledLoss, search_samples_for
+from theory.sampled import RESCORE_SAMPLES, minimize_structure
 from theory.setup import Setup
+from theory.tilted_frame import head_cosine, minimize_tilted_frame
 
 #: The structure's two tails, each name with its equal_tail: a norm each, or one norm for all.
 TAILS = {"a norm each": False, "one norm": True}
 #: A search's hidden offset below this norm is a tail doing nothing (a label of search_structures' cells,
 #: not a rule of the fit).
 QUIET_OFFSET = 0.05
+#: Random starts of the tilted frame (theory.tilted_frame) beside the search's end point, at each cell
+#: where search_structures fits it.
+FRAME_RANDOM_STARTS = 3
 
 
 @dataclass(frozen=True)
@@ -139,16 +141,6 @@ class TailOffset:
         return [(None, None)] * (m * k + m) + [(0.0, None)] * self.tail + [(None, None)] * self.n
 
 
-def _minimize(structure: TailOffset, objective: SampledLoss, theta: np.ndarray, options: dict):
-    def f(x):
-        value, grad_W, grad_b = objective.loss_and_grad(*structure.matrices(x))
-        return value, structure.pull_back(x, grad_W, grad_b)
-
-    with one_blas_thread():
-        end = minimize(f, theta, jac=True, method="L-BFGS-B", bounds=structure.bounds(), options=options)
-    return end.x, float(end.fun)
-
-
 def minimize_tail_offset(
     setup: Setup,
     head,
@@ -184,18 +176,11 @@ def minimize_tail_offset(
         )
     if not thetas:
         raise InputError("no start: give starts or random_starts >= 1")
-    options = OPTIONS if options is None else options
-    n_samples = search_samples_for(setup)
-    search = SampledLoss.draw(setup, n_samples, seed)
-    ends = [_minimize(structure, search, theta, options) for theta in thetas]
-    losses = np.array([loss for _, loss in ends])
-    theta, _ = ends[int(np.argmin(losses))]
-    theta, polished = _minimize(structure, SampledLoss.draw(setup, 2 * n_samples, seed + 1), theta, options)
-    W, b = structure.matrices(theta)
-    score = monte_carlo_loss(setup, W, b, n_samples=rescore, seed=seed + 2)
+    fit = minimize_structure(structure, setup, thetas, seed, rescore, options)
     return TailOffsetMinimum(
-        W, b, structure.head_features, equal_tail, polished, score.mean, score.stderr, losses
-    )
+        fit.W, fit.b, structure.head_features, equal_tail, fit.sampled, fit.monte_carlo,
+        fit.monte_carlo_stderr, fit.start_losses,
+    )  # fmt: skip
 
 
 def search_structures(diagram: xr.Dataset, progress=None, options: dict | None = None) -> xr.Dataset:
@@ -212,10 +197,16 @@ def search_structures(diagram: xr.Dataset, progress=None, options: dict | None =
     search's model with its tail dropped, and the ratio says only that the tail does nothing there
     (attrs["quiet_offset"]: QUIET_OFFSET, the offset norm below which a tail is taken as quiet).
 
+    Where the head has one feature per unit (head_size = n_hidden) the head's symmetric form is fitted
+    too: theory.tilted_frame's structure, from the same start and FRAME_RANDOM_STARTS random ones, on
+    the same samples (frame_*: its score, tilt, the cosine between head columns, which start won).
+
     Returns a Dataset over the diagram's dims: search_loss, structure_loss and structure_stderr (dim
     tail), ratio, head_size (-1: no fit), the end point's offset_norm (theory.metrics.hidden_offset),
-    structure_W, structure_b; every variable but search_loss NaN (head_size -1) where the search
-    does not win. options: L-BFGS-B's (default theory.sampled.OPTIONS)."""
+    structure_W, structure_b, frame_loss, frame_stderr, frame_ratio, frame_tilt, frame_head_cosine,
+    frame_best_start, frame_W, frame_b; every variable but search_loss NaN (head_size and
+    frame_best_start -1) where the search does not win, the frame's also where the head is not one
+    feature per unit. options: L-BFGS-B's (default theory.sampled.OPTIONS)."""
     grid = grid_of(diagram)
     dims = diagram.optimal_loss.dims
     P, A, D = len(grid.p), len(grid.labels), len(grid.sparsity)
@@ -229,8 +220,11 @@ def search_structures(diagram: xr.Dataset, progress=None, options: dict | None =
     loss, stderr = np.full((P, A, D, T), np.nan), np.full((P, A, D, T), np.nan)
     W, b = np.full((P, A, D, T, m, n), np.nan), np.full((P, A, D, T, n), np.nan)
     head, offset = np.full((P, A, D), -1), np.full((P, A, D), np.nan)
+    frame = {key: np.full((P, A, D), np.nan) for key in ("loss", "stderr", "tilt")}
+    frame_start = np.full((P, A, D), -1)
+    frame_W, frame_b = np.full((P, A, D, m, n), np.nan), np.full((P, A, D, n), np.nan)
     cells = list(zip(*np.nonzero(wins), strict=True))
-    with Progress.of(progress, len(cells) * T, "structure fits", "fit") as bar:
+    with Progress.of(progress, len(cells) * (T + 1), "structure fits", "fit") as bar:
         for k, a, i in cells:
             setup = grid.setup(grid.p[k], grid.labels[a], grid.sparsity[i])
             start = (search_W[k, a, i], search_b[k, a, i])
@@ -238,7 +232,7 @@ def search_structures(diagram: xr.Dataset, progress=None, options: dict | None =
             features = np.flatnonzero(~look.unrepresented)
             head[k, a, i], offset[k, a, i] = len(features), look.offset_norm
             if len(features) == n:  # no tail: the structure is the search's model
-                bar.update(T)
+                bar.update(T + 1)
                 continue
             seed = flat_cell(grid, k, a, i)  # the search's samples and Monte Carlo stream at the cell
             for t, equal in enumerate(TAILS.values()):
@@ -248,6 +242,14 @@ def search_structures(diagram: xr.Dataset, progress=None, options: dict | None =
                 loss[k, a, i, t], stderr[k, a, i, t] = fit.monte_carlo, fit.monte_carlo_stderr
                 W[k, a, i, t], b[k, a, i, t] = fit.W, fit.b
                 bar.update()
+            if len(features) == m:  # a head of one feature per unit: also the tilted frame
+                tilted = minimize_tilted_frame(
+                    setup, features, [start], FRAME_RANDOM_STARTS, seed=seed, options=options
+                )
+                frame["loss"][k, a, i], frame["stderr"][k, a, i] = tilted.monte_carlo, tilted.stderr
+                frame["tilt"][k, a, i], frame_start[k, a, i] = tilted.tilt, tilted.best_start
+                frame_W[k, a, i], frame_b[k, a, i] = tilted.W, tilted.b
+            bar.update()
     shape = diagram.optimal_loss.shape
     coords = {d: diagram[d] for d in dims} | {"tail": list(TAILS), "density": diagram.density}
     return xr.Dataset(
@@ -278,10 +280,50 @@ def search_structures(diagram: xr.Dataset, progress=None, options: dict | None =
                 offset.reshape(shape),
                 {"description": "the search's end point's hidden offset (theory.metrics.hidden_offset)"},
             ),
+            "frame_loss": (
+                dims,
+                frame["loss"].reshape(shape),
+                {
+                    "description": "theory.tilted_frame's structure (the head's m columns at one angle "
+                    "about the tail's direction) fitted from the search's end point and "
+                    f"{FRAME_RANDOM_STARTS} random starts where the head has one feature per unit, a norm "
+                    "per tail feature; Monte Carlo on the search's stream (NaN: not fitted)"
+                },
+            ),
+            "frame_stderr": (dims, frame["stderr"].reshape(shape)),
+            "frame_ratio": (
+                dims,
+                (frame["loss"] / search).reshape(shape),
+                {"description": "frame_loss / search_loss (same samples)"},
+            ),
+            "frame_tilt": (
+                dims,
+                frame["tilt"].reshape(shape),
+                {"description": "alpha: minus the cosine of each head column with the tail's direction"},
+            ),
+            "frame_head_cosine": (
+                dims,
+                head_cosine(frame["tilt"], m).reshape(shape),
+                {"description": "the cosine between any two head columns of the tilted frame"},
+            ),
+            "frame_best_start": (
+                dims,
+                frame_start.reshape(shape),
+                {
+                    "description": "the start of the tilted frame's best end point: 0 the search's end "
+                    "point, k >= 1 the k-th random start; -1: not fitted"
+                },
+            ),
+            "frame_W": (dims + ("hidden", "feature"), frame_W.reshape(shape + (m, n))),
+            "frame_b": (dims + ("feature",), frame_b.reshape(shape + (n,))),
             "structure_W": (dims + ("tail", "hidden", "feature"), W.reshape(shape + (T, m, n))),
             "structure_b": (dims + ("tail", "feature"), b.reshape(shape + (T, n))),
         },
         coords=coords,
         attrs={key: diagram.attrs[key] for key in ("grid", "n_features", "n_hidden") if key in diagram.attrs}
-        | {"kind": "theory.tail_offset.search_structures", "quiet_offset": QUIET_OFFSET},
+        | {
+            "kind": "theory.tail_offset.search_structures",
+            "quiet_offset": QUIET_OFFSET,
+            "frame_random_starts": FRAME_RANDOM_STARTS,
+        },
     )

@@ -78,6 +78,8 @@ def test_the_head_and_tail_table_has_a_row_per_fitted_cell_and_the_worst_ratio_w
     head[1, 0] = [5, 6, 9]  # three fitted cells at p = 0.4, the sparsest one quiet
     ratio = np.full((2, 1, 3, 2), np.nan)
     ratio[1, 0] = [[1.0012, 1.0031], [1.0005, 1.0040], [1.02, 1.03]]
+    frame = np.full((2, 1, 3), np.nan)
+    frame[1, 0, 0] = 1.0033  # the tilted frame at the head of 5 only
     ds = xr.Dataset(
         {
             "search_loss": (dims, np.full((2, 1, 3), 0.1)),
@@ -85,6 +87,9 @@ def test_the_head_and_tail_table_has_a_row_per_fitted_cell_and_the_worst_ratio_w
             "ratio": (dims + ("tail",), ratio),
             "head_size": (dims, head),
             "offset_norm": (dims, np.array([[[0.0, 0.0, 0.0]], [[0.7, 0.3, 0.01]]])),
+            "frame_ratio": (dims, frame),
+            "frame_tilt": (dims, np.where(np.isnan(frame), np.nan, 0.4)),
+            "frame_head_cosine": (dims, np.where(np.isnan(frame), np.nan, -0.05)),
         },
         coords={
             "p": [0.0, 0.4],
@@ -98,13 +103,14 @@ def test_the_head_and_tail_table_has_a_row_per_fitted_cell_and_the_worst_ratio_w
     text = script.head_and_tail_table(ds)
     rows = [line for line in text.splitlines() if line.startswith("| 0.4")]
     assert rows == [
-        "| 0.4 | importance 0.7**i | 1 | 5 | 0.10000 | 1.0012; 1.0031 (0.0001) | 0.700 |",
-        "| 0.4 | importance 0.7**i | 0.5 | 6 | 0.10000 | 1.0005; 1.0040 (0.0001) | 0.300 |",
-        "| 0.4 | importance 0.7**i | 0.1 | 9 | 0.10000 | 1.0200; 1.0300 (0.0001) | 0.010 (quiet) |",
+        "| 0.4 | importance 0.7**i | 1 | 5 | 0.10000 | 1.0012; 1.0031 (0.0001) | 1.0033 (0.400, -0.050) "
+        "| 0.700 |",
+        "| 0.4 | importance 0.7**i | 0.5 | 6 | 0.10000 | 1.0005; 1.0040 (0.0001) | - | 0.300 |",
+        "| 0.4 | importance 0.7**i | 0.1 | 9 | 0.10000 | 1.0200; 1.0300 (0.0001) | - | 0.010 (quiet) |",
     ], text
     assert (
         "- p = 0.4: at the 2 cells with a hidden offset of norm >= 0.05, structure / search at most: "
-        "a norm each 1.0012, one norm 1.0040" in text
+        "a norm each 1.0012, one norm 1.0040; the tilted frame at 1 of them, at most 1.0033" in text
     )
     empty = script.head_and_tail_table(ds.assign(head_size=ds.head_size * 0 - 1))
     assert "no cell where the search is the optimum" in empty

@@ -8,7 +8,7 @@ from theory.candidates import catalogue
 from theory.diagram import flat_cell
 from theory.montecarlo import monte_carlo_loss
 from theory.sampled import RESCORE_SAMPLES, SampledLoss
-from theory.tail_offset import TAILS, TailOffset, minimize_tail_offset, search_structures
+from theory.tail_offset import FRAME_RANDOM_STARTS, TAILS, TailOffset, minimize_tail_offset, search_structures
 
 
 def _setup(n=6, m=3, p=0.3, density=0.6):
@@ -130,6 +130,7 @@ def test_the_structure_is_fitted_where_the_search_wins_and_scored_on_its_stream(
     ds = search_structures(diagram, progress=False, options=options)
     assert set(ds.head_size.dims) == {"p", "importance_decay", "sparsity"}
     assert ((ds.head_size >= 1) & (ds.head_size < 5)).all()
+    frames = 0
     for k, a, i in np.ndindex(len(grid.p), len(grid.labels), len(grid.sparsity)):
         cell = {"p": k, "importance_decay": a, "sparsity": i}
         setup = grid.setup(grid.p[k], grid.labels[a], grid.sparsity[i])
@@ -147,6 +148,21 @@ def test_the_structure_is_fitted_where_the_search_wins_and_scored_on_its_stream(
             exact = float(expected_loss(setup, fitted_W, ds.structure_b[cell].isel(tail=t).values))
             score = float(ds.structure_loss[cell].isel(tail=t))
             assert abs(score - exact) < 4 * float(ds.structure_stderr[cell].isel(tail=t)), (score, exact)
+        if head.sum() != 2:  # the tilted frame only where the head has one feature per unit
+            assert np.isnan(float(ds.frame_loss[cell])) and int(ds.frame_best_start[cell]) == -1
+            continue
+        frames += 1
+        frame_W = ds.frame_W[cell].transpose("hidden", "feature").values
+        U = frame_W[:, head] / np.linalg.norm(frame_W[:, head], axis=0)
+        v = frame_W[:, ~head].sum(1) / np.linalg.norm(frame_W[:, ~head].sum(1))
+        np.testing.assert_allclose(v @ U, -float(ds.frame_tilt[cell]), atol=1e-9)
+        np.testing.assert_allclose(U[:, 0] @ U[:, 1], float(ds.frame_head_cosine[cell]), atol=1e-9)
+        exact = float(expected_loss(setup, frame_W, ds.frame_b[cell].values))
+        assert abs(float(ds.frame_loss[cell]) - exact) < 4 * float(ds.frame_stderr[cell])
+        assert float(ds.frame_ratio[cell]) == float(ds.frame_loss[cell]) / float(ds.search_loss[cell])
+        assert 0 <= int(ds.frame_best_start[cell]) <= FRAME_RANDOM_STARTS
+    assert frames
+    assert ds.attrs["frame_random_starts"] == FRAME_RANDOM_STARTS
     again = monte_carlo_loss(
         setup, W, diagram.search_b[cell].values, n_samples=RESCORE_SAMPLES, seed=flat_cell(grid, k, a, i) + 2
     )
@@ -163,3 +179,4 @@ def test_the_structure_is_fitted_where_the_search_wins_and_scored_on_its_stream(
     unsearched = diagram.drop_vars([name for name in diagram.data_vars if name.startswith("search_")])
     none = search_structures(unsearched)
     assert (none.head_size == -1).all() and none.structure_loss.isnull().all()
+    assert none.frame_loss.isnull().all() and (none.frame_best_start == -1).all()
