@@ -246,8 +246,8 @@ def search_structures(diagram: xr.Dataset, progress=None, options: dict | None =
                 tilted = minimize_tilted_frame(
                     setup, features, [start], FRAME_RANDOM_STARTS, seed=seed, options=options
                 )
-                frame["loss"][k, a, i], frame["stderr"][k, a, i] = tilted.monte_carlo, tilted.stderr
-                frame["tilt"][k, a, i], frame_start[k, a, i] = tilted.tilt, tilted.best_start
+                frame["loss"][k, a, i], frame["tilt"][k, a, i] = tilted.monte_carlo, tilted.tilt
+                frame["stderr"][k, a, i], frame_start[k, a, i] = tilted.monte_carlo_stderr, tilted.best_start
                 frame_W[k, a, i], frame_b[k, a, i] = tilted.W, tilted.b
             bar.update()
     shape = diagram.optimal_loss.shape

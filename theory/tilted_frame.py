@@ -73,7 +73,7 @@ class TiltedFrameMinimum:
     tilt: float
     sampled: float
     monte_carlo: float
-    stderr: float
+    monte_carlo_stderr: float
     start_losses: np.ndarray
     best_start: int
 

@@ -95,7 +95,7 @@ def test_the_fit_is_scored_on_the_models_own_loss_and_improves_on_its_start():
         setup, [0, 1, 2], [start], random_starts=1, seed=4, rescore=400_000, options=options
     )
     exact = float(expected_loss(setup, fit.W, fit.b))
-    assert abs(fit.monte_carlo - exact) < 4 * fit.stderr
+    assert abs(fit.monte_carlo - exact) < 4 * fit.monte_carlo_stderr
     structure = TiltedFrame(6, 3, [0, 1, 2])
     nearest = structure.matrices(structure.theta_of(*start))
     assert exact < float(expected_loss(setup, *nearest))
