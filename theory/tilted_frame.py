@@ -75,7 +75,10 @@ class TiltedFrameMinimum:
     monte_carlo: float
     monte_carlo_stderr: float
     start_losses: np.ndarray
-    best_start: int
+
+    @property
+    def best_start(self) -> int:
+        return int(np.argmin(self.start_losses))
 
 
 class TiltedFrame:
@@ -240,5 +243,4 @@ def minimize_tilted_frame(
         fit.monte_carlo,
         fit.monte_carlo_stderr,
         fit.start_losses,
-        int(np.argmin(fit.start_losses)),
     )
