@@ -13,7 +13,7 @@ from theory.fits import Fits, fitted_on, join
 from theory.geometries import Geometry
 from theory.metrics import tegum_factors
 from theory.sampled import SampledLoss
-from theory.sampled_fit import fit_cell, fitted_cells, objective
+from theory.sampled_fit import _minimize, _start, fit_cell, fitted_cells, objective
 from theory.setup import Setup
 
 GEOMETRY = Geometry(DEMICUBE, 16, 5, (demicube(range(16), range(5)),))
@@ -169,6 +169,36 @@ def test_the_prism_beats_the_demicube_at_uniform_importance_density_five_hundred
     assert np.degrees(abs(prism.theta[4])) % 180 == pytest.approx(41, abs=3)
     W, _, _ = Family.of(PRISM_GEOMETRY)(prism.theta[None])
     assert [f.kind for f in tegum_factors(W[0])] == ["simplex prism"]
+
+
+def test_a_short_first_step_keeps_the_search_off_a_norm_at_zero(monkeypatch):
+    """The simplex prism at importance 0.9**i, p = 0.4, density 0.07. The loss sees a norm through
+    W^T D W, so at its bound 0 the gradient in it is 0: a search whose first step drives the norm of the
+    ten most important features there ends there (the loss of ignoring them). L-BFGS-B's first step has
+    length 1 in its variables; the fits take it at FIRST_STEP."""
+    setup = Setup(20, 5, sparsity=1 - 0.0697, importance=0.9 ** np.arange(20), p=0.4)
+    family, sample = Family.of(PRISM_GEOMETRY), SampledLoss.draw(setup, 2**14, seed=1)
+    starts = [_start(PRISM_GEOMETRY, setup, np.random.default_rng(s)) for s in range(4)]
+
+    def ends():
+        return np.array([_minimize(family, sample, theta) for theta in starts], dtype=object)
+
+    short = ends()
+    monkeypatch.setattr(sampled_fit, "FIRST_STEP", 1.0)
+    unit = ends()
+    norm = [theta[0] for theta in unit[:, 0]]  # r of the first orbit (features 0-9)
+    assert sum(r == 0 for r in norm) >= 2, norm
+    assert all(theta[0] > 0.5 for theta in short[:, 0])
+    assert max(short[:, 1]) < 0.9 * max(unit[:, 1])
+
+
+def test_a_random_start_of_the_prism_tilts_it_the_searchs_way():
+    """cos(tilt) > 0 (the tilt t and pi - t are different shapes; the search finds the first); the turn's
+    angles are drawn from all of (-pi, pi)."""
+    setup = Setup(20, 5, sparsity=0.95, importance=np.ones(20), p=0.15)
+    starts = np.array([_start(PRISM_GEOMETRY, setup, np.random.default_rng(s)) for s in range(200)])
+    assert np.all(np.abs(starts[:, 4]) < np.pi / 2)
+    assert np.abs(starts[:, 5:]).max() > 3 and starts[:, :4].tolist() == [[1.0, -0.2, 1.0, -0.2]] * 200
 
 
 def test_join_spreads_a_fitters_per_candidate_variables_over_every_candidate():
