@@ -134,6 +134,8 @@ def test_bad_input_is_one_line(importance, max_polygon, message):
 
 
 def test_cli_twenty_in_five(tmp_path, capsys):
+    """The command at 20 in 5: densities above every sampled block's densest (their fits are
+    tests/theory/test_sampled_fit.py's), so that only the blocks fitted on the exact loss run."""
     out = tmp_path / "c.nc"
     result = run_cli(
         capsys,
@@ -144,7 +146,7 @@ def test_cli_twenty_in_five(tmp_path, capsys):
         "--points",
         "2",
         "--density",
-        "0.05:1",
+        "0.3:1",
         "--p",
         "0",
         "--max-polygon",

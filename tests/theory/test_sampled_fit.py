@@ -174,10 +174,10 @@ def test_the_prism_beats_the_demicube_at_uniform_importance_density_five_hundred
 def test_a_short_first_step_keeps_the_search_off_a_norm_at_zero(monkeypatch):
     """The simplex prism at importance 0.9**i, p = 0.4, density 0.07. The loss sees a norm through
     W^T D W, so at its bound 0 the gradient in it is 0: a search whose first step drives the norm of the
-    ten most important features there ends there (the loss of ignoring them). L-BFGS-B's first step has
-    length 1 in its variables; the fits take it at FIRST_STEP."""
+    ten most important features there ends there, or near it (the gradient is of the order of the norm).
+    L-BFGS-B's first step has length 1 in its variables; the fits take it at FIRST_STEP."""
     setup = Setup(20, 5, sparsity=1 - 0.0697, importance=0.9 ** np.arange(20), p=0.4)
-    family, sample = Family.of(PRISM_GEOMETRY), SampledLoss.draw(setup, 2**14, seed=1)
+    family, sample = Family.of(PRISM_GEOMETRY), SampledLoss.draw(setup, 2**13, seed=1)
     starts = [_start(PRISM_GEOMETRY, setup, np.random.default_rng(s)) for s in range(4)]
 
     def ends():
@@ -186,8 +186,8 @@ def test_a_short_first_step_keeps_the_search_off_a_norm_at_zero(monkeypatch):
     short = ends()
     monkeypatch.setattr(sampled_fit, "FIRST_STEP", 1.0)
     unit = ends()
-    norm = [theta[0] for theta in unit[:, 0]]  # r of the first orbit (features 0-9)
-    assert sum(r == 0 for r in norm) >= 2, norm
+    norm = [theta[0] for theta in unit[:, 0]]  # r of the first orbit (features 0-9), about 0.85 at best
+    assert sum(r < 0.05 for r in norm) >= 2, norm
     assert all(theta[0] > 0.5 for theta in short[:, 0])
     assert max(short[:, 1]) < 0.9 * max(unit[:, 1])
 
