@@ -127,6 +127,11 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def random_source(device: torch.device) -> str:
+    """The torch backend's random numbers on `device`: "sfc64" (numpy, CPU) or "torch" (the device's)."""
+    return "sfc64" if device.type == "cpu" else "torch"
+
+
 class _Batches:
     """Seeded training batches (minus the features, dropout scale) of one shape, on the device.
 
@@ -139,13 +144,18 @@ class _Batches:
     before (numpy and torch release the GIL; torch runs half the threads on
     each side). The stream is the same as doing it in turn.
     CUDA: torch's generator on the device, sampled in line.
+    source: "sfc64" or "torch" (the CUDA path, on any device); None: the device's.
     """
 
-    def __init__(self, seed: int, device: torch.device, model: _Batched, batch: int):
+    def __init__(self, seed: int, device: torch.device, model: _Batched, batch: int, source=None):
         self.device, self.model = device, model
         self.shape = model.random_shape(batch)
         self._threads = None
-        if device.type == "cpu":
+        if source is None:
+            source = random_source(device)
+        if source not in ("sfc64", "torch"):
+            raise ValueError(f"source = {source!r}; use 'sfc64' or 'torch'")
+        if source == "sfc64":
             self._threads = torch.get_num_threads()
             torch.set_num_threads(max(1, self._threads // 2))
             self._bits = np.random.SFC64(seed)

@@ -6,9 +6,11 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 from sim import sweep as sweeps
@@ -280,6 +282,26 @@ def test_automatic_chunks_are_even_and_fit_the_budget(tmp_path):
     sizes = [len(big_plan.cells_of(i)) for i in range(big_plan.n_chunks)]
     assert sum(sizes) == 320 and max(sizes) - min(sizes) <= 1
     assert big_plan.chunk * sweeps._BYTES_PER_UNIT * 65536 * 5 <= sweeps._CPU_BUDGET
+
+
+def test_a_gpu_chunk_is_sized_to_the_cards_memory(tmp_path, monkeypatch):
+    """The CUDA path of the automatic chunk size, forced on CPU: up to 8 GiB, at most a quarter of a card."""
+    batch = 2**22
+    text = CONFIG.format(steps=10).replace("chunk = 4", "").replace("[train]", f"[train]\nbatch = {batch}")
+    path = tmp_path / "gpu.toml"
+    path.write_text(text)
+    config = TrainConfig.from_toml(path)
+    per_cell = sweeps._BYTES_PER_UNIT * batch * 5  # 503 MB: 3 features + 2 hidden
+    monkeypatch.setattr(sweeps, "resolve_device", lambda device: torch.device("cuda"))
+    # (card's memory, cells per chunk) for 24 cells: 8 GiB hold 17 cells (2 chunks of 12) however large
+    # the card; a quarter of an 8 GiB card holds 4; of a 2 GiB card 1
+    for total, chunk in ((141 * 2**30, 12), (2**33, 4), (2**31, 1)):
+        card = SimpleNamespace(total_memory=total)
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda dev, card=card: card)
+        plan = sweeps.plan(config, "cuda")
+        assert plan.device == "cuda"
+        assert plan.chunk == chunk, total
+        assert plan.chunk * per_cell <= min(8 * 2**30, total // 4)
 
 
 def test_submit_runs_the_shards_locally_with_submitit(capsys, tmp_path, reference):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from sim import sampled_loss, train
+from sim import sampled_loss, train, trainer
 from sim.config import TrainConfig
-from sim.trainer import _Batched, _Batches, _FlatAdamW, tms_init
+from sim.trainer import _Batched, _Batches, _FlatAdamW, random_source, tms_init
 from theory import Setup, minimize_loss
 
 CPU = torch.device("cpu")
@@ -71,11 +71,13 @@ def test_init_is_the_notebooks_xavier_normal():
     torch.testing.assert_close(ours, notebook.transpose(1, 2), rtol=0, atol=0)
 
 
-def test_sampler_has_the_models_distribution():
+@pytest.mark.parametrize("source", ["sfc64", "torch"])
+def test_sampler_has_the_models_distribution(source):
+    """Both random sources: SFC64 (CPU's) and torch's generator (CUDA's, here forced on CPU)."""
     setups = [Setup(3, 2, sparsity=[0.0, 0.6, 1.0], p=0.3), Setup(3, 2, sparsity=0.95, p=0.0)]
     model = _Batched(setups, CPU)
     batch = 200_000
-    with _Batches(3, CPU, model, batch) as batches:
+    with _Batches(3, CPU, model, batch, source) as batches:
         xn, scale = batches.next()
     x, scale = -xn.double().numpy(), scale.double().numpy()
     for i, setup in enumerate(setups):
@@ -102,6 +104,25 @@ def test_same_seed_same_numbers_other_seed_other_numbers():
     np.testing.assert_array_equal(a.W, b.W)
     np.testing.assert_array_equal(a.loss_history, b.loss_history)
     assert not np.array_equal(a.W, c.W)
+
+
+def test_the_cuda_random_path_trains_on_cpu_to_the_same_law(monkeypatch):
+    """The torch backend with torch's generator (CUDA's random numbers), forced on CPU."""
+    setups = [
+        Setup(3, 2, sparsity=s, importance=[1.0, 0.7, 0.5], p=p) for p in (0.0, 0.4) for s in (0.3, 0.9)
+    ]
+    assert random_source(CPU) == "sfc64" and random_source(torch.device("cuda")) == "torch"
+    cpu = train(setups, steps=1500, seed=2, progress=False, backend="torch")
+    monkeypatch.setattr(trainer, "random_source", lambda device: "torch")
+    a = train(setups, steps=1500, seed=2, progress=False, backend="torch")
+    b = train(setups, steps=1500, seed=2, progress=False, backend="torch")
+    np.testing.assert_array_equal(a.W, b.W)
+    assert not np.array_equal(a.W, cpu.W)  # another stream
+    exact = a.expected_losses().lower
+    sampled = sampled_loss(setups, a.W, a.b, n_samples=400_000, seed=11)
+    np.testing.assert_array_less(np.abs(exact - sampled.mean), 4 * sampled.stderr)
+    # Trained on the same law: the two streams end at the same loss (the same basin from the same init).
+    np.testing.assert_allclose(exact, cpu.expected_losses().lower, rtol=0.01)
 
 
 def test_trained_model_exact_loss_matches_fresh_samples():
