@@ -3,7 +3,7 @@
     tms-dropout theory phase-diagram CONFIG --out THEORY.nc
     python scripts/independent_check.py CONFIG --theory THEORY.nc --out DIR
                                         [--seeds S] [--steps N] [--samples N] [--seed 0]
-                                        [--tolerance 0.01] [--exit-zero] [--no-search]
+                                        [--tolerance 0.01] [--exit-zero] [--no-search] [--device cuda]
 
 The phase diagram writes the optimum's W and b at every cell of CONFIG's grid.
 Without --theory the script computes it first, as `tms-dropout theory
@@ -13,7 +13,7 @@ This trains every cell S times (default: as many as CONFIG's seeds) for N steps
 (default: CONFIG's) with the published TMS notebook's loop (sim.published:
 autograd, AdamW at CONFIG's learning rate and batch, xavier_normal_, F.dropout
 on the hidden layer; none of sim's trainers, all of a p's cells as instances
-of one model), then scores every trained model and theory's optimum with
+of one model; on --device, default the CPU), then scores every trained model and theory's optimum with
 theory.montecarlo (numpy; it shares no code with the exact loss, the sampled
 loss or the trainers) on the same fresh samples per cell, so that their
 difference has a standard error far below either loss's.
@@ -41,6 +41,7 @@ import xarray as xr
 
 from sim.config import TrainConfig
 from sim.published import ReferenceModel, reference_optimize
+from sim.trainer import resolve_device
 from theory import diagram_runs
 from theory.diagram import grid_of
 from theory.errors import InputError
@@ -49,10 +50,12 @@ from theory.progress import Progress
 from theory.storage import save_dataset, save_text
 
 
-def train_published(config: TrainConfig, seeds: int, steps: int, seed: int = 0, progress=None):
+def train_published(
+    config: TrainConfig, seeds: int, steps: int, seed: int = 0, progress=None, device: str = "cpu"
+):
     """W (grid dims..., seed, m, n) and b (grid dims..., seed, n) of models trained by the published
-    loop: per p, one model whose instances are every cell of that p times `seeds` (torch seeded with
-    seed + the p's index)."""
+    loop on `device`: per p, one model whose instances are every cell of that p times `seeds` (torch
+    seeded with seed + the p's index; the initial W is drawn on the CPU, the same on every device)."""
     grid = config.grid
     if grid.dropout_groups is not None:
         raise InputError("the published loop drops every unit on its own; CONFIG has dropout_groups")
@@ -75,10 +78,12 @@ def train_published(config: TrainConfig, seeds: int, steps: int, seed: int = 0, 
                 torch.tensor(importance, dtype=torch.float32),
                 float(grid.p[k]),
             )
-            reference_optimize(model, config.batch, steps, config.lr, on_step=bar.update)
-            trained = model.W.detach().double().numpy().transpose(0, 2, 1)  # (instances, m, n)
+            model.feature_probability = model.feature_probability.to(device)
+            model.importance = model.importance.to(device)
+            reference_optimize(model.to(device), config.batch, steps, config.lr, on_step=bar.update)
+            trained = model.W.detach().double().cpu().numpy().transpose(0, 2, 1)  # (instances, m, n)
             W[k] = trained.reshape(A, D, seeds, m, n)
-            b[k] = model.b_final.detach().double().numpy().reshape(A, D, seeds, n)
+            b[k] = model.b_final.detach().double().cpu().numpy().reshape(A, D, seeds, n)
     return W.reshape(grid.shape + (seeds, m, n)), b.reshape(grid.shape + (seeds, n))
 
 
@@ -197,6 +202,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: CONFIG's)")
     parser.add_argument("--samples", type=int, default=1_000_000, help="Monte Carlo samples per cell")
     parser.add_argument("--seed", type=int, default=0, help="torch's seed for the first p (then + 1 each)")
+    parser.add_argument("--device", default="cpu", help="the training loop's device: cpu, cuda, auto")
     parser.add_argument("--tolerance", type=float, default=0.01, help="the check's allowance (0.01: 1%%)")
     parser.add_argument(
         "--exit-zero",
@@ -234,7 +240,8 @@ def main(argv=None) -> int:
             diagram_runs.run(config.grid, args.theory, None, search=args.search)
         theory = xr.load_dataset(args.theory)
         check_grid(config.grid, theory)
-        W, b = train_published(config, seeds, steps, args.seed, progress=True)
+        device = resolve_device(args.device)
+        W, b = train_published(config, seeds, steps, args.seed, progress=True, device=device)
         ds = score(config, theory, W, b, args.samples, progress=True)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -246,6 +253,7 @@ def main(argv=None) -> int:
         steps=steps,
         samples=args.samples,
         seed=args.seed,
+        device=args.device,
         tolerance=args.tolerance,
         trainer="sim.published (the TMS notebook's loop)",
         passed=int(not (ds.ratio > 1 + args.tolerance).any()),

@@ -112,4 +112,6 @@ def test_a_diagram_of_another_grid_is_refused(tmp_path, capsys):
     assert "leave --theory out" in capsys.readouterr().err
     assert script.main(_args(tmp_path, "theory.nc", "--tolerance", "-0.01")) == 2
     assert "--tolerance" in capsys.readouterr().err
+    assert script.main(_args(tmp_path, "theory.nc", "--device", "tpu")) == 2
+    assert "device = 'tpu'" in capsys.readouterr().err
     assert np.isfinite(theory.optimal_loss).all()
