@@ -13,7 +13,8 @@ This trains every cell S times (default: as many as CONFIG's seeds) for N steps
 (default: CONFIG's) with the published TMS notebook's loop (sim.published:
 autograd, AdamW at CONFIG's learning rate and batch, xavier_normal_, F.dropout
 on the hidden layer; none of sim's trainers, all of a p's cells as instances
-of one model; on --device, default the CPU), then scores every trained model and theory's optimum with
+of one model; on --device, the CPU by default: on a GPU many seeds per cell
+cost little), then scores every trained model and theory's optimum with
 theory.montecarlo (numpy; it shares no code with the exact loss, the sampled
 loss or the trainers) on the same fresh samples per cell, so that their
 difference has a standard error far below either loss's.
@@ -253,7 +254,7 @@ def main(argv=None) -> int:
         steps=steps,
         samples=args.samples,
         seed=args.seed,
-        device=args.device,
+        device=device.type,
         tolerance=args.tolerance,
         trainer="sim.published (the TMS notebook's loop)",
         passed=int(not (ds.ratio > 1 + args.tolerance).any()),

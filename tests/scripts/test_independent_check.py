@@ -68,7 +68,7 @@ def test_a_model_above_the_trained_ones_fails_the_check(tmp_path, capsys):
     assert script.main(_args(tmp_path, "ignore.nc", "--steps", "300", "--samples", "20000")) == 1
     ds = xr.load_dataset(tmp_path / "out" / "independent.nc")
     assert (ds.ratio > 1.01 + 2 * ds.ratio_stderr).all(), ds.ratio.values
-    assert ds.attrs["passed"] == 0
+    assert ds.attrs["passed"] == 0 and ds.attrs["device"] == "cpu"
     assert "fails at 2 of 2 cells" in (tmp_path / "out" / "independent.md").read_text()
     # --exit-zero: the same verdict, in the Dataset only
     args = _args(tmp_path, "ignore.nc", "--steps", "300", "--samples", "20000", "--exit-zero")
