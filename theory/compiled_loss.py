@@ -340,7 +340,7 @@ def _scratch(n):
     )  # fmt: skip
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def _mask_pass(
     total, model, mask, W, b, density, importance, p, leaders, tables, sets, largest, grad, gW, gb, scratch
 ):
