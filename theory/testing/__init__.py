@@ -11,6 +11,8 @@
   (symbols(geometry) gives the names).
 - check_optimum(setup, W, b): stationary, no descent, not beaten by the
   catalogue or a global search.
+- loss_scale(setup): the loss of W = 0, b = 0, the scale the exact loss is
+  accurate to (about 1e-15 of it): tolerances for your own comparisons.
 - strategies: hypothesis strategies for setups, models (W, b) with the hard
   cases, and geometries with their parameters, for your own @given tests.
 
@@ -26,7 +28,14 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from theory.testing import strategies
 from theory.testing.cases import Case
-from theory.testing.loss_check import LossCheck, LossMismatch, check_geometry_loss, check_loss, symbols
+from theory.testing.loss_check import (
+    LossCheck,
+    LossMismatch,
+    check_geometry_loss,
+    check_loss,
+    loss_scale,
+    symbols,
+)
 from theory.testing.optimum_check import Better, OptimumCheck, OptimumRejected, check_optimum
 
 __all__ = [
@@ -38,6 +47,7 @@ __all__ = [
     "OptimumRejected",
     "check_geometry_loss",
     "check_loss",
+    "loss_scale",
     "check_optimum",
     "strategies",
     "symbols",
