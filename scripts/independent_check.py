@@ -75,12 +75,10 @@ def train_published(
                 len(density),
                 n,
                 m,
-                torch.tensor(density, dtype=torch.float32),
-                torch.tensor(importance, dtype=torch.float32),
+                torch.tensor(density, dtype=torch.float32, device=device),
+                torch.tensor(importance, dtype=torch.float32, device=device),
                 float(grid.p[k]),
             )
-            model.feature_probability = model.feature_probability.to(device)
-            model.importance = model.importance.to(device)
             reference_optimize(model.to(device), config.batch, steps, config.lr, on_step=bar.update)
             trained = model.W.detach().double().cpu().numpy().transpose(0, 2, 1)  # (instances, m, n)
             W[k] = trained.reshape(A, D, seeds, m, n)

@@ -94,12 +94,13 @@ def table(theory: xr.Dataset, first: int, progress=None) -> tuple[str, int]:
             optimum = float(cell.optimal_loss)
             family = float(cell.family_loss) if "family_loss" in cell else optimum
             ratio = value / optimum
-            below += ratio < 1 - 1e-6
+            lower = ratio < 1 - 1e-6
+            below += lower
             label = " | ".join(f"{float(cell[d]):g}" for d in dims if d != "sparsity")
             named = ", ".join("(" + " ".join(map(str, b)) + ")" for b in blocks)
             lines.append(
                 f"| {label} | {density:.3g} | {value:.6f} | {named} | {family:.6f} | {optimum:.6f} | "
-                f"{ratio:.4f}{' **below**' if ratio < 1 - 1e-6 else ''} |"
+                f"{ratio:.4f}{' **below**' if lower else ''} |"
             )
             bar.update()
     lines += ["", f"- singles and pairs in any pairing below the diagram's optimum at {below} of "
