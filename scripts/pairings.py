@@ -3,20 +3,23 @@
     python scripts/pairings.py THEORY.nc [--first 12] [--out FILE.md]
 
 THEORY.nc: a composite phase diagram (`tms-dropout theory phase-diagram`,
-or the theory.nc that scripts/twenty_in_five.py writes). The family's blocks
-take runs of features consecutive in importance. Here every composite made
-only of blocks on one neuron each (a dedicated feature, or two features on
-one neuron: an antipodal or same-sign pair) is tried with any features in
-any block, among the --first most important (the others ignored, each bias
-at its mean): blocks on neurons of their own make the loss the sum of their
-exact losses (each block its own problem, minimised by
-theory.optimize.minimize_loss from 12 starts), so the least of them is
-found by trying every choice (a recursion over the features in importance
-order, each block's loss computed once). Per cell: that least loss and its
-blocks, the family's optimum and the diagram's (optimal_loss), and the ratio
-of the first to the last; below 1 where the pairing the family does not try
-is lower than anything the diagram holds. Prints the table (and writes it
-to --out).
+or the theory.nc that scripts/twenty_in_five.py writes). The family puts its
+dedicated features and pairs (blocks of one neuron) on the most important
+features, in any matching of the features they share, and fits each pair
+by its closed forms. Here, independently, every composite made only of
+blocks on one neuron each (a dedicated feature, or two features on one
+neuron) is tried with any features in any block, among the --first most
+important, the others ignored (each bias at its mean; a more important
+feature may be ignored where a less important one is represented, which
+the family never does): blocks on neurons of their own make the loss the
+sum of their exact losses (each block its own problem, minimised by
+theory.optimize.minimize_loss from 12 starts, not the family's fits), so
+the least of them is found by trying every choice (a recursion over the
+features in importance order, each block's loss computed once). Per cell:
+that least loss and its blocks, the family's optimum and the diagram's
+(optimal_loss), and the ratio of the first to the last; below 1 where such
+a composite is lower than anything the diagram holds. Prints the table (and
+writes it to --out).
 """
 
 from __future__ import annotations

@@ -41,7 +41,12 @@ arrangement puts it (block_profiles), several times the work.
   each profile block_profiles gives), the best kind per cell kept;
 - structures: every multiset of shapes on at most m neurons and n features;
 - arrangements: each structure's blocks in every order, on consecutive
-  features from the most important, the rest ignored.
+  features from the most important, the rest ignored; blocks of one neuron
+  next to each other (dedicated features and pairs: a run) take the run's
+  features in any matching, not only consecutive ones (Run: each pair's
+  loss at the importances of its two features, the least matching per
+  cell; trained models nest pairs, the most important feature of a run
+  with its least important one, where that is lower).
 
 A Composite candidate is one structure; its loss is its best arrangement's. One with a
 block scored by Monte Carlo is not a candidate (NaN) at a cell where it is not below every
@@ -50,8 +55,8 @@ score within noise of an exact one does not take the cell.
 Restrictions, stated in the phase diagram's attrs (ASSUMPTIONS):
 the blocks of more than 2 neurons are simplices (tetrahedron, 4- and
 5-simplex), the 5-demicube or the simplex prism, no feature spans two blocks, blocks take runs of consecutive
-features in importance order, and the ignored features are the least
-important.
+features in importance order (one-neuron blocks: any matching of the features of their run), and the ignored
+features are the least important.
 Importance must not increase with the feature's index (c * decay**i, decay in (0, 1], is fitted fastest).
 """
 
@@ -59,6 +64,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -91,7 +97,8 @@ ASSUMPTIONS = (
     "4- and 5-simplex in four and five, 5-orthoplex (10 features, under dropout), 5-demicube (16) or "
     "simplex prism (20) in five, their loss by Monte Carlo (a cell's optimum only where below every "
     "exactly scored composite by two standard errors); each "
-    "block on consecutive features in importance order; the least important features ignored"
+    "block on consecutive features in importance order, except that dedicated features and pairs next to "
+    "each other take their features in any matching; the least important features ignored"
 )
 
 
@@ -156,13 +163,67 @@ class Shape:
         )
 
 
+#: The blocks of one neuron: runs of them take their features in any matching (Run).
+DEDICATED = Shape("dedicated", 1, 1)
+PAIR = Shape("pair", 2, 1)
+
+
+@dataclass(frozen=True)
+class Run:
+    """Blocks of one neuron next to each other in an arrangement: `singles` dedicated features and `pairs`
+    pairs on singles + 2 pairs consecutive features, each block on a neuron of its own. The loss is a sum
+    over the blocks whichever features each takes, so the run is scored as its least matching (matchings),
+    cell by cell: a pair may take the run's most important feature and its least important."""
+
+    singles: int
+    pairs: int
+
+    @property
+    def features(self) -> int:
+        return self.singles + 2 * self.pairs
+
+    @property
+    def neurons(self) -> int:
+        return self.singles + self.pairs
+
+    def matchings(self) -> tuple[tuple[tuple[int, ...], ...], ...]:
+        """Every way to split features 0..features-1 into the run's blocks: the singles (ascending), then
+        the pairs (each ascending, by first feature); consecutive blocks first (ties go to them)."""
+        return _matchings(self.singles, self.pairs)
+
+    def places(self, first: int):
+        """(shape, features) of every block a matching of the run on features first.. can hold."""
+        features = range(first, first + self.features)
+        if self.singles:
+            yield from ((DEDICATED, (f,)) for f in features)
+        if self.pairs:
+            yield from ((PAIR, pair) for pair in itertools.combinations(features, 2))
+
+
+@cache
+def _matchings(singles: int, pairs: int) -> tuple[tuple[tuple[int, ...], ...], ...]:
+    def paired(rest: tuple[int, ...]):
+        if not rest:
+            yield ()
+            return
+        for j in range(1, len(rest)):
+            for more in paired(rest[1:j] + rest[j + 1 :]):
+                yield ((rest[0], rest[j]),) + more
+
+    out = []
+    for alone in itertools.combinations(range(singles + 2 * pairs), singles):
+        rest = tuple(f for f in range(singles + 2 * pairs) if f not in alone)
+        out += [tuple((f,) for f in alone) + matching for matching in paired(rest)]
+    return tuple(out)
+
+
 def shapes(max_polygon: int) -> tuple[Shape, ...]:
     if not 2 <= max_polygon <= max(POLYGON_NAMES):
         raise InputError(f"max_polygon = {max_polygon} is not allowed; it must be 2 (no polygons) to 6")
     polygons = tuple(Shape(POLYGON_NAMES[k], k, 2) for k in range(3, max_polygon + 1))
     simplices = tuple(Shape(f"{k}-simplex", k + 1, k) for k in SIMPLEX_DIMENSIONS)
     return (
-        (Shape("dedicated", 1, 1), Shape("pair", 2, 1), Shape("turned pair", 2, 2))
+        (DEDICATED, PAIR, Shape("turned pair", 2, 2))
         + polygons
         + (Shape("tetrahedron", 4, 3),)
         + simplices
@@ -200,12 +261,29 @@ class Composite:
         antipodal pairs)."""
         return sum(10 * s.features + (s.neurons == 2) for s in self.shapes)
 
-    def arrangements(self) -> list[tuple[Shape, ...]]:
-        return sorted(set(itertools.permutations(self.shapes)), key=lambda a: [_order_key(s) for s in a])
+    def arrangements(self) -> list[tuple[Shape | Run, ...]]:
+        """The blocks in every order on consecutive features from the first, adjacent blocks of one neuron
+        merged into a Run (which tries every matching of its features)."""
+        merged = set()
+        for order in itertools.permutations(self.shapes):
+            parts: list[Shape | Run] = []
+            for one_neuron, group in itertools.groupby(order, key=lambda s: s.neurons == 1):
+                group = list(group)
+                if one_neuron:
+                    singles = sum(s.features == 1 for s in group)
+                    parts.append(Run(singles, len(group) - singles))
+                else:
+                    parts.extend(group)
+            merged.add(tuple(parts))
+        return sorted(merged, key=lambda a: [_part_key(part) for part in a])
 
 
 def _order_key(shape: Shape) -> tuple[int, int]:
     return (shape.features, shape.neurons)
+
+
+def _part_key(part: Shape | Run) -> tuple[int, int, int]:
+    return (part.features, part.neurons, isinstance(part, Shape))
 
 
 def composites(n_features: int, n_hidden: int, max_polygon: int = 5) -> tuple[Composite, ...]:
@@ -311,37 +389,46 @@ def geometric_decay(importance) -> float | None:
     return None
 
 
-def block_profiles(candidates, importances) -> tuple[dict[Shape, np.ndarray], dict[Shape, np.ndarray]]:
+Slots = dict[Shape, dict[tuple[int, tuple[int, ...]], int]]
+
+
+def block_profiles(candidates, importances) -> tuple[dict[Shape, np.ndarray], Slots]:
     """Where each shape is fitted: profiles[s] (R, k), the importances of its k features relative to its
-    first, one row per profile needed, and slot[s] (A, n), the row for importance vector a with the
-    block's first feature at f (-1: no arrangement puts it there). Importance c * decay**i has one
-    profile, decay**i, wherever a block sits; any other has one per place (the shape fitted again at
-    each)."""
-    n = candidates[0].n_features
-    places = {}
+    first, one row per profile needed, and slot[s][a, features], the row for importance vector a with the
+    block on those features (ascending; every place an arrangement can put it, and features 0..k-1).
+    Importance c * decay**i has one profile per spacing of the features, decay**(features - first), the
+    same wherever the block sits (one for a block on consecutive features, one per distance for a pair of
+    a Run); any other has one per place (the shape fitted again at each)."""
+    places: dict[Shape, set[tuple[int, ...]]] = {}
     for candidate in candidates:
         for order in candidate.arrangements():
             first = 0
-            for shape in order:
-                places.setdefault(shape, {0}).add(first)
-                first += shape.features
+            for part in order:
+                held = (
+                    part.places(first)
+                    if isinstance(part, Run)
+                    else [(part, tuple(range(first, first + part.features)))]
+                )
+                for shape, features in held:
+                    places.setdefault(shape, {tuple(range(shape.features))}).add(features)
+                first += part.features
     importances = [np.asarray(importance, dtype=float) for importance in importances]
     decays = [geometric_decay(importance) for importance in importances]
     profiles, slot = {}, {}
-    for shape, firsts in places.items():
-        k = shape.features
+    for shape, held in places.items():
         rows: dict[tuple, int] = {}
-        slot[shape] = np.full((len(importances), n), -1)
+        slot[shape] = {}
         for a, (importance, decay) in enumerate(zip(importances, decays, strict=True)):
-            for f in sorted(firsts):
+            for features in sorted(held):
+                at = np.array(features)
                 if decay is not None:
-                    row = decay ** np.arange(k)
-                elif importance[f] > 0:
-                    row = importance[f : f + k] / importance[f]
+                    row = decay ** (at - at[0])
+                elif importance[at[0]] > 0:
+                    row = importance[at] / importance[at[0]]
                 else:  # a block on features of importance 0 costs 0 whatever it is fitted at
-                    row = np.ones(k)
-                slot[shape][a, f] = rows.setdefault(tuple(row), len(rows))
-        profiles[shape] = np.array(list(rows), dtype=float).reshape(-1, k)
+                    row = np.ones(len(at))
+                slot[shape][a, features] = rows.setdefault(tuple(row), len(rows))
+        profiles[shape] = np.array(list(rows), dtype=float).reshape(-1, shape.features)
     return profiles, slot
 
 
@@ -381,7 +468,7 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None, screen: 
         ceiling = np.full((P, len(profiles[s]), D), np.inf)
         if s.neurons == m:  # its only composites: the block on features 0..k-1, the rest ignored
             for a, importance in enumerate(importances):
-                ceiling[:, slot[s][a, 0]] = (
+                ceiling[:, slot[s][a, _on_first(s)]] = (
                     (1 + screen) * best_exact[:, a] - ignored[a][s.features]
                 ) / importance[0]
         fitted[s] = fit_shape(s, profiles[s], density, ps, show, ceiling)
@@ -408,7 +495,7 @@ def fit(candidates: list[Composite], setups: np.ndarray, progress=None, screen: 
     lead = setups.shape[1:-1]
 
     def first(s: Shape, values: np.ndarray) -> np.ndarray:  # (P, A, D): the shape on features 0..k-1
-        return values[:, slot[s][:, 0]]
+        return values[:, [slot[s][a, _on_first(s)] for a in range(A)]]
 
     block_loss = np.stack([first(s, fitted[s].loss) for s in options])
     block_kind = np.stack([first(s, fitted[s].kind) for s in options])
@@ -470,50 +557,88 @@ def _ignored_tail(importance: np.ndarray, density: np.ndarray) -> np.ndarray:
     return np.concatenate([np.cumsum(ignored[::-1], 0)[::-1], np.zeros_like(ignored[:1])])
 
 
-def _best_arrangements(candidates, fitted: dict[Shape, BlockFit], slot, importances, tails, cells):
+def _on_first(shape: Shape) -> tuple[int, ...]:
+    return tuple(range(shape.features))
+
+
+def _best_arrangements(candidates, fitted: dict[Shape, BlockFit], slot: Slots, importances, tails, cells):
     """Each candidate's least loss over its arrangements, (P, A, D, C) (inf where a block is not
-    fitted), that arrangement, and its loss's standard error (0 where every block's loss is exact; the
-    blocks' Monte Carlo scores are independent); slot: block_profiles', tails: _ignored_tail per
-    importance, cells: (P, D)."""
+    fitted), that arrangement at each cell as its blocks' (shape, features), and its loss's standard
+    error (0 where every block's loss is exact; the blocks' Monte Carlo scores are independent); slot:
+    block_profiles', tails: _ignored_tail per importance, cells: (P, D). A Run's blocks are its least
+    matching at each cell."""
     P, D = cells
     A = len(importances)
     loss = np.full((P, A, D, len(candidates)), np.inf)
     stderr = np.zeros((P, A, D, len(candidates)))
     arrangement = np.empty((P, A, D, len(candidates)), dtype=object)
-    for a, importance in enumerate(importances):
+
+    @cache
+    def block(a: int, s: Shape, features: tuple[int, ...]):
+        """The block's loss and variance where it sits, (P, D)."""
+        row = slot[s][a, features]
+        scale = importances[a][features[0]]
+        return scale * fitted[s].loss[:, row], (scale * fitted[s].stderr[:, row]) ** 2
+
+    @cache
+    def run(a: int, part: Run, first: int):
+        """The least matching's loss and variance (P, D), which matching that is, and the matchings."""
+        matchings = [[(DEDICATED if len(b) == 1 else PAIR, tuple(first + f for f in b)) for b in m]
+                     for m in part.matchings()]  # fmt: skip
+        totals = np.array([sum(block(a, *b)[0] for b in m) for m in matchings])  # (M, P, D)
+        variances = np.array([sum(block(a, *b)[1] for b in m) for m in matchings])
+        with np.errstate(invalid="ignore"):  # rounding decides no tie: the first matching takes it
+            choice = np.argmax(totals <= totals.min(0) * (1 + 1e-12), 0)
+        pick = np.take_along_axis
+        return pick(totals, choice[None], 0)[0], pick(variances, choice[None], 0)[0], choice, matchings
+
+    for a in range(A):
         for c, candidate in enumerate(candidates):
             for order in candidate.arrangements():
-                total, variance, first = np.zeros((P, D)), np.zeros((P, D)), 0
-                for s in order:
-                    total = total + importance[first] * fitted[s].loss[:, slot[s][a, first]]
-                    variance = variance + (importance[first] * fitted[s].stderr[:, slot[s][a, first]]) ** 2
-                    first += s.features
+                total, variance, first, placed = np.zeros((P, D)), np.zeros((P, D)), 0, []
+                for part in order:
+                    if isinstance(part, Run):
+                        part_loss, part_variance, choice, matchings = run(a, part, first)
+                        placed.append((choice, matchings))
+                    else:
+                        held = (part, tuple(range(first, first + part.features)))
+                        part_loss, part_variance = block(a, *held)
+                        placed.append((None, [[held]]))
+                    total, variance = total + part_loss, variance + part_variance
+                    first += part.features
                 total = total + tails[a][first]
                 better = total < loss[:, a, :, c]
                 loss[:, a, :, c] = np.where(better, total, loss[:, a, :, c])
                 stderr[:, a, :, c] = np.where(better, np.sqrt(variance), stderr[:, a, :, c])
                 for k, i in zip(*np.nonzero(better), strict=True):
-                    arrangement[k, a, i, c] = order
+                    arrangement[k, a, i, c] = tuple(
+                        b
+                        for choice, options in placed
+                        for b in options[0 if choice is None else choice[k, i]]
+                    )
     return loss, arrangement, stderr
 
 
-def _assemble(arrangement, fitted: dict[Shape, BlockFit], slot, cell, shape: tuple[int, int], density: float):
-    """The composite's W (m, n), b (n) and description at one cell (p, importance, density index): blocks on
-    consecutive features and neurons in arrangement order, the rest ignored (bias at the mean)."""
+def _assemble(
+    arrangement, fitted: dict[Shape, BlockFit], slot: Slots, cell, shape: tuple[int, int], density: float
+):
+    """The composite's W (m, n), b (n) and description at one cell (p, importance, density index): each
+    block (shape, features) of the arrangement on its features and the next neurons, the rest ignored
+    (bias at the mean)."""
     n_hidden, n_features = shape
     W = np.zeros(shape)
     b = np.full(n_features, density / 2)
-    first, neuron, parts = 0, 0, []
+    neuron, parts = 0, []
     q, a, i = cell
-    for s in arrangement:
-        k, c, block = s.features, s.neurons, fitted[s]
-        index = (q, slot[s][a, first], i)
-        W[neuron : neuron + c, first : first + k] = block.W[index]
-        b[first : first + k] = block.b[index]
-        order = [int(v) + first for v in block.order[index] if v >= 0]
-        features = order if order else range(first, first + k)
-        parts.append(f"{block.kind[index]} {' '.join(map(str, features))}")
-        first, neuron = first + k, neuron + c
+    for s, features in arrangement:
+        block, at = fitted[s], list(features)
+        index = (q, slot[s][a, features], i)
+        W[neuron : neuron + s.neurons, at] = block.W[index]
+        b[at] = block.b[index]
+        order = [features[v] for v in block.order[index] if v >= 0]
+        parts.append(f"{block.kind[index]} {' '.join(map(str, order if order else features))}")
+        neuron += s.neurons
+    first = sum(s.features for s, _ in arrangement)  # the blocks hold features 0..first-1
     if first < n_features:
         parts.append(f"ignore {first}" + (f"-{n_features - 1}" if first < n_features - 1 else ""))
     return W, b, ", ".join(parts)
