@@ -3,6 +3,8 @@ Dataset to the quantities a sentence quotes, through the layers' own summaries."
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import xarray as xr
 
@@ -57,6 +59,21 @@ def in_phase(ds: xr.Dataset, prefix: str) -> xr.DataArray:
     """A phase diagram's cells whose optimal geometry's name starts with `prefix` (True there)."""
     names = np.array([str(name).startswith(prefix) for name in ds.geometry.values])
     return xr.DataArray(names[ds.phase.values], coords=ds.phase.coords, dims=ds.phase.dims)
+
+
+#: A pair on one neuron in a composite's description: "antipodal 1 8" or "same-sign 3 4".
+_PAIR = re.compile(r"(?:^|, )(?:antipodal|same-sign) (\d+) (\d+)(?=,|$)")
+
+
+def apart_pairs(ds: xr.Dataset) -> xr.DataArray:
+    """Per cell of a composite phase diagram, the pairs on one neuron (antipodal or same-sign) of the
+    family's best composite (ds.composite) whose two features are not next to each other in importance
+    (nested pairs: 1 with 8, 2 with 7, ...)."""
+
+    def count(text) -> int:
+        return sum(int(b) - int(a) > 1 for a, b in _PAIR.findall(str(text)))
+
+    return xr.apply_ufunc(np.vectorize(count, otypes=[int]), ds.composite)
 
 
 def phase_share(ds: xr.Dataset, p: float, prefix: str) -> float:

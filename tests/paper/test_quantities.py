@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from paper.quantities import factor_names, in_phase, phase_share, plane_gaps, worst_checked_cell
+from paper.quantities import apart_pairs, factor_names, in_phase, phase_share, plane_gaps, worst_checked_cell
 from theory.blocks import demicube_vertices
 
 
@@ -58,3 +58,13 @@ def test_factor_names_name_each_model_by_its_factors():
     names = factor_names(W)
     assert names.dims == ("p",)
     assert names.values.tolist() == ["5-demicube", " + ".join(["antipodal pair"] * 5)]
+
+
+def test_apart_pairs_counts_the_pairs_on_features_not_next_to_each_other():
+    composite = [
+        "dedicated 0, antipodal 1 8, antipodal 2 7, antipodal 3 6, antipodal 4 5, ignore 9-19",
+        "antipodal 0 1, same-sign 2 4, pentagon, free angles 6 7 10 9 8, ignore 11-19",
+        "square, free vertices 0 1 3 2, 5-simplex 4 5 6 7 8 9",
+    ]
+    ds = xr.Dataset({"composite": ("sparsity", composite)}, coords={"sparsity": [0.9, 0.8, 0.7]})
+    assert apart_pairs(ds).values.tolist() == [3, 1, 0]

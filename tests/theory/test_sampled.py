@@ -177,6 +177,32 @@ def test_search_takes_the_optimum_only_where_it_beats_the_candidates():
     assert "search_loss" not in plain and (full.W == plain.W).all()
 
 
+def test_a_monte_carlo_score_low_by_chance_does_not_make_the_search_the_optimum(monkeypatch):
+    """The search's end point is taken only where it beats the candidates' optimum on the same samples.
+    Here the search is replaced by one that ends at its first start (the candidates' optimum, exact) and
+    reports a Monte Carlo score 3 standard errors low: scored alone, that is below the family by more
+    than 2 standard errors; on shared samples the gap is 0 and the diagram keeps the family (an end point
+    truly lower still wins: test_search_takes_the_optimum_only_where_it_beats_the_candidates)."""
+    from theory import diagram, sampled
+
+    grid = Grid(n_features=3, n_hidden=2, sparsity=[0.5, 0.8], p=[0.0, 0.3], importance=[1.0, 0.9, 0.8])
+    ds = phase_diagram(grid, progress=False)
+
+    def ends_where_it_starts(setup, starts, seed=0, incumbent=False, **_):
+        if incumbent:
+            return None
+        W, b = starts[0][0], starts[1][0]
+        score = diagram.monte_carlo_losses(setup, W[None], b[None], sampled.RESCORE_SAMPLES, seed + 2)
+        low = score.mean[0] - 3 * score.stderr[0]
+        return sampled.SampledMinimum(W, b, np.nan, low, score.stderr[0], np.zeros(1), 1, 1)
+
+    monkeypatch.setattr(diagram, "minimize_sampled", ends_where_it_starts)
+    searched = search_optimum(ds, progress=False)
+    assert (searched.search_loss + 2 * searched.search_loss_stderr < searched.family_loss).all()  # alone
+    assert (searched.search_gap == 0).all() and (searched.search_gap_stderr == 0).all()
+    assert not searched.search_wins.any() and (searched.optimal_loss == searched.family_loss).all()
+
+
 def test_cli_searches_past_the_exact_loss_by_default(tmp_path, capsys):
     """13 features in 2 dims, uniform importance, density 0.2, with no polygon blocks: the family's best
     (antipodal pairs) is not the optimum, the search beats it, and the command says so and writes the
