@@ -115,3 +115,28 @@ def test_a_diagram_of_another_grid_is_refused(tmp_path, capsys):
     assert script.main(_args(tmp_path, "theory.nc", "--device", "tpu")) == 2
     assert "device = 'tpu'" in capsys.readouterr().err
     assert np.isfinite(theory.optimal_loss).all()
+
+
+def test_the_best_seed_is_chosen_on_one_sample_and_compared_on_another(tmp_path):
+    """The least of many noisy scores is biased low: score() picks the best trained model on the cell's
+    first samples (seed: the cell's flat index) and compares it with theory's optimum on samples of their
+    own (seed: the grid's size plus that index), the ratio and its standard error from those."""
+    from sim.config import TrainConfig
+    from theory.montecarlo import monte_carlo_loss, monte_carlo_losses
+
+    config, theory = _inputs(tmp_path)
+    config = TrainConfig.from_toml(config)
+    rng = np.random.default_rng(0)
+    W, b = rng.normal(0, 0.8, (1, 2, 4, 1, 2)), rng.normal(0, 0.1, (1, 2, 4, 2))  # (p, sparsity, seed, ...)
+    ds = script.score(config, theory, W, b, samples=5000)
+    setups = config.grid.setups().reshape(config.grid.shape)
+    for i in range(2):
+        cell = ds.isel(p=0, sparsity=i)
+        first = monte_carlo_losses(setups[0, i], W[0, i], b[0, i], n_samples=5000, seed=i)
+        np.testing.assert_allclose(cell.trained_loss.values, first.mean, rtol=1e-12)
+        best = int(np.argmin(first.mean))
+        assert int(cell.best_seed) == best
+        again = monte_carlo_loss(setups[0, i], W[0, i, best], b[0, i, best], n_samples=5000, seed=2 + i)
+        assert float(cell.best_loss) == pytest.approx(again.mean, rel=1e-12)
+        assert float(cell.best_loss) != pytest.approx(float(first.mean[best]), rel=1e-6)  # another sample
+        assert float(cell.ratio) == pytest.approx(float(cell.theory_loss) / float(cell.best_loss), rel=1e-12)
