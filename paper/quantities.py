@@ -139,6 +139,7 @@ def sampled_bound(ds: xr.Dataset, name: str, side: str) -> xr.DataArray:
 
 
 HELPERS = {
+    "apart_pairs": apart_pairs,
     "best_seed_share": best_seed_share,
     "largest_jump": largest_jump,
     "comparison": comparison,
