@@ -192,11 +192,12 @@ def test_a_monte_carlo_score_low_by_chance_does_not_make_the_search_the_optimum(
         if incumbent:
             return None
         W, b = starts[0][0], starts[1][0]
-        score = diagram.monte_carlo_losses(setup, W[None], b[None], sampled.RESCORE_SAMPLES, seed + 2)
+        score = diagram.monte_carlo_losses(setup, W[None], b[None], diagram.RESCORE_SAMPLES, seed + 2)
         low = score.mean[0] - 3 * score.stderr[0]
         return sampled.SampledMinimum(W, b, np.nan, low, score.stderr[0], np.zeros(1), 1, 1)
 
     monkeypatch.setattr(diagram, "minimize_sampled", ends_where_it_starts)
+    monkeypatch.setattr(diagram, "RESCORE_SAMPLES", 2**15)  # the search's and the paired scores' samples
     searched = search_optimum(ds, progress=False)
     assert (searched.search_loss + 2 * searched.search_loss_stderr < searched.family_loss).all()  # alone
     assert (searched.search_gap == 0).all() and (searched.search_gap_stderr == 0).all()
