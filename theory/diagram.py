@@ -41,7 +41,7 @@ from theory.metrics import max_angle_to_neuron, represented, superposition_onset
 from theory.montecarlo import monte_carlo_losses
 from theory.optimize import minimize_loss
 from theory.progress import Progress
-from theory.sampled import RESCORE_SAMPLES, minimize_sampled
+from theory.sampled import RESCORE_SAMPLES, RESCORE_SEED, minimize_sampled
 from theory.setup import Setup
 
 KIND = "tms-dropout phase diagram"
@@ -242,12 +242,12 @@ def search_optimum(
                 search(k, a, i, warm, 0, improve=True)
     gap, gap_stderr = np.full((P, A, D), np.nan), np.full((P, A, D), np.nan)
     for k, a, i in zip(*np.nonzero((loss < family) & (stderr > 0)), strict=True):
-        both = monte_carlo_losses(  # the end point's rescore samples (theory.sampled: seed + 2)
+        both = monte_carlo_losses(  # on the end point's rescore samples
             _setup_at(grid, k, a * D + i),
             np.stack([W[k, a, i], family_W[k, a, i]]),
             np.stack([b[k, a, i], family_b[k, a, i]]),
             n_samples=RESCORE_SAMPLES,
-            seed=seed + flat_cell(grid, k, a, i) + 2,
+            seed=seed + flat_cell(grid, k, a, i) + RESCORE_SEED,
         )
         gap[k, a, i], gap_stderr[k, a, i] = both.mean[0] - both.mean[1], both.difference_stderr(0, 1)
     with np.errstate(invalid="ignore"):

@@ -41,6 +41,8 @@ from theory.setup import Setup
 SEARCH_SAMPLES = 2**15
 MAX_SEARCH_SAMPLES = 2**17
 RESCORE_SAMPLES = 2**21
+#: The re-score's samples are drawn with the search's seed plus this (search: seed, polish: seed + 1).
+RESCORE_SEED = 2
 #: L-BFGS-B's stopping rule: the end point is rescored by Monte Carlo to about 1e-3, so converging L_N
 #: (itself a sample) past 1e-10 buys nothing; 500 iterations reach 1e-4 of the limit at 20 in 5.
 OPTIONS = {"maxiter": 500, "ftol": 1e-10, "gtol": 1e-8}
@@ -294,7 +296,7 @@ def minimize_structure(
     polish = SampledLoss.draw(setup, 2 * n_samples, seed + 1)
     theta, polished = _minimize_structure(structure, polish, theta, options)
     W, b = structure.matrices(theta)
-    score = monte_carlo_loss(setup, W, b, n_samples=rescore, seed=seed + 2)
+    score = monte_carlo_loss(setup, W, b, n_samples=rescore, seed=seed + RESCORE_SEED)
     return StructureMinimum(theta, W, b, polished, score.mean, score.stderr, losses)
 
 
@@ -340,7 +342,7 @@ def minimize_sampled(
     if incumbent and not value < losses[0]:
         return None
     W, b, polished = _minimize(SampledLoss.draw(setup, polish_samples, seed + 1), W, b, options)
-    score = monte_carlo_loss(setup, W, b, n_samples=rescore, seed=seed + 2)
+    score = monte_carlo_loss(setup, W, b, n_samples=rescore, seed=seed + RESCORE_SEED)
     return SampledMinimum(
         W=W,
         b=b,

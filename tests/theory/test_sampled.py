@@ -192,7 +192,9 @@ def test_a_monte_carlo_score_low_by_chance_does_not_make_the_search_the_optimum(
         if incumbent:
             return None
         W, b = starts[0][0], starts[1][0]
-        score = diagram.monte_carlo_losses(setup, W[None], b[None], diagram.RESCORE_SAMPLES, seed + 2)
+        score = diagram.monte_carlo_losses(
+            setup, W[None], b[None], diagram.RESCORE_SAMPLES, seed + diagram.RESCORE_SEED
+        )
         low = score.mean[0] - 3 * score.stderr[0]
         return sampled.SampledMinimum(W, b, np.nan, low, score.stderr[0], np.zeros(1), 1, 1)
 
