@@ -21,6 +21,7 @@ sys.modules[_SPEC.name] = script
 _SPEC.loader.exec_module(script)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("importance", [0.7 ** np.arange(6), [0.05, 1.0, 0.9, 0.8, 0.7, 0.6]])
 def test_the_recursion_finds_the_least_of_every_choice_of_blocks(importance):
     """6 features in 2 neurons: every choice of at most 2 disjoint singles and pairs, enumerated (the

@@ -171,6 +171,7 @@ def test_the_prism_beats_the_demicube_at_uniform_importance_density_five_hundred
     assert [f.kind for f in tegum_factors(W[0])] == ["simplex prism"]
 
 
+@pytest.mark.slow
 def test_a_short_first_step_keeps_the_search_off_a_norm_at_zero(monkeypatch):
     """The simplex prism at importance 0.9**i, p = 0.4, density 0.07. The loss sees a norm through
     W^T D W, so at its bound 0 the gradient in it is 0: a search whose first step drives the norm of the
