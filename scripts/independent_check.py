@@ -103,10 +103,9 @@ def check_grid(grid, theory: xr.Dataset) -> None:
 
 
 def score(config: TrainConfig, theory: xr.Dataset, W, b, samples: int, progress=None) -> xr.Dataset:
-    """Every trained model and theory's optimum scored on the same samples per cell (seed: the cell's flat
-    index), the best trained model chosen on them, then it and theory's optimum scored again on samples
-    of their own (seed: the grid's size plus the cell's flat index); the Dataset of the module
-    docstring."""
+    """Every trained model scored on the same samples per cell (seed: the cell's flat index), the best
+    chosen on them, then it and theory's optimum scored again on samples of their own (seed: the grid's
+    size plus the cell's flat index); the Dataset of the module docstring."""
     grid = config.grid
     dims = grid.dims
     check_grid(grid, theory)
@@ -114,20 +113,18 @@ def score(config: TrainConfig, theory: xr.Dataset, W, b, samples: int, progress=
     theory_b = theory.b.transpose(*dims, "feature").values
     setups = grid.setups().reshape(grid.shape)
     S = W.shape[len(dims)]
-    mean = np.empty(grid.shape + (S + 1,))
-    stderr = np.empty(grid.shape + (S + 1,))
+    mean, stderr = np.empty(grid.shape + (S,)), np.empty(grid.shape + (S,))
     again, again_stderr = np.empty(grid.shape + (2,)), np.empty(grid.shape + (2,))  # theory, best
     gap_stderr = np.empty(grid.shape)
     best = np.empty(grid.shape, dtype=int)
     with Progress.of(progress, setups.size, "Monte Carlo", "cell") as bar:
         for flat, cell in enumerate(np.ndindex(*grid.shape)):
-            models_W = np.concatenate([theory_W[cell][None], W[cell]])
-            models_b = np.concatenate([theory_b[cell][None], b[cell]])
-            found = monte_carlo_losses(setups[cell], models_W, models_b, n_samples=samples, seed=flat)
+            found = monte_carlo_losses(setups[cell], W[cell], b[cell], n_samples=samples, seed=flat)
             mean[cell], stderr[cell] = found.mean, found.stderr
-            best[cell] = int(np.argmin(found.mean[1:]))
-            pair = (models_W[[0, 1 + best[cell]]], models_b[[0, 1 + best[cell]]])
-            fresh = monte_carlo_losses(setups[cell], *pair, n_samples=samples, seed=setups.size + flat)
+            best[cell] = int(np.argmin(found.mean))
+            pair_W = np.stack([theory_W[cell], W[cell][best[cell]]])
+            pair_b = np.stack([theory_b[cell], b[cell][best[cell]]])
+            fresh = monte_carlo_losses(setups[cell], pair_W, pair_b, n_samples=samples, seed=setups.size + flat)
             again[cell], again_stderr[cell] = fresh.mean, fresh.stderr
             gap_stderr[cell] = fresh.difference_stderr(0, 1)
             bar.update()
@@ -142,10 +139,10 @@ def score(config: TrainConfig, theory: xr.Dataset, W, b, samples: int, progress=
             "theory_stderr": (dims, again_stderr[..., 0]),
             "trained_loss": (
                 dims + ("seed",),
-                mean[..., 1:],
+                mean,
                 {"description": "each model of the published loop, by Monte Carlo on the first samples"},
             ),
-            "trained_stderr": (dims + ("seed",), stderr[..., 1:]),
+            "trained_stderr": (dims + ("seed",), stderr),
             "best_seed": (dims, best, {"description": "the seed of least trained_loss"}),
             "best_loss": (
                 dims,
