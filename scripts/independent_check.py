@@ -124,7 +124,9 @@ def score(config: TrainConfig, theory: xr.Dataset, W, b, samples: int, progress=
             best[cell] = int(np.argmin(found.mean))
             pair_W = np.stack([theory_W[cell], W[cell][best[cell]]])
             pair_b = np.stack([theory_b[cell], b[cell][best[cell]]])
-            fresh = monte_carlo_losses(setups[cell], pair_W, pair_b, n_samples=samples, seed=setups.size + flat)
+            fresh = monte_carlo_losses(
+                setups[cell], pair_W, pair_b, n_samples=samples, seed=setups.size + flat
+            )
             again[cell], again_stderr[cell] = fresh.mean, fresh.stderr
             gap_stderr[cell] = fresh.difference_stderr(0, 1)
             bar.update()
