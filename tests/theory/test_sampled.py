@@ -10,7 +10,15 @@ from tests.cli_helpers import run_cli
 from theory import Grid, InputError, Setup, minimize_loss, phase_diagram
 from theory.compiled_loss import expected_loss_compiled
 from theory.diagram import search_optimum
-from theory.sampled import SampledLoss, minimize_sampled, rearranged
+from theory.sampled import (
+    OPTIONS,
+    SELECT_SAMPLES,
+    SELECT_SEED,
+    SampledLoss,
+    _minimize,
+    minimize_sampled,
+    rearranged,
+)
 
 
 def _torch_reference(objective: SampledLoss, W: np.ndarray, b: np.ndarray):
@@ -131,6 +139,28 @@ def test_the_search_keeps_a_rearranged_end_point_that_ends_lower():
     assert norms[:2].min() > 0.9 and norms[2:].max() < 0.1, norms
     plain = minimize_sampled(setup, (W, b), search_samples=4000, polish_samples=8000, rescore=100_000)
     assert plain.monte_carlo == found.monte_carlo  # deterministic for a seed
+
+
+def test_the_end_points_are_ranked_by_monte_carlo_not_by_the_sample_they_fitted():
+    """6 in 2, sparse, on 300 samples: L_N at each end point is below its loss by an amount of its own,
+    so the end point least on L_N (start 0) is 5% above the least in exact loss (start 5). Ranked on a
+    sample of their own (seed + SELECT_SEED), which none has fitted, the end points fall in exact loss's order
+    at its least: start 5's is the one polished (on the polishing sample, seed + 1) and re-scored."""
+    setup = Setup(6, 2, sparsity=0.9, importance=0.8 ** np.arange(6), p=0.2)
+    rng = np.random.default_rng(0)
+    starts = (rng.normal(0, 0.6, (6, 2, 6)), np.zeros((6, 6)))
+    found = minimize_sampled(setup, starts, search_samples=300, polish_samples=20_000, rescore=20_000)
+    search = SampledLoss.draw(setup, 300, seed=0)
+    ends = [_minimize(search, W, b, OPTIONS) for W, b in zip(*starts, strict=True)]
+    exact = np.array([float(expected_loss_compiled(setup, W, b)) for W, b, _ in ends])
+    np.testing.assert_array_equal(found.start_losses, [value for _, _, value in ends])
+    select = SampledLoss.draw(setup, SELECT_SAMPLES, seed=SELECT_SEED)
+    scored = [select.loss_and_grad(W, b)[0] for W, b, _ in ends]
+    np.testing.assert_array_equal(found.selection_losses, scored)
+    assert np.argmin(found.start_losses) == 0 and np.argmin(exact) == 5 and exact[0] > 1.05 * exact[5]
+    W, b, _ = _minimize(SampledLoss.draw(setup, 20_000, seed=1), *ends[5][:2], OPTIONS)
+    np.testing.assert_array_equal(found.W, W)
+    np.testing.assert_array_equal(found.b, b)
 
 
 def test_sampled_search_rejects_bad_input():
