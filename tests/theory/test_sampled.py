@@ -141,7 +141,7 @@ def test_the_search_keeps_a_rearranged_end_point_that_ends_lower():
     assert plain.monte_carlo == found.monte_carlo  # deterministic for a seed
 
 
-def test_the_end_points_are_ranked_by_monte_carlo_not_by_the_sample_they_fitted():
+def test_the_end_points_are_ranked_on_a_sample_none_of_them_has_fitted():
     """6 in 2, sparse, on 300 samples: L_N at each end point is below its loss by an amount of its own,
     so the end point least on L_N (start 0) is 5% above the least in exact loss (start 5). Ranked on a
     sample of their own (seed + SELECT_SEED), which none has fitted, the end points fall in exact loss's order
