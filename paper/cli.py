@@ -29,7 +29,7 @@ def group():
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Runs to run at once. Each run already uses every core: on 2 cores two at once took 2.4x as long.",
+    help="Runs to run at once, each with its share of the cores (numba, OpenMP and BLAS threads capped).",
 )
 def build_command(quick: bool, out: Path, no_pdf: bool, jobs: int):
     """Run or reuse every run the text needs, draw its figures, write OUT/paper.html and OUT/paper.pdf.

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -140,11 +141,23 @@ def _argv(command: str, out: Path) -> list[str]:
     return argv
 
 
-def _stream(argv: list[str], log: Path) -> int:
-    """Run argv in the checkout, its output to `log` and to stderr (line by line, so progress shows)."""
+#: The variables that set how many threads numba, torch (OpenMP) and the BLAS libraries start.
+THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def thread_share(jobs: int) -> int | None:
+    """The threads each of `jobs` runs at once may start: its share of the cores (None: one run at a
+    time, which starts as many as it likes). A thread waiting for a core another run holds spins."""
+    return None if jobs <= 1 else max(1, (os.cpu_count() or 1) // jobs)
+
+
+def _stream(argv: list[str], log: Path, threads: int | None = None) -> int:
+    """Run argv in the checkout, its output to `log` and to stderr (line by line, so progress shows);
+    with `threads`, its numba, OpenMP and BLAS threads at most that many."""
+    env = None if threads is None else {**os.environ, **dict.fromkeys(THREAD_VARIABLES, str(threads))}
     with open(log, "w") as f:
         process = subprocess.Popen(
-            argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
         )
         for line in process.stdout:
             f.write(line)
@@ -153,8 +166,9 @@ def _stream(argv: list[str], log: Path) -> int:
         return process.wait()
 
 
-def ensure(run: Run, folder: Path, quick: bool, code: str) -> RunOutput:
-    """The run's outputs in `folder`: reused when its key matches, else made by running its command."""
+def ensure(run: Run, folder: Path, quick: bool, code: str, threads: int | None = None) -> RunOutput:
+    """The run's outputs in `folder`: reused when its key matches, else made by running its command
+    (with at most `threads` threads of each kind where given: thread_share)."""
     key = run_key(run, quick, code)
     command = run.command_for(quick)
     paths = {alias: folder / rel for alias, rel in run.datasets.items()}
@@ -173,7 +187,7 @@ def ensure(run: Run, folder: Path, quick: bool, code: str) -> RunOutput:
     shown = command.replace("{out}", str(_shown(folder)))
     print(f"run {run.name}: {shown}", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    status = _stream(_argv(command, partial), partial / "log.txt")
+    status = _stream(_argv(command, partial), partial / "log.txt", threads)
     seconds = time.perf_counter() - start
     if status != 0:
         raise RunFailed(
@@ -218,11 +232,13 @@ class Data:
         self._alias_run = {alias: run for run in runs.values() for alias in run.datasets}
 
     def prepare(self, jobs: int = 1) -> None:
-        """Run (or reuse) every declared run, `jobs` at a time; a failure is raised once all have ended."""
+        """Run (or reuse) every declared run, `jobs` at a time, each on its share of the cores
+        (thread_share); a failure is raised once all have ended."""
         pending = [run for run in self.runs.values() if run.name not in self.outputs]
+        threads = thread_share(jobs)
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = {
-                pool.submit(ensure, run, self.folder / run.name, self.quick, self._code): run
+                pool.submit(ensure, run, self.folder / run.name, self.quick, self._code, threads): run
                 for run in pending
             }
             errors = []

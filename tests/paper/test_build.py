@@ -57,6 +57,24 @@ def test_a_failed_run_leaves_nothing_that_is_read(tmp_path):
     assert (tmp_path / "out/runs/full/tiny.partial/log.txt").exists()
 
 
+THREADS = (
+    'python -c "import os, sys, xarray as xr; '
+    "xr.Dataset(attrs={k: os.environ.get(k, 'unset') for k in sys.argv[2:]}).to_netcdf(sys.argv[1])\" "
+    "{out}/result.nc " + " ".join(paper_runs.THREAD_VARIABLES)
+)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_runs_at_once_start_threads_on_their_share_of_the_cores(tmp_path, monkeypatch, jobs):
+    for name in paper_runs.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(paper_runs.os, "cpu_count", lambda: 8)
+    data = Data(load_runs(_runs_file(tmp_path, THREADS)), tmp_path / "out", quick=False)
+    data.prepare(jobs)
+    seen = set(data["tiny"].attrs.values())
+    assert seen == ({"unset"} if jobs == 1 else {"4"}), data["tiny"].attrs
+
+
 def test_runs_file_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[x]\ncommand = 'python x.py'\ndatasets = { a = 'a.nc' }\n")
