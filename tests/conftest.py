@@ -32,54 +32,45 @@ def pytest_report_header(config):
     return f"hypothesis seed: {seed} (replay with: python -m pytest --hypothesis-seed={seed})"
 
 
-def _warm_tiled_training():
-    from sim import train
+def _setup(n: int, m: int):
     from theory.setup import Setup
 
-    train([Setup(3, 2, sparsity=0.5, p=0.2)], steps=2, batch=16, backend="tiled", progress=False)
+    return Setup(n, m, sparsity=0.5, p=0.2)
 
 
-def _warm_fused_training():
+def _warm_training(backend: str, n: int, m: int):
     from sim import train
-    from theory.setup import Setup
 
-    train([Setup(2, 1, sparsity=0.5, p=0.2)], steps=2, batch=16, backend="fused", progress=False)
+    train([_setup(n, m)], steps=2, batch=16, backend=backend, progress=False)
 
 
 def _warm_gradients(backend: str, n: int, m: int):
     from sim.kernel_run import batch_gradients, numba_kernels
-    from theory.setup import Setup
 
     W, b = np.full((1, m, n), 0.5), np.zeros((1, n))
-    batch_gradients(
-        [Setup(n, m, sparsity=0.5, p=0.2)], W, b, numba_kernels(backend, n, m), batch=16, batches=2
-    )
+    batch_gradients([_setup(n, m)], W, b, numba_kernels(backend, n, m), batch=16, batches=2)
 
 
 def _warm_exact_loss():
     from theory.compiled_loss import expected_loss_and_grad_many_compiled
-    from theory.setup import Setup
 
-    expected_loss_and_grad_many_compiled(
-        [Setup(3, 2, sparsity=0.5, p=0.2)], np.full((1, 2, 3), 0.5), np.zeros((1, 3))
-    )
+    expected_loss_and_grad_many_compiled([_setup(3, 2)], np.full((1, 2, 3), 0.5), np.zeros((1, 3)))
 
 
 def _warm_sampled_loss():
     from theory.sampled import SampledLoss
-    from theory.setup import Setup
 
-    SampledLoss.draw(Setup(3, 2, sparsity=0.5, p=0.2), 64).loss_and_grad(np.full((2, 3), 0.5), np.zeros(3))
+    SampledLoss.draw(_setup(3, 2), 64).loss_and_grad(np.full((2, 3), 0.5), np.zeros(3))
 
 
 #: The numba kernels most of the suite's files use, each 5-20 s to compile on a fresh machine, in shares
 #: of about equal time (largest first), one per pytest-xdist worker.
 _KERNEL_WARMUPS = (
     lambda: _warm_gradients("tiled", 3, 2),
-    _warm_tiled_training,
+    lambda: _warm_training("tiled", 3, 2),
     _warm_exact_loss,
     _warm_sampled_loss,
-    _warm_fused_training,
+    lambda: _warm_training("fused", 2, 1),
     lambda: _warm_gradients("fused", 2, 1),
 )
 
@@ -96,10 +87,11 @@ def _compile_kernels_in_shares():
         import numba
         import torch
 
-        threads = max(1, (os.cpu_count() or 1) // count)
+        from paper.runs import thread_share
+
+        threads = thread_share(count)
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         torch.set_num_threads(threads)
         worker = int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw"))
         for warm in _KERNEL_WARMUPS[worker::count]:
             warm()
-    yield
