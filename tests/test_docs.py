@@ -23,8 +23,10 @@ def test_fences_are_read_in_order():
     assert "def dedicated_loss(" in blocks[0][1] and "cases agree" in blocks[1][1]
 
 
-@pytest.mark.parametrize("page", ["testing.md"])
-def test_code_on_the_page_runs_and_prints_what_it_shows(page):
+@pytest.mark.parametrize(
+    ("page", "blocks_at_least", "defines_tests"), [("testing.md", 5, True), ("phase_diagrams.md", 1, False)]
+)
+def test_code_on_the_page_runs_and_prints_what_it_shows(page, blocks_at_least, defines_tests):
     """Each python block runs in one namespace, in order; a text block after it is its output (`...`
     matches anything); then every test_* function the page defines is run."""
     blocks = fences(DOCS / page)
@@ -47,4 +49,4 @@ def test_code_on_the_page_runs_and_prints_what_it_shows(page):
     tests = [f for name, f in namespace.items() if name.startswith("test_") and callable(f)]
     for test in tests:
         test()
-    assert ran >= 5 and tests
+    assert ran >= blocks_at_least and bool(tests) == defines_tests
