@@ -269,3 +269,21 @@ def test_family_of_builds_one_family_per_block_layout():
     renamed = Geometry("the same blocks", 5, 2, pentagon.blocks)
     assert Family.of(pentagon) is Family.of(renamed)
     assert Family.of(catalogue(5, 2)[-3]) is not Family.of(pentagon)
+
+
+def test_one_theta_gives_the_batched_numbers_bit_for_bit():
+    """A family called with one theta runs its code on floats (no arrays of one element): W, b and the
+    Jacobian are the batched call's row, bit for bit, for the blocks fitted one theta at a time (the
+    20-in-5 blocks on the sampled loss) and for polygons, at thetas large, tiny and zero."""
+    from theory.composite import DEMICUBE, ORTHOPLEX, PRISM, Shape
+
+    rng = np.random.default_rng(5)
+    blocks = [Shape(name, k, 5).geometries()[0] for name, k in ((ORTHOPLEX, 10), (DEMICUBE, 16), (PRISM, 20))]
+    for kind in [*blocks, catalogue(5, 2)[-2], catalogue(5, 2)[-3]]:
+        family = Family.of(kind)
+        thetas = rng.uniform(-3, 3, (12, len(kind.parameters())))
+        thetas[:4] *= 1e-4
+        thetas[4] = 0.0
+        batched = _family_numbers(family, thetas)
+        for k, theta in enumerate(thetas):
+            np.testing.assert_array_equal(_family_numbers(family, theta[None])[0], batched[k])
