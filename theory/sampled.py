@@ -4,19 +4,34 @@ Where neither the exact loss (theory.loss: at most MAX_EXACT_FEATURES
 features) nor its truncation to few active features (theory.direct: low
 density only) reaches, the least loss over all of W and b is searched on
 
-    L_N(W, b) = P0 sum_i I_i ReLU(b_i)^2 + (1 - P0) (1/N) sum_s sum_i I_i (x_si - x'_si)^2,
+    L_N(W, b) = P0 sum_i I_i ReLU(b_i)^2 + L_1(W, b) + P2 (1/N) sum_s sum_i I_i (x_si - x'_si)^2,
 
-with P0 = prod_i S_i the chance that no feature is active (its term in
-closed form) and N fixed samples x_s drawn given that at least one feature is
-active, each with one dropout mask drawn with it. L_N is a smooth function of
-(W, b) almost everywhere, deterministic for a seed, so L-BFGS-B minimises it
-like the exact loss; its minimiser's loss is then re-scored by
-theory.montecarlo on fresh samples (independent code and stream), because
-L_N at its own minimiser is biased low (it has fitted its sample).
+stratified by the number of active features. P0 = prod_i S_i is the chance
+that none is active (its term in closed form). L_1 is the exact loss over the
+inputs with exactly one active feature, also in closed form (below). Only the
+inputs with two or more active features, the ones that carry interference,
+are sampled: N fixed samples drawn given that at least two are active (P2
+the chance of that), each with one dropout mask drawn with it. L_N is a
+smooth function of (W, b) almost everywhere, deterministic for a seed, so
+L-BFGS-B minimises it like the exact loss; its minimiser's loss is then
+re-scored by theory.montecarlo on fresh samples (independent code and
+stream), because L_N at its own minimiser is biased low (it has fitted its
+sample).
 
-The kernel is a loop per sample, over the active features only (for h = W x)
-and the outputs the ReLU passes (for the gradient) where those are few, in
-parallel over blocks of samples.
+L_1: with feature a alone active, at value u ~ U(0, 1), and dropout scales D
+(each mask of the units' groups, with its probability), output i's
+pre-activation is b_i + c u with c = (W^T D W)_ia, and its expected loss is
+F(b_i, c) = E ReLU(b_i + c u)^2 for i != a and 1/3 - 2 G(b_a, c) + F(b_a, c),
+G(b, c) = E u ReLU(b + c u), for i = a. On the interval of u where b + c u > 0
+the ReLU is linear, so F, G and their derivatives are short sums of
+nonnegative terms (_single_active_terms). Summed with the probabilities of
+{a} and of each mask, this is the exact loss truncated to one active feature
+(theory.compiled_loss with max_active=1 computes the same by its general
+recursion, at many times the cost; the tests hold the two together).
+
+The sampled kernel is a loop per sample, over the active features only (for
+h = W x) and the outputs the ReLU passes (for the gradient) where those are
+few, in parallel over blocks of samples.
 """
 
 from __future__ import annotations
@@ -27,28 +42,22 @@ import numba as nb
 import numpy as np
 from scipy.optimize import minimize
 
+from theory.cube import ZERO_SCALE
 from theory.errors import InputError
 from theory.montecarlo import monte_carlo_loss
 from theory.optimize import one_blas_thread
 from theory.setup import Setup
 
-#: Samples of the average (given at least one active feature) for the search from every start: at least
-#: SEARCH_SAMPLES with two or more active features (the samples that carry interference), and at most
-#: MAX_SEARCH_SAMPLES in all; the polish of the best draws twice as many; the Monte Carlo re-score
-#: RESCORE_SAMPLES. L_N at its own minimiser is below the loss there by O(parameters / N): about 1% at
-#: 20 in 5 with 2^15 samples, dense or at density 0.05, where with 2^15 in all (a third of them with two
-#: active features) the search also ranks its end points wrongly and ends 1% above the trained optimum.
+#: Samples of the average (given at least two active features) for the search from every start; the
+#: polish of the best draws twice as many; the Monte Carlo re-score RESCORE_SAMPLES. L_N at its own
+#: minimiser is below the loss there by O(parameters / N) times P2.
 SEARCH_SAMPLES = 2**15
-MAX_SEARCH_SAMPLES = 2**17
 RESCORE_SAMPLES = 2**21
 #: The re-score's samples are drawn with the search's seed plus this (search: seed, polish: seed + 1).
 RESCORE_SEED = 2
 #: The end points of the starts are ranked by L_N on SELECT_SAMPLES samples of their own (seed +
 #: SELECT_SEED; unbiased there, a sample none of them has fitted), not on the search sample: L_N at each
-#: end point is below its loss by an amount of its own, as large as the gaps between basins. At 20 in 5,
-#: importance 1 - i/20, p = 0.05, density 0.0697, of 32 end points the one least on the search sample
-#: (0.06507) is 0.7% above the one least by Monte Carlo (second there); ranked on the selection sample,
-#: the phase diagram's optimum there is 0.9% lower than ranked on the search sample.
+#: end point is below its loss by an amount of its own, as large as the gaps between basins.
 SELECT_SAMPLES = 2**19
 SELECT_SEED = 3
 #: L-BFGS-B's stopping rule: the end point is rescored by Monte Carlo to about 1e-3, so converging L_N
@@ -147,17 +156,136 @@ def _loss_and_grad(W, b, x, mask, importance):
     return losses.sum() / N, grad_W.sum(0) / N, grad_b.sum(0) / N
 
 
+@nb.njit(cache=True, inline="always")
+def _single_active_terms(b, c):
+    """For u ~ U(0, 1): (H, G, dG/db, dG/dc) of H = E ReLU(b + c u), G = E u ReLU(b + c u); then
+    F = E ReLU(b + c u)^2 has dF/db = 2 H, dF/dc = 2 G, and F itself is returned last. Over the interval
+    [lo, hi] where b + c u > 0 the ReLU is linear from y_lo to y_hi, both >= 0: every term below is a
+    product of nonnegative numbers (no cancellation). A form of scale below ZERO_SCALE counts as 0, its
+    derivatives those from b < 0, as in the exact loss (theory.cube): the loss has a kink at b = c = 0."""
+    if max(abs(b), abs(c)) < ZERO_SCALE:
+        return 0.0, 0.0, 0.0, 0.0, 0.0
+    if c > 0.0:
+        lo, hi = max(0.0, -b / c), 1.0
+    elif c < 0.0:
+        lo, hi = 0.0, min(1.0, -b / c)
+    elif b > 0.0:
+        lo, hi = 0.0, 1.0
+    else:
+        return 0.0, 0.0, 0.0, 0.0, 0.0
+    if not lo < hi:
+        return 0.0, 0.0, 0.0, 0.0, 0.0
+    span = hi - lo
+    y_lo, y_hi = max(b + c * lo, 0.0), max(b + c * hi, 0.0)
+    H = span * (y_lo + y_hi) / 2.0
+    G = span * (lo * (2.0 * y_lo + y_hi) + hi * (y_lo + 2.0 * y_hi)) / 6.0
+    dG_db = span * (lo + hi) / 2.0
+    dG_dc = span * (hi * hi + hi * lo + lo * lo) / 3.0
+    F = span * (y_lo * y_lo + y_lo * y_hi + y_hi * y_hi) / 3.0
+    return H, G, dG_db, dG_dc, F
+
+
+@nb.njit(cache=True)
+def _single_active(W, b, importance, single, scales, weights):
+    """L_1 of the module docstring and its gradient in W (m, n), in b (n,): single[a] the chance that
+    feature a alone is active, scales (K, m) each dropout mask's unit scales (0 or 1 / (1 - p)), weights
+    (K,) its probability."""
+    m, n = W.shape
+    loss = 0.0
+    grad_W = np.zeros((m, n))
+    grad_b = np.zeros(n)
+    M = np.empty((n, n))
+    dM = np.empty((n, n))
+    for k in range(scales.shape[0]):
+        if weights[k] == 0.0:
+            continue
+        s = scales[k]
+        for i in range(n):  # M = W^T D W
+            for a in range(n):
+                acc = 0.0
+                for j in range(m):
+                    acc += W[j, i] * s[j] * W[j, a]
+                M[i, a] = acc
+        for a in range(n):
+            for i in range(n):
+                weight = weights[k] * single[a] * importance[i]
+                if weight == 0.0:
+                    dM[i, a] = 0.0
+                    continue
+                H, G, dG_db, dG_dc, F = _single_active_terms(b[i], M[i, a])
+                if i == a:
+                    loss += weight * (1.0 / 3.0 - 2.0 * G + F)
+                    grad_b[i] += weight * (2.0 * H - 2.0 * dG_db)
+                    dM[i, a] = weight * (2.0 * G - 2.0 * dG_dc)
+                else:
+                    loss += weight * F
+                    grad_b[i] += weight * 2.0 * H
+                    dM[i, a] = weight * 2.0 * G
+        for j in range(m):  # dL/dW_jq = s_j sum_i W_ji (dM_iq + dM_qi)
+            if s[j] == 0.0:
+                continue
+            for q in range(n):
+                acc = 0.0
+                for i in range(n):
+                    acc += W[j, i] * (dM[i, q] + dM[q, i])
+                grad_W[j, q] += s[j] * acc
+    return loss, grad_W, grad_b
+
+
+def _mask_scales(setup: Setup) -> tuple[np.ndarray, np.ndarray]:
+    """Every dropout mask of the setup's groups with nonzero probability: its units' scales (K, m), 0 for
+    a dropped unit and 1 / (1 - p) for a kept one, and its probability (K,)."""
+    G, p = setup.n_groups, setup.p
+    kept = (np.arange(2**G)[:, None] >> np.arange(G)) & 1
+    weights = (1.0 - p) ** kept.sum(1) * p ** (G - kept.sum(1))
+    kept, weights = kept[weights > 0], weights[weights > 0]
+    return np.ascontiguousarray(kept[:, setup.unit_groups] / (1.0 - p)), weights
+
+
+def _at_least(density: np.ndarray, count: int) -> np.ndarray:
+    """T (n + 1, count + 1): T[i, r] the chance that at least r of features i, ..., n - 1 are active."""
+    n = len(density)
+    T = np.zeros((n + 1, count + 1))
+    T[:, 0] = 1.0
+    for i in range(n - 1, -1, -1):
+        T[i, 1:] = density[i] * T[i + 1, :-1] + (1.0 - density[i]) * T[i + 1, 1:]
+    return T
+
+
+def _draw_several(density: np.ndarray, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """n_samples inputs drawn given that at least two features are active (exactly, feature by feature:
+    with r more needed, feature i is active with chance d_i T[i+1, r-1] / T[i, r])."""
+    n = len(density)
+    T = _at_least(density, 2)
+    need = np.full(n_samples, 2)
+    x = np.zeros((n_samples, n))
+    for i in range(n):
+        chance = np.where(need > 0, density[i] * T[i + 1, np.maximum(need - 1, 0)] / T[i, need], density[i])
+        on = rng.random(n_samples) < chance
+        x[:, i] = rng.random(n_samples) * on
+        need = np.maximum(need - on, 0)
+    return x
+
+
 @dataclass(frozen=True)
 class SampledLoss:
-    """L_N of the module docstring for one setup: N samples given an active feature, their masks."""
+    """L_N of the module docstring for one setup: the chances of no active feature (empty), of each
+    feature alone (single, (n,)) and of two or more (several); the masks of L_1 (scales, weights); N
+    samples given two or more active features (x, (N, n)) and their masks (mask, (N, m))."""
 
     setup: Setup
     x: np.ndarray
     mask: np.ndarray
     empty: float
+    single: np.ndarray
+    several: float
+    scales: np.ndarray
+    weights: np.ndarray
 
     @classmethod
     def draw(cls, setup: Setup, n_samples: int = SEARCH_SAMPLES, seed: int = 0) -> SampledLoss:
+        """n_samples inputs with two or more active features (none where fewer than two features can be
+        active: L_N is then exact)."""
         if not isinstance(setup, Setup):
             raise InputError(f"SampledLoss needs a theory.Setup, got {type(setup).__name__}")
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
@@ -165,28 +293,34 @@ class SampledLoss:
         density = setup.density
         if not np.any(density > 0):
             raise InputError("every feature has sparsity 1: no sample has an active feature")
+        empty = float(np.prod(1.0 - density))
+        single = np.array([d * np.prod(np.delete(1.0 - density, i)) for i, d in enumerate(density)])
+        several = float(_at_least(density, 2)[0, 2])
         rng = np.random.default_rng(seed)
-        n, keep = setup.n_features, 1.0 - setup.p
-        x = np.empty((0, n))
-        while len(x) < n_samples:
-            draw = rng.random((n_samples, n)) * (rng.random((n_samples, n)) < density)
-            x = np.concatenate([x, draw[draw.any(1)]])
+        if several <= 0.0:
+            n_samples = 0
+        x = _draw_several(density, n_samples, rng)
+        keep = 1.0 - setup.p
         mask = (rng.random((n_samples, setup.n_groups))[:, setup.unit_groups] < keep) / keep
-        return cls(setup=setup, x=x[:n_samples], mask=mask, empty=float(np.prod(1.0 - density)))
+        scales, weights = _mask_scales(setup)
+        return cls(setup, x, mask, empty, single, several, scales, weights)
 
     def loss_and_grad(self, W, b) -> tuple[float, np.ndarray, np.ndarray]:
         """L_N and its gradient in W (m, n) and b (n,)."""
         W, b = self.setup.check_parameters(W, b)
-        importance = self.setup.importance_array
-        value, grad_W, grad_b = _loss_and_grad(
-            np.ascontiguousarray(W), b, self.x, self.mask, np.ascontiguousarray(importance)
-        )
+        W = np.ascontiguousarray(W)
+        importance = np.ascontiguousarray(self.setup.importance_array)
+        value, grad_W, grad_b = _single_active(W, b, importance, self.single, self.scales, self.weights)
+        if len(self.x):
+            sampled, sampled_W, sampled_b = _loss_and_grad(W, b, self.x, self.mask, importance)
+            value += self.several * sampled
+            grad_W += self.several * sampled_W
+            grad_b += self.several * sampled_b
         positive = np.maximum(b, 0.0)
-        full = 1.0 - self.empty
         return (
-            self.empty * float(importance @ positive**2) + full * value,
-            full * grad_W,
-            self.empty * 2.0 * importance * positive + full * grad_b,
+            self.empty * float(importance @ positive**2) + value,
+            grad_W,
+            self.empty * 2.0 * importance * positive + grad_b,
         )
 
 
@@ -221,16 +355,6 @@ def _minimize(objective: SampledLoss, W: np.ndarray, b: np.ndarray, options: dic
     with one_blas_thread():
         end = minimize(f, np.concatenate([W.ravel(), b]), jac=True, method="L-BFGS-B", options=options)
     return end.x[: m * n].reshape(m, n), end.x[m * n :], float(end.fun)
-
-
-def search_samples_for(setup: Setup) -> int:
-    """N for the search: SEARCH_SAMPLES samples with two or more active features expected among them
-    (given one), MAX_SEARCH_SAMPLES at most."""
-    density = setup.density
-    none = float(np.prod(1.0 - density))
-    one = float(sum(d * np.prod(np.delete(1.0 - density, i)) for i, d in enumerate(density)))
-    several = 1.0 - one / max(1.0 - none, 1e-300)
-    return int(min(MAX_SEARCH_SAMPLES, np.ceil(SEARCH_SAMPLES / max(several, 1e-300))))
 
 
 def rearranged(setup: Setup, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -293,13 +417,13 @@ def minimize_structure(
 ) -> StructureMinimum:
     """A structure of few parameters theta (its `matrices(theta)` -> (W, b), `pull_back(theta, grad_W,
     grad_b)` -> the gradient in theta, `bounds()`) minimised like minimize_sampled minimises W and b:
-    L-BFGS-B on L_N (N = search_samples_for(setup)) from every theta in thetas, the best end point
+    L-BFGS-B on L_N (N = SEARCH_SAMPLES) from every theta in thetas, the best end point
     minimised again on twice N samples of its own, then re-scored by theory.montecarlo with `rescore`
     samples. The three samples are drawn with seed, seed + 1, seed + 2."""
     if not len(thetas):
         raise InputError("no start: give at least one theta")
     options = OPTIONS if options is None else options
-    n_samples = search_samples_for(setup)
+    n_samples = SEARCH_SAMPLES
     search = SampledLoss.draw(setup, n_samples, seed)
     ends = [_minimize_structure(structure, search, np.asarray(theta, float), options) for theta in thetas]
     losses = np.array([loss for _, loss in ends])
@@ -322,7 +446,7 @@ def minimize_sampled(
     incumbent: bool = False,
 ) -> SampledMinimum | None:
     """L-BFGS-B on L_N from every start (W (S, m, n), b (S, n)) with N = search_samples (default:
-    search_samples_for(setup)); the end points ranked by L_N on SELECT_SAMPLES samples of their own
+    SEARCH_SAMPLES); the end points ranked by L_N on SELECT_SAMPLES samples of their own
     (none has fitted them); the best minimised again with N = polish_samples (default: twice
     search_samples; a sample of its own), then re-scored by theory.montecarlo with `rescore` samples.
     The four samples are drawn with seed, seed + 1, seed + RESCORE_SEED (2) and seed + SELECT_SEED (3).
@@ -337,7 +461,7 @@ def minimize_sampled(
     if W0.ndim != 3 or b0.shape != (len(W0), setup.n_features) or not len(W0):
         raise InputError(f"starts W {W0.shape} and b {b0.shape} must be (S, m, n) and (S, n) with S >= 1")
     options = OPTIONS if options is None else options
-    search_samples = search_samples_for(setup) if search_samples is None else search_samples
+    search_samples = SEARCH_SAMPLES if search_samples is None else search_samples
     polish_samples = 2 * search_samples if polish_samples is None else polish_samples
     search = SampledLoss.draw(setup, search_samples, seed)
     ends = [_minimize(search, W, b, options) for W, b in zip(W0, b0, strict=True)]

@@ -46,7 +46,7 @@ from theory.fits import Fits
 from theory.geometries import Geometry
 from theory.montecarlo import monte_carlo_loss
 from theory.progress import Progress
-from theory.sampled import OPTIONS, RESCORE_SAMPLES, SampledLoss, one_blas_thread, search_samples_for
+from theory.sampled import OPTIONS, RESCORE_SAMPLES, SEARCH_SAMPLES, SampledLoss, one_blas_thread
 
 #: Random turns at the sparsest cell of each row.
 RANDOM_STARTS = 4
@@ -158,7 +158,7 @@ def fit_cell(
     score or bracket) where the search's best L_N is above ceiling. The three samples use seed,
     seed + 1, seed + 2."""
     family = Family.of(geometry)
-    samples = search_samples_for(setup)
+    samples = SEARCH_SAMPLES
     search = SampledLoss.draw(setup, samples, seed)
     theta, searched = min((_minimize(family, search, x) for x in starts), key=lambda end: end[1])
     if searched > ceiling:

@@ -153,7 +153,7 @@ def minimize_tail_offset(
 ) -> TailOffsetMinimum:
     """The structure's least loss at setup: head a count (the setup's features then in decreasing
     importance, so that the head is the most important `head`) or the head's feature indices (any
-    order of importance); L-BFGS-B on L_N (N = theory.sampled.search_samples_for(setup)) from the
+    order of importance); L-BFGS-B on L_N (N = theory.sampled.SEARCH_SAMPLES) from the
     nearest structure to each model in `starts` ((W, b) pairs: theory.sampled's or anyone's) and from
     `random_starts` random ones (H and v normal with scale 0.3, t = 0.1, b = 0), the best end point
     minimised again on twice N samples of its own and re-scored by Monte Carlo. Samples: seed, seed + 1,
