@@ -94,9 +94,9 @@ class Family:
 
     def __call__(self, thetas: np.ndarray):
         """(W (N, m, n), b (N, n), Jacobian (N, m n + n, P)) at thetas (N, P). One theta is evaluated
-        on floats, not on arrays of one element: the same operations (the same numbers, bit for bit),
-        without numpy's overhead per operation on thousands of entries (a fit on the sampled loss
-        evaluates one theta at a time)."""
+        on floats, not on arrays of one element, without numpy's overhead per operation on thousands of
+        entries (a fit on the sampled loss evaluates one theta at a time): the same operations, and in
+        every family the tests try the batched call's numbers bit for bit."""
         thetas = np.atleast_2d(thetas)
         N, P = thetas.shape
         m, n = self.shape
