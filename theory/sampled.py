@@ -196,9 +196,7 @@ def _single_active(W, b, importance, single, scales, weights):
     grad_b = np.zeros(n)
     M = np.empty((n, n))
     dM = np.empty((n, n))
-    for k in range(scales.shape[0]):
-        if weights[k] == 0.0:
-            continue
+    for k in range(scales.shape[0]):  # the masks of nonzero probability (_mask_scales)
         s = scales[k]
         for i in range(n):  # M = W^T D W
             for a in range(n):
