@@ -48,6 +48,12 @@ def build_command(quick: bool, out: Path, no_pdf: bool, jobs: int):
     click.echo(
         f"{len(result.runs)} runs ({reused} reused), {result.n_numbers} numbers, {result.seconds:.0f} s"
     )
+    ran = sorted((r for r in result.runs.values() if not r.reused), key=lambda r: -r.seconds)
+    if ran:
+        click.echo("runs that ran, longest first (seconds; CPU seconds):")
+        for r in ran:
+            cpu = "" if r.cpu_seconds is None else f"; {r.cpu_seconds:.0f}"
+            click.echo(f"  {r.run.name}: {r.seconds:.0f}{cpu}")
     click.echo(f"wrote {result.html}")
     if result.pdf:
         click.echo(f"wrote {result.pdf}")

@@ -71,6 +71,9 @@ class RunOutput:
     seconds: float
     reused: bool
     datasets: dict[str, Path] = field(default_factory=dict)
+    #: CPU seconds (user + system) of the command and the processes it waited for; None where not
+    #: recorded (a record written before it was).
+    cpu_seconds: float | None = None
 
 
 def load_runs(path: Path = RUNS_FILE) -> dict[str, Run]:
@@ -151,7 +154,16 @@ def thread_share(jobs: int) -> int | None:
     return None if jobs <= 1 else max(1, (os.cpu_count() or 1) // jobs)
 
 
-def _stream(argv: list[str], log: Path, threads: int | None = None) -> int:
+@dataclass(frozen=True)
+class Finished:
+    """How a run's command ended: its exit status and the CPU seconds it used (user + system, its own
+    and those of the processes it waited for; None where the platform cannot say: no os.wait4)."""
+
+    status: int
+    cpu_seconds: float | None
+
+
+def _stream(argv: list[str], log: Path, threads: int | None = None) -> Finished:
     """Run argv in the checkout, its output to `log` and to stderr (line by line, so progress shows);
     with `threads`, its numba, OpenMP and BLAS threads at most that many."""
     env = None if threads is None else {**os.environ, **dict.fromkeys(THREAD_VARIABLES, str(threads))}
@@ -163,7 +175,12 @@ def _stream(argv: list[str], log: Path, threads: int | None = None) -> int:
             f.write(line)
             f.flush()
             sys.stderr.write(f"    {log.parent.name.removesuffix('.partial')}: {line}")
-        return process.wait()
+        process.stdout.close()
+        if not hasattr(os, "wait4"):
+            return Finished(process.wait(), None)
+        _, status, usage = os.wait4(process.pid, 0)  # this child's usage, not every child's of the build
+        process.returncode = os.waitstatus_to_exitcode(status)
+        return Finished(process.returncode, usage.ru_utime + usage.ru_stime)
 
 
 def ensure(run: Run, folder: Path, quick: bool, code: str, threads: int | None = None) -> RunOutput:
@@ -176,7 +193,9 @@ def ensure(run: Run, folder: Path, quick: bool, code: str, threads: int | None =
     if record.exists():
         saved = json.loads(record.read_text())
         if saved.get("key") == key and all(p.exists() for p in paths.values()):
-            return RunOutput(run, folder, saved["command"], key, saved["seconds"], True, paths)
+            return RunOutput(
+                run, folder, saved["command"], key, saved["seconds"], True, paths, saved.get("cpu_seconds")
+            )
     partial = folder.with_name(folder.name + ".partial")
     if partial.exists():
         marker = partial / "key"
@@ -187,23 +206,25 @@ def ensure(run: Run, folder: Path, quick: bool, code: str, threads: int | None =
     shown = command.replace("{out}", str(_shown(folder)))
     print(f"run {run.name}: {shown}", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    status = _stream(_argv(command, partial), partial / "log.txt", threads)
+    finished = _stream(_argv(command, partial), partial / "log.txt", threads)
     seconds = time.perf_counter() - start
-    if status != 0:
+    if finished.status != 0:
         raise RunFailed(
-            f"run {run.name} failed (exit status {status}) after {seconds:.0f} s; its output is in "
+            f"run {run.name} failed (exit status {finished.status}) after {seconds:.0f} s; its output is in "
             f"{partial / 'log.txt'}"
         )
     missing = [rel for rel in run.datasets.values() if not (partial / rel).exists()]
     if missing:
         raise RunFailed(f"run {run.name} succeeded but wrote no {', '.join(missing)} under {partial}")
     (partial / "key").unlink()
-    save_text(json.dumps({"key": key, "command": shown, "seconds": seconds}), partial / KEY_FILE)
+    entry = {"key": key, "command": shown, "seconds": seconds, "cpu_seconds": finished.cpu_seconds}
+    save_text(json.dumps(entry), partial / KEY_FILE)
     if folder.exists():
         shutil.rmtree(folder)
     partial.rename(folder)
-    print(f"run {run.name}: done in {seconds:.0f} s", file=sys.stderr, flush=True)
-    return RunOutput(run, folder, shown, key, seconds, False, paths)
+    cpu = "" if finished.cpu_seconds is None else f" (CPU {finished.cpu_seconds:.0f} s)"
+    print(f"run {run.name}: done in {seconds:.0f} s{cpu}", file=sys.stderr, flush=True)
+    return RunOutput(run, folder, shown, key, seconds, False, paths, finished.cpu_seconds)
 
 
 def _shown(path: Path) -> Path:

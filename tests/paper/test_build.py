@@ -75,6 +75,37 @@ def test_runs_at_once_start_threads_on_their_share_of_the_cores(tmp_path, monkey
     assert seen == ({"unset"} if jobs == 1 else {"4"}), data["tiny"].attrs
 
 
+#: A run that spends `seconds` of CPU time in a process it starts and waits for ("busy"), or as long
+#: asleep ("sleep"), then writes its Dataset.
+CPU = (
+    'python -c "import subprocess, sys, time, xarray as xr; '
+    "busy = 'import time; end = time.process_time() + {seconds}\\nwhile time.process_time() < end: pass'; "
+    "subprocess.run([sys.executable, '-c', busy], check=True) if sys.argv[2] == 'busy' "
+    'else time.sleep({seconds}); xr.Dataset().to_netcdf(sys.argv[1])" {{out}}/result.nc {mode}'
+)
+
+
+def test_a_run_records_the_cpu_time_of_its_own_processes_only(tmp_path):
+    """Two runs at once: the one busy for 0.8 s of CPU (in a process it starts) records it; the one
+    asleep meanwhile (1.5 s) records only its own start-up, not the other's time, though the other's
+    processes ended while it ran."""
+    path = tmp_path / "runs.toml"
+    busy, asleep = CPU.format(seconds=0.8, mode="busy"), CPU.format(seconds=1.5, mode="sleep")
+    path.write_text(
+        f"[busy]\ncommand = '''{busy}'''\ndatasets = {{ busy = 'result.nc' }}\n"
+        f"[asleep]\ncommand = '''{asleep}'''\ndatasets = {{ asleep = 'result.nc' }}\n"
+    )
+    data = Data(load_runs(path), tmp_path / "out", quick=False)
+    data.prepare(jobs=2)
+    ran = data.outputs
+    assert ran["busy"].cpu_seconds >= 0.8, ran["busy"]
+    assert ran["asleep"].cpu_seconds < 0.5 < ran["asleep"].seconds, ran["asleep"]
+    record = json.loads((tmp_path / "out/runs/full/busy/run.json").read_text())
+    assert record["cpu_seconds"] == ran["busy"].cpu_seconds
+    again = Data(load_runs(path), tmp_path / "out", quick=False).output("busy")
+    assert again.reused and again.cpu_seconds == ran["busy"].cpu_seconds
+
+
 def test_runs_file_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[x]\ncommand = 'python x.py'\ndatasets = { a = 'a.nc' }\n")
