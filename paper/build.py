@@ -184,7 +184,7 @@ def build(
     unplaced = sorted(paper.referenced - set(paper.seen))
     if unplaced:
         raise InputError(f"figures referred to but never placed: {', '.join(unplaced)}")
-    unused = sorted(set(runs) - data.used)
+    unused = sorted(set(runs) - set(data.used))
     if unused:
         raise InputError(f"runs in {runs_file} that the text never reads: {', '.join(unused)}")
 
@@ -195,7 +195,7 @@ def build(
         body=body,
         contents=headings(md, text),
         numbers=md.render(paper.table.markdown(commands=False)),
-        runs=[data.outputs[name] for name in runs],
+        runs=[data.outputs[name] for name in data.used],  # in the order the text reads them
         n_numbers=len(paper.table.numbers),
         failed_claims=[c for c in paper.claims if not c[3]],
         n_claims=len(paper.claims),

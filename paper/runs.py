@@ -247,7 +247,7 @@ class Data:
         self.folder = out / "runs" / ("quick" if quick else "full")
         self.quick = quick
         self.outputs: dict[str, RunOutput] = {}
-        self.used: set[str] = set()  # the runs whose Datasets were asked for
+        self.used: dict[str, None] = {}  # the runs whose Datasets were asked for, in that order
         self._datasets: dict[str, xr.Dataset] = {}
         self._code = code_digest()
         self._alias_run = {alias: run for run in runs.values() for alias in run.datasets}
@@ -275,7 +275,7 @@ class Data:
         if alias not in self._alias_run:
             raise InputError(f"no run writes a dataset called {alias!r} (runs: {', '.join(self.runs)})")
         run = self._alias_run[alias]
-        self.used.add(run.name)
+        self.used.setdefault(run.name)
         if run.name not in self.outputs:
             self.outputs[run.name] = ensure(run, self.folder / run.name, self.quick, self._code)
         return self.outputs[run.name]

@@ -106,6 +106,28 @@ def test_a_run_records_the_cpu_time_of_its_own_processes_only(tmp_path):
     assert again.reused and again.cpu_seconds == ran["busy"].cpu_seconds
 
 
+def test_runs_are_listed_in_the_order_the_text_reads_them(tmp_path):
+    """Runs start in the order runs.toml declares (the longest first); the page lists them as read."""
+    path = tmp_path / "runs.toml"
+    path.write_text(
+        f"[first]\ncommand = '''{WRITE}'''\ndatasets = {{ first = 'result.nc' }}\n"
+        f"[second]\ncommand = '''{WRITE}'''\ndatasets = {{ second = 'result.nc' }}\n"
+    )
+    data = Data(load_runs(path), tmp_path / "out", quick=False)
+    data.prepare()
+    assert list(data.outputs) == ["first", "second"]
+    source = tmp_path / "source"
+    (source / "sections").mkdir(parents=True)
+    for name in ("page.html.j2", "style.css"):
+        (source / name).write_text((SOURCE / name).read_text())
+    (source / "sections/01.md").write_text(
+        "Least losses: {{ num('second', 'ds.loss.min()', '.3f') }}, {{ num('first', 'ds.loss.max()') }}."
+    )
+    result = build(tmp_path / "out", pdf=False, source=source, runs_file=path)
+    table = result.html.read_text().split('<table class="runs">')[1]
+    assert table.index("<td>second</td>") < table.index("<td>first</td>")
+
+
 def test_runs_file_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[x]\ncommand = 'python x.py'\ndatasets = { a = 'a.nc' }\n")
