@@ -27,11 +27,11 @@ def group():
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Runs to run at once, each with its share of the cores (numba, OpenMP and BLAS threads capped).",
+    default=None,
+    help="Runs to run at once, the longest first, each with its share of the cores (numba, OpenMP and BLAS "
+    "threads capped); 1: one after another, each on every core. [default: 2; 1 on a one-core machine]",
 )
-def build_command(quick: bool, out: Path, no_pdf: bool, jobs: int):
+def build_command(quick: bool, out: Path, no_pdf: bool, jobs: int | None):
     """Run or reuse every run the text needs, draw its figures, write OUT/paper.html and OUT/paper.pdf.
 
     Runs are cached in OUT/runs by command, inputs and code: nothing reruns when nothing changed.

@@ -148,6 +148,12 @@ def _argv(command: str, out: Path) -> list[str]:
 THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+#: Runs at once by default: two (one on a machine of one core). On 2 cores one thread per run wastes less
+#: than two per run, one run after another (the quick build in one script: 388 s with 2 jobs, 476 s with
+#: 1); the runs start longest first (paper/runs.toml), so the longest is not left to run alone at the end.
+DEFAULT_JOBS = min(2, os.cpu_count() or 1)
+
+
 def thread_share(jobs: int) -> int | None:
     """The threads each of `jobs` runs at once may start: its share of the cores (None: one run at a
     time, which starts as many as it likes). A thread waiting for a core another run holds spins."""
