@@ -210,7 +210,7 @@ def ensure(run: Run, folder: Path, quick: bool, code: str, threads: int | None =
     partial.mkdir(parents=True, exist_ok=True)
     save_text(json.dumps({"key": key}), partial / "key")
     shown = command.replace("{out}", str(_shown(folder)))
-    print(f"run {run.name}: {shown}", file=sys.stderr, flush=True)
+    _say(f"run {run.name}: {shown}")
     start = time.perf_counter()
     finished = _stream(_argv(command, partial), partial / "log.txt", threads)
     seconds = time.perf_counter() - start
@@ -229,8 +229,15 @@ def ensure(run: Run, folder: Path, quick: bool, code: str, threads: int | None =
         shutil.rmtree(folder)
     partial.rename(folder)
     cpu = "" if finished.cpu_seconds is None else f" (CPU {finished.cpu_seconds:.0f} s)"
-    print(f"run {run.name}: done in {seconds:.0f} s{cpu}", file=sys.stderr, flush=True)
+    _say(f"run {run.name}: done in {seconds:.0f} s{cpu}")
     return RunOutput(run, folder, shown, key, seconds, False, paths, finished.cpu_seconds)
+
+
+def _say(line: str) -> None:
+    """One line to stderr in one write (print writes the newline apart: runs at once would run lines
+    together)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _shown(path: Path) -> Path:
