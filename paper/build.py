@@ -17,7 +17,7 @@ from paper import quantities
 from paper.figures import FIGURES
 from paper.numbers import Number, NumberTable, format_value, typed_numbers
 from paper.render import find_browser, headings, markdown, print_pdf
-from paper.runs import DEFAULT_JOBS, RUNS_FILE, Data, RunOutput, load_runs
+from paper.runs import RUNS_FILE, Data, RunOutput, load_runs
 from sim.results import code_version
 from theory.errors import InputError
 from theory.storage import save_text
@@ -168,7 +168,7 @@ def build(
     check_sources(sections)
     runs = load_runs(runs_file)
     data = Data(runs, out, quick)
-    data.prepare(DEFAULT_JOBS if jobs is None else jobs)
+    data.prepare(jobs)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(source),
         undefined=jinja2.StrictUndefined,

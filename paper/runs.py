@@ -265,9 +265,10 @@ class Data:
         self._code = code_digest()
         self._alias_run = {alias: run for run in runs.values() for alias in run.datasets}
 
-    def prepare(self, jobs: int = 1) -> None:
-        """Run (or reuse) every declared run, `jobs` at a time, each on its share of the cores
-        (thread_share); a failure is raised once all have ended."""
+    def prepare(self, jobs: int | None = None) -> None:
+        """Run (or reuse) every declared run, `jobs` at a time (None: DEFAULT_JOBS) in their declared
+        order, each on its share of the cores (thread_share); a failure is raised once all have ended."""
+        jobs = DEFAULT_JOBS if jobs is None else jobs
         pending = [run for run in self.runs.values() if run.name not in self.outputs]
         threads = thread_share(jobs)
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
