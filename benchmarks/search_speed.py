@@ -1,7 +1,7 @@
 """The phase diagram's search over all of W and b against an earlier version of the code, in one run.
 
     python benchmarks/search_speed.py [--baseline f5a2f96] [--config configs/paper/twenty_in_five_quick.toml]
-        [--importance-decay 0.7] [--rounds 1]
+        [--importance-decay 0.7] [--rounds 1] [--threads 1]
 
 Computes the family's phase diagram (theory.phase_diagram without its
 search) once, on the config's grid restricted to the --importance-decay
@@ -9,9 +9,10 @@ values given ('all' keeps the config's), then runs the search over all of W
 and b on it (theory.diagram.search_optimum: L-BFGS-B on the sample-average
 loss from every start, the polish, the Monte Carlo re-score) in this checkout
 and in --baseline (a git revision, checked out into a temporary worktree),
-alternately, each in its own process with a cache folder of its own,
---rounds times. Prints the median wall time of each, their ratio, and whether
-the two searched Diagrams are identical bit for bit (attributes aside). The
+alternately, each in its own process with a cache folder of its own (and
+--threads numba threads where given), --rounds times. Prints the median wall
+time of each, their ratio, and whether the two searched Diagrams are
+identical bit for bit (attributes aside). The
 default baseline is the last version before the sample-average kernel's
 vectorised paths; both versions must have search_optimum.
 """
@@ -49,11 +50,14 @@ SEARCH_COMMAND = (
 )
 
 
-def run(tree: Path, command: str, args: list[str], cache: Path) -> float:
-    """Seconds `python -c command args` takes in the checkout at tree with the cache folder `cache`."""
+def run(tree: Path, command: str, args: list[str], cache: Path, threads: int | None = None) -> float:
+    """Seconds `python -c command args` takes in the checkout at tree with the cache folder `cache` (and at
+    most `threads` numba threads where given)."""
     env = dict(
         os.environ, PYTHONPATH=str(tree), TMS_DROPOUT_PROGRESS_SECONDS="600", TMS_DROPOUT_CACHE=str(cache)
     )
+    if threads is not None:
+        env["NUMBA_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", command, *args], cwd=tree, env=env, check=True)
     return time.perf_counter() - start
@@ -69,7 +73,10 @@ def main():
         "--importance-decay", default="0.7", help="comma-separated decays of the config's to keep, or 'all'"
     )
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="numba threads (default: the machine's)")
     args = parser.parse_args()
+    if args.rounds < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--rounds and --threads must be at least 1")
     with tempfile.TemporaryDirectory() as scratch, checkout(args.baseline) as baseline:
         scratch = Path(scratch)
         family = scratch / "family.nc"
@@ -82,12 +89,16 @@ def main():
             for name, tree in (("baseline", baseline), ("this", ROOT)):
                 out = scratch / f"{name}_{round_}.nc"
                 cache = scratch / f"cache_{name}"  # the kernels compiled in round 0, kept after it
-                times[name].append(run(tree, SEARCH_COMMAND, [str(family), str(out)], cache))
+                times[name].append(run(tree, SEARCH_COMMAND, [str(family), str(out)], cache, args.threads))
                 print(f"  round {round_}: {name} {times[name][-1]:.1f} s", flush=True)
         old, new = (statistics.median(times[k]) for k in ("baseline", "this"))
         pairs = [(scratch / f"baseline_{r}.nc", scratch / f"this_{r}.nc") for r in range(args.rounds)]
         same = all(identical(old_out, new_out) for old_out, new_out in pairs)
-        print(f"median of {args.rounds} round(s): baseline {args.baseline} {old:.1f} s, this {new:.1f} s")
+        threads = "the machine's" if args.threads is None else args.threads
+        print(
+            f"median of {args.rounds} round(s), numba threads {threads}: "
+            f"baseline {args.baseline} {old:.1f} s, this {new:.1f} s"
+        )
         verdict = "the searched Diagrams are identical" if same else "THE DIAGRAMS DIFFER"
         print(f"ratio {old / new:.2f}x; {verdict}")
 

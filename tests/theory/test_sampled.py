@@ -3,6 +3,7 @@
 
 from dataclasses import replace
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -10,7 +11,7 @@ import xarray as xr
 from hypothesis import given, settings
 
 from tests.cli_helpers import run_cli
-from theory import Grid, InputError, Setup, minimize_loss, phase_diagram
+from theory import Grid, InputError, Setup, minimize_loss, phase_diagram, sampled
 from theory.compiled_loss import expected_loss_and_grad_many_compiled, expected_loss_compiled
 from theory.diagram import search_optimum
 from theory.sampled import (
@@ -61,25 +62,82 @@ def test_compiled_sampled_loss_and_gradient_match_autograd(sparsity, p):
     np.testing.assert_allclose(grad_b, ref_b, rtol=1e-10, atol=1e-14)
 
 
-def test_kernel_paths_for_few_and_many_active_features_and_outputs_match_autograd():
-    """The kernel skips inactive features and clipped outputs where they are few (a quarter of n or
-    less) and runs over all of them otherwise: dense and sparse cells, outputs mostly passing or mostly
-    clipped, take every path (checked here), and each agrees with autograd."""
-    paths = set()
+def test_the_kernel_matches_autograd_on_sparse_and_dense_cells_with_outputs_passing_or_clipped():
+    """Few and many active features, outputs mostly passing or mostly clipped: the kernel agrees with
+    autograd in each."""
     for sparsity, bias in [(0.2, 0.0), (0.9, -0.6), (0.6, -0.2)]:
         setup = Setup(20, 5, sparsity=sparsity, importance=0.9 ** np.arange(20), p=0.3)
         objective = SampledLoss.draw(setup, 4000, seed=7)
         rng = np.random.default_rng(2)
         W, b = rng.normal(0, 0.5, (5, 20)), bias + rng.normal(0, 0.3, 20)
-        out = ((objective.x @ W.T) * objective.mask) @ W + b
-        for name, count in (("active", (objective.x != 0).sum(1)), ("passing", (out > 0).sum(1))):
-            paths |= {(name, bool(many)) for many in np.unique(4 * count > 20)}
         value, grad_W, grad_b = objective.loss_and_grad(W, b)
         ref_value, ref_W, ref_b = _torch_reference(objective, W, b)
         assert value == pytest.approx(ref_value, rel=1e-12)
         np.testing.assert_allclose(grad_W, ref_W, rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(grad_b, ref_b, rtol=1e-10, atol=1e-14)
-    assert paths == {(name, many) for name in ("active", "passing") for many in (False, True)}
+
+
+def _sample_by_sample(W, b, x, mask, importance):
+    """The sampled stratum as the kernel's docstring defines its order: per block of samples (theory.sampled
+    splits them into 64), per sample, each sum over features or units from 0 in index order, the
+    sample's loss and gradient added to the block's; then the blocks summed in order. Python floats."""
+    m, n = W.shape
+    N, blocks = len(x), 64
+    total, grad_W, grad_b = 0.0, np.zeros((m, n)), np.zeros(n)
+    for block in range(blocks):
+        block_loss, block_W, block_b = 0.0, np.zeros((m, n)), np.zeros(n)
+        for s in range(block * N // blocks, (block + 1) * N // blocks):
+            h = [0.0] * m
+            for j in range(m):
+                for i in range(n):
+                    h[j] += W[j, i] * x[s, i]
+                h[j] *= mask[s, j]
+            g, loss = [0.0] * n, 0.0
+            for i in range(n):
+                out = b[i]
+                for j in range(m):
+                    out += W[j, i] * h[j]
+                r = out - x[s, i] if out > 0.0 else x[s, i]
+                loss += importance[i] * r * r
+                g[i] = 2.0 * importance[i] * r if out > 0.0 else 0.0
+            block_loss += loss
+            dh = [0.0] * m
+            for j in range(m):
+                for i in range(n):
+                    dh[j] += W[j, i] * g[i]
+                dh[j] *= mask[s, j]
+            for i in range(n):
+                block_b[i] += g[i]
+            for j in range(m):
+                for i in range(n):
+                    block_W[j, i] += g[i] * h[j]
+                    block_W[j, i] += dh[j] * x[s, i]
+        total += block_loss
+        grad_W += block_W
+        grad_b += block_b
+    return total / N, grad_W / N, grad_b / N
+
+
+def test_the_kernel_sums_in_one_order_whatever_its_chunk_and_threads():
+    """Vectorised across samples, the kernel still adds every sum's terms in one order: bit for bit the
+    loop over samples above, with chunks of 1, 3 or 7 samples (and a last one shorter) or the default,
+    on one thread or two."""
+    setup = Setup(7, 3, sparsity=0.5, importance=0.8 ** np.arange(7), p=0.3)
+    objective = SampledLoss.draw(setup, 2600, seed=5)  # blocks of 40 and 41 samples
+    rng = np.random.default_rng(3)
+    W, b = rng.normal(0, 0.7, (3, 7)), rng.normal(0, 0.3, 7)
+    importance = np.ascontiguousarray(setup.importance_array)
+    expected = _sample_by_sample(W, b, objective.x, objective.mask, importance)
+    threads = numba.get_num_threads()
+    try:
+        for count in {1, min(2, numba.config.NUMBA_NUM_THREADS)}:
+            numba.set_num_threads(count)
+            for chunk in (1, 3, 7, sampled.CHUNK):
+                got = sampled._loss_and_grad(W, b, objective.x, objective.mask, importance, chunk)
+                assert got[0] == expected[0]
+                assert np.array_equal(got[1], expected[1]) and np.array_equal(got[2], expected[2])
+    finally:
+        numba.set_num_threads(threads)
 
 
 def test_samples_have_two_active_features_and_the_average_estimates_the_exact_loss():
