@@ -312,17 +312,27 @@ def _at_least(density: np.ndarray, count: int) -> np.ndarray:
 
 def _draw_several(density: np.ndarray, n_samples: int, rng: np.random.Generator) -> np.ndarray:
     """n_samples inputs drawn given that at least two features are active (exactly, feature by feature:
-    with r more needed, feature i is active with chance d_i T[i+1, r-1] / T[i, r])."""
-    n = len(density)
+    with r more needed, feature i is active with chance d_i T[i+1, r-1] / T[i, r]). Per feature, the
+    n_samples uniforms that decide which samples have it active, then its n_samples values."""
     T = _at_least(density, 2)
     need = np.full(n_samples, 2)
-    x = np.zeros((n_samples, n))
-    for i in range(n):
-        chance = np.where(need > 0, density[i] * T[i + 1, np.maximum(need - 1, 0)] / T[i, need], density[i])
-        on = rng.random(n_samples) < chance
-        x[:, i] = rng.random(n_samples) * on
-        need = np.maximum(need - on, 0)
+    x = np.zeros((n_samples, len(density)))
+    for i in range(len(density)):
+        decide = rng.random(n_samples)
+        _feature_of_several(x, i, need, decide, rng.random(n_samples), density[i], T)
     return x
+
+
+@nb.njit(cache=True)
+def _feature_of_several(x, i, need, decide, values, density, T):
+    """Feature i of _draw_several: active where decide < its chance given what each sample still needs,
+    then x[:, i] its value there (0 elsewhere) and need one less."""
+    for s in range(len(need)):
+        r = need[s]
+        chance = density * T[i + 1, r - 1] / T[i, r] if r > 0 else density
+        if decide[s] < chance:
+            x[s, i] = values[s]
+            need[s] = max(r - 1, 0)
 
 
 @dataclass(frozen=True)
