@@ -672,8 +672,8 @@ def main():
         dest="search",
         action="store_false",
         help="the composite family alone: skip the phase diagram's search over all of W, b at every cell "
-        "and the head + tail structure fits where it wins (on the study's grid, about 19 of the run's "
-        "31 minutes on 2 cores)",
+        "and the head + tail structure fits where it wins (on the study's grid, about 18 of the run's "
+        "37 minutes on one core)",
     )
     args = parser.parse_args()
     if args.summary:
