@@ -91,6 +91,19 @@ def _add_rows(acc, rows, coefficients, count):
         r += 1
 
 
+@nb.njit(cache=True, inline="always")
+def _dropped_products(target, rows, W, mask, start, count):
+    """target[j, s] = mask[start + s, j] * (0 + W[j, 0] rows[0, s] + W[j, 1] rows[1, s] + ...) for
+    s < count: D W v for each of the chunk's vectors v (rows: one per feature)."""
+    for j in range(W.shape[0]):
+        tj = target[j]
+        for s in range(count):
+            tj[s] = 0.0
+        _add_rows(tj, rows, W[j], count)
+        for s in range(count):
+            tj[s] *= mask[start + s, j]
+
+
 @nb.njit(cache=True)
 def _chunk(W, WT, b, x, mask, importance, start, count, scratch, block_W, block_b, loss):
     """Samples start, ..., start + count - 1 of the module docstring's average: adds their gradient to
@@ -107,13 +120,7 @@ def _chunk(W, WT, b, x, mask, importance, start, count, scratch, block_W, block_
     for i in range(n):
         for s in range(count):
             xT[i, s] = x[start + s, i]
-    for j in range(m):  # h = D W x
-        hj = h[j]
-        for s in range(count):
-            hj[s] = 0.0
-        _add_rows(hj, xT, W[j], count)
-        for s in range(count):
-            hj[s] *= mask[start + s, j]
+    _dropped_products(h, xT, W, mask, start, count)  # h = D W x
     for i in range(n):  # outputs: b + W^T h
         oi = out[i]
         for s in range(count):
@@ -131,13 +138,7 @@ def _chunk(W, WT, b, x, mask, importance, start, count, scratch, block_W, block_
             oi[s] = 2.0 * weight * r if o > 0.0 else 0.0
     for s in range(count):
         loss += total[s]
-    for j in range(m):  # dh = D W g
-        dj = dh[j]
-        for s in range(count):
-            dj[s] = 0.0
-        _add_rows(dj, out, W[j], count)
-        for s in range(count):
-            dj[s] *= mask[start + s, j]
+    _dropped_products(dh, out, W, mask, start, count)  # dh = D W g
     for i in range(n):  # g and x sample by sample (rows padded with zeros), for the accumulation
         for s in range(count):
             gS[s, i] = out[i, s]
