@@ -66,9 +66,10 @@ SELECT_SEED = 3
 #: (itself a sample) past 1e-10 buys nothing; 500 iterations reach 1e-4 of the limit at 20 in 5.
 OPTIONS = {"maxiter": 500, "ftol": 1e-10, "gtol": 1e-8}
 _BLOCKS = 64
-#: Samples the kernel takes at once within a block: its scratch arrays (3n + 2m + 1 rows of CHUNK and two
-#: of n rounded up to 8; 36 KB at 20 in 5) stay in the core's cache (64 and 128 ran 9% faster than 256
-#: at 20 in 5 on one thread). The result does not depend on it: each sum keeps its order.
+#: Samples the kernel takes at once within a block: its scratch arrays (2n + 2m + 1 rows of CHUNK numbers,
+#: and two of CHUNK rows of n rounded up to 8: 51 KB at 20 in 5) stay in the core's cache (64 and 128 ran
+#: 9% faster than 256 at 20 in 5 on one thread). The result does not depend on it: each sum keeps its
+#: order.
 CHUNK = 64
 
 
