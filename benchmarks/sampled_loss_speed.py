@@ -9,7 +9,7 @@ at one fixed model: the median seconds per evaluation over --rounds rounds
 of 20, and the spread of L_N over --seeds samples (their standard deviation
 over their mean), which is what a search ranks end points by. Each version
 runs in its own process (--baseline checked out into a temporary git
-worktree; --threads: numba's threads in each, default the machine's); the
+worktree; --threads: its numba, OpenMP and BLAS threads, default the machine's); the
 rounds alternate between them. Prints a row per cell with both versions side
 by side, their ratio, and whether L_N and its gradient at the fixed model on
 the seed-0 sample are the same bit for bit.
@@ -27,6 +27,8 @@ import tempfile
 from pathlib import Path
 
 from worktree import ROOT, checkout
+
+from paper.runs import with_threads
 
 #: One round in one version: argv p values, seeds; prints one JSON object per cell.
 MEASURE = r"""
@@ -58,11 +60,9 @@ for p in ps:
 
 
 def measure(tree: Path, ps: str, seeds: int, cache: Path, threads: int | None) -> list[dict]:
-    """One round of MEASURE in the checkout at tree (its own cache folder; at most `threads` numba threads
-    where given)."""
-    env = dict(os.environ, PYTHONPATH=str(tree), TMS_DROPOUT_CACHE=str(cache))
-    if threads is not None:
-        env["NUMBA_NUM_THREADS"] = str(threads)
+    """One round of MEASURE in the checkout at tree (its own cache folder; at most `threads` threads of
+    each kind where given)."""
+    env = with_threads(dict(os.environ, PYTHONPATH=str(tree), TMS_DROPOUT_CACHE=str(cache)), threads)
     out = subprocess.run(
         [sys.executable, "-c", MEASURE, ps, str(seeds)], cwd=tree, env=env, check=True, capture_output=True
     )
@@ -77,7 +77,9 @@ def main():
     parser.add_argument("--p", default="0,0.4", help="comma-separated dropout rates")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=40, help="samples drawn to measure L_N's spread")
-    parser.add_argument("--threads", type=int, default=None, help="numba threads (default: the machine's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="numba, OpenMP and BLAS threads (default: the machine's)"
+    )
     args = parser.parse_args()
     if args.rounds < 1 or args.seeds < 2 or (args.threads is not None and args.threads < 1):
         parser.error("--rounds and --threads must be at least 1 and --seeds at least 2")
@@ -91,7 +93,7 @@ def main():
             print(f"round {round_ + 1} of {args.rounds} done", file=sys.stderr, flush=True)
     threads = "the machine's" if args.threads is None else args.threads
     print(f"20 in 5, importance 0.9**i: L_N and its gradient at one model, baseline {args.baseline} and this")
-    print(f"checkout, numba threads: {threads}")
+    print(f"checkout, threads: {threads}")
     print(f"(median of {args.rounds} rounds of 20 evaluations; spread of L_N over {args.seeds} samples)")
     header = ("p", 4), ("density", 8), ("baseline ms", 12), ("this ms", 8), ("ratio", 6), ("spread base", 12)
     print(" ".join(f"{name:>{width}}" for name, width in header), f"{'this':>8}", "same bits")

@@ -10,7 +10,7 @@ and b on it (theory.diagram.search_optimum: L-BFGS-B on the sample-average
 loss from every start, the polish, the Monte Carlo re-score) in this checkout
 and in --baseline (a git revision, checked out into a temporary worktree),
 alternately, each in its own process with a cache folder of its own (and
---threads numba threads where given), --rounds times. Prints the median wall
+--threads numba, OpenMP and BLAS threads where given), --rounds times. Prints the median wall
 time of each, their ratio, and whether the two searched Diagrams are
 identical bit for bit (attributes aside). The
 default baseline is the last version before the sample-average kernel's
@@ -33,6 +33,8 @@ import xarray as xr
 from diagram_speed import identical
 from worktree import ROOT, checkout
 
+from paper.runs import with_threads
+
 #: The family's diagram on a config's grid (argv: config, importance decays or 'all', out), saved.
 FAMILY_COMMAND = (
     "import dataclasses, sys; from theory.candidates import catalogue; "
@@ -52,12 +54,11 @@ SEARCH_COMMAND = (
 
 def run(tree: Path, command: str, args: list[str], cache: Path, threads: int | None = None) -> float:
     """Seconds `python -c command args` takes in the checkout at tree with the cache folder `cache` (and at
-    most `threads` numba threads where given)."""
+    most `threads` threads of each kind where given)."""
     env = dict(
         os.environ, PYTHONPATH=str(tree), TMS_DROPOUT_PROGRESS_SECONDS="600", TMS_DROPOUT_CACHE=str(cache)
     )
-    if threads is not None:
-        env["NUMBA_NUM_THREADS"] = str(threads)
+    env = with_threads(env, threads)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", command, *args], cwd=tree, env=env, check=True)
     return time.perf_counter() - start
@@ -73,7 +74,9 @@ def main():
         "--importance-decay", default="0.7", help="comma-separated decays of the config's to keep, or 'all'"
     )
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None, help="numba threads (default: the machine's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="numba, OpenMP and BLAS threads (default: the machine's)"
+    )
     args = parser.parse_args()
     if args.rounds < 1 or (args.threads is not None and args.threads < 1):
         parser.error("--rounds and --threads must be at least 1")
@@ -96,7 +99,7 @@ def main():
         same = all(identical(old_out, new_out) for old_out, new_out in pairs)
         threads = "the machine's" if args.threads is None else args.threads
         print(
-            f"median of {args.rounds} round(s), numba threads {threads}: "
+            f"median of {args.rounds} round(s), threads {threads}: "
             f"baseline {args.baseline} {old:.1f} s, this {new:.1f} s"
         )
         verdict = "the searched Diagrams are identical" if same else "THE DIAGRAMS DIFFER"

@@ -148,6 +148,12 @@ def _argv(command: str, out: Path) -> list[str]:
 THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def with_threads(env: dict[str, str], threads: int | None) -> dict[str, str]:
+    """env with its numba, OpenMP and BLAS threads (THREAD_VARIABLES) capped at `threads`; as it is for
+    None."""
+    return env if threads is None else {**env, **dict.fromkeys(THREAD_VARIABLES, str(threads))}
+
+
 #: Runs at once by default: two (one on a machine of one core). On 2 cores one thread per run wastes less
 #: than two per run, one run after another (the quick build in one script: 388 s with 2 jobs, 476 s with
 #: 1); the runs start longest first (paper/runs.toml), so the longest is not left to run alone at the end.
@@ -172,7 +178,7 @@ class Finished:
 def _stream(argv: list[str], log: Path, threads: int | None = None) -> Finished:
     """Run argv in the checkout, its output to `log` and to stderr (line by line, so progress shows);
     with `threads`, its numba, OpenMP and BLAS threads at most that many."""
-    env = None if threads is None else {**os.environ, **dict.fromkeys(THREAD_VARIABLES, str(threads))}
+    env = None if threads is None else with_threads(dict(os.environ), threads)
     with open(log, "w") as f:
         process = subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1

@@ -79,10 +79,10 @@ def test_the_kernel_matches_autograd_on_sparse_and_dense_cells_with_outputs_pass
 
 def _sample_by_sample(W, b, x, mask, importance):
     """The sampled stratum as the kernel's docstring defines its order: per block of samples (theory.sampled
-    splits them into 64), per sample, each sum over features or units from 0 in index order, the
+    splits them into _BLOCKS), per sample, each sum over features or units from 0 in index order, the
     sample's loss and gradient added to the block's; then the blocks summed in order. Python floats."""
     m, n = W.shape
-    N, blocks = len(x), 64
+    N, blocks = len(x), sampled._BLOCKS
     total, grad_W, grad_b = 0.0, np.zeros((m, n)), np.zeros(n)
     for block in range(blocks):
         block_loss, block_W, block_b = 0.0, np.zeros((m, n)), np.zeros(n)
